@@ -1,0 +1,108 @@
+#pragma once
+// The Communicator concept (docs/concepts.md#communicator).
+//
+// Transports move bytes between ranks; collectives are built on them. A
+// driver sees only this interface, so the same algorithm runs on threads,
+// TCP, MPI or the virtual-time simulator.
+//
+//   c.rank(), c.size()                                   -> int
+//   c.send(int dst, int tag, std::span<const std::byte>)
+//   c.recv(int src, int tag, wire::buffer& out) -> int   src may be comm::any_source;
+//                                                        returns the sender's rank
+//   c.barrier()
+//   c.allreduce(std::span<float>, comm::reduce_op)       in place, on every rank
+//   c.allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all)
+//   c.broadcast(wire::buffer&, int root)
+//   c.iallreduce(std::span<float>, comm::reduce_op) -> a Request
+// A Request has wait(), test() -> bool and wait_for(comm::duration) -> bool.
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <vector>
+#include <loco/comm/types.hpp>
+#include <loco/wire/buffer.hpp>
+
+namespace loco::concepts::detail {
+
+template <class R>
+concept request_like = requires(R& r, comm::duration timeout) {
+  r.wait();
+  { r.test() } -> std::convertible_to<bool>;
+  { r.wait_for(timeout) } -> std::convertible_to<bool>;
+};
+
+template <class C>
+concept comm_has_rank_size = requires(const C& c) {
+  { c.rank() } -> std::convertible_to<int>;
+  { c.size() } -> std::convertible_to<int>;
+};
+
+template <class C>
+concept comm_has_point_to_point =
+    requires(C& c, int peer, int tag, std::span<const std::byte> bytes, wire::buffer& out) {
+      c.send(peer, tag, bytes);
+      { c.recv(peer, tag, out) } -> std::convertible_to<int>;
+    };
+
+template <class C>
+concept comm_has_barrier = requires(C& c) { c.barrier(); };
+
+template <class C>
+concept comm_has_allreduce = requires(C& c, std::span<float> v, comm::reduce_op op) {
+  c.allreduce(v, op);
+};
+
+template <class C>
+concept comm_has_allgather =
+    requires(C& c, std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+      c.allgather(mine, all);
+    };
+
+template <class C>
+concept comm_has_broadcast = requires(C& c, wire::buffer& b, int root) { c.broadcast(b, root); };
+
+template <class C>
+concept comm_has_iallreduce = requires(C& c, std::span<float> v, comm::reduce_op op) {
+  { c.iallreduce(v, op) } -> request_like;
+};
+
+}  // namespace loco::concepts::detail
+
+namespace loco {
+
+template <class C>
+concept Communicator =
+    concepts::detail::comm_has_rank_size<C> && concepts::detail::comm_has_point_to_point<C> &&
+    concepts::detail::comm_has_barrier<C> && concepts::detail::comm_has_allreduce<C> &&
+    concepts::detail::comm_has_allgather<C> && concepts::detail::comm_has_broadcast<C> &&
+    concepts::detail::comm_has_iallreduce<C>;
+
+template <class C>
+constexpr bool check_communicator() {
+  using namespace concepts::detail;
+  static_assert(comm_has_rank_size<C>,
+                "loco: a Communicator needs rank() const and size() const returning int; "
+                "see docs/concepts.md#communicator");
+  static_assert(comm_has_point_to_point<C>,
+                "loco: a Communicator needs send(int dst, int tag, std::span<const std::byte>) and "
+                "recv(int src, int tag, wire::buffer&) returning the sender; "
+                "see docs/concepts.md#communicator");
+  static_assert(comm_has_barrier<C>,
+                "loco: a Communicator needs barrier(); see docs/concepts.md#communicator");
+  static_assert(comm_has_allreduce<C>,
+                "loco: a Communicator needs allreduce(std::span<float>, comm::reduce_op); "
+                "see docs/concepts.md#communicator");
+  static_assert(comm_has_allgather<C>,
+                "loco: a Communicator needs allgather(std::span<const std::byte>, "
+                "std::vector<wire::buffer>&); see docs/concepts.md#communicator");
+  static_assert(comm_has_broadcast<C>,
+                "loco: a Communicator needs broadcast(wire::buffer&, int root); "
+                "see docs/concepts.md#communicator");
+  static_assert(comm_has_iallreduce<C>,
+                "loco: a Communicator needs iallreduce(std::span<float>, comm::reduce_op) returning "
+                "a request with wait(), test() and wait_for(timeout); "
+                "see docs/concepts.md#communicator");
+  return true;
+}
+
+}  // namespace loco

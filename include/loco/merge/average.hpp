@@ -1,0 +1,28 @@
+#pragma once
+// x <- the average, on the synchronised coordinates (all of them when
+// dense): plain model averaging of local and mini-batch SGD.
+#include <cstddef>
+#include <span>
+#include <loco/merge/inputs.hpp>
+#include <loco/merge/detail/check.hpp>
+
+namespace loco::merge {
+
+class average {
+ public:
+  template <class T>
+  void apply(const inputs<T>& in, std::span<T> x) const {
+    detail::check_shapes("merge::average", in, x.size());
+    if (in.dense()) {
+      for (std::size_t j = 0; j < in.average.size(); ++j) x[j] = in.average[j];
+    } else {
+      for (std::size_t k = 0; k < in.support.size(); ++k) x[in.support[k]] = in.average[k];
+    }
+  }
+};
+
+// LOSCAR's naive baseline: the same formula under the name the paper uses.
+// It discards the progress made while the average was in flight.
+class overwrite : public average {};
+
+}  // namespace loco::merge
