@@ -46,6 +46,7 @@ struct done_request {
   void wait() {}
   bool test() { return true; }
   bool wait_for(loco::comm::duration) { return true; }
+  int source() const { return 0; }
 };
 // A world of one rank.
 struct solo {
@@ -60,6 +61,11 @@ struct solo {
     all[0].assign(mine);
   }
   void broadcast(loco::wire::buffer&, int) {}
+  void gather(std::span<const std::byte> mine, std::vector<loco::wire::buffer>& all, int) {
+    allgather(mine, all);
+  }
+  done_request isend(int, int, std::span<const std::byte>) { return {}; }
+  done_request irecv(int, int, loco::wire::buffer&) { return {}; }
   done_request iallreduce(std::span<float>, loco::comm::reduce_op) { return {}; }
 };
 struct solo_without_barrier {

@@ -13,8 +13,17 @@
 //   c.allreduce(std::span<float>, comm::reduce_op)       in place, on every rank
 //   c.allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all)
 //   c.broadcast(wire::buffer&, int root)
-//   c.iallreduce(std::span<float>, comm::reduce_op) -> a Request
-// A Request has wait(), test() -> bool and wait_for(comm::duration) -> bool.
+//   c.gather(std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root)
+//                                                        all is filled on root only
+// Non-blocking forms return a Request; the operation progresses while the
+// caller computes (a progress thread or the transport's own machinery):
+//   c.isend(int dst, int tag, std::span<const std::byte>) -> Request   bytes must outlive it
+//   c.irecv(int src, int tag, wire::buffer& out) -> Request            src may be any_source
+//   c.iallreduce(std::span<float>, comm::reduce_op) -> Request         span must outlive it
+// A Request has wait(), test() -> bool, wait_for(comm::duration) -> bool and
+// source() -> int (the sender, for irecv). Implementations also offer double
+// for allreduce/iallreduce; every blocking call honours the communicator's
+// timeout and throws loco::peer_lost rather than hang.
 #include <concepts>
 #include <cstddef>
 #include <span>
@@ -29,6 +38,7 @@ concept request_like = requires(R& r, comm::duration timeout) {
   r.wait();
   { r.test() } -> std::convertible_to<bool>;
   { r.wait_for(timeout) } -> std::convertible_to<bool>;
+  { r.source() } -> std::convertible_to<int>;
 };
 
 template <class C>
@@ -62,6 +72,19 @@ template <class C>
 concept comm_has_broadcast = requires(C& c, wire::buffer& b, int root) { c.broadcast(b, root); };
 
 template <class C>
+concept comm_has_gather =
+    requires(C& c, std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root) {
+      c.gather(mine, all, root);
+    };
+
+template <class C>
+concept comm_has_nonblocking_p2p =
+    requires(C& c, int peer, int tag, std::span<const std::byte> bytes, wire::buffer& out) {
+      { c.isend(peer, tag, bytes) } -> request_like;
+      { c.irecv(peer, tag, out) } -> request_like;
+    };
+
+template <class C>
 concept comm_has_iallreduce = requires(C& c, std::span<float> v, comm::reduce_op op) {
   { c.iallreduce(v, op) } -> request_like;
 };
@@ -75,6 +98,7 @@ concept Communicator =
     concepts::detail::comm_has_rank_size<C> && concepts::detail::comm_has_point_to_point<C> &&
     concepts::detail::comm_has_barrier<C> && concepts::detail::comm_has_allreduce<C> &&
     concepts::detail::comm_has_allgather<C> && concepts::detail::comm_has_broadcast<C> &&
+    concepts::detail::comm_has_gather<C> && concepts::detail::comm_has_nonblocking_p2p<C> &&
     concepts::detail::comm_has_iallreduce<C>;
 
 template <class C>
@@ -98,9 +122,16 @@ constexpr bool check_communicator() {
   static_assert(comm_has_broadcast<C>,
                 "loco: a Communicator needs broadcast(wire::buffer&, int root); "
                 "see docs/concepts.md#communicator");
+  static_assert(comm_has_gather<C>,
+                "loco: a Communicator needs gather(std::span<const std::byte>, "
+                "std::vector<wire::buffer>&, int root); see docs/concepts.md#communicator");
+  static_assert(comm_has_nonblocking_p2p<C>,
+                "loco: a Communicator needs isend(int, int, std::span<const std::byte>) and "
+                "irecv(int, int, wire::buffer&) returning requests with wait(), test(), "
+                "wait_for(timeout) and source(); see docs/concepts.md#communicator");
   static_assert(comm_has_iallreduce<C>,
                 "loco: a Communicator needs iallreduce(std::span<float>, comm::reduce_op) returning "
-                "a request with wait(), test() and wait_for(timeout); "
+                "a request with wait(), test(), wait_for(timeout) and source(); "
                 "see docs/concepts.md#communicator");
   return true;
 }
