@@ -1,0 +1,412 @@
+#pragma once
+// comm::in_process: n workers as threads of one process, the embedded
+// default. Collectives work on the callers' memory directly (no dense
+// vector is serialised): in an allreduce each rank reduces its 1/n slice of
+// every rank's vector, then copies the other slices, so the work is spread
+// over the ranks and every rank gets bit-identical results.
+//
+// Collectives and barrier() run on a per-rank progress thread in the order
+// they were issued, so iallreduce() really proceeds while the caller computes.
+// Point-to-point messages are copied into the receiver's mailbox at send time.
+//
+//   loco::comm::run_in_process(4, [](loco::comm::in_process& comm) { ... });
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+#include <loco/comm/detail/progress_thread.hpp>
+#include <loco/comm/detail/world_barrier.hpp>
+#include <loco/comm/request.hpp>
+#include <loco/comm/types.hpp>
+#include <loco/error.hpp>
+#include <loco/wire/buffer.hpp>
+
+namespace loco::comm {
+
+struct in_process_options {
+  // How long any wait (a collective, a recv) may take before the missing
+  // peer is reported as loco::peer_lost.
+  duration timeout{30000};
+};
+
+namespace detail {
+
+// State shared by the ranks of one in-process world.
+class in_process_world {
+ public:
+  in_process_world(int n, in_process_options opt)
+      : size(n), options(opt), barrier(n, opt.timeout),
+        slots(static_cast<std::size_t>(n)), mailboxes(static_cast<std::size_t>(n)) {}
+
+  struct slot {
+    const void* data = nullptr;
+    std::size_t count = 0;  // elements (reductions) or bytes (byte collectives)
+  };
+  struct message {
+    int source;
+    int tag;
+    wire::buffer bytes;
+  };
+  // A receive posted by irecv() before its message arrived.
+  struct pending_receive {
+    int source;
+    int tag;
+    wire::buffer* out;
+    std::shared_ptr<completion> done;
+  };
+  struct mailbox {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<message> queue;
+    std::deque<pending_receive> pending;
+  };
+
+  wire::buffer take_spare() {
+    std::lock_guard lock(spare_mutex);
+    if (spares.empty()) return {};
+    auto b = std::move(spares.back());
+    spares.pop_back();
+    return b;
+  }
+  void give_spare(wire::buffer&& b) {
+    std::lock_guard lock(spare_mutex);
+    spares.push_back(std::move(b));
+  }
+  void abort(int rank, const std::string& why) {
+    barrier.abort(rank, why);
+    for (auto& box : mailboxes) {
+      std::lock_guard lock(box.mutex);
+      for (auto& p : box.pending) p.done->finish(-1, std::make_exception_ptr(peer_lost(rank, why)));
+      box.pending.clear();
+      box.cv.notify_all();
+    }
+  }
+
+  const int size;
+  const in_process_options options;
+  world_barrier barrier;
+  std::vector<slot> slots;
+  std::vector<mailbox> mailboxes;
+  std::mutex spare_mutex;
+  std::vector<wire::buffer> spares;  // recycled message buffers: no allocation in steady state
+};
+
+}  // namespace detail
+
+class in_process {
+ public:
+  in_process(std::shared_ptr<detail::in_process_world> world, int rank)
+      : world_(std::move(world)), rank_(rank) {
+    if (!world_ || rank < 0 || rank >= world_->size) {
+      throw config_error("comm::in_process: rank " + std::to_string(rank) + " outside [0, " +
+                         std::to_string(world_ ? world_->size : 0) + ")");
+    }
+  }
+  in_process(const in_process&) = delete;
+  in_process& operator=(const in_process&) = delete;
+  ~in_process() {
+    // Pending receives point into the caller's buffers: withdraw them.
+    auto& box = world_->mailboxes[static_cast<std::size_t>(rank_)];
+    std::lock_guard lock(box.mutex);
+    for (auto& p : box.pending) {
+      p.done->finish(-1, std::make_exception_ptr(error("comm::in_process: communicator destroyed")));
+    }
+    box.pending.clear();
+  }
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return world_->size; }
+  duration timeout() const noexcept { return world_->options.timeout; }
+
+  // ------------------------------------------------------------ point to point
+  void send(int dst, int tag, std::span<const std::byte> bytes) {
+    check_peer(dst, "send");
+    world_->barrier.throw_if_aborted_unlocked();
+    auto& box = world_->mailboxes[static_cast<std::size_t>(dst)];
+    {
+      std::lock_guard lock(box.mutex);
+      // A receive posted earlier gets the bytes directly.
+      for (auto it = box.pending.begin(); it != box.pending.end(); ++it) {
+        if (it->tag == tag && (it->source == any_source || it->source == rank_)) {
+          it->out->assign(bytes);
+          it->done->finish(rank_);
+          box.pending.erase(it);
+          return;
+        }
+      }
+    }
+    auto msg = detail::in_process_world::message{rank_, tag, world_->take_spare()};
+    msg.bytes.assign(bytes);
+    {
+      std::lock_guard lock(box.mutex);
+      box.queue.push_back(std::move(msg));
+    }
+    box.cv.notify_all();
+  }
+
+  // Receives the oldest message from src (or any rank) with this tag; returns the sender.
+  int recv(int src, int tag, wire::buffer& out) {
+    if (src != any_source) check_peer(src, "recv");
+    auto& box = world_->mailboxes[static_cast<std::size_t>(rank_)];
+    std::unique_lock lock(box.mutex);
+    int from = -1;
+    const bool got = box.cv.wait_for(lock, world_->options.timeout, [&] {
+      from = try_take(box, src, tag, out);
+      return from >= 0 || world_->barrier.aborted();
+    });
+    if (from >= 0) return from;
+    lock.unlock();
+    world_->barrier.throw_if_aborted_unlocked();
+    (void)got;
+    throw peer_lost(src, "no message with tag " + std::to_string(tag) + " arrived within " +
+                             std::to_string(world_->options.timeout.count()) + " ms");
+  }
+
+  // The message is copied at once, so the request is already complete.
+  request isend(int dst, int tag, std::span<const std::byte> bytes) {
+    send(dst, tag, bytes);
+    return request{};
+  }
+
+  // Completes when a matching message arrives; wait() gives up after the
+  // communicator's timeout with loco::peer_lost.
+  request irecv(int src, int tag, wire::buffer& out) {
+    if (src != any_source) check_peer(src, "irecv");
+    world_->barrier.throw_if_aborted_unlocked();
+    auto done = std::make_shared<detail::completion>();
+    auto& box = world_->mailboxes[static_cast<std::size_t>(rank_)];
+    std::lock_guard lock(box.mutex);
+    const int from = try_take(box, src, tag, out);
+    if (from >= 0) {
+      done->finish(from);
+      return request(done);
+    }
+    done->timeout = world_->options.timeout;
+    done->peer = src;
+    done->timeout_message = "no message with tag " + std::to_string(tag) + " arrived within " +
+                            std::to_string(world_->options.timeout.count()) + " ms";
+    std::weak_ptr<detail::completion> weak = done;
+    // Holds the world, so a request that outlives its communicator is safe;
+    // the cycle through `pending` ends when the entry is removed.
+    done->cancel = [world = world_, me = rank_, weak] {
+      auto& b = world->mailboxes[static_cast<std::size_t>(me)];
+      std::lock_guard guard(b.mutex);
+      auto self = weak.lock();
+      for (auto it = b.pending.begin(); it != b.pending.end(); ++it) {
+        if (it->done == self) {
+          b.pending.erase(it);
+          return true;
+        }
+      }
+      return false;
+    };
+    box.pending.push_back({src, tag, &out, done});
+    return request(done);
+  }
+
+  // ------------------------------------------------------------ collectives
+  void barrier() { ibarrier().wait(); }
+  request ibarrier() {
+    return progress_.submit([this] { world_->barrier.arrive_and_wait(rank_); });
+  }
+
+  template <class T>
+  void allreduce(std::span<T> data, reduce_op op) {
+    iallreduce(data, op).wait();
+  }
+  template <class T>
+  request iallreduce(std::span<T> data, reduce_op op) {
+    static_assert(std::is_arithmetic_v<T>, "comm::in_process::allreduce needs arithmetic values");
+    return progress_.submit([this, data, op] { reduce_now(data, op); });
+  }
+
+  void allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+    iallgather(mine, all).wait();
+  }
+  request iallgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+    return progress_.submit([this, mine, &all] { gather_now(mine, &all, -1); });
+  }
+
+  void gather(std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root) {
+    check_peer(root, "gather");
+    progress_.submit([this, mine, &all, root] { gather_now(mine, &all, root); }).wait();
+  }
+
+  void broadcast(wire::buffer& b, int root) { ibroadcast(b, root).wait(); }
+  request ibroadcast(wire::buffer& b, int root) {
+    check_peer(root, "broadcast");
+    return progress_.submit([this, &b, root] {
+      auto& w = *world_;
+      if (rank_ == root) w.slots[static_cast<std::size_t>(rank_)] = {b.data(), b.size()};
+      w.barrier.arrive_and_wait(rank_);
+      if (rank_ != root) {
+        const auto& s = w.slots[static_cast<std::size_t>(root)];
+        b.assign({static_cast<const std::byte*>(s.data), s.count});
+      }
+      w.barrier.arrive_and_wait(rank_);
+    });
+  }
+
+ private:
+  void check_peer(int peer, const char* what) const {
+    if (peer < 0 || peer >= world_->size) {
+      throw config_error(std::string("comm::in_process::") + what + ": rank " +
+                         std::to_string(peer) + " outside [0, " + std::to_string(world_->size) +
+                         ")");
+    }
+  }
+
+  int try_take(detail::in_process_world::mailbox& box, int src, int tag, wire::buffer& out) {
+    for (auto it = box.queue.begin(); it != box.queue.end(); ++it) {
+      if (it->tag == tag && (src == any_source || it->source == src)) {
+        const int from = it->source;
+        std::swap(out, it->bytes);
+        world_->give_spare(std::move(it->bytes));
+        box.queue.erase(it);
+        return from;
+      }
+    }
+    return -1;
+  }
+
+  template <class T>
+  void reduce_now(std::span<T> data, reduce_op op) {
+    auto& w = *world_;
+    const auto n = static_cast<std::size_t>(w.size);
+    const auto me = static_cast<std::size_t>(rank_);
+    w.slots[me] = {data.data(), data.size()};
+    w.barrier.arrive_and_wait(rank_);
+    for (std::size_t q = 0; q < n; ++q) {
+      if (w.slots[q].count != data.size()) {
+        const std::string msg = "comm::in_process::allreduce: rank " + std::to_string(q) +
+                                " contributed " + std::to_string(w.slots[q].count) +
+                                " values, rank " + std::to_string(rank_) + " " +
+                                std::to_string(data.size());
+        w.barrier.arrive_and_wait(rank_);
+        throw error(msg);
+      }
+    }
+    // Reduce my slice [lo, hi) of everyone's vector in rank order, so every
+    // element is computed once and the result is the same on every rank.
+    const std::size_t d = data.size();
+    const std::size_t lo = d * me / n, hi = d * (me + 1) / n;
+    constexpr std::size_t block = 512;
+    T acc[block];
+    for (std::size_t start = lo; start < hi; start += block) {
+      const std::size_t len = std::min(block, hi - start);
+      const T* first = static_cast<const T*>(w.slots[0].data) + start;
+      std::copy(first, first + len, acc);
+      for (std::size_t q = 1; q < n; ++q) {
+        const T* src = static_cast<const T*>(w.slots[q].data) + start;
+        combine(acc, src, len, op);
+      }
+      if (op == reduce_op::average) {
+        const T count = static_cast<T>(n);
+        for (std::size_t i = 0; i < len; ++i) acc[i] = static_cast<T>(acc[i] / count);
+      }
+      std::copy(acc, acc + len, data.data() + start);
+    }
+    w.barrier.arrive_and_wait(rank_);
+    for (std::size_t q = 0; q < n; ++q) {
+      if (q == me) continue;
+      const std::size_t qlo = d * q / n, qhi = d * (q + 1) / n;
+      const T* src = static_cast<const T*>(w.slots[q].data);
+      std::copy(src + qlo, src + qhi, data.data() + qlo);
+    }
+    w.barrier.arrive_and_wait(rank_);  // nobody reads my vector after this
+  }
+
+  template <class T>
+  static void combine(T* acc, const T* src, std::size_t len, reduce_op op) {
+    switch (op) {
+      case reduce_op::sum:
+      case reduce_op::average:
+        for (std::size_t i = 0; i < len; ++i) acc[i] = static_cast<T>(acc[i] + src[i]);
+        break;
+      case reduce_op::max:
+        for (std::size_t i = 0; i < len; ++i) acc[i] = std::max(acc[i], src[i]);
+        break;
+      case reduce_op::min:
+        for (std::size_t i = 0; i < len; ++i) acc[i] = std::min(acc[i], src[i]);
+        break;
+    }
+  }
+
+  // root < 0: everyone receives (allgather); otherwise only root does.
+  void gather_now(std::span<const std::byte> mine, std::vector<wire::buffer>* all, int root) {
+    auto& w = *world_;
+    w.slots[static_cast<std::size_t>(rank_)] = {mine.data(), mine.size()};
+    w.barrier.arrive_and_wait(rank_);
+    if (root < 0 || root == rank_) {
+      all->resize(static_cast<std::size_t>(w.size));
+      for (std::size_t q = 0; q < static_cast<std::size_t>(w.size); ++q) {
+        (*all)[q].assign({static_cast<const std::byte*>(w.slots[q].data), w.slots[q].count});
+      }
+    }
+    w.barrier.arrive_and_wait(rank_);
+  }
+
+  std::shared_ptr<detail::in_process_world> world_;
+  int rank_;
+  detail::progress_thread progress_;  // last: joined before the members it uses die
+};
+
+// Runs fn(comm) on n threads, one rank each, and returns when all are done.
+// If a rank throws, the others are woken with loco::peer_lost naming it, and
+// the first rank's original exception is rethrown here.
+template <class Fn>
+void run_in_process(int n, Fn&& fn, in_process_options opt = {}) {
+  if (n < 1) throw config_error("run_in_process: n " + std::to_string(n) + " must be >= 1");
+  if (opt.timeout.count() <= 0) {
+    throw config_error("run_in_process: timeout " + std::to_string(opt.timeout.count()) +
+                       " ms must be > 0");
+  }
+  auto world = std::make_shared<detail::in_process_world>(n, opt);
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  bool first_is_root_cause = false;
+  std::vector<std::thread> threads;
+  threads.reserve(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        in_process comm(world, r);
+        fn(comm);
+      } catch (const peer_lost& e) {
+        std::lock_guard lock(error_mutex);
+        if (!first_error) first_error = std::current_exception();
+        world->abort(e.rank(), e.what());
+      } catch (const std::exception& e) {
+        {
+          std::lock_guard lock(error_mutex);
+          if (!first_is_root_cause) {
+            first_error = std::current_exception();
+            first_is_root_cause = true;
+          }
+        }
+        world->abort(r, std::string("rank ") + std::to_string(r) + " failed: " + e.what());
+      } catch (...) {
+        {
+          std::lock_guard lock(error_mutex);
+          if (!first_is_root_cause) {
+            first_error = std::current_exception();
+            first_is_root_cause = true;
+          }
+        }
+        world->abort(r, "rank " + std::to_string(r) + " failed with a non-standard exception");
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+}  // namespace loco::comm
