@@ -7,14 +7,14 @@
 // asserts that run() completes.
 #include <cmath>
 #include <cstdint>
+#include <loco/comm/types.hpp>
+#include <loco/error.hpp>
+#include <loco/wire/buffer.hpp>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
-#include <loco/comm/types.hpp>
-#include <loco/error.hpp>
-#include <loco/wire/buffer.hpp>
 
 namespace conformance {
 
@@ -39,9 +39,12 @@ T expected(int n, std::size_t i, reduce_op op) {
   T acc = value<T>(0, i);
   for (int r = 1; r < n; ++r) {
     const T v = value<T>(r, i);
-    if (op == reduce_op::max) acc = std::max(acc, v);
-    else if (op == reduce_op::min) acc = std::min(acc, v);
-    else acc = static_cast<T>(acc + v);
+    if (op == reduce_op::max)
+      acc = std::max(acc, v);
+    else if (op == reduce_op::min)
+      acc = std::min(acc, v);
+    else
+      acc = static_cast<T>(acc + v);
   }
   if (op == reduce_op::average) acc = static_cast<T>(acc / static_cast<T>(n));
   return acc;
@@ -116,8 +119,7 @@ void check_broadcast_and_gather(Comm& comm) {
     }
     comm.broadcast(b, root);
     const auto want = pattern(root, 333);
-    expect(b.size() == want.size() &&
-               std::equal(b.bytes().begin(), b.bytes().end(), want.begin()),
+    expect(b.size() == want.size() && std::equal(b.bytes().begin(), b.bytes().end(), want.begin()),
            "broadcast from root " + std::to_string(root));
 
     const auto mine = pattern(comm.rank(), 10 + static_cast<std::size_t>(comm.rank()));

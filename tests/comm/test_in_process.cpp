@@ -83,14 +83,13 @@ TEST_CASE("in_process times out a missing peer with peer_lost naming it", "[comm
 TEST_CASE("in_process rejects bad settings and mismatched vectors", "[comm][in_process]") {
   CHECK_THROWS_AS(loco::comm::run_in_process(0, [](loco::comm::in_process&) {}),
                   loco::config_error);
-  CHECK_THROWS_WITH(loco::comm::run_in_process(2,
-                                               [](loco::comm::in_process& c) {
-                                                 std::vector<float> v(
-                                                     static_cast<std::size_t>(3 + c.rank()));
-                                                 c.allreduce(std::span<float>(v),
-                                                             loco::comm::reduce_op::sum);
-                                               }),
-                    Catch::Contains("contributed"));
+  CHECK_THROWS_WITH(
+      loco::comm::run_in_process(2,
+                                 [](loco::comm::in_process& c) {
+                                   std::vector<float> v(static_cast<std::size_t>(3 + c.rank()));
+                                   c.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
+                                 }),
+      Catch::Contains("contributed"));
   CHECK_THROWS_AS(loco::comm::run_in_process(2,
                                              [](loco::comm::in_process& c) {
                                                std::byte x{};

@@ -2,12 +2,12 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <vector>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <loco/stepsize/polynomial.hpp>
 #include <loco/stepsize/warmup.hpp>
+#include <vector>
 
 using loco::stepsize::context;
 
@@ -24,8 +24,8 @@ TEST_CASE("stepsize::constant and polynomial follow their formulas", "[stepsize]
 TEST_CASE("step sizes reject bad settings naming the value", "[stepsize]") {
   CHECK_THROWS_WITH(loco::stepsize::constant(-1.0), Catch::Contains("-1.0"));
   CHECK_THROWS_AS(loco::stepsize::constant(std::nan("")), loco::config_error);
-  CHECK_THROWS_WITH(loco::stepsize::polynomial(1.0, 0.3), Catch::Contains("0.3") &&
-                                                              Catch::Contains("(1/2, 1)"));
+  CHECK_THROWS_WITH(loco::stepsize::polynomial(1.0, 0.3),
+                    Catch::Contains("0.3") && Catch::Contains("(1/2, 1)"));
   CHECK_NOTHROW(loco::stepsize::polynomial(1.0, 1.0, {.allow_any_alpha = true}));
   CHECK_THROWS_AS(loco::stepsize::polynomial(0.0, 0.75), std::invalid_argument);
 }

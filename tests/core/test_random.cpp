@@ -1,9 +1,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <loco/random/stream.hpp>
 #include <set>
 #include <vector>
-#include <loco/random/stream.hpp>
 
 using loco::random::stream;
 

@@ -15,6 +15,12 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <loco/comm/detail/progress_thread.hpp>
+#include <loco/comm/detail/world_barrier.hpp>
+#include <loco/comm/request.hpp>
+#include <loco/comm/types.hpp>
+#include <loco/error.hpp>
+#include <loco/wire/buffer.hpp>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -22,12 +28,6 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
-#include <loco/comm/detail/progress_thread.hpp>
-#include <loco/comm/detail/world_barrier.hpp>
-#include <loco/comm/request.hpp>
-#include <loco/comm/types.hpp>
-#include <loco/error.hpp>
-#include <loco/wire/buffer.hpp>
 
 namespace loco::comm {
 
@@ -43,8 +43,11 @@ namespace detail {
 class in_process_world {
  public:
   in_process_world(int n, in_process_options opt)
-      : size(n), options(opt), barrier(n, opt.timeout),
-        slots(static_cast<std::size_t>(n)), mailboxes(static_cast<std::size_t>(n)) {}
+      : size(n),
+        options(opt),
+        barrier(n, opt.timeout),
+        slots(static_cast<std::size_t>(n)),
+        mailboxes(static_cast<std::size_t>(n)) {}
 
   struct slot {
     const void* data = nullptr;
@@ -117,7 +120,8 @@ class in_process {
     auto& box = world_->mailboxes[static_cast<std::size_t>(rank_)];
     std::lock_guard lock(box.mutex);
     for (auto& p : box.pending) {
-      p.done->finish(-1, std::make_exception_ptr(error("comm::in_process: communicator destroyed")));
+      p.done->finish(-1,
+                     std::make_exception_ptr(error("comm::in_process: communicator destroyed")));
     }
     box.pending.clear();
   }

@@ -6,11 +6,11 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
+#include <loco/comm/types.hpp>
+#include <loco/error.hpp>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <loco/comm/types.hpp>
-#include <loco/error.hpp>
 
 namespace loco::comm {
 

@@ -26,10 +26,10 @@
 // timeout and throws loco::peer_lost rather than hang.
 #include <concepts>
 #include <cstddef>
-#include <span>
-#include <vector>
 #include <loco/comm/types.hpp>
 #include <loco/wire/buffer.hpp>
+#include <span>
+#include <vector>
 
 namespace loco::concepts::detail {
 
@@ -48,14 +48,16 @@ concept comm_has_rank_size = requires(const C& c) {
 };
 
 template <class C>
-concept comm_has_point_to_point =
-    requires(C& c, int peer, int tag, std::span<const std::byte> bytes, wire::buffer& out) {
-      c.send(peer, tag, bytes);
-      { c.recv(peer, tag, out) } -> std::convertible_to<int>;
-    };
+concept comm_has_point_to_point = requires(C& c, int peer, int tag,
+                                           std::span<const std::byte> bytes, wire::buffer& out) {
+  c.send(peer, tag, bytes);
+  { c.recv(peer, tag, out) } -> std::convertible_to<int>;
+};
 
 template <class C>
-concept comm_has_barrier = requires(C& c) { c.barrier(); };
+concept comm_has_barrier = requires(C& c) {
+  c.barrier();
+};
 
 template <class C>
 concept comm_has_allreduce = requires(C& c, std::span<float> v, comm::reduce_op op) {
@@ -63,26 +65,28 @@ concept comm_has_allreduce = requires(C& c, std::span<float> v, comm::reduce_op 
 };
 
 template <class C>
-concept comm_has_allgather =
-    requires(C& c, std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
-      c.allgather(mine, all);
-    };
+concept comm_has_allgather = requires(C& c, std::span<const std::byte> mine,
+                                      std::vector<wire::buffer>& all) {
+  c.allgather(mine, all);
+};
 
 template <class C>
-concept comm_has_broadcast = requires(C& c, wire::buffer& b, int root) { c.broadcast(b, root); };
+concept comm_has_broadcast = requires(C& c, wire::buffer& b, int root) {
+  c.broadcast(b, root);
+};
 
 template <class C>
-concept comm_has_gather =
-    requires(C& c, std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root) {
-      c.gather(mine, all, root);
-    };
+concept comm_has_gather = requires(C& c, std::span<const std::byte> mine,
+                                   std::vector<wire::buffer>& all, int root) {
+  c.gather(mine, all, root);
+};
 
 template <class C>
-concept comm_has_nonblocking_p2p =
-    requires(C& c, int peer, int tag, std::span<const std::byte> bytes, wire::buffer& out) {
-      { c.isend(peer, tag, bytes) } -> request_like;
-      { c.irecv(peer, tag, out) } -> request_like;
-    };
+concept comm_has_nonblocking_p2p = requires(C& c, int peer, int tag,
+                                            std::span<const std::byte> bytes, wire::buffer& out) {
+  { c.isend(peer, tag, bytes) } -> request_like;
+  { c.irecv(peer, tag, out) } -> request_like;
+};
 
 template <class C>
 concept comm_has_iallreduce = requires(C& c, std::span<float> v, comm::reduce_op op) {
@@ -94,12 +98,11 @@ concept comm_has_iallreduce = requires(C& c, std::span<float> v, comm::reduce_op
 namespace loco {
 
 template <class C>
-concept Communicator =
-    concepts::detail::comm_has_rank_size<C> && concepts::detail::comm_has_point_to_point<C> &&
-    concepts::detail::comm_has_barrier<C> && concepts::detail::comm_has_allreduce<C> &&
-    concepts::detail::comm_has_allgather<C> && concepts::detail::comm_has_broadcast<C> &&
-    concepts::detail::comm_has_gather<C> && concepts::detail::comm_has_nonblocking_p2p<C> &&
-    concepts::detail::comm_has_iallreduce<C>;
+concept Communicator = concepts::detail::comm_has_rank_size<C> &&
+    concepts::detail::comm_has_point_to_point<C> && concepts::detail::comm_has_barrier<C> &&
+    concepts::detail::comm_has_allreduce<C> && concepts::detail::comm_has_allgather<C> &&
+    concepts::detail::comm_has_broadcast<C> && concepts::detail::comm_has_gather<C> &&
+    concepts::detail::comm_has_nonblocking_p2p<C> && concepts::detail::comm_has_iallreduce<C>;
 
 template <class C>
 constexpr bool check_communicator() {
@@ -129,10 +132,11 @@ constexpr bool check_communicator() {
                 "loco: a Communicator needs isend(int, int, std::span<const std::byte>) and "
                 "irecv(int, int, wire::buffer&) returning requests with wait(), test(), "
                 "wait_for(timeout) and source(); see docs/concepts.md#communicator");
-  static_assert(comm_has_iallreduce<C>,
-                "loco: a Communicator needs iallreduce(std::span<float>, comm::reduce_op) returning "
-                "a request with wait(), test(), wait_for(timeout) and source(); "
-                "see docs/concepts.md#communicator");
+  static_assert(
+      comm_has_iallreduce<C>,
+      "loco: a Communicator needs iallreduce(std::span<float>, comm::reduce_op) returning "
+      "a request with wait(), test(), wait_for(timeout) and source(); "
+      "see docs/concepts.md#communicator");
   return true;
 }
 

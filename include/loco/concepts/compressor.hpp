@@ -17,11 +17,11 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/view.hpp>
 #include <span>
 #include <string_view>
 #include <type_traits>
-#include <loco/wire/buffer.hpp>
-#include <loco/wire/view.hpp>
 
 namespace loco::compress {
 
@@ -33,24 +33,26 @@ using state_t = typename C::template state<T>;
 namespace loco::concepts::detail {
 
 template <class C, class T>
-concept compressor_has_state = requires { typename C::template state<T>; };
+concept compressor_has_state = requires {
+  typename C::template state<T>;
+};
 
 template <class C, class T>
 concept compressor_state_constructible =
-    compressor_has_state<C, T> &&
-    std::constructible_from<compress::state_t<C, T>, const C&, std::size_t, std::uint64_t>;
+    compressor_has_state<C, T> && std::constructible_from < compress::state_t<C, T>,
+const C&, std::size_t, std::uint64_t > ;
 
 template <class C, class T>
-concept compressor_has_encode =
-    requires(const C& c, std::span<const T> v, compress::state_t<C, T>& s, wire::buffer& out) {
-      c.encode(v, s, out);
-    };
+concept compressor_has_encode = requires(const C& c, std::span<const T> v,
+                                         compress::state_t<C, T>& s, wire::buffer& out) {
+  c.encode(v, s, out);
+};
 
 template <class C, class T>
-concept compressor_has_decode =
-    requires(const C& c, wire::view in, compress::state_t<C, T>& s, std::span<T> out) {
-      c.decode(in, s, out);
-    };
+concept compressor_has_decode = requires(const C& c, wire::view in, compress::state_t<C, T>& s,
+                                         std::span<T> out) {
+  c.decode(in, s, out);
+};
 
 template <class C>
 concept compressor_has_wire_bytes = requires(const C& c, std::size_t d) {
@@ -77,14 +79,12 @@ concept compressor_has_contractive = requires {
 namespace loco {
 
 template <class C, class T = float>
-concept Compressor =
-    std::copy_constructible<C> && std::floating_point<T> &&
+concept Compressor = std::copy_constructible<C> && std::floating_point<T> &&
     concepts::detail::compressor_state_constructible<C, T> &&
     concepts::detail::compressor_has_encode<C, T> &&
     concepts::detail::compressor_has_decode<C, T> &&
     concepts::detail::compressor_has_wire_bytes<C> &&
-    concepts::detail::compressor_has_unbiased<C> &&
-    concepts::detail::compressor_has_contractive<C>;
+    concepts::detail::compressor_has_unbiased<C> && concepts::detail::compressor_has_contractive<C>;
 
 // Checks C requirement by requirement so a user sees which one is missing.
 // Drivers call this first; it returns true so it can sit in a static_assert.
@@ -98,9 +98,10 @@ constexpr bool check_compressor() {
                 "loco: a Compressor needs a nested `template <class T> class state` holding "
                 "per-vector data; see docs/concepts.md#compressor");
   if constexpr (compressor_has_state<C, T>) {
-    static_assert(compressor_state_constructible<C, T>,
-                  "loco: a Compressor's state<T> must be constructible from "
-                  "(const C&, std::size_t d, std::uint64_t stream); see docs/concepts.md#compressor");
+    static_assert(
+        compressor_state_constructible<C, T>,
+        "loco: a Compressor's state<T> must be constructible from "
+        "(const C&, std::size_t d, std::uint64_t stream); see docs/concepts.md#compressor");
     static_assert(compressor_has_encode<C, T>,
                   "loco: a Compressor needs encode(std::span<const T>, state<T>&, wire::buffer&) "
                   "const; see docs/concepts.md#compressor");
@@ -126,14 +127,18 @@ namespace compress {
 template <class C>
 struct traits {
   static constexpr bool shared_support = [] {
-    if constexpr (requires { { C::shared_support } -> std::convertible_to<bool>; }) {
+    if constexpr (requires {
+                    { C::shared_support } -> std::convertible_to<bool>;
+                  }) {
       return static_cast<bool>(C::shared_support);
     } else {
       return false;
     }
   }();
   static constexpr std::string_view name = [] {
-    if constexpr (requires { { C::name } -> std::convertible_to<std::string_view>; }) {
+    if constexpr (requires {
+                    { C::name } -> std::convertible_to<std::string_view>;
+                  }) {
       return std::string_view(C::name);
     } else {
       return std::string_view("compressor");

@@ -4,8 +4,8 @@
 //   rule.apply(const merge::inputs<T>&, std::span<T> x) const
 // x holds the worker's current model z on entry and the merged model on exit.
 #include <concepts>
-#include <span>
 #include <loco/merge/inputs.hpp>
+#include <span>
 
 namespace loco::concepts::detail {
 

@@ -11,14 +11,16 @@
 // Drivers take one objective per worker, so heterogeneous data is the default.
 #include <concepts>
 #include <cstddef>
-#include <span>
 #include <loco/random/stream.hpp>
+#include <span>
 
 namespace loco::concepts::detail {
 
 template <class O>
-concept objective_has_value_type =
-    requires { typename O::value_type; } && std::floating_point<typename O::value_type>;
+concept objective_has_value_type = requires {
+  typename O::value_type;
+}
+&&std::floating_point<typename O::value_type>;
 
 template <class O>
 concept objective_has_dimension = requires(const O& o) {
@@ -28,25 +30,24 @@ concept objective_has_dimension = requires(const O& o) {
 template <class O>
 concept objective_has_loss = objective_has_value_type<O> &&
     requires(const O& o, std::span<const typename O::value_type> x) {
-      { o.loss(x) } -> std::convertible_to<double>;
-    };
+  { o.loss(x) } -> std::convertible_to<double>;
+};
 
 template <class O>
 concept objective_has_gradient = objective_has_value_type<O> &&
     requires(O& o, std::span<const typename O::value_type> x, std::span<typename O::value_type> g,
              random::stream& rng) {
-      { o.gradient(x, g, rng) } -> std::convertible_to<double>;
-    };
+  { o.gradient(x, g, rng) } -> std::convertible_to<double>;
+};
 
 }  // namespace loco::concepts::detail
 
 namespace loco {
 
 template <class O>
-concept Objective = concepts::detail::objective_has_value_type<O> &&
-                    concepts::detail::objective_has_dimension<O> &&
-                    concepts::detail::objective_has_loss<O> &&
-                    concepts::detail::objective_has_gradient<O>;
+concept Objective =
+    concepts::detail::objective_has_value_type<O> && concepts::detail::objective_has_dimension<O> &&
+    concepts::detail::objective_has_loss<O> && concepts::detail::objective_has_gradient<O>;
 
 template <class O>
 constexpr bool check_objective() {

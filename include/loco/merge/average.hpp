@@ -2,9 +2,9 @@
 // x <- the average, on the synchronised coordinates (all of them when
 // dense): plain model averaging of local and mini-batch SGD.
 #include <cstddef>
-#include <span>
-#include <loco/merge/inputs.hpp>
 #include <loco/merge/detail/check.hpp>
+#include <loco/merge/inputs.hpp>
+#include <span>
 
 namespace loco::merge {
 

@@ -3,9 +3,9 @@
 //   x[j] = m[j] + (z[j] - y[j])  on the support,  x[j] = z[j]  elsewhere,
 // so the Q local steps taken while the average was in flight are kept.
 #include <cstddef>
-#include <span>
 #include <loco/merge/detail/check.hpp>
 #include <loco/merge/inputs.hpp>
+#include <span>
 
 namespace loco::merge {
 

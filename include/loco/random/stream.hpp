@@ -14,7 +14,8 @@
 namespace loco::random {
 
 namespace detail {
-__extension__ using uint128 = unsigned __int128;  // GCC and Clang; __extension__ keeps -Wpedantic quiet
+__extension__ using uint128 =
+    unsigned __int128;  // GCC and Clang; __extension__ keeps -Wpedantic quiet
 }
 
 // One step of splitmix64: a bijective mixer of 64-bit words.
@@ -37,7 +38,9 @@ class stream {
   using result_type = std::uint64_t;
   using state_type = std::array<std::uint64_t, 4>;
 
-  constexpr explicit stream(std::uint64_t seed = 0, std::uint64_t id = 0) noexcept { reseed(seed, id); }
+  constexpr explicit stream(std::uint64_t seed = 0, std::uint64_t id = 0) noexcept {
+    reseed(seed, id);
+  }
 
   constexpr void reseed(std::uint64_t seed, std::uint64_t id = 0) noexcept {
     std::uint64_t x = hash(seed, id, 0x6c6f636fULL);

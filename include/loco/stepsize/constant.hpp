@@ -1,9 +1,9 @@
 #pragma once
 // eta_t = eta for every step.
 #include <cmath>
-#include <string>
 #include <loco/error.hpp>
 #include <loco/stepsize/context.hpp>
+#include <string>
 
 namespace loco::stepsize {
 

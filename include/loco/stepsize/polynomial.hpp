@@ -3,9 +3,9 @@
 // (ALGORITHMS.md section 2). alpha must lie in (1/2, 1) unless the caller
 // opts out with allow_any_alpha, e.g. for alpha = 1 with a large C.
 #include <cmath>
-#include <string>
 #include <loco/error.hpp>
 #include <loco/stepsize/context.hpp>
+#include <string>
 
 namespace loco::stepsize {
 
@@ -19,7 +19,8 @@ class polynomial {
   polynomial(double c, double alpha) : polynomial(c, alpha, options{}) {}
   polynomial(double c, double alpha, options opt) : c_(c), alpha_(alpha), opt_(opt) {
     if (!(c > 0.0) || !std::isfinite(c)) {
-      throw config_error("stepsize::polynomial: C " + std::to_string(c) + " must be finite and > 0");
+      throw config_error("stepsize::polynomial: C " + std::to_string(c) +
+                         " must be finite and > 0");
     }
     const bool in_theory = alpha > 0.5 && alpha < 1.0;
     const bool in_range = alpha >= 0.0 && alpha <= 2.0;

@@ -1,9 +1,9 @@
 #pragma once
 // Linear warm-up in front of any step size: eta_t = (t / t_w) * S(t) for
 // t < t_w, then S(t).
-#include <string>
 #include <loco/concepts/stepsize.hpp>
 #include <loco/error.hpp>
+#include <string>
 
 namespace loco::stepsize {
 

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <loco/wire/endian.hpp>
 #include <memory>
 #include <span>
-#include <loco/wire/endian.hpp>
 
 namespace loco::wire {
 

@@ -25,10 +25,22 @@ constexpr U byteswap(U v) noexcept {
 }
 template <std::size_t N>
 struct uint_of_size;
-template <> struct uint_of_size<1> { using type = std::uint8_t; };
-template <> struct uint_of_size<2> { using type = std::uint16_t; };
-template <> struct uint_of_size<4> { using type = std::uint32_t; };
-template <> struct uint_of_size<8> { using type = std::uint64_t; };
+template <>
+struct uint_of_size<1> {
+  using type = std::uint8_t;
+};
+template <>
+struct uint_of_size<2> {
+  using type = std::uint16_t;
+};
+template <>
+struct uint_of_size<4> {
+  using type = std::uint32_t;
+};
+template <>
+struct uint_of_size<8> {
+  using type = std::uint64_t;
+};
 }  // namespace detail
 
 template <wire_scalar T>

@@ -4,12 +4,12 @@
 // loco::protocol_error saying which peer sent it and which field broke.
 #include <cstddef>
 #include <cstdint>
-#include <span>
-#include <string>
-#include <string_view>
 #include <loco/error.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/endian.hpp>
+#include <span>
+#include <string>
+#include <string_view>
 
 namespace loco::wire {
 

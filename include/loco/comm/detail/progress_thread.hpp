@@ -5,10 +5,10 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <loco/comm/request.hpp>
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <loco/comm/request.hpp>
 
 namespace loco::comm::detail {
 

@@ -3,11 +3,11 @@
 // a participant that times out names the first rank that did not arrive, and
 // an abort wakes every waiter with the reason, so nobody waits forever.
 #include <condition_variable>
+#include <loco/comm/types.hpp>
+#include <loco/error.hpp>
 #include <mutex>
 #include <string>
 #include <vector>
-#include <loco/comm/types.hpp>
-#include <loco/error.hpp>
 
 namespace loco::comm::detail {
 
@@ -28,8 +28,8 @@ class world_barrier {
       cv_.notify_all();
       return;
     }
-    const bool woke = cv_.wait_for(lock, timeout_,
-                                   [&] { return generation_ != generation || aborted_; });
+    const bool woke =
+        cv_.wait_for(lock, timeout_, [&] { return generation_ != generation || aborted_; });
     if (!woke) {
       int missing = 0;
       while (missing < n_ && arrived_[static_cast<std::size_t>(missing)]) ++missing;
