@@ -20,6 +20,7 @@
 //   c.isend(int dst, int tag, std::span<const std::byte>) -> Request   bytes must outlive it
 //   c.irecv(int src, int tag, wire::buffer& out) -> Request            src may be any_source
 //   c.iallreduce(std::span<float>, comm::reduce_op) -> Request         span must outlive it
+//   c.iallgather(std::span<const std::byte>, std::vector<wire::buffer>&) -> Request
 // A Request has wait(), test() -> bool, wait_for(comm::duration) -> bool and
 // source() -> int (the sender, for irecv). Implementations also offer double
 // for allreduce/iallreduce; every blocking call honours the communicator's
@@ -93,6 +94,12 @@ concept comm_has_iallreduce = requires(C& c, std::span<float> v, comm::reduce_op
   { c.iallreduce(v, op) } -> request_like;
 };
 
+template <class C>
+concept comm_has_iallgather = requires(C& c, std::span<const std::byte> mine,
+                                       std::vector<wire::buffer>& all) {
+  { c.iallgather(mine, all) } -> request_like;
+};
+
 }  // namespace loco::concepts::detail
 
 namespace loco {
@@ -137,6 +144,10 @@ constexpr bool check_communicator() {
       "loco: a Communicator needs iallreduce(std::span<float>, comm::reduce_op) returning "
       "a request with wait(), test(), wait_for(timeout) and source(); "
       "see docs/concepts.md#communicator");
+  static_assert(comm_has_iallgather<C>,
+                "loco: a Communicator needs iallgather(std::span<const std::byte>, "
+                "std::vector<wire::buffer>&) returning a request; "
+                "see docs/concepts.md#communicator");
   return true;
 }
 

@@ -14,6 +14,8 @@
 //   C::shared_support   true when every worker derives the same support
 //                       without sending indices (default false)
 //   C::name             a short name for messages (default "compressor")
+//   C::lossless         decode(encode(v)) == v exactly (default false); drivers
+//                       then average the dense vector in place, unserialised
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -131,6 +133,15 @@ struct traits {
                     { C::shared_support } -> std::convertible_to<bool>;
                   }) {
       return static_cast<bool>(C::shared_support);
+    } else {
+      return false;
+    }
+  }();
+  static constexpr bool lossless = [] {
+    if constexpr (requires {
+                    { C::lossless } -> std::convertible_to<bool>;
+                  }) {
+      return static_cast<bool>(C::lossless);
     } else {
       return false;
     }

@@ -1,0 +1,441 @@
+#pragma once
+// local_sgd: local SGD with periodic averaging, the one driver behind
+// mini-batch SGD, one-shot averaging, local SGD with decaying steps
+// (ALGORITHMS.md section 2) and LOSCAR-SGD (section 3).
+//
+// Every rank calls run() with its own communicator and objective (SPMD).
+// Round r on worker i:
+//   N_i local SGD steps                                   -> snapshot y
+//   start aggregating y (non-blocking)
+//   Q_i more local steps while it is in flight            -> z (x holds it)
+//   wait; merge rule combines z, y and the aggregate      -> x
+// What travels depends on the compressor:
+//   lossless (identity fp32)  the dense snapshot, averaged by iallreduce
+//   shared support (random_k) the K snapshot values on the round's support,
+//                             averaged by iallreduce; indices are never sent
+//   any other compressor      C(y - ref), where ref is the last aggregate
+//                             (equal on all workers); messages are
+//                             allgathered, decoded and averaged: ref += mean
+// The driver never asks which communicator it runs on.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/schedule.hpp>
+#include <loco/comm/types.hpp>
+#include <loco/concepts.hpp>
+#include <loco/error.hpp>
+#include <loco/merge/inputs.hpp>
+#include <loco/random/stream.hpp>
+#include <loco/tensor/finite.hpp>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace loco {
+
+// What to do with a NaN or Inf in a gradient.
+enum class non_finite_policy {
+  throw_error,  // throw loco::non_finite_error naming the worker and step (default)
+  skip_update,  // drop this step's update
+  zero,         // zero the non-finite entries, apply the rest
+};
+
+namespace algorithm {
+
+struct local_sgd_options {
+  algorithm::schedule schedule = algorithm::schedule::rounds(100, 10);
+  // N_i per worker (one entry: all workers). Replaces the schedule's round
+  // lengths; the schedule then only gives the number of rounds.
+  std::vector<std::size_t> local_steps;
+  // Or derive N_i = max(1, floor(round_budget / compute_times[i])).
+  std::vector<double> compute_times;
+  double round_budget = 0.0;
+  // Q_i: steps taken while the aggregate is in flight (one entry: all workers).
+  std::vector<std::size_t> overlap_steps;
+  // Instead of a fixed Q_i, keep stepping until the aggregate has arrived
+  // (at most max_overlap_steps). Real transports only: not reproducible.
+  bool overlap_until_arrival = false;
+  std::size_t max_overlap_steps = 64;
+  // Also return the Polyak-Ruppert average of the iterates.
+  bool polyak_average = false;
+  std::uint64_t seed = 0;
+  non_finite_policy on_non_finite = non_finite_policy::throw_error;
+};
+
+// What one worker measured during a run.
+struct local_sgd_stats {
+  std::size_t rounds = 0;
+  std::uint64_t local_steps = 0;
+  std::uint64_t overlap_steps = 0;
+  std::uint64_t bytes_sent = 0;      // payload this worker contributed
+  std::uint64_t bytes_received = 0;  // aggregate or other workers' payloads it read
+  std::uint64_t skipped_steps = 0;   // non-finite gradients dropped or zeroed
+  double seconds_compute = 0.0;      // local steps, including overlap
+  double seconds_compress = 0.0;     // encode and decode
+  double seconds_wait = 0.0;         // blocked in wait() for the aggregate
+  double last_round_loss = 0.0;      // mean mini-batch loss of the last round
+};
+
+template <class T>
+struct round_info {
+  std::size_t round = 0;  // rounds completed, from 1
+  std::size_t round_count = 0;
+  std::uint64_t step = 0;  // this worker's local steps so far
+  int rank = 0;
+  int size = 1;
+  std::span<const T> model;    // this worker's model after the merge
+  double mean_batch_loss = 0;  // this worker's mean mini-batch loss this round
+  const local_sgd_stats* stats = nullptr;
+  // The average of all workers' models. A collective: call it on every rank
+  // in the same round or on none.
+  std::function<std::span<const T>()> average_model;
+};
+
+template <class T>
+struct local_sgd_result {
+  std::vector<T> average;  // (1/n) sum_i x_i at the end, the reported model
+  std::vector<T> polyak;   // the averaged Polyak-Ruppert iterate, if requested
+  std::vector<T> local;    // this worker's own final model
+  local_sgd_stats stats;
+};
+
+}  // namespace algorithm
+
+template <class Compressor, class Comm, class MergeRule, class Stepsize>
+class local_sgd {
+ public:
+  using options = algorithm::local_sgd_options;
+
+  local_sgd(Compressor compressor, MergeRule merge, Stepsize step, options opt = {})
+      : compressor_(std::move(compressor)),
+        merge_(std::move(merge)),
+        step_(std::move(step)),
+        opt_(std::move(opt)) {
+    if (opt_.round_budget < 0.0 || !std::isfinite(opt_.round_budget)) {
+      throw config_error("local_sgd: round_budget " + std::to_string(opt_.round_budget) +
+                         " must be finite and >= 0");
+    }
+    if (opt_.overlap_until_arrival && opt_.max_overlap_steps == 0) {
+      throw config_error("local_sgd: max_overlap_steps 0 must be >= 1 with overlap_until_arrival");
+    }
+  }
+
+  const options& settings() const noexcept { return opt_; }
+
+  // Runs on this rank from x0 (the same x0 on every rank).
+  template <class Objective, class... Callbacks>
+  algorithm::local_sgd_result<typename Objective::value_type> run(
+      Comm& comm, Objective& objective, std::span<const typename Objective::value_type> x0,
+      Callbacks&&... callbacks) {
+    using T = typename Objective::value_type;
+    static_assert(check_objective<Objective>());
+    static_assert(check_compressor<Compressor, T>());
+    static_assert(check_communicator<Comm>());
+    static_assert(check_merge_rule<MergeRule, T>());
+    static_assert(check_stepsize<Stepsize>());
+    return run_impl<T>(comm, objective, x0, callbacks...);
+  }
+
+  // N_i and Q_i for worker `rank` of `n`, after validation.
+  std::size_t local_steps_of(int rank, int n, std::size_t round_length) const {
+    if (!opt_.compute_times.empty()) {
+      const double tau = opt_.compute_times[static_cast<std::size_t>(rank)];
+      return std::max<std::size_t>(1,
+                                   static_cast<std::size_t>(std::floor(opt_.round_budget / tau)));
+    }
+    if (opt_.local_steps.size() == 1) return opt_.local_steps[0];
+    if (!opt_.local_steps.empty()) return opt_.local_steps[static_cast<std::size_t>(rank)];
+    (void)n;  // kept in the signature: per-worker vectors are validated against it
+    return round_length;
+  }
+  std::size_t overlap_steps_of(int rank) const {
+    if (opt_.overlap_steps.empty()) return 0;
+    if (opt_.overlap_steps.size() == 1) return opt_.overlap_steps[0];
+    return opt_.overlap_steps[static_cast<std::size_t>(rank)];
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static double seconds_since(clock::time_point start) {
+    return std::chrono::duration<double>(clock::now() - start).count();
+  }
+
+  void validate(int n, std::size_t d, std::size_t x0_size) const {
+    const auto per_worker = [&](const char* name, std::size_t size) {
+      if (size != 0 && size != 1 && size != static_cast<std::size_t>(n)) {
+        throw config_error(std::string("local_sgd: ") + name + " has " + std::to_string(size) +
+                           " entries; give 1 or one per worker (" + std::to_string(n) + ")");
+      }
+    };
+    per_worker("local_steps", opt_.local_steps.size());
+    per_worker("overlap_steps", opt_.overlap_steps.size());
+    for (auto s : opt_.local_steps) {
+      if (s == 0) throw config_error("local_sgd: local_steps entry 0 must be >= 1");
+    }
+    if (!opt_.compute_times.empty()) {
+      if (opt_.compute_times.size() != static_cast<std::size_t>(n)) {
+        throw config_error("local_sgd: compute_times has " +
+                           std::to_string(opt_.compute_times.size()) + " entries for " +
+                           std::to_string(n) + " workers");
+      }
+      if (!(opt_.round_budget > 0.0)) {
+        throw config_error("local_sgd: compute_times need round_budget > 0, got " +
+                           std::to_string(opt_.round_budget));
+      }
+      for (double tau : opt_.compute_times) {
+        if (!(tau > 0.0) || !std::isfinite(tau)) {
+          throw config_error("local_sgd: compute time " + std::to_string(tau) + " must be > 0");
+        }
+      }
+    }
+    if (x0_size != d) {
+      throw config_error("local_sgd: x0 has " + std::to_string(x0_size) +
+                         " entries, the objective's dimension is " + std::to_string(d));
+    }
+    if (d == 0) throw config_error("local_sgd: dimension 0");
+  }
+
+  template <class T, class Objective, class... Callbacks>
+  algorithm::local_sgd_result<T> run_impl(Comm& comm, Objective& objective, std::span<const T> x0,
+                                          Callbacks&... callbacks) {
+    const int n = comm.size(), me = comm.rank();
+    const std::size_t d = objective.dimension();
+    validate(n, d, x0.size());
+    agree_on_dimension(comm, d);
+
+    algorithm::local_sgd_result<T> result;
+    auto& stats = result.stats;
+    std::vector<T> x(x0.begin(), x0.end()), y(d), g(d), aggregate(d);
+    std::vector<T> reference;  // general-compressor path: the last aggregate
+    std::vector<double> polyak_sum(opt_.polyak_average ? d : 0, 0.0);
+    std::uint64_t polyak_count = 0;
+    random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
+    compress::state_t<Compressor, T> own_state(compressor_, d, static_cast<std::uint64_t>(me));
+
+    // Only the general path encodes into bytes; it needs per-sender decoders.
+    constexpr bool lossless = compress::traits<Compressor>::lossless;
+    constexpr bool shared = compress::traits<Compressor>::shared_support;
+    constexpr bool general = !lossless && !shared;
+    std::vector<compress::state_t<Compressor, T>> sender_states;
+    wire::buffer message;
+    std::vector<wire::buffer> gathered;
+    std::vector<T> delta, decoded;
+    std::vector<T> support_values;
+    std::span<const std::uint32_t> support;
+    if constexpr (general) {
+      reference = x;
+      delta.resize(d);
+      decoded.resize(d);
+      sender_states.reserve(static_cast<std::size_t>(n));
+      for (int q = 0; q < n; ++q) {
+        sender_states.emplace_back(compressor_, d, static_cast<std::uint64_t>(q));
+      }
+    }
+
+    std::vector<T> average_buffer;
+    std::size_t average_round = 0;
+    std::size_t round_number = 0;
+    std::function<std::span<const T>()> average_model = [&]() -> std::span<const T> {
+      if (average_round != round_number || average_buffer.empty()) {
+        average_buffer = x;
+        comm.allreduce(std::span<T>(average_buffer), comm::reduce_op::average);
+        average_round = round_number;
+      }
+      return average_buffer;
+    };
+
+    const auto& lengths = opt_.schedule.round_lengths();
+    std::uint64_t t = 0;
+    double round_loss = 0.0;
+    std::size_t round_loss_count = 0;
+
+    const auto step = [&] {
+      const auto start = clock::now();
+      ++t;
+      const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
+      round_loss += loss;
+      ++round_loss_count;
+      const std::size_t bad = tensor::first_non_finite(std::span<const T>(g));
+      bool apply = true;
+      if (bad != tensor::npos) {
+        switch (opt_.on_non_finite) {
+          case non_finite_policy::throw_error:
+            throw non_finite_error("local_sgd: gradient of worker " + std::to_string(me) +
+                                       " at step " + std::to_string(t),
+                                   bad);
+          case non_finite_policy::skip_update:
+            apply = false;
+            ++stats.skipped_steps;
+            break;
+          case non_finite_policy::zero:
+            for (auto& v : g) {
+              if (!tensor::is_finite(v)) v = T{0};
+            }
+            ++stats.skipped_steps;
+            break;
+        }
+      }
+      if (apply) {
+        stepsize::context ctx;
+        ctx.t = t;
+        ctx.worker = me;
+        const auto eta = static_cast<T>(step_.eta(ctx));
+        for (std::size_t j = 0; j < d; ++j) x[j] -= eta * g[j];
+      }
+      if (opt_.polyak_average) {
+        for (std::size_t j = 0; j < d; ++j) polyak_sum[j] += static_cast<double>(x[j]);
+        ++polyak_count;
+      }
+      stats.seconds_compute += seconds_since(start);
+    };
+
+    for (std::size_t r = 0; r < lengths.size(); ++r) {
+      round_loss = 0.0;
+      round_loss_count = 0;
+      const std::size_t local = local_steps_of(me, n, lengths[r]);
+      for (std::size_t s = 0; s < local; ++s) step();
+      stats.local_steps += local;
+      y = x;
+
+      // Start aggregating the snapshot.
+      auto start = clock::now();
+      auto request = [&] {
+        if constexpr (lossless) {
+          aggregate = y;
+          stats.bytes_sent += d * sizeof(T);
+          stats.bytes_received += d * sizeof(T);
+          return comm.iallreduce(std::span<T>(aggregate), comm::reduce_op::average);
+        } else if constexpr (shared) {
+          support = compressor_.support(own_state, r);
+          support_values.resize(support.size());
+          for (std::size_t k = 0; k < support.size(); ++k) support_values[k] = y[support[k]];
+          stats.bytes_sent += support.size() * sizeof(T);
+          stats.bytes_received += support.size() * sizeof(T);
+          return comm.iallreduce(std::span<T>(support_values), comm::reduce_op::average);
+        } else {
+          for (std::size_t j = 0; j < d; ++j) delta[j] = y[j] - reference[j];
+          message.clear();
+          compressor_.encode(std::span<const T>(delta), own_state, message);
+          stats.bytes_sent += message.size();
+          return comm.iallgather(message.bytes(), gathered);
+        }
+      }();
+      stats.seconds_compress += general ? seconds_since(start) : 0.0;
+
+      // Overlap: keep stepping while the aggregate is in flight.
+      std::size_t overlap = 0;
+      if (opt_.overlap_until_arrival) {
+        while (overlap < opt_.max_overlap_steps && !request.test()) {
+          step();
+          ++overlap;
+        }
+      } else {
+        overlap = overlap_steps_of(me);
+        for (std::size_t s = 0; s < overlap; ++s) step();
+      }
+      stats.overlap_steps += overlap;
+
+      start = clock::now();
+      request.wait();
+      stats.seconds_wait += seconds_since(start);
+
+      if constexpr (general) {
+        start = clock::now();
+        std::fill(aggregate.begin(), aggregate.end(), T{0});
+        for (int q = 0; q < n; ++q) {
+          const auto& bytes = gathered[static_cast<std::size_t>(q)];
+          if (q != me) stats.bytes_received += bytes.size();
+          wire::view in(bytes, "local_sgd peer message");
+          compressor_.decode(in, sender_states[static_cast<std::size_t>(q)], std::span<T>(decoded));
+          for (std::size_t j = 0; j < d; ++j) aggregate[j] += decoded[j];
+        }
+        const T inv = T{1} / static_cast<T>(n);
+        for (std::size_t j = 0; j < d; ++j) {
+          reference[j] += aggregate[j] * inv;
+          aggregate[j] = reference[j];
+        }
+        stats.seconds_compress += seconds_since(start);
+      }
+
+      if constexpr (shared) {
+        merge_.apply(merge::inputs<T>{y, support_values, support}, std::span<T>(x));
+      } else {
+        merge_.apply(merge::inputs<T>{y, aggregate, {}}, std::span<T>(x));
+      }
+      ++stats.rounds;
+      round_number = r + 1;
+      stats.last_round_loss =
+          round_loss_count ? round_loss / static_cast<double>(round_loss_count) : 0.0;
+
+      if constexpr (sizeof...(Callbacks) > 0) {
+        algorithm::round_info<T> info;
+        info.round = r + 1;
+        info.round_count = lengths.size();
+        info.step = t;
+        info.rank = me;
+        info.size = n;
+        info.model = x;
+        info.mean_batch_loss = stats.last_round_loss;
+        info.stats = &stats;
+        info.average_model = average_model;
+        bool stop = false;
+        ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
+        if constexpr (algorithm::detail::any_round_end_hook<algorithm::round_info<T>,
+                                                            Callbacks...>()) {
+          float flag[1] = {stop ? 1.0f : 0.0f};
+          comm.allreduce(std::span<float>(flag), comm::reduce_op::max);  // stop together
+          if (flag[0] > 0.0f) break;
+        }
+      }
+    }
+
+    result.local = x;
+    result.average = x;
+    comm.allreduce(std::span<T>(result.average), comm::reduce_op::average);
+    if (opt_.polyak_average) {
+      result.polyak.resize(d);
+      const double inv = polyak_count ? 1.0 / static_cast<double>(polyak_count) : 0.0;
+      for (std::size_t j = 0; j < d; ++j) result.polyak[j] = static_cast<T>(polyak_sum[j] * inv);
+      comm.allreduce(std::span<T>(result.polyak), comm::reduce_op::average);
+    }
+    if constexpr (sizeof...(Callbacks) > 0) {
+      algorithm::round_info<T> info;
+      info.round = stats.rounds;
+      info.round_count = lengths.size();
+      info.step = t;
+      info.rank = me;
+      info.size = n;
+      info.model = x;
+      info.stats = &stats;
+      info.average_model = [&]() -> std::span<const T> { return result.average; };
+      (algorithm::detail::call_run_end(callbacks, info), ...);
+    }
+    return result;
+  }
+
+  // Every rank must train the same d: a mismatch is a configuration error
+  // reported on every rank before any step is taken.
+  static void agree_on_dimension(Comm& comm, std::size_t d) {
+    double bounds[2] = {static_cast<double>(d), -static_cast<double>(d)};
+    comm.allreduce(std::span<double>(bounds), comm::reduce_op::max);
+    if (bounds[0] != -bounds[1]) {
+      throw config_error("local_sgd: ranks disagree on the model size: largest " +
+                         std::to_string(static_cast<std::size_t>(bounds[0])) + ", smallest " +
+                         std::to_string(static_cast<std::size_t>(-bounds[1])) + ", this rank " +
+                         std::to_string(d));
+    }
+  }
+
+  Compressor compressor_;
+  MergeRule merge_;
+  Stepsize step_;
+  options opt_;
+};
+
+}  // namespace loco

@@ -1,0 +1,372 @@
+// local_sgd against plain-loop references written from ALGORITHMS.md
+// sections 2 and 3, on tiny deterministic quadratics with 3 workers.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <loco/algorithm/local_sgd.hpp>
+#include <loco/comm/in_process.hpp>
+#include <loco/merge/average.hpp>
+#include <loco/merge/delay_corrected.hpp>
+#include <loco/stepsize/constant.hpp>
+#include <loco/stepsize/polynomial.hpp>
+#include <vector>
+
+namespace {
+
+using vec = std::vector<double>;
+constexpr int workers = 3;
+constexpr std::size_t dim = 5;
+
+// f_i(x) = 0.5 a_i ||x - b_i||^2; deterministic gradients keep references exact.
+struct scaled_quadratic {
+  using value_type = double;
+  double a;
+  vec b;
+  std::size_t dimension() const { return b.size(); }
+  double loss(std::span<const double> x) const {
+    double s = 0;
+    for (std::size_t j = 0; j < b.size(); ++j) s += (x[j] - b[j]) * (x[j] - b[j]);
+    return 0.5 * a * s;
+  }
+  double gradient(std::span<const double> x, std::span<double> g, loco::random::stream&) {
+    for (std::size_t j = 0; j < b.size(); ++j) g[j] = a * (x[j] - b[j]);
+    return loss(x);
+  }
+};
+
+scaled_quadratic make_worker(int i) {
+  vec b(dim);
+  for (std::size_t j = 0; j < dim; ++j)
+    b[j] = std::sin(1.0 + static_cast<double>(i * 7 + static_cast<int>(j)));
+  return {0.5 + 0.25 * i, b};
+}
+
+// Sends the vector as raw doubles: lossless, so the driver averages in place.
+struct exact {
+  static constexpr bool unbiased = true, contractive = true, lossless = true;
+  template <class T>
+  struct state {
+    state(const exact&, std::size_t, std::uint64_t) {}
+  };
+  template <class T>
+  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
+    for (T x : v) out.put(x);
+  }
+  template <class T>
+  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
+    for (auto& x : out) x = in.get<T>("value");
+  }
+  std::size_t wire_bytes(std::size_t d) const { return 8 * d; }
+};
+
+// Rounds every entry to a multiple of 1/8: lossy, deterministic, general path.
+struct eighths {
+  static constexpr bool unbiased = false, contractive = false;
+  template <class T>
+  struct state {
+    state(const eighths&, std::size_t, std::uint64_t) {}
+  };
+  template <class T>
+  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
+    for (T x : v) out.put(static_cast<std::int32_t>(std::lround(x * 8)));
+  }
+  template <class T>
+  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
+    for (auto& x : out) x = static_cast<T>(in.get<std::int32_t>("value")) / 8;
+  }
+  std::size_t wire_bytes(std::size_t d) const { return 4 * d; }
+};
+double round8(double x) { return static_cast<double>(std::lround(x * 8)) / 8; }
+
+// Shared support without sending indices: round r synchronises the
+// coordinates j with j % 2 == r % 2.
+struct alternate {
+  static constexpr bool unbiased = false, contractive = true, shared_support = true;
+  template <class T>
+  struct state {
+    state(const alternate&, std::size_t d, std::uint64_t) : dim(d) {}
+    std::size_t dim;
+    std::vector<std::uint32_t> idx;
+  };
+  template <class T>
+  std::span<const std::uint32_t> support(state<T>& s, std::uint64_t round) const {
+    s.idx.clear();
+    for (std::size_t j = round % 2; j < s.dim; j += 2)
+      s.idx.push_back(static_cast<std::uint32_t>(j));
+    return s.idx;
+  }
+  template <class T>
+  void encode(std::span<const T>, state<T>&, loco::wire::buffer&) const {}
+  template <class T>
+  void decode(loco::wire::view, state<T>&, std::span<T>) const {}
+  std::size_t wire_bytes(std::size_t d) const { return 4 * (d / 2); }
+};
+
+template <class C, class M, class S>
+std::vector<loco::algorithm::local_sgd_result<double>> run(C c, M m, S s,
+                                                           loco::algorithm::local_sgd_options opt) {
+  using driver = loco::local_sgd<C, loco::comm::in_process, M, S>;
+  driver algo(c, m, s, opt);
+  std::vector<loco::algorithm::local_sgd_result<double>> out(workers);
+  loco::comm::run_in_process(workers, [&](loco::comm::in_process& comm) {
+    auto f = make_worker(comm.rank());
+    const vec x0(dim, 0.25);
+    out[static_cast<std::size_t>(comm.rank())] = algo.run(comm, f, std::span<const double>(x0));
+  });
+  return out;
+}
+
+void require_close(const vec& a, const vec& b, double tol = 1e-9) {
+  REQUIRE(a.size() == b.size());
+  for (std::size_t j = 0; j < a.size(); ++j) REQUIRE(a[j] == Approx(b[j]).margin(tol));
+}
+
+vec mean_of(const std::vector<vec>& xs) {
+  vec m(xs[0].size(), 0.0);
+  for (const auto& x : xs)
+    for (std::size_t j = 0; j < m.size(); ++j) m[j] += x[j];
+  for (auto& v : m) v /= static_cast<double>(xs.size());
+  return m;
+}
+
+// The reference: plain loops from the math, sharing no code with loco.
+struct reference {
+  std::vector<vec> x;
+  std::vector<std::uint64_t> t;
+  std::vector<vec> polyak_sum;
+  reference() : x(workers, vec(dim, 0.25)), t(workers, 0), polyak_sum(workers, vec(dim, 0.0)) {}
+  template <class Eta>
+  void step(int i, Eta eta) {
+    auto f = make_worker(i);
+    auto& xi = x[static_cast<std::size_t>(i)];
+    const double e = eta(++t[static_cast<std::size_t>(i)]);
+    for (std::size_t j = 0; j < dim; ++j) xi[j] -= e * f.a * (xi[j] - f.b[j]);
+    for (std::size_t j = 0; j < dim; ++j) polyak_sum[static_cast<std::size_t>(i)][j] += xi[j];
+  }
+};
+
+}  // namespace
+
+TEST_CASE("local_sgd equals the plain-loop local SGD with decaying steps", "[local_sgd]") {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::at({2, 5, 9, 14});
+  opt.polyak_average = true;
+  auto got = run(exact{}, loco::merge::average{}, loco::stepsize::polynomial(0.8, 0.75), opt);
+
+  reference ref;
+  const auto eta = [](std::uint64_t t) { return 0.8 * std::pow(static_cast<double>(t), -0.75); };
+  std::size_t previous = 0;
+  for (std::size_t boundary : std::vector<std::size_t>{2, 5, 9, 14}) {
+    for (int i = 0; i < workers; ++i)
+      for (std::size_t s = previous; s < boundary; ++s) ref.step(i, eta);
+    const vec m = mean_of(ref.x);
+    for (auto& xi : ref.x) xi = m;
+    previous = boundary;
+  }
+  for (int i = 0; i < workers; ++i)
+    require_close(got[static_cast<std::size_t>(i)].average, ref.x[0]);
+  // Polyak-Ruppert: each worker's mean iterate, averaged over workers.
+  std::vector<vec> per_worker;
+  for (const auto& s : ref.polyak_sum) {
+    vec p = s;
+    for (auto& v : p) v /= 14.0;
+    per_worker.push_back(p);
+  }
+  require_close(got[0].polyak, mean_of(per_worker));
+  CHECK(got[0].stats.rounds == 4);
+  CHECK(got[0].stats.local_steps == 14);
+  CHECK(got[0].stats.bytes_sent == 4 * dim * sizeof(double));
+}
+
+TEST_CASE("mini-batch averaging (one step per round) is synchronous gradient averaging",
+          "[local_sgd]") {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::every_step(6);
+  auto got = run(exact{}, loco::merge::average{}, loco::stepsize::constant(0.3), opt);
+  vec x(dim, 0.25);
+  for (int t = 0; t < 6; ++t) {
+    vec mean_g(dim, 0.0);
+    for (int i = 0; i < workers; ++i) {
+      auto f = make_worker(i);
+      for (std::size_t j = 0; j < dim; ++j) mean_g[j] += f.a * (x[j] - f.b[j]) / workers;
+    }
+    for (std::size_t j = 0; j < dim; ++j) x[j] -= 0.3 * mean_g[j];
+  }
+  require_close(got[1].average, x);
+}
+
+TEST_CASE("LOSCAR: sparse delay-corrected averaging with heterogeneous N_i and overlap Q_i",
+          "[local_sgd][loscar]") {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(5, 1);
+  opt.local_steps = {1, 2, 3};
+  opt.overlap_steps = {2, 1, 0};
+  for (bool corrected : {true, false}) {
+    DYNAMIC_SECTION((corrected ? "delay_corrected" : "overwrite")) {
+      std::vector<loco::algorithm::local_sgd_result<double>> got;
+      if (corrected) {
+        got = run(alternate{}, loco::merge::delay_corrected{}, loco::stepsize::constant(0.2), opt);
+      } else {
+        got = run(alternate{}, loco::merge::overwrite{}, loco::stepsize::constant(0.2), opt);
+      }
+      reference ref;
+      const auto eta = [](std::uint64_t) { return 0.2; };
+      for (std::size_t r = 0; r < 5; ++r) {
+        std::vector<vec> y(workers);
+        for (int i = 0; i < workers; ++i) {
+          for (std::size_t s = 0; s < opt.local_steps[static_cast<std::size_t>(i)]; ++s)
+            ref.step(i, eta);
+          y[static_cast<std::size_t>(i)] = ref.x[static_cast<std::size_t>(i)];
+          for (std::size_t s = 0; s < opt.overlap_steps[static_cast<std::size_t>(i)]; ++s)
+            ref.step(i, eta);
+        }
+        const vec m = mean_of(y);
+        for (int i = 0; i < workers; ++i) {
+          auto& xi = ref.x[static_cast<std::size_t>(i)];
+          const auto& yi = y[static_cast<std::size_t>(i)];
+          for (std::size_t j = r % 2; j < dim; j += 2)
+            xi[j] = corrected ? m[j] + (xi[j] - yi[j]) : m[j];
+        }
+      }
+      for (int i = 0; i < workers; ++i)
+        require_close(got[static_cast<std::size_t>(i)].local, ref.x[static_cast<std::size_t>(i)]);
+      require_close(got[0].average, mean_of(ref.x));
+      CHECK(got[2].stats.overlap_steps == 0);
+      CHECK(got[0].stats.overlap_steps == 10);
+      // Only the K values on the support travel: 3 or 2 of 5 per round.
+      CHECK(got[0].stats.bytes_sent == (3 + 2 + 3 + 2 + 3) * sizeof(double));
+    }
+  }
+}
+
+TEST_CASE("with Q = 0 delay_corrected equals overwrite", "[local_sgd][loscar]") {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(4, 2);
+  opt.local_steps = {1, 2, 4};
+  auto a = run(alternate{}, loco::merge::delay_corrected{}, loco::stepsize::constant(0.1), opt);
+  auto b = run(alternate{}, loco::merge::overwrite{}, loco::stepsize::constant(0.1), opt);
+  for (int i = 0; i < workers; ++i)
+    require_close(a[static_cast<std::size_t>(i)].local, b[static_cast<std::size_t>(i)].local, 0.0);
+}
+
+TEST_CASE("a lossy compressor sends C(y - ref) and every worker tracks the same reference",
+          "[local_sgd]") {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(3, 2);
+  auto got = run(eighths{}, loco::merge::average{}, loco::stepsize::constant(0.25), opt);
+  reference ref;
+  vec refpoint(dim, 0.25);
+  for (int r = 0; r < 3; ++r) {
+    vec mean_delta(dim, 0.0);
+    for (int i = 0; i < workers; ++i) {
+      ref.step(i, [](std::uint64_t) { return 0.25; });
+      ref.step(i, [](std::uint64_t) { return 0.25; });
+      for (std::size_t j = 0; j < dim; ++j)
+        mean_delta[j] += round8(ref.x[static_cast<std::size_t>(i)][j] - refpoint[j]);
+    }
+    for (std::size_t j = 0; j < dim; ++j) refpoint[j] += mean_delta[j] / workers;
+    for (auto& xi : ref.x) xi = refpoint;
+  }
+  for (int i = 0; i < workers; ++i)
+    require_close(got[static_cast<std::size_t>(i)].local, refpoint, 1e-12);
+  CHECK(got[0].stats.bytes_sent == 3 * 4 * dim);
+  CHECK(got[0].stats.bytes_received == 3 * 2 * 4 * dim);
+}
+
+TEST_CASE("local steps derived from compute times: N_i = max(1, floor(B / tau_i))", "[local_sgd]") {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(2, 1);
+  opt.compute_times = {1.0, 2.0, 4.5};
+  opt.round_budget = 4.0;
+  auto got = run(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);
+  CHECK(got[0].stats.local_steps == 8);
+  CHECK(got[1].stats.local_steps == 4);
+  CHECK(got[2].stats.local_steps == 2);
+}
+
+TEST_CASE("local_sgd rejects bad configuration before any step", "[local_sgd]") {
+  using driver = loco::local_sgd<exact, loco::comm::in_process, loco::merge::average,
+                                 loco::stepsize::constant>;
+  loco::algorithm::local_sgd_options opt;
+  opt.local_steps = {1, 2};  // 2 entries for 3 workers
+  driver bad(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);
+  CHECK_THROWS_WITH(loco::comm::run_in_process(workers,
+                                               [&](loco::comm::in_process& comm) {
+                                                 auto f = make_worker(comm.rank());
+                                                 const vec x0(dim, 0.0);
+                                                 bad.run(comm, f, std::span<const double>(x0));
+                                               }),
+                    Catch::Contains("local_steps has 2 entries"));
+
+  // Ranks that disagree on d are told so on every rank.
+  driver ok(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), {});
+  CHECK_THROWS_WITH(
+      loco::comm::run_in_process(2,
+                                 [&](loco::comm::in_process& comm) {
+                                   scaled_quadratic f{1.0, vec(comm.rank() == 0 ? 3 : 4, 0.0)};
+                                   const vec x0(f.dimension(), 0.0);
+                                   ok.run(comm, f, std::span<const double>(x0));
+                                 }),
+      Catch::Contains("disagree on the model size"));
+}
+
+TEST_CASE("a callback returning true stops every rank after the same round", "[local_sgd]") {
+  struct stop_at {
+    std::size_t round;
+    bool on_round_end(const loco::algorithm::round_info<double>& info) {
+      // The averaged model is available inside callbacks (a collective).
+      const auto avg = info.average_model();
+      return avg.size() == dim && info.round == round && info.rank == 0;
+    }
+  };
+  using driver = loco::local_sgd<exact, loco::comm::in_process, loco::merge::average,
+                                 loco::stepsize::constant>;
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(50, 1);
+  driver algo(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);
+  std::vector<std::size_t> rounds(workers);
+  loco::comm::run_in_process(workers, [&](loco::comm::in_process& comm) {
+    auto f = make_worker(comm.rank());
+    const vec x0(dim, 0.0);
+    auto r = algo.run(comm, f, std::span<const double>(x0), stop_at{7});
+    rounds[static_cast<std::size_t>(comm.rank())] = r.stats.rounds;
+  });
+  CHECK(rounds == std::vector<std::size_t>(workers, 7));
+}
+
+TEST_CASE("a NaN gradient throws naming the worker and step, or is skipped by option",
+          "[local_sgd]") {
+  struct nan_at_step_3 {
+    using value_type = double;
+    int calls = 0;
+    std::size_t dimension() const { return 2; }
+    double loss(std::span<const double>) const { return 0; }
+    double gradient(std::span<const double> x, std::span<double> g, loco::random::stream&) {
+      g[0] = x[0];
+      g[1] = ++calls == 3 ? std::nan("") : x[1];
+      return 0;
+    }
+  };
+  using driver = loco::local_sgd<exact, loco::comm::in_process, loco::merge::average,
+                                 loco::stepsize::constant>;
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(3, 2);
+  driver strict(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);
+  CHECK_THROWS_WITH(loco::comm::run_in_process(1,
+                                               [&](loco::comm::in_process& comm) {
+                                                 nan_at_step_3 f;
+                                                 const vec x0{1.0, 1.0};
+                                                 strict.run(comm, f, std::span<const double>(x0));
+                                               }),
+                    Catch::Contains("worker 0 at step 3") && Catch::Contains("index 1"));
+  opt.on_non_finite = loco::non_finite_policy::skip_update;
+  driver lenient(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);
+  loco::comm::run_in_process(1, [&](loco::comm::in_process& comm) {
+    nan_at_step_3 f;
+    const vec x0{1.0, 1.0};
+    auto r = lenient.run(comm, f, std::span<const double>(x0));
+    CHECK(r.stats.skipped_steps == 1);
+    CHECK(std::isfinite(r.average[1]));
+    CHECK(r.average[1] == Approx(std::pow(0.9, 5)));
+  });
+}
