@@ -52,12 +52,12 @@ struct local_sgd_options {
   algorithm::schedule schedule = algorithm::schedule::rounds(100, 10);
   // N_i per worker (one entry: all workers). Replaces the schedule's round
   // lengths; the schedule then only gives the number of rounds.
-  std::vector<std::size_t> local_steps;
+  std::vector<std::size_t> local_steps{};
   // Or derive N_i = max(1, floor(round_budget / compute_times[i])).
-  std::vector<double> compute_times;
+  std::vector<double> compute_times{};
   double round_budget = 0.0;
   // Q_i: steps taken while the aggregate is in flight (one entry: all workers).
-  std::vector<std::size_t> overlap_steps;
+  std::vector<std::size_t> overlap_steps{};
   // Instead of a fixed Q_i, keep stepping until the aggregate has arrived
   // (at most max_overlap_steps). Real transports only: not reproducible.
   bool overlap_until_arrival = false;
