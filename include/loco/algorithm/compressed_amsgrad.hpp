@@ -1,0 +1,339 @@
+#pragma once
+// compressed_amsgrad: communication-compressed AMSGrad, CD-Adam
+// (ALGORITHMS.md section 6). Both directions are compressed and every worker
+// runs the adaptive update itself, so the model never travels.
+//
+// Rank 0 is also the server (co-located, as a parameter server usually is).
+// One iteration, difference strategy (the default):
+//   worker i:  g_i = stochastic gradient at x
+//              c_i = C(g_i - h_i);  h_i += c_i;  gather c_i to rank 0
+//   server:    h += (1/n) sum_i c_i
+//              c = C(h - h_tilde);  broadcast c
+//   worker i:  h_tilde += c   (identical bytes on every rank: identical h_tilde)
+//              m = b1 m + (1 - b1) h_tilde;  v = b2 v + (1 - b2) h_tilde^2
+//              v_hat = max(v_hat, v);  x -= alpha_t m / (sqrt(v_hat) + eps)
+// Other strategies: error_feedback (each side sends C(value + residual) and
+// keeps the residual; h_tilde is the decoded downlink), naive (C(g_i) up,
+// C(mean) down, no memory).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/local_sgd.hpp>
+#include <loco/comm/types.hpp>
+#include <loco/concepts.hpp>
+#include <loco/error.hpp>
+#include <loco/random/stream.hpp>
+#include <loco/tensor/finite.hpp>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace loco {
+
+namespace algorithm {
+
+enum class compression_strategy {
+  difference,      // EF21-style estimates h_i, h, h_tilde (default; the paper's method)
+  error_feedback,  // classic residuals on both sides
+  naive,           // compress gradients and their mean, no memory
+};
+
+struct compressed_amsgrad_options {
+  std::size_t iterations = 1000;
+  double beta1 = 0.9;
+  double beta2 = 0.99;
+  double eps = 1e-8;
+  bool bias_correction = false;  // divide m and v by (1 - beta^t) as Adam does
+  double weight_decay = 0.0;     // L2: h_tilde + weight_decay * x enters the moments
+  compression_strategy strategy = compression_strategy::difference;
+  std::uint64_t seed = 0;
+  non_finite_policy on_non_finite = non_finite_policy::throw_error;
+};
+
+struct compressed_amsgrad_stats {
+  std::size_t iterations = 0;
+  std::uint64_t bytes_up = 0;    // this worker's uplink messages
+  std::uint64_t bytes_down = 0;  // downlink messages received (each worker gets each one)
+  std::uint64_t skipped_steps = 0;
+  double seconds_compute = 0.0;
+  double seconds_compress = 0.0;
+  double seconds_communicate = 0.0;
+  double last_batch_loss = 0.0;
+};
+
+template <class T>
+struct compressed_amsgrad_result {
+  std::vector<T> model;  // identical on every rank
+  compressed_amsgrad_stats stats;
+};
+
+template <class T>
+struct iteration_info {
+  std::size_t iteration = 0;  // from 1
+  std::size_t iteration_count = 0;
+  int rank = 0;
+  int size = 1;
+  std::span<const T> model;
+  double batch_loss = 0.0;
+  const compressed_amsgrad_stats* stats = nullptr;
+};
+
+}  // namespace algorithm
+
+template <class Compressor, class Comm, class Stepsize>
+class compressed_amsgrad {
+ public:
+  using options = algorithm::compressed_amsgrad_options;
+
+  compressed_amsgrad(Compressor compressor, Stepsize step, options opt = {})
+      : compressor_(std::move(compressor)), step_(std::move(step)), opt_(opt) {
+    const auto in_unit = [](const char* name, double v) {
+      if (!(v >= 0.0 && v < 1.0)) {
+        throw config_error(std::string("compressed_amsgrad: ") + name + " " + std::to_string(v) +
+                           " is outside [0, 1)");
+      }
+    };
+    in_unit("beta1", opt_.beta1);
+    in_unit("beta2", opt_.beta2);
+    if (!(opt_.eps > 0.0)) {
+      throw config_error("compressed_amsgrad: eps " + std::to_string(opt_.eps) + " must be > 0");
+    }
+    if (!(opt_.weight_decay >= 0.0)) {
+      throw config_error("compressed_amsgrad: weight_decay " + std::to_string(opt_.weight_decay) +
+                         " must be >= 0");
+    }
+    if (opt_.iterations == 0) throw config_error("compressed_amsgrad: iterations 0 must be >= 1");
+  }
+
+  const options& settings() const noexcept { return opt_; }
+
+  template <class Objective, class... Callbacks>
+  algorithm::compressed_amsgrad_result<typename Objective::value_type> run(
+      Comm& comm, Objective& objective, std::span<const typename Objective::value_type> x0,
+      Callbacks&&... callbacks) {
+    using T = typename Objective::value_type;
+    static_assert(check_objective<Objective>());
+    static_assert(check_compressor<Compressor, T>());
+    static_assert(check_communicator<Comm>());
+    static_assert(check_stepsize<Stepsize>());
+    return run_impl<T>(comm, objective, x0, callbacks...);
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  static double seconds_since(clock::time_point start) {
+    return std::chrono::duration<double>(clock::now() - start).count();
+  }
+  static constexpr int server = 0;
+
+  template <class T, class Objective, class... Callbacks>
+  algorithm::compressed_amsgrad_result<T> run_impl(Comm& comm, Objective& objective,
+                                                   std::span<const T> x0, Callbacks&... callbacks) {
+    const int n = comm.size(), me = comm.rank();
+    const std::size_t d = objective.dimension();
+    if (x0.size() != d) {
+      throw config_error("compressed_amsgrad: x0 has " + std::to_string(x0.size()) +
+                         " entries, the objective's dimension is " + std::to_string(d));
+    }
+    check_same_dimension(comm, d);
+    using strategy = algorithm::compression_strategy;
+
+    algorithm::compressed_amsgrad_result<T> result;
+    auto& stats = result.stats;
+    std::vector<T> x(x0.begin(), x0.end()), g(d), scratch(d), decoded(d);
+    std::vector<T> h_i(d, T{0}), h_tilde(d, T{0});  // worker memory
+    std::vector<T> h(me == server ? d : 0, T{0});   // server memory
+    std::vector<double> m(d, 0.0), v(d, 0.0), v_hat(d, 0.0);
+    random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
+    // Stream ids: workers use their rank; the server's downlink compressor
+    // uses n, so its randomness differs from every worker's.
+    compress::state_t<Compressor, T> up_state(compressor_, d, static_cast<std::uint64_t>(me));
+    compress::state_t<Compressor, T> self_decoder(compressor_, d, static_cast<std::uint64_t>(me));
+    compress::state_t<Compressor, T> down_decoder(compressor_, d, static_cast<std::uint64_t>(n));
+    std::vector<compress::state_t<Compressor, T>> from_worker;
+    std::vector<T> server_residual;
+    std::vector<compress::state_t<Compressor, T>> server_self;  // decodes its own downlink
+    if (me == server) {
+      from_worker.reserve(static_cast<std::size_t>(n));
+      for (int q = 0; q < n; ++q) {
+        from_worker.emplace_back(compressor_, d, static_cast<std::uint64_t>(q));
+      }
+      if (opt_.strategy == strategy::error_feedback) {
+        server_residual.assign(d, T{0});
+        server_self.emplace_back(compressor_, d, static_cast<std::uint64_t>(n));
+      }
+    }
+    compress::state_t<Compressor, T> down_state(compressor_, d, static_cast<std::uint64_t>(n));
+    std::vector<T> worker_residual(opt_.strategy == strategy::error_feedback ? d : 0, T{0});
+    wire::buffer up, down;
+    std::vector<wire::buffer> gathered;
+    const T inv_n = T{1} / static_cast<T>(n);
+
+    for (std::size_t it = 1; it <= opt_.iterations; ++it) {
+      // 1. Gradient.
+      auto start = clock::now();
+      const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
+      stats.last_batch_loss = loss;
+      if (const auto bad = tensor::first_non_finite(std::span<const T>(g)); bad != tensor::npos) {
+        if (opt_.on_non_finite == non_finite_policy::throw_error) {
+          throw non_finite_error("compressed_amsgrad: gradient of worker " + std::to_string(me) +
+                                     " at step " + std::to_string(it),
+                                 bad);
+        }
+        // skip_update and zero both send a zero contribution this step, so
+        // every rank still takes part in the collectives.
+        for (auto& e : g) e = T{0};
+        ++stats.skipped_steps;
+      }
+      stats.seconds_compute += seconds_since(start);
+
+      // 2. Uplink.
+      start = clock::now();
+      switch (opt_.strategy) {
+        case strategy::difference:
+          for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] - h_i[j];
+          break;
+        case strategy::error_feedback:
+          for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] + worker_residual[j];
+          break;
+        case strategy::naive:
+          std::copy(g.begin(), g.end(), scratch.begin());
+          break;
+      }
+      up.clear();
+      compressor_.encode(std::span<const T>(scratch), up_state, up);
+      if (opt_.strategy != strategy::naive) {
+        wire::view own(up, "compressed_amsgrad own message");
+        compressor_.decode(own, self_decoder, std::span<T>(decoded));
+        if (opt_.strategy == strategy::difference) {
+          for (std::size_t j = 0; j < d; ++j) h_i[j] += decoded[j];
+        } else {
+          for (std::size_t j = 0; j < d; ++j) worker_residual[j] = scratch[j] - decoded[j];
+        }
+      }
+      stats.bytes_up += up.size();
+      stats.seconds_compress += seconds_since(start);
+
+      start = clock::now();
+      comm.gather(up.bytes(), gathered, server);
+      stats.seconds_communicate += seconds_since(start);
+
+      // 3. Server: aggregate and compress the downlink.
+      if (me == server) {
+        start = clock::now();
+        std::fill(scratch.begin(), scratch.end(), T{0});
+        for (int q = 0; q < n; ++q) {
+          wire::view in(gathered[static_cast<std::size_t>(q)], "compressed_amsgrad worker message");
+          compressor_.decode(in, from_worker[static_cast<std::size_t>(q)], std::span<T>(decoded));
+          for (std::size_t j = 0; j < d; ++j) scratch[j] += decoded[j];
+        }
+        switch (opt_.strategy) {
+          case strategy::difference:
+            for (std::size_t j = 0; j < d; ++j) {
+              h[j] += scratch[j] * inv_n;
+              scratch[j] = h[j] - h_tilde[j];
+            }
+            break;
+          case strategy::error_feedback:
+            for (std::size_t j = 0; j < d; ++j)
+              scratch[j] = scratch[j] * inv_n + server_residual[j];
+            break;
+          case strategy::naive:
+            for (std::size_t j = 0; j < d; ++j) scratch[j] *= inv_n;
+            break;
+        }
+        down.clear();
+        compressor_.encode(std::span<const T>(scratch), down_state, down);
+        if (opt_.strategy == strategy::error_feedback) {
+          wire::view own(down, "compressed_amsgrad downlink");
+          compressor_.decode(own, server_self.front(), std::span<T>(decoded));
+          for (std::size_t j = 0; j < d; ++j) server_residual[j] = scratch[j] - decoded[j];
+        }
+        stats.seconds_compress += seconds_since(start);
+      }
+
+      // 4. Downlink to every worker (the server included).
+      start = clock::now();
+      comm.broadcast(down, server);
+      stats.seconds_communicate += seconds_since(start);
+      stats.bytes_down += down.size();
+
+      start = clock::now();
+      {
+        wire::view in(down, "compressed_amsgrad server message");
+        compressor_.decode(in, down_decoder, std::span<T>(decoded));
+      }
+      if (opt_.strategy == strategy::difference) {
+        for (std::size_t j = 0; j < d; ++j) h_tilde[j] += decoded[j];
+      } else {
+        std::copy(decoded.begin(), decoded.end(), h_tilde.begin());
+      }
+      stats.seconds_compress += seconds_since(start);
+
+      // 5. AMSGrad on h_tilde, identical on every rank.
+      start = clock::now();
+      stepsize::context ctx;
+      ctx.t = it;
+      ctx.worker = me;
+      const double alpha = step_.eta(ctx);
+      const double b1 = opt_.beta1, b2 = opt_.beta2;
+      const double c1 = opt_.bias_correction ? 1.0 - std::pow(b1, static_cast<double>(it)) : 1.0;
+      const double c2 = opt_.bias_correction ? 1.0 - std::pow(b2, static_cast<double>(it)) : 1.0;
+      for (std::size_t j = 0; j < d; ++j) {
+        const double grad =
+            static_cast<double>(h_tilde[j]) + opt_.weight_decay * static_cast<double>(x[j]);
+        m[j] = b1 * m[j] + (1.0 - b1) * grad;
+        v[j] = b2 * v[j] + (1.0 - b2) * grad * grad;
+        v_hat[j] = std::max(v_hat[j], v[j]);
+        x[j] = static_cast<T>(static_cast<double>(x[j]) -
+                              alpha * (m[j] / c1) / (std::sqrt(v_hat[j] / c2) + opt_.eps));
+      }
+      stats.seconds_compute += seconds_since(start);
+      stats.iterations = it;
+
+      if constexpr (sizeof...(Callbacks) > 0) {
+        algorithm::iteration_info<T> info;
+        info.iteration = it;
+        info.iteration_count = opt_.iterations;
+        info.rank = me;
+        info.size = n;
+        info.model = x;
+        info.batch_loss = loss;
+        info.stats = &stats;
+        bool stop = false;
+        ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
+        if constexpr (algorithm::detail::any_round_end_hook<algorithm::iteration_info<T>,
+                                                            Callbacks...>()) {
+          float flag[1] = {stop ? 1.0f : 0.0f};
+          comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
+          if (flag[0] > 0.0f) break;
+        }
+      }
+    }
+    result.model = std::move(x);
+    return result;
+  }
+
+  static void check_same_dimension(Comm& comm, std::size_t d) {
+    double bounds[2] = {static_cast<double>(d), -static_cast<double>(d)};
+    comm.allreduce(std::span<double>(bounds), comm::reduce_op::max);
+    if (bounds[0] != -bounds[1]) {
+      throw config_error("compressed_amsgrad: ranks disagree on the model size: largest " +
+                         std::to_string(static_cast<std::size_t>(bounds[0])) + ", smallest " +
+                         std::to_string(static_cast<std::size_t>(-bounds[1])) + ", this rank " +
+                         std::to_string(d));
+    }
+  }
+
+  Compressor compressor_;
+  Stepsize step_;
+  options opt_;
+};
+
+}  // namespace loco

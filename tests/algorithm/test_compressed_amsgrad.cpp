@@ -1,0 +1,208 @@
+// compressed_amsgrad (CD-Adam) against plain-loop AMSGrad references.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <loco/algorithm/compressed_amsgrad.hpp>
+#include <loco/comm/in_process.hpp>
+#include <loco/stepsize/constant.hpp>
+#include <vector>
+
+namespace {
+
+using vec = std::vector<double>;
+constexpr int workers = 3;
+constexpr std::size_t dim = 6;
+
+struct scaled_quadratic {
+  using value_type = double;
+  double a;
+  vec b;
+  std::size_t dimension() const { return b.size(); }
+  double loss(std::span<const double> x) const {
+    double s = 0;
+    for (std::size_t j = 0; j < b.size(); ++j) s += (x[j] - b[j]) * (x[j] - b[j]);
+    return 0.5 * a * s;
+  }
+  double gradient(std::span<const double> x, std::span<double> g, loco::random::stream&) {
+    for (std::size_t j = 0; j < b.size(); ++j) g[j] = a * (x[j] - b[j]);
+    return loss(x);
+  }
+};
+scaled_quadratic make_worker(int i) {
+  vec b(dim);
+  for (std::size_t j = 0; j < dim; ++j)
+    b[j] = std::cos(0.5 + static_cast<double>(i * 5 + static_cast<int>(j)));
+  return {1.0 + 0.5 * i, b};
+}
+
+struct raw {
+  static constexpr bool unbiased = true, contractive = true, lossless = true;
+  template <class T>
+  struct state {
+    state(const raw&, std::size_t, std::uint64_t) {}
+  };
+  template <class T>
+  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
+    for (T x : v) out.put(x);
+  }
+  template <class T>
+  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
+    for (auto& x : out) x = in.get<T>("value");
+  }
+  std::size_t wire_bytes(std::size_t d) const { return 8 * d; }
+};
+
+// Keeps the single largest-magnitude entry (index + value): lossy, deterministic.
+struct top_1 {
+  static constexpr bool unbiased = false, contractive = true;
+  template <class T>
+  struct state {
+    state(const top_1&, std::size_t, std::uint64_t) {}
+  };
+  template <class T>
+  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
+    std::size_t best = 0;
+    for (std::size_t j = 1; j < v.size(); ++j)
+      if (std::abs(v[j]) > std::abs(v[best])) best = j;
+    out.put(static_cast<std::uint32_t>(best));
+    out.put(v[best]);
+  }
+  template <class T>
+  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
+    const auto j = in.get<std::uint32_t>("index");
+    for (auto& x : out) x = 0;
+    out[j] = in.get<T>("value");
+  }
+  std::size_t wire_bytes(std::size_t) const { return 12; }
+};
+vec top_1_of(const vec& v) {
+  std::size_t best = 0;
+  for (std::size_t j = 1; j < v.size(); ++j)
+    if (std::abs(v[j]) > std::abs(v[best])) best = j;
+  vec out(v.size(), 0.0);
+  out[best] = v[best];
+  return out;
+}
+
+template <class C>
+std::vector<loco::algorithm::compressed_amsgrad_result<double>> run(
+    C c, loco::algorithm::compressed_amsgrad_options opt, double alpha = 0.05) {
+  loco::compressed_amsgrad<C, loco::comm::in_process, loco::stepsize::constant> algo(
+      c, loco::stepsize::constant(alpha), opt);
+  std::vector<loco::algorithm::compressed_amsgrad_result<double>> out(workers);
+  loco::comm::run_in_process(workers, [&](loco::comm::in_process& comm) {
+    auto f = make_worker(comm.rank());
+    const vec x0(dim, 0.1);
+    out[static_cast<std::size_t>(comm.rank())] = algo.run(comm, f, std::span<const double>(x0));
+  });
+  return out;
+}
+
+// Plain AMSGrad on a given sequence of update directions h_tilde(x).
+template <class Direction>
+vec amsgrad(std::size_t steps, double alpha, Direction direction) {
+  vec x(dim, 0.1), m(dim, 0), v(dim, 0), vhat(dim, 0);
+  for (std::size_t t = 0; t < steps; ++t) {
+    const vec h = direction(x);
+    for (std::size_t j = 0; j < dim; ++j) {
+      m[j] = 0.9 * m[j] + 0.1 * h[j];
+      v[j] = 0.99 * v[j] + 0.01 * h[j] * h[j];
+      vhat[j] = std::max(vhat[j], v[j]);
+      x[j] -= alpha * m[j] / (std::sqrt(vhat[j]) + 1e-8);
+    }
+  }
+  return x;
+}
+
+vec mean_gradient(const vec& x) {
+  vec g(dim, 0.0);
+  for (int i = 0; i < workers; ++i) {
+    auto f = make_worker(i);
+    for (std::size_t j = 0; j < dim; ++j) g[j] += f.a * (x[j] - f.b[j]) / workers;
+  }
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("CD-Adam with a lossless compressor equals plain AMSGrad", "[cd_adam]") {
+  for (auto strategy : {loco::algorithm::compression_strategy::difference,
+                        loco::algorithm::compression_strategy::error_feedback,
+                        loco::algorithm::compression_strategy::naive}) {
+    loco::algorithm::compressed_amsgrad_options opt;
+    opt.iterations = 40;
+    opt.strategy = strategy;
+    auto got = run(raw{}, opt);
+    const vec want = amsgrad(40, 0.05, mean_gradient);
+    for (std::size_t j = 0; j < dim; ++j) CHECK(got[0].model[j] == Approx(want[j]).margin(1e-12));
+    CHECK(got[0].stats.bytes_up == 40 * 8 * dim);
+    CHECK(got[1].stats.bytes_down == 40 * 8 * dim);
+  }
+}
+
+TEST_CASE("CD-Adam's difference strategy follows its update rule with a lossy compressor",
+          "[cd_adam]") {
+  loco::algorithm::compressed_amsgrad_options opt;
+  opt.iterations = 25;
+  auto got = run(top_1{}, opt);
+
+  std::vector<vec> h_i(workers, vec(dim, 0.0));
+  vec h(dim, 0.0), h_tilde(dim, 0.0);
+  const vec want = amsgrad(25, 0.05, [&](const vec& x) {
+    vec sum(dim, 0.0);
+    for (int i = 0; i < workers; ++i) {
+      auto f = make_worker(i);
+      vec diff(dim);
+      for (std::size_t j = 0; j < dim; ++j)
+        diff[j] = f.a * (x[j] - f.b[j]) - h_i[static_cast<std::size_t>(i)][j];
+      const vec c = top_1_of(diff);
+      for (std::size_t j = 0; j < dim; ++j) {
+        h_i[static_cast<std::size_t>(i)][j] += c[j];
+        sum[j] += c[j];
+      }
+    }
+    vec diff(dim);
+    for (std::size_t j = 0; j < dim; ++j) {
+      h[j] += sum[j] / workers;
+      diff[j] = h[j] - h_tilde[j];
+    }
+    const vec c = top_1_of(diff);
+    for (std::size_t j = 0; j < dim; ++j) h_tilde[j] += c[j];
+    return h_tilde;
+  });
+  for (std::size_t j = 0; j < dim; ++j) CHECK(got[2].model[j] == Approx(want[j]).margin(1e-12));
+  CHECK(got[0].stats.bytes_up == 25 * 12);
+}
+
+TEST_CASE("CD-Adam keeps every replica bitwise identical", "[cd_adam]") {
+  for (auto strategy : {loco::algorithm::compression_strategy::difference,
+                        loco::algorithm::compression_strategy::error_feedback}) {
+    loco::algorithm::compressed_amsgrad_options opt;
+    opt.iterations = 300;
+    opt.strategy = strategy;
+    auto got = run(top_1{}, opt);
+    for (int i = 1; i < workers; ++i) {
+      CHECK(std::memcmp(got[0].model.data(), got[static_cast<std::size_t>(i)].model.data(),
+                        dim * sizeof(double)) == 0);
+    }
+  }
+}
+
+TEST_CASE("CD-Adam converges near the optimum of the average objective", "[cd_adam]") {
+  loco::algorithm::compressed_amsgrad_options opt;
+  opt.iterations = 3000;
+  auto got = run(top_1{}, opt, 0.01);
+  const vec grad = mean_gradient(got[0].model);
+  double norm = 0;
+  for (double gj : grad) norm += gj * gj;
+  CHECK(std::sqrt(norm) < 0.05);
+}
+
+TEST_CASE("CD-Adam rejects bad settings by name", "[cd_adam]") {
+  using algo = loco::compressed_amsgrad<raw, loco::comm::in_process, loco::stepsize::constant>;
+  CHECK_THROWS_WITH(algo(raw{}, loco::stepsize::constant(0.1), {.beta1 = 1.0}),
+                    Catch::Contains("beta1 1.0"));
+  CHECK_THROWS_WITH(algo(raw{}, loco::stepsize::constant(0.1), {.iterations = 0}),
+                    Catch::Contains("iterations 0"));
+}
