@@ -1,0 +1,291 @@
+// Bad peers: a wrong token, a wrong version, garbage, a slow-loris client, a
+// truncated or oversized frame after a valid handshake. Each must end in a
+// named error on the legitimate rank within its timeout, never a hang, and
+// an attacker must not disturb a running world.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+#include <loco/comm/tcp.hpp>
+
+#include "raw_client.hpp"
+#include "tcp_world.hpp"
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using ms = std::chrono::milliseconds;
+
+struct log_capture {
+  std::mutex m;
+  std::vector<std::string> lines;
+  std::function<void(const std::string&)> sink() {
+    return [this](const std::string& l) {
+      std::lock_guard lock(m);
+      lines.push_back(l);
+    };
+  }
+  bool contains(const std::string& what) {
+    std::lock_guard lock(m);
+    for (const auto& l : lines) {
+      if (l.find(what) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+// Rank 0 of a world of 2, with the test playing rank 1 through `client`.
+// Returns what rank 0's constructor + one allreduce threw ("" if nothing).
+struct lone_rank0 {
+  unsigned short port = tcp_test::free_port();
+  log_capture log;
+  loco::comm::tcp_options options() {
+    auto o = tcp_test::options(0, 2, port);
+    o.timeout = ms(1500);
+    o.handshake_timeout = ms(400);
+    o.log = log.sink();
+    return o;
+  }
+};
+
+template <class Client>
+std::pair<std::string, long long> run_rank0_against(lone_rank0& w, Client client) {
+  auto result = std::async(std::launch::async, [&w]() -> std::string {
+    try {
+      loco::comm::tcp comm(w.options());
+      std::vector<float> v(1000, 1.0f);
+      comm.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
+      return "";
+    } catch (const loco::protocol_error& e) {
+      return std::string("protocol_error|") + e.source() + "|" + e.field() + "|" + e.what();
+    } catch (const loco::peer_lost& e) {
+      return "peer_lost|" + std::to_string(e.rank()) + "|" + e.what();
+    } catch (const std::exception& e) {
+      return std::string("other|") + e.what();
+    }
+  });
+  const auto start = clock_type::now();
+  client();
+  REQUIRE(result.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  const auto took = std::chrono::duration_cast<ms>(clock_type::now() - start).count();
+  return {result.get(), took};
+}
+
+}  // namespace
+
+TEST_CASE("tcp: a rank with the wrong token is refused and both sides name the error",
+          "[comm][tcp][bad_peer]") {
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto port = tcp_test::free_port();
+    log_capture log;
+    std::string r0, r1;
+    const auto start = clock_type::now();
+    std::thread t0([&] {
+      try {
+        auto o = tcp_test::options(0, 2, port);
+        o.timeout = ms(1500);
+        o.log = log.sink();
+        loco::comm::tcp c(o);
+      } catch (const loco::peer_lost& e) {
+        r0 = "peer_lost " + std::to_string(e.rank());
+      }
+    });
+    std::thread t1([&] {
+      try {
+        auto o = tcp_test::options(1, 2, port);
+        o.timeout = ms(1500);
+        o.token = "not-the-token";
+        loco::comm::tcp c(o);
+      } catch (const loco::protocol_error& e) {
+        r1 = "protocol_error " + e.field();
+      }
+    });
+    t0.join();
+    t1.join();
+    CHECK(r0 == "peer_lost 1");
+    CHECK(r1 == "protocol_error handshake.mac");
+    CHECK(log.contains("rejected connection"));
+    CHECK(clock_type::now() - start < std::chrono::seconds(5));
+  }
+}
+
+TEST_CASE("tcp: handshakes with a wrong version, garbage or silence are closed and logged",
+          "[comm][tcp][bad_peer]") {
+  SECTION("wrong protocol version") {
+    lone_rank0 w;
+    std::size_t got = 99;
+    const auto [what, took] = run_rank0_against(w, [&] {
+      tcp_test::raw_client c(w.port);
+      REQUIRE(c.connected());
+      c.send_hello(7, 2, 1);
+      CHECK(c.wait_closed(3000) >= 0);
+      got = c.received();
+    });
+    CHECK(got == 0);  // nothing, not even a challenge, before the rejection
+    CHECK(w.log.contains("protocol version 7, expected 1"));
+    CHECK(what.rfind("peer_lost|1|", 0) == 0);
+    CHECK(took < 5000);
+  }
+  SECTION("wrong world size") {
+    lone_rank0 w;
+    const auto [what, took] = run_rank0_against(w, [&] {
+      tcp_test::raw_client c(w.port);
+      c.send_hello(1, 5, 1);
+      CHECK(c.wait_closed(3000) >= 0);
+      CHECK(c.received() == 0);
+    });
+    CHECK(w.log.contains("world size 5, expected 2"));
+    CHECK(what.rfind("peer_lost|1|", 0) == 0);
+  }
+  SECTION("garbage bytes") {
+    lone_rank0 w;
+    const auto [what, took] = run_rank0_against(w, [&] {
+      tcp_test::raw_client c(w.port);
+      std::mt19937 gen(12345);
+      std::vector<unsigned char> junk(200);
+      for (auto& b : junk) b = static_cast<unsigned char>(gen());
+      c.send_bytes(junk.data(), junk.size());
+      CHECK(c.wait_closed(3000) >= 0);
+      CHECK(c.received() == 0);
+    });
+    CHECK(w.log.contains("handshake.magic"));
+    CHECK(what.rfind("peer_lost|1|", 0) == 0);
+    CHECK(took < 5000);
+  }
+  SECTION("slow-loris: connects and sends nothing") {
+    lone_rank0 w;
+    long long closed_after = -1;
+    const auto [what, took] = run_rank0_against(w, [&] {
+      tcp_test::raw_client c(w.port);
+      closed_after = c.wait_closed(3000);
+    });
+    INFO("closed after " << closed_after << " ms");
+    CHECK(closed_after >= 300);   // handshake_timeout 400 ms, minus connect slack
+    CHECK(closed_after < 1500);
+    CHECK(w.log.contains("no complete handshake within 400 ms"));
+    CHECK(what.rfind("peer_lost|1|", 0) == 0);
+  }
+}
+
+TEST_CASE("tcp: malformed frames after a valid handshake are protocol errors naming the peer",
+          "[comm][tcp][bad_peer]") {
+  using loco::comm::detail::tcp::frame_type;
+  struct variant {
+    const char* name;
+    const char* field;
+    std::function<void(tcp_test::raw_client&)> send;
+  };
+  const std::vector<variant> variants = {
+      {"truncated frame", "payload",
+       [](tcp_test::raw_client& c) {
+         c.send_header(frame_type::collective, 0, 0, 100);
+         std::vector<char> half(50, 'x');
+         c.send_bytes(half.data(), half.size());
+         c.shutdown_write();  // EOF inside the frame
+       }},
+      {"oversized length", "frame.length",
+       [](tcp_test::raw_client& c) {
+         c.send_header(frame_type::collective, 0, 0, std::uint64_t{1} << 40);
+       }},
+      {"bad magic", "frame.magic",
+       [](tcp_test::raw_client& c) {
+         std::vector<unsigned char> junk(24, 0xab);
+         c.send_bytes(junk.data(), junk.size());
+       }},
+      {"unknown frame type", "frame.type",
+       [](tcp_test::raw_client& c) { c.send_header(static_cast<frame_type>(9), 0, 0, 0); }},
+      {"wrong piece size", "frame.length",
+       [](tcp_test::raw_client& c) {
+         std::vector<char> bytes(12, 0);  // rank 0 expects 4000 bytes
+         c.send_header(frame_type::collective, 0, 0, bytes.size());
+         c.send_bytes(bytes.data(), bytes.size());
+       }},
+  };
+  for (const auto& v : variants) {
+    INFO(v.name);
+    lone_rank0 w;
+    const auto [what, took] = run_rank0_against(w, [&] {
+      tcp_test::raw_client c(w.port);
+      c.join("conformance-token", 2, 1);
+      v.send(c);
+      (void)c.wait_closed(3000);
+    });
+    INFO(what);
+    if (std::string(v.name) == "wrong piece size") {
+      // A well-formed frame whose size disagrees is reported by the collective.
+      CHECK(what.find("rank 1") != std::string::npos);
+      CHECK(what.find("contributed 3 values") != std::string::npos);
+    } else {
+      CHECK(what.rfind(std::string("protocol_error|rank 1 (127.0.0.1:"), 0) == 0);
+      CHECK(what.find(std::string("|") + v.field + "|") != std::string::npos);
+    }
+    CHECK(took < 1400);  // detected at once, not by the 1500 ms timeout
+  }
+}
+
+TEST_CASE("tcp: an attacker hammering the coordinator does not disturb a running world",
+          "[comm][tcp][bad_peer]") {
+  const auto port = tcp_test::free_port();
+  log_capture log;
+  std::atomic<bool> done{false};
+  std::atomic<int> attempts{0};
+  std::thread attacker([&] {
+    for (int round = 0; round < 200 && !done; ++round) {
+      tcp_test::raw_client c(port);
+      if (!c.connected()) continue;
+      ++attempts;
+      switch (round % 4) {
+        case 0: {
+          std::vector<unsigned char> junk(64, static_cast<unsigned char>(round));
+          c.send_bytes(junk.data(), junk.size());
+          break;
+        }
+        case 1:
+          c.send_hello(1, 3, 1);  // claims rank 1 without the token
+          break;
+        case 2:
+          try {
+            c.join("wrong-token", 3, 2);
+          } catch (const std::exception&) {
+          }
+          break;
+        case 3:
+          break;  // silence
+      }
+      (void)c.wait_closed(500);
+    }
+  });
+  std::atomic<int> good{0};
+  REQUIRE_NOTHROW(tcp_test::run_threads(
+      3,
+      [&](loco::comm::tcp& comm) {
+        for (int it = 0; it < 30; ++it) {
+          std::vector<float> v(20000 + static_cast<std::size_t>(it));
+          for (std::size_t i = 0; i < v.size(); ++i) {
+            v[i] = static_cast<float>((i + static_cast<std::size_t>(comm.rank()) * 3) % 17);
+          }
+          comm.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
+          for (std::size_t i = 0; i < v.size(); ++i) {
+            const float want = static_cast<float>(i % 17 + (i + 3) % 17 + (i + 6) % 17);
+            if (v[i] != want) throw std::runtime_error("allreduce disturbed at " + std::to_string(i));
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        ++good;
+      },
+      [&](loco::comm::tcp_options& o) {
+        o.coordinator = "127.0.0.1:" + std::to_string(port);
+        o.handshake_timeout = ms(300);
+        o.log = log.sink();
+      }));
+  done = true;
+  attacker.join();
+  CHECK(good == 3);
+  CHECK(attempts > 0);
+  CHECK(log.contains("rejected connection"));
+}
