@@ -225,3 +225,16 @@ TEST_CASE("mpi non-blocking collectives issued back to back complete whatever th
       mpi_test::quick());
   REQUIRE(verdict == "");
 }
+
+TEST_CASE("mpi with native_blocking gives the same allreduce and barrier results", "[comm][mpi]") {
+  loco::comm::mpi_options opt = mpi_test::quick();
+  opt.native_blocking = true;
+  const std::string verdict = on_every_rank(
+      [](loco::comm::mpi& c) {
+        conformance::check_allreduce_on<float>(c, false);
+        conformance::check_allreduce_on<double>(c, false);
+        c.barrier();
+      },
+      opt);
+  REQUIRE(verdict == "");
+}
