@@ -14,7 +14,9 @@ struct options {
   // A test() that finds its operation unfinished charges this much virtual
   // time, doubling on each further unfinished test() with no other charge in
   // between, so a loop that only polls reaches the completion in a few dozen
-  // steps. Never charged past a completion time already known.
+  // steps. Never charged past a completion time already known, nor past the
+  // next time another rank acts (a completion that rank causes is then seen
+  // on time).
   double poll_interval = 1e-6;
 };
 

@@ -214,7 +214,7 @@ class world {
     record({r.now, me, dead ? event_kind::drop_out : event_kind::finish, -1, 0, 0, 0.0});
     for (int b = 0; b < size; ++b) {
       auto& o = at(b);
-      if (o.state != rank_state::blocked || !needs(b, me)) continue;
+      if (o.state != rank_state::blocked || o.wake_error || !needs(b, me)) continue;
       o.wake_error = lost_error(b, me);
       set_key(b, std::max(o.now, r.now));
     }
@@ -532,6 +532,13 @@ class world {
     r.poll_step = 2.0 * step;
     double t = r.now + step;
     if (known > r.now) t = std::min(t, known);
+    // Never past the next moment another rank acts, so a completion it causes
+    // is seen on time (one ulp late when that rank ties with this one).
+    auto next = ready_.begin();
+    if (next != ready_.end() && next->second == me) ++next;
+    if (next != ready_.end()) {
+      t = std::min(t, next->first > r.now ? next->first : std::nextafter(r.now, never));
+    }
     record({r.now, me, event_kind::poll, -1, 0, 0, t - r.now});
     move_to(me, t);
   }
@@ -587,7 +594,7 @@ class world {
       return std::make_exception_ptr(peer_lost(q, "dropped out at t=" + seconds_text(o.now)));
     }
     return std::make_exception_ptr(error("comm::simulated: deadlock: rank " + std::to_string(b) +
-                                         " waits for " + describe(b) + ", but rank " +
+                                         " waits for " + describe(b) + "; rank " +
                                          std::to_string(q) + " has finished"));
   }
 
@@ -602,7 +609,8 @@ class world {
                                      std::to_string(c->seq)
                                : "a message with tag " + std::to_string(tag);
     throw error("comm::simulated: deadlock: rank " + std::to_string(me) + " waits for " + what +
-                " from rank " + std::to_string(q) + ", which has finished");
+                (c ? "" : " from rank " + std::to_string(q)) + "; rank " + std::to_string(q) +
+                " has finished");
   }
 
   std::string describe(int b) {
