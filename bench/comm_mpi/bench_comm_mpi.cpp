@@ -13,9 +13,9 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <loco/comm/mpi.hpp>
 #include <thread>
 #include <vector>
-#include <loco/comm/mpi.hpp>
 
 namespace {
 
@@ -81,23 +81,19 @@ int main(int argc, char** argv) {
                             std::size_t{1} << 20, std::size_t{4} << 20, std::size_t{40} << 20}) {
     std::vector<float> v(bytes / sizeof(float), 1.0f);
     const int n = static_cast<int>(v.size());
-    const double t_raw = time_op(raw, [&] {
-      MPI_Allreduce(MPI_IN_PLACE, v.data(), n, MPI_FLOAT, MPI_SUM, raw);
-    });
+    const double t_raw =
+        time_op(raw, [&] { MPI_Allreduce(MPI_IN_PLACE, v.data(), n, MPI_FLOAT, MPI_SUM, raw); });
     const double t_iraw = time_op(raw, [&] {
       MPI_Request r;
       MPI_Iallreduce(MPI_IN_PLACE, v.data(), n, MPI_FLOAT, MPI_SUM, raw, &r);
       MPI_Wait(&r, MPI_STATUS_IGNORE);
     });
-    const double t_loco = time_op(raw, [&] {
-      comm.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
-    });
-    const double t_iloco = time_op(raw, [&] {
-      comm.iallreduce(std::span<float>(v), loco::comm::reduce_op::sum).wait();
-    });
-    const double t_native = time_op(raw, [&] {
-      native.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
-    });
+    const double t_loco =
+        time_op(raw, [&] { comm.allreduce(std::span<float>(v), loco::comm::reduce_op::sum); });
+    const double t_iloco = time_op(
+        raw, [&] { comm.iallreduce(std::span<float>(v), loco::comm::reduce_op::sum).wait(); });
+    const double t_native =
+        time_op(raw, [&] { native.allreduce(std::span<float>(v), loco::comm::reduce_op::sum); });
     if (rank == 0) {
       std::printf("%10zu %12.1fus %12.1fus %12.1fus %12.1fus %12.1fus %9.2f %9.2f %9.2f\n", bytes,
                   t_raw * 1e6, t_iraw * 1e6, t_loco * 1e6, t_iloco * 1e6, t_native * 1e6,
@@ -110,8 +106,7 @@ int main(int argc, char** argv) {
   // compute time; with none, compute + allreduce.
   if (rank == 0) {
     std::printf("\noverlap: iallreduce, busy compute for T = blocking time, then wait()\n");
-    std::printf("%10s %14s %12s %14s %14s\n", "bytes", "progress", "T", "compute+wait",
-                "hidden");
+    std::printf("%10s %14s %12s %14s %14s\n", "bytes", "progress", "T", "compute+wait", "hidden");
   }
   for (std::size_t bytes : {std::size_t{4} << 20, std::size_t{40} << 20}) {
     for (int interval_us : {50, 0}) {
@@ -119,9 +114,8 @@ int main(int argc, char** argv) {
       opt.progress_interval = std::chrono::microseconds(interval_us);
       loco::comm::mpi c(MPI_COMM_WORLD, opt);
       std::vector<float> v(bytes / sizeof(float), 1.0f);
-      double blocking = time_op(raw, [&] {
-        c.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
-      });
+      double blocking =
+          time_op(raw, [&] { c.allreduce(std::span<float>(v), loco::comm::reduce_op::sum); });
       std::vector<double> totals;
       for (int run = 0; run < 5; ++run) {
         MPI_Barrier(raw);

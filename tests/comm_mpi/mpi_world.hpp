@@ -9,9 +9,9 @@
 
 #include <chrono>
 #include <exception>
+#include <loco/comm/mpi.hpp>
 #include <string>
 #include <vector>
-#include <loco/comm/mpi.hpp>
 
 namespace mpi_test {
 

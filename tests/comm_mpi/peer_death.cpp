@@ -3,12 +3,12 @@
 // allreduce. Either mpirun kills the job (OpenMPI's default), or, when
 // mpirun lets the survivors run, each survivor gets loco::peer_lost within
 // the timeout and ends the job with abort(). Nobody hangs.
+#include <unistd.h>
 #include <chrono>
 #include <cstdio>
-#include <thread>
-#include <unistd.h>
-#include <vector>
 #include <loco/comm/mpi.hpp>
+#include <thread>
+#include <vector>
 
 int main(int argc, char** argv) {
   loco::comm::mpi_environment env(&argc, &argv);

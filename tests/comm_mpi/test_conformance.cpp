@@ -24,8 +24,8 @@ struct mpi_world {
   template <class Fn>
   static void run(int n, Fn fn) {
     if (n != mpi_test::world_size()) throw conformance::failure("run(n) must use the MPI size");
-    const std::string verdict = mpi_test::on_every_rank([&](loco::comm::mpi& c) { fn(c); },
-                                                        mpi_test::quick());
+    const std::string verdict =
+        mpi_test::on_every_rank([&](loco::comm::mpi& c) { fn(c); }, mpi_test::quick());
     if (!verdict.empty()) throw conformance::failure(verdict);
   }
 };
@@ -67,9 +67,10 @@ TEST_CASE("mpi passes the communicator conformance suite", "[comm][mpi]") {
   REQUIRE_NOTHROW(conformance::run_all<mpi_world>(mpi_test::world_size()));
 }
 
-TEMPLATE_TEST_CASE("mpi allreduce of inexact sums is bit-identical on every rank and within "
-                   "the rounding bound",
-                   "[comm][mpi]", float, double) {
+TEMPLATE_TEST_CASE(
+    "mpi allreduce of inexact sums is bit-identical on every rank and within "
+    "the rounding bound",
+    "[comm][mpi]", float, double) {
   const std::uint64_t seed = 20260521;
   INFO("seed " << seed);
   const std::string verdict = on_every_rank(
@@ -94,20 +95,23 @@ TEMPLATE_TEST_CASE("mpi allreduce of inexact sums is bit-identical on every rank
             // Any summation order of n terms is within (n-1) u sum|x| of it.
             std::vector<std::vector<TestType>> each;
             for (int r = 0; r < n; ++r) each.push_back(random_values<TestType>(seed, r, d));
-            const long double u = std::numeric_limits<TestType>::epsilon() / 2;
+            const long double u =
+                static_cast<long double>(std::numeric_limits<TestType>::epsilon()) / 2;
             for (std::size_t i = 0; i < d; ++i) {
               long double exact = 0, magnitude = 0;
               for (int r = 0; r < n; ++r) {
-                exact += each[static_cast<std::size_t>(r)][i];
-                magnitude += std::fabs(static_cast<long double>(each[static_cast<std::size_t>(r)][i]));
+                exact += static_cast<long double>(each[static_cast<std::size_t>(r)][i]);
+                magnitude +=
+                    std::fabs(static_cast<long double>(each[static_cast<std::size_t>(r)][i]));
               }
               const long double bound = (n - 1) * u * magnitude + u * std::fabs(exact);
               // (messages built only on failure: this loop runs under ASan too)
-              if (!(std::fabs(sum[i] - exact) <= bound)) {
+              if (!(std::fabs(static_cast<long double>(sum[i]) - exact) <= bound)) {
                 expect(false, "sum index " + std::to_string(i) + " outside the rounding bound");
               }
               const long double mean = exact / n;
-              if (!(std::fabs(avg[i] - mean) <= 2 * bound / n + 2 * u * std::fabs(mean))) {
+              if (!(std::fabs(static_cast<long double>(avg[i]) - mean) <=
+                    2 * bound / n + 2 * u * std::fabs(mean))) {
                 expect(false, "average index " + std::to_string(i) + " outside the rounding bound");
               }
             }
@@ -118,9 +122,10 @@ TEMPLATE_TEST_CASE("mpi allreduce of inexact sums is bit-identical on every rank
   REQUIRE(verdict == "");
 }
 
-TEST_CASE("mpi send returns before the receiver posts, so exchanging large messages does not "
-          "deadlock",
-          "[comm][mpi]") {
+TEST_CASE(
+    "mpi send returns before the receiver posts, so exchanging large messages does not "
+    "deadlock",
+    "[comm][mpi]") {
   const std::string verdict = on_every_rank(
       [](loco::comm::mpi& c) {
         const int n = c.size(), me = c.rank();

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
-#include <thread>
 #include <loco/comm/mpi.hpp>
+#include <thread>
 
 #include "mpi_world.hpp"
 
@@ -46,7 +46,8 @@ TEST_CASE("mpi rejects bad settings, ranks and tags before communicating", "[com
   CHECK_THROWS_AS(c.send(c.size(), 0, one), loco::config_error);
   CHECK_THROWS_AS(c.send(-1, 0, one), loco::config_error);
   CHECK_THROWS_AS(c.isend(0, -1, one), loco::config_error);
-  CHECK_THROWS_WITH(c.send(0, INT_MIN, one), Catch::Contains("tag") && Catch::Contains("MPI_TAG_UB"));
+  CHECK_THROWS_WITH(c.send(0, INT_MIN, one),
+                    Catch::Contains("tag") && Catch::Contains("MPI_TAG_UB"));
   CHECK_THROWS_AS(c.irecv(c.size(), 0, b), loco::config_error);
   CHECK_THROWS_AS(c.recv(0, -5, b), loco::config_error);
   CHECK_THROWS_AS(c.broadcast(b, c.size()), loco::config_error);
@@ -54,9 +55,10 @@ TEST_CASE("mpi rejects bad settings, ranks and tags before communicating", "[com
   c.barrier();  // nothing above reached MPI: the communicator still works
 }
 
-TEST_CASE("mpi recv from a silent peer times out with peer_lost naming it, and the "
-          "communicator stays usable",
-          "[comm][mpi]") {
+TEST_CASE(
+    "mpi recv from a silent peer times out with peer_lost naming it, and the "
+    "communicator stays usable",
+    "[comm][mpi]") {
   loco::comm::mpi_options opt;
   opt.timeout = std::chrono::milliseconds(300);
   const std::string verdict = on_every_rank(
@@ -105,9 +107,10 @@ TEST_CASE("mpi recv from a silent peer times out with peer_lost naming it, and t
   REQUIRE(verdict == "");
 }
 
-TEST_CASE("mpi collective that a rank does not join times out; the communicator is then "
-          "failed for every later call",
-          "[comm][mpi]") {
+TEST_CASE(
+    "mpi collective that a rank does not join times out; the communicator is then "
+    "failed for every later call",
+    "[comm][mpi]") {
   loco::comm::mpi_options opt;
   opt.timeout = std::chrono::milliseconds(300);
   // Outlives the communicator: MPI may still write the abandoned allreduce's result into it.
@@ -202,6 +205,6 @@ TEST_CASE("mpi iallreduce progresses in the background while the caller makes no
       },
       mpi_test::quick());
   UNSCOPED_INFO("blocking allreduce " << blocking_ms << " ms, compute " << compute_ms
-                                     << " ms, wait after compute " << wait_ms << " ms");
+                                      << " ms, wait after compute " << wait_ms << " ms");
   REQUIRE(verdict == "");
 }

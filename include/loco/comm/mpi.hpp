@@ -41,6 +41,9 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <loco/comm/types.hpp>
+#include <loco/error.hpp>
+#include <loco/wire/buffer.hpp>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -49,9 +52,6 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
-#include <loco/comm/types.hpp>
-#include <loco/error.hpp>
-#include <loco/wire/buffer.hpp>
 
 namespace loco::comm {
 
@@ -127,27 +127,38 @@ inline bool mpi_usage_error(int code) {
   int cls = MPI_ERR_OTHER;
   MPI_Error_class(code, &cls);
   return cls == MPI_ERR_TRUNCATE || cls == MPI_ERR_COUNT || cls == MPI_ERR_ARG ||
-         cls == MPI_ERR_TYPE || cls == MPI_ERR_OP || cls == MPI_ERR_BUFFER ||
-         cls == MPI_ERR_TAG || cls == MPI_ERR_RANK || cls == MPI_ERR_ROOT;
+         cls == MPI_ERR_TYPE || cls == MPI_ERR_OP || cls == MPI_ERR_BUFFER || cls == MPI_ERR_TAG ||
+         cls == MPI_ERR_RANK || cls == MPI_ERR_ROOT;
 }
 
 template <class T>
 MPI_Datatype mpi_datatype() {
-  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
-  else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
-  else if constexpr (std::is_same_v<T, std::int32_t>) return MPI_INT32_T;
-  else if constexpr (std::is_same_v<T, std::int64_t>) return MPI_INT64_T;
-  else if constexpr (std::is_same_v<T, std::uint32_t>) return MPI_UINT32_T;
-  else if constexpr (std::is_same_v<T, std::uint64_t>) return MPI_UINT64_T;
-  else static_assert(sizeof(T) == 0, "comm::mpi::allreduce needs float, double or a 32/64-bit integer");
+  if constexpr (std::is_same_v<T, float>)
+    return MPI_FLOAT;
+  else if constexpr (std::is_same_v<T, double>)
+    return MPI_DOUBLE;
+  else if constexpr (std::is_same_v<T, std::int32_t>)
+    return MPI_INT32_T;
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return MPI_INT64_T;
+  else if constexpr (std::is_same_v<T, std::uint32_t>)
+    return MPI_UINT32_T;
+  else if constexpr (std::is_same_v<T, std::uint64_t>)
+    return MPI_UINT64_T;
+  else
+    static_assert(sizeof(T) == 0,
+                  "comm::mpi::allreduce needs float, double or a 32/64-bit integer");
 }
 
 inline MPI_Op mpi_reduction(reduce_op op) {
   switch (op) {
-    case reduce_op::max: return MPI_MAX;
-    case reduce_op::min: return MPI_MIN;
+    case reduce_op::max:
+      return MPI_MAX;
+    case reduce_op::min:
+      return MPI_MIN;
     case reduce_op::sum:
-    case reduce_op::average: break;
+    case reduce_op::average:
+      break;
   }
   return MPI_SUM;
 }
@@ -441,7 +452,8 @@ class mpi_engine {
 
  private:
   static void check_setup(int rc, const char* call) {
-    if (rc != MPI_SUCCESS) throw error(std::string("comm::mpi: ") + call + ": " + mpi_error_text(rc));
+    if (rc != MPI_SUCCESS)
+      throw error(std::string("comm::mpi: ") + call + ": " + mpi_error_text(rc));
   }
   static int checked_int(std::size_t n, const char* what) {
     if (n > static_cast<std::size_t>(INT_MAX)) {
@@ -483,7 +495,8 @@ class mpi_engine {
   void throw_if_failed_locked() const {
     if (closed_) throw error("comm::mpi: communicator already destroyed");
     if (failed_) {
-      throw peer_lost(failed_peer_, "communicator failed earlier and cannot be used: " + failed_why_);
+      throw peer_lost(failed_peer_,
+                      "communicator failed earlier and cannot be used: " + failed_why_);
     }
   }
   bool in_flight_locked() const {
@@ -529,11 +542,11 @@ class mpi_engine {
       op.error = std::make_exception_ptr(peer_lost(op.peer, why));
       throw peer_lost(op.peer, why);
     }
-    const std::string why = std::string(op.name) + " did not complete within " + limit +
-                            (op.peer >= 0 && op.what != mpi_op::kind::gather &&
-                                     op.what != mpi_op::kind::broadcast
-                                 ? ""
-                                 : ": a rank did not join it or died");
+    const std::string why =
+        std::string(op.name) + " did not complete within " + limit +
+        (op.peer >= 0 && op.what != mpi_op::kind::gather && op.what != mpi_op::kind::broadcast
+             ? ""
+             : ": a rank did not join it or died");
     mark_failed_locked(op.peer, why);
     throw peer_lost(op.peer, why);
   }
@@ -603,8 +616,10 @@ class mpi_engine {
         auto& op = *ops_[where_[at]];
         const int err = rc == MPI_ERR_IN_STATUS ? statuses_[static_cast<std::size_t>(j)].MPI_ERROR
                                                 : MPI_SUCCESS;
-        if (err != MPI_SUCCESS) fail_locked(op, err);
-        else phase_done_locked(op);
+        if (err != MPI_SUCCESS)
+          fail_locked(op, err);
+        else
+          phase_done_locked(op);
         progressed = true;
       }
     }
@@ -701,8 +716,8 @@ class mpi_engine {
     if (op.what == mpi_op::kind::gather && rank_ != op.peer) return;
     op.all->resize(op.sizes.size());
     for (std::size_t q = 0; q < op.sizes.size(); ++q) {
-      (*op.all)[q].assign(std::span<const std::byte>(
-          op.owned.data() + op.displs[q], static_cast<std::size_t>(op.counts[q])));
+      (*op.all)[q].assign(std::span<const std::byte>(op.owned.data() + op.displs[q],
+                                                     static_cast<std::size_t>(op.counts[q])));
     }
   }
 
@@ -727,7 +742,7 @@ class mpi_engine {
   mutable std::mutex mutex_;  // guards everything below and every test of queued requests
   std::condition_variable wake_;
   std::deque<std::shared_ptr<mpi_op>> ops_;
-  std::vector<wire::buffer> spares_;  // recycled send copies
+  std::vector<wire::buffer> spares_;            // recycled send copies
   std::vector<std::pair<int, int>> unmatched_;  // (source, tag) probed in vain this pass
   std::vector<MPI_Request> reqs_;
   std::vector<std::size_t> where_;
