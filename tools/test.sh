@@ -12,6 +12,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 jobs="$(nproc 2>/dev/null || echo 2)"
+# One BLAS thread: results are reproducible and ctest's parallel tests do not
+# oversubscribe the cores.
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 build="${LOCO_BUILD_ROOT:-$root/build/ci}"
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(deps release asan tsan install)
