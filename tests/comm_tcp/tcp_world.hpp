@@ -1,6 +1,6 @@
 #pragma once
 // Runs n ranks of comm::tcp as threads of this process on 127.0.0.1.
-#include <boost/asio.hpp>
+#include <loco/comm/tcp.hpp>  // brings Boost.Asio
 
 #include <chrono>
 #include <exception>

@@ -16,16 +16,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-// GCC's late -Wnull-dereference fires inside Asio's scheduler after inlining,
-// and GCC 12's -Wtsan on Asio's fences under -fsanitize=thread.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-#include <boost/asio.hpp>
-#pragma GCC diagnostic pop
-
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -44,8 +34,21 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
+
+// GCC's late -Wnull-dereference fires inside Asio's scheduler after inlining,
+// and GCC 12's -Wtsan on Asio's fences under -fsanitize=thread.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+#include <boost/asio.hpp>
+#pragma GCC diagnostic pop
+
 #include <loco/comm/request.hpp>
 #include <loco/comm/tcp/frame.hpp>
 #include <loco/comm/tcp/handshake.hpp>
@@ -185,6 +188,11 @@ class engine {
     peer& p = *peers_[static_cast<std::size_t>(dst)];
     {
       std::lock_guard lock(mutex_);
+      // A collective reports the world's root cause, not a peer that left
+      // because of it.
+      if (h.type == frame_type::collective && world_failure_) {
+        std::rethrow_exception(world_failure_);
+      }
       if (p.failure) std::rethrow_exception(p.failure);
     }
     h.length = payload.size();
@@ -257,19 +265,30 @@ class engine {
   // tell the others, and make sure no read lands in the caller's memory
   // after this returns.
   void abort_world(int blamed, const std::string& why) {
-    bool first = false;
+    bool announce = false;
+    std::string reason = why;
     {
       std::lock_guard lock(mutex_);
       if (!world_failure_) {
-        world_failure_ = std::make_exception_ptr(peer_lost(blamed, why));
-        first = true;
+        world_failure_ = std::make_exception_ptr(peer_lost(blamed, bare_reason(why)));
       }
       fail_pending_locked(-2, world_failure_);
+      announce = !announced_;
+      announced_ = true;
+      // Name the root cause the world failed with, not this rank's symptom.
+      try {
+        std::rethrow_exception(world_failure_);
+      } catch (const peer_lost& e) {
+        blamed = e.rank();
+        reason = e.what();
+      } catch (...) {
+      }
     }
-    if (first) {
+    if (announce) {
+      reason = bare_reason(reason);  // the receiver wraps it in its own peer_lost
       wire::buffer note;
       note.put<std::int32_t>(blamed);
-      note.append(why.data(), std::min(why.size(), max_abort_bytes - 4));
+      note.append(reason.data(), std::min(reason.size(), max_abort_bytes - 4));
       for (int q = 0; q < size_; ++q) {
         if (q == rank_ || !peers_[static_cast<std::size_t>(q)]) continue;
         try {
@@ -313,6 +332,7 @@ class engine {
     {
       std::unique_lock lock(mutex_);
       cv_.wait_for(lock, linger, [&] {
+        if (world_failure_) return true;  // a broken world does not linger
         for (auto& p : peers_) {
           if (p && !p->read_closed && !(p->failure && !p->goodbye)) return false;
         }
@@ -320,6 +340,7 @@ class engine {
       });
     }
     asio::post(io_, [this] {
+      stopping_ = true;
       boost::system::error_code ignored;
       acceptor_.close(ignored);
       for (auto& p : peers_) {
@@ -485,6 +506,17 @@ class engine {
     nonce nonce_{};
     bool finished_ = false;
   };
+
+  // "loco: lost peer rank 2: why" -> "why", so a reason is not wrapped twice.
+  static std::string bare_reason(std::string why) {
+    static constexpr std::string_view prefix = "loco: lost peer rank ";
+    while (why.rfind(prefix, 0) == 0) {
+      const auto at = why.find(": ", prefix.size());
+      if (at == std::string::npos) break;
+      why = why.substr(at + 2);
+    }
+    return why;
+  }
 
   void log(const std::string& line) {
     const std::string text = "loco comm::tcp rank " + std::to_string(rank_) + ": " + line;
@@ -710,10 +742,7 @@ class engine {
         } else {
           dst = p.in_place->raw.data();
         }
-        asio::async_read(p.socket, asio::buffer(dst, length),
-                         [this, &p](const boost::system::error_code& e, std::size_t) {
-                           on_in_place(p, e);
-                         });
+        read_in_place(p, dst, length);
         return;
       }
     }
@@ -725,8 +754,38 @@ class engine {
                      });
   }
 
-  void on_in_place(peer& p, const boost::system::error_code& ec) {
-    if (ec) return on_read_error(p, ec, true);
+  // Reads into a collective's destination one read_some at a time. When
+  // stop_direct_reads_here() withdraws the destination (its owner may free
+  // it) the pending read is cancelled and the rest of the frame is read into
+  // a sink, so the link stays usable. Every recv runs on this thread, so
+  // none can be in flight into the destination after the withdrawal.
+  void read_in_place(peer& p, std::byte* dst, std::size_t left) {
+    p.socket.async_read_some(asio::buffer(dst, left),
+                             [this, &p, dst, left](const boost::system::error_code& ec,
+                                                   std::size_t n) {
+                               if (!p.in_place) {  // withdrawn
+                                 if (ec == asio::error::operation_aborted && stopping_) return;
+                                 if (ec && ec != asio::error::operation_aborted) {
+                                   return on_read_error(p, ec, true);
+                                 }
+                                 return discard(p, left - n);
+                               }
+                               if (ec) return on_read_error(p, ec, true);
+                               if (n < left) return read_in_place(p, dst + n, left - n);
+                               on_in_place(p);
+                             });
+  }
+  void discard(peer& p, std::size_t left) {
+    if (left == 0) return read_header(p);
+    p.incoming.resize(std::min<std::size_t>(left, 1 << 16));
+    p.socket.async_read_some(asio::buffer(p.incoming.data(), p.incoming.size()),
+                             [this, &p, left](const boost::system::error_code& ec, std::size_t n) {
+                               if (ec) return on_read_error(p, ec, true);
+                               discard(p, left - n);
+                             });
+  }
+
+  void on_in_place(peer& p) {
     auto done = std::move(p.in_place);
     done->done->finish(p.rank);
     read_header(p);
@@ -887,16 +946,13 @@ class engine {
   void stop_direct_reads_here() {
     for (auto& p : peers_) {
       if (!p || !p->in_place) continue;
-      boost::system::error_code ignored;
-      p->socket.cancel(ignored);
-      ::shutdown(p->fd, SHUT_RDWR);
-      std::lock_guard lock(mutex_);
-      if (!p->failure) {
-        p->failure = std::make_exception_ptr(
-            peer_lost(p->rank, "link to " + p->name + " closed after a failed collective"));
+      {
+        std::lock_guard lock(mutex_);
+        p->in_place->done->finish(-1, world_failure_ ? world_failure_ : p->failure);
+        p->in_place.reset();
       }
-      p->in_place->done->finish(-1, world_failure_ ? world_failure_ : p->failure);
-      p->in_place.reset();
+      boost::system::error_code ignored;
+      p->socket.cancel(ignored);  // its handler goes on with discard()
     }
   }
   void stop_direct_reads() {
@@ -944,6 +1000,7 @@ class engine {
   unsigned short listen_port_ = 0;
   std::vector<std::unique_ptr<peer>> peers_;
   std::vector<std::weak_ptr<inbound>> inbound_;  // I/O thread only
+  bool stopping_ = false;                        // I/O thread only
 
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -954,6 +1011,7 @@ class engine {
   std::deque<pending> pending_;
   std::vector<wire::buffer> spares_;
   std::exception_ptr world_failure_;
+  bool announced_ = false;  // abort frames sent
 
   std::thread io_thread_;
 };
