@@ -106,7 +106,7 @@ struct mpi_options {
   std::chrono::microseconds progress_interval{50};
   // Blocking allreduce() and barrier() call MPI_Allreduce / MPI_Barrier
   // directly: OpenMPI's tuned blocking algorithms beat its non-blocking ones
-  // (about 2x at 64 KB-1 MB on shared memory, see docs/communicators.md), but
+  // (about 2x at 64 KB-1 MB on shared memory, see docs/communicators-mpi.md), but
   // these two calls then have no timeout; a dead peer is left to mpirun.
   bool native_blocking = false;
 };
