@@ -15,12 +15,16 @@
 //   auto comm = loco::comm::tcp(loco::comm::tcp_options::from_env());
 //   comm.allreduce(std::span<float>(grad), loco::comm::reduce_op::average);
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 #include <loco/comm/detail/progress_thread.hpp>
@@ -64,23 +68,23 @@ class tcp {
   unsigned short listen_port() const noexcept { return engine_->listen_port(); }
 
   // ------------------------------------------------------------ point to point
-  void send(int dst, int tag, std::span<const std::byte> bytes) { isend(dst, tag, bytes).wait(); }
+  // Writes on the calling thread (after any isend still queued, keeping order).
+  void send(int dst, int tag, std::span<const std::byte> bytes) {
+    check_send(dst, bytes);
+    if (sends_queued_.load() == 0) return write_data(engine_.get(), dst, tag, bytes);
+    isend(dst, tag, bytes).wait();
+  }
 
   // Sends in order on a sender thread; `bytes` must outlive the request.
   request isend(int dst, int tag, std::span<const std::byte> bytes) {
-    check_peer(dst, "isend");
-    if (bytes.size() > engine_->options().max_message_bytes) {
-      throw config_error("comm::tcp::send: message of " + std::to_string(bytes.size()) +
-                         " bytes exceeds max_message_bytes " +
-                         std::to_string(engine_->options().max_message_bytes));
-    }
-    return sender_->submit([e = engine_.get(), dst, tag, bytes] {
-      const detail::tcp::key k{detail::tcp::frame_type::data, tag, 0};
-      if (dst == e->rank()) {
-        e->loopback(k, bytes);
-      } else {
-        e->write(dst, {k.type, k.tag, 0, 0}, bytes);
-      }
+    check_send(dst, bytes);
+    ++sends_queued_;
+    return sender_->submit([this, dst, tag, bytes] {
+      struct done_guard {
+        std::atomic<int>& n;
+        ~done_guard() { --n; }
+      } guard{sends_queued_};
+      write_data(engine_.get(), dst, tag, bytes);
     });
   }
 
@@ -110,10 +114,10 @@ class tcp {
     return request(done);
   }
 
-  // ------------------------------------------------------------ collectives
-  void barrier() { ibarrier().wait(); }
-  request ibarrier() {
-    return collective([this](std::int32_t seq) {
+ private:
+  // The collectives' bodies, run by blocking() or collective() below.
+  auto barrier_op() {
+    return [this](std::int32_t seq) {
       const int n = size(), me = rank();
       std::vector<std::shared_ptr<detail::completion>> got(static_cast<std::size_t>(n));
       for (int q = 0; q < n; ++q) {
@@ -125,18 +129,13 @@ class tcp {
       for (int q = 0; q < n; ++q) {
         if (q != me) await(got[idx(q)], q, "barrier");
       }
-    });
+    };
   }
 
   template <class T>
-  void allreduce(std::span<T> data, reduce_op op) {
-    iallreduce(data, op).wait();
-  }
-  // `data` must outlive the request and stay untouched until it completes.
-  template <class T>
-  request iallreduce(std::span<T> data, reduce_op op) {
+  auto allreduce_op(std::span<T> data, reduce_op op) {
     static_assert(std::is_arithmetic_v<T>, "comm::tcp::allreduce needs arithmetic values");
-    return collective([this, data, op](std::int32_t seq) {
+    return [this, data, op](std::int32_t seq) {
       if (size() == 1) return;
       if (data.size_bytes() <= engine_->options().small_allreduce_bytes ||
           data.size() < static_cast<std::size_t>(size())) {
@@ -144,14 +143,11 @@ class tcp {
       } else {
         reduce_ring(data, op, seq);
       }
-    });
+    };
   }
 
-  void allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
-    iallgather(mine, all).wait();
-  }
-  request iallgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
-    return collective([this, mine, &all](std::int32_t seq) {
+  auto allgather_op(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+    return [this, mine, &all](std::int32_t seq) {
       const int n = size(), me = rank();
       all.resize(static_cast<std::size_t>(n));
       std::vector<std::shared_ptr<detail::completion>> got(static_cast<std::size_t>(n));
@@ -165,13 +161,48 @@ class tcp {
       for (int q = 0; q < n; ++q) {
         if (q != me) await(got[idx(q)], q, "allgather");
       }
-    });
+    };
+  }
+
+  auto broadcast_op(wire::buffer& b, int root) {
+    return [this, &b, root](std::int32_t seq) {
+      const int n = size(), me = rank();
+      if (me == root) {
+        for (int q = 0; q < n; ++q) {
+          if (q != me) put(q, seq, 0, b.bytes());
+        }
+      } else {
+        await(post(root, seq, 0, &b), root, "broadcast");
+      }
+    };
+  }
+
+ public:
+  // ------------------------------------------------------------ collectives
+  void barrier() { blocking(barrier_op()); }
+  request ibarrier() { return collective(barrier_op()); }
+
+  template <class T>
+  void allreduce(std::span<T> data, reduce_op op) {
+    blocking(allreduce_op(data, op));
+  }
+  // `data` must outlive the request and stay untouched until it completes.
+  template <class T>
+  request iallreduce(std::span<T> data, reduce_op op) {
+    return collective(allreduce_op(data, op));
+  }
+
+  void allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+    blocking(allgather_op(mine, all));
+  }
+  request iallgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+    return collective(allgather_op(mine, all));
   }
 
   // Every rank sends to root (n-1 messages into root).
   void gather(std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root) {
     check_peer(root, "gather");
-    collective([this, mine, &all, root](std::int32_t seq) {
+    blocking([this, mine, &all, root](std::int32_t seq) {
       const int n = size(), me = rank();
       if (me != root) return put(root, seq, 0, mine);
       all.resize(static_cast<std::size_t>(n));
@@ -183,23 +214,17 @@ class tcp {
       for (int q = 0; q < n; ++q) {
         if (q != me) await(got[idx(q)], q, "gather");
       }
-    }).wait();
+    });
   }
 
   // Root sends to every rank (n-1 messages out of root).
-  void broadcast(wire::buffer& b, int root) { ibroadcast(b, root).wait(); }
+  void broadcast(wire::buffer& b, int root) {
+    check_peer(root, "broadcast");
+    blocking(broadcast_op(b, root));
+  }
   request ibroadcast(wire::buffer& b, int root) {
     check_peer(root, "broadcast");
-    return collective([this, &b, root](std::int32_t seq) {
-      const int n = size(), me = rank();
-      if (me == root) {
-        for (int q = 0; q < n; ++q) {
-          if (q != me) put(q, seq, 0, b.bytes());
-        }
-      } else {
-        await(post(root, seq, 0, &b), root, "broadcast");
-      }
-    });
+    return collective(broadcast_op(b, root));
   }
 
  private:
@@ -247,24 +272,60 @@ class tcp {
     }
   }
 
-  // Runs op(sequence number) on the progress thread. A failure of any kind
-  // fails the world on this rank and tells the others, so nobody waits for
-  // a collective this rank abandoned.
+  void check_send(int dst, std::span<const std::byte> bytes) const {
+    check_peer(dst, "send");
+    if (bytes.size() > engine_->options().max_message_bytes) {
+      throw config_error("comm::tcp::send: message of " + std::to_string(bytes.size()) +
+                         " bytes exceeds max_message_bytes " +
+                         std::to_string(engine_->options().max_message_bytes));
+    }
+  }
+  static void write_data(detail::tcp::engine* e, int dst, int tag,
+                         std::span<const std::byte> bytes) {
+    const detail::tcp::key k{detail::tcp::frame_type::data, tag, 0};
+    if (dst == e->rank()) {
+      e->loopback(k, bytes);
+    } else {
+      e->write(dst, {k.type, k.tag, 0, 0}, bytes);
+    }
+  }
+
+  // Runs op(sequence number), one collective at a time in issue order. A
+  // failure of any kind fails the world on this rank and tells the others,
+  // so nobody waits for a collective this rank abandoned.
+  template <class Op>
+  void run_collective(Op& op) {
+    std::lock_guard lock(collective_mutex_);
+    const auto seq = static_cast<std::int32_t>(seq_++);
+    try {
+      engine_->throw_if_failed();
+      op(seq);
+    } catch (const peer_lost& e) {
+      engine_->abort_world(e.rank(), e.what());
+      throw;
+    } catch (const std::exception& e) {
+      engine_->abort_world(rank(), e.what());
+      throw;
+    }
+  }
+  // Non-blocking: on the progress thread.
   template <class Op>
   request collective(Op op) {
+    ++collectives_queued_;
     return progress_->submit([this, op = std::move(op)]() mutable {
-      const auto seq = static_cast<std::int32_t>(seq_++);
-      try {
-        engine_->throw_if_failed();
-        op(seq);
-      } catch (const peer_lost& e) {
-        engine_->abort_world(e.rank(), e.what());
-        throw;
-      } catch (const std::exception& e) {
-        engine_->abort_world(rank(), e.what());
-        throw;
-      }
+      struct done_guard {
+        std::atomic<int>& n;
+        ~done_guard() { --n; }
+      } guard{collectives_queued_};
+      run_collective(op);
     });
+  }
+  // Blocking: on the calling thread unless non-blocking ones are still
+  // queued (then after them), saving two thread hand-offs per call.
+  template <class Op>
+  void blocking(Op op) {
+    if (collectives_queued_.load() == 0) return run_collective(op);
+    collective(std::move(op)).wait();
   }
 
   completion_ptr post(int src, std::int32_t seq, std::uint32_t sub, wire::buffer* out) {
@@ -277,6 +338,17 @@ class tcp {
     engine_->write(dst, {detail::tcp::frame_type::collective, seq, sub, 0}, bytes);
   }
   void await(const completion_ptr& c, int src, const char* what) {
+    // A reply on loopback often comes within microseconds: poll a little
+    // before sleeping on the condition variable (a wake-up costs more).
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    for (;;) {
+      {
+        std::lock_guard lock(c->mutex);
+        if (c->done) break;
+      }
+      if (std::chrono::steady_clock::now() > spin_until) break;
+      std::this_thread::yield();  // let the I/O thread run if it shares this core
+    }
     std::unique_lock lock(c->mutex);
     if (!c->cv.wait_for(lock, timeout(), [&] { return c->done; })) {
       lock.unlock();
@@ -431,7 +503,10 @@ class tcp {
   }
 
   std::shared_ptr<detail::tcp::engine> engine_;
-  std::uint32_t seq_ = 0;                   // progress thread only
+  std::mutex collective_mutex_;             // one collective at a time
+  std::uint32_t seq_ = 0;                   // under collective_mutex_
+  std::atomic<int> collectives_queued_{0};  // submitted to progress_, not finished
+  std::atomic<int> sends_queued_{0};        // submitted to sender_, not written
   std::vector<wire::buffer> scratch_;       // one per rank, reused
   std::vector<wire::buffer> pieces_;        // ring pieces, reused
   std::unique_ptr<detail::progress_thread> progress_;
