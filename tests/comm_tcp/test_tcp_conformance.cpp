@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include <loco/comm/tcp.hpp>
 #include <loco/concepts/communicator.hpp>
 
@@ -13,4 +15,52 @@ TEST_CASE("tcp passes the communicator conformance suite on loopback", "[comm][t
     INFO("ranks " << n);
     REQUIRE_NOTHROW(conformance::run_all<tcp_test::world>(n));
   }
+}
+
+TEST_CASE("tcp runs blocking collectives after queued non-blocking ones, in issue order",
+          "[comm][tcp]") {
+  REQUIRE_NOTHROW(tcp_test::run_threads(3, [](loco::comm::tcp& c) {
+    for (int round = 0; round < 20; ++round) {
+      std::vector<float> a(200000, 1.0f), b(10, 2.0f);
+      auto ra = c.iallreduce(std::span<float>(a), loco::comm::reduce_op::sum);
+      c.allreduce(std::span<float>(b), loco::comm::reduce_op::sum);  // queued behind `a`
+      auto rb = c.ibarrier();
+      ra.wait();
+      rb.wait();
+      conformance::expect(a[199999] == 3.0f && b[9] == 6.0f, "both results correct");
+    }
+  }));
+}
+
+TEST_CASE("tcp reads its settings from the environment and names a bad variable",
+          "[comm][tcp]") {
+  ::setenv("LOCO_RANK", "1", 1);
+  ::setenv("LOCO_WORLD_SIZE", "4", 1);
+  ::setenv("LOCO_COORDINATOR", "127.0.0.1:29400", 1);
+  ::setenv("LOCO_TOKEN", "secret", 1);
+  ::setenv("LOCO_TIMEOUT_MS", "1234", 1);
+  const auto o = loco::comm::tcp_options::from_env();
+  CHECK(o.rank == 1);
+  CHECK(o.world_size == 4);
+  CHECK(o.coordinator == "127.0.0.1:29400");
+  CHECK(o.token == "secret");
+  CHECK(o.timeout.count() == 1234);
+  ::setenv("LOCO_RANK", "x1", 1);
+  CHECK_THROWS_WITH(loco::comm::tcp_options::from_env(), Catch::Contains("LOCO_RANK='x1'"));
+  ::unsetenv("LOCO_RANK");
+  CHECK_THROWS_WITH(loco::comm::tcp_options::from_env(), Catch::Contains("LOCO_RANK is not set"));
+  for (const char* v : {"LOCO_WORLD_SIZE", "LOCO_COORDINATOR", "LOCO_TOKEN", "LOCO_TIMEOUT_MS"}) {
+    ::unsetenv(v);
+  }
+
+  auto bad = tcp_test::options(0, 2, 1);
+  bad.rank = 2;
+  CHECK_THROWS_AS(loco::comm::tcp(bad), loco::config_error);
+  bad = tcp_test::options(0, 2, 1);
+  bad.coordinator = "no-port";
+  CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("not host:port"));
+  bad = tcp_test::options(0, 2, 1);
+  bad.token.clear();
+  bad.coordinator = "0.0.0.0:0";
+  CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("empty token"));
 }
