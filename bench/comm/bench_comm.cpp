@@ -6,13 +6,13 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <loco/comm/in_process.hpp>
+#include <loco/comm/tcp.hpp>
+#include <loco/wire/view.hpp>
 #include <memory>
 #include <span>
 #include <thread>
 #include <vector>
-#include <loco/comm/in_process.hpp>
-#include <loco/comm/tcp.hpp>
-#include <loco/wire/view.hpp>
 
 namespace {
 
@@ -117,7 +117,10 @@ void sizes(benchmark::internal::Benchmark* b) {
   for (std::int64_t s : {4, 8, 4096, 40960, 409600, 4096000, 40960000}) b->Arg(s);
 }
 
-BENCHMARK_TEMPLATE(bm_allreduce, in_process_pair)->Name("allreduce/in_process")->Apply(sizes)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_allreduce, in_process_pair)
+    ->Name("allreduce/in_process")
+    ->Apply(sizes)
+    ->UseRealTime();
 BENCHMARK_TEMPLATE(bm_allreduce, tcp_pair)->Name("allreduce/tcp")->Apply(sizes)->UseRealTime();
 
 }  // namespace

@@ -1,7 +1,8 @@
 // MPI_Allreduce (MPI_FLOAT, MPI_SUM, in place) at the sizes bench_comm uses,
 // the baseline of compare_allreduce.py. Rank 0 prints one line per size:
 //   <bytes> <seconds per allreduce> <iterations>
-// Run: mpirun -np 2 [--mca btl self,vader | --mca btl self,tcp] mpi_allreduce_baseline [min_seconds]
+// Run: mpirun -np 2 [--mca btl self,vader | --mca btl self,tcp] mpi_allreduce_baseline
+// [min_seconds]
 #include <mpi.h>
 
 #include <cstdio>

@@ -10,12 +10,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
-#include <string>
-#include <thread>
-#include <vector>
 #include <loco/comm/tcp/frame.hpp>
 #include <loco/comm/tcp/handshake.hpp>
 #include <loco/comm/tcp/socket_io.hpp>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace tcp_test {
 
@@ -90,7 +90,7 @@ class raw_client {
       received_ += n > 0 ? static_cast<std::size_t>(n) : 0;
     }
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                  start)
+                                                                 start)
         .count();
   }
   std::size_t received() const { return received_; }

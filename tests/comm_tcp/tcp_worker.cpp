@@ -17,10 +17,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <loco/comm/tcp.hpp>
 #include <string>
 #include <thread>
 #include <vector>
-#include <loco/comm/tcp.hpp>
 
 #include "../comm/conformance.hpp"
 
@@ -47,17 +47,21 @@ int run(int argc, char** argv) {
     const auto d = static_cast<std::size_t>(std::atol(argv[2]));
     const double min_seconds = std::atof(argv[3]);
     std::vector<float> v(d);
-    for (std::size_t i = 0; i < d; ++i) v[i] = static_cast<float>((i + static_cast<std::size_t>(me)) % 5);
+    for (std::size_t i = 0; i < d; ++i)
+      v[i] = static_cast<float>((i + static_cast<std::size_t>(me)) % 5);
     comm.barrier();
     const auto start = std::chrono::steady_clock::now();
     comm.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (std::size_t i = 0; i < d; ++i) {
       float want = 0;
-      for (int r = 0; r < comm.size(); ++r) want += static_cast<float>((i + static_cast<std::size_t>(r)) % 5);
+      for (int r = 0; r < comm.size(); ++r)
+        want += static_cast<float>((i + static_cast<std::size_t>(r)) % 5);
       if (v[i] != want) throw std::runtime_error("wrong sum at " + std::to_string(i));
     }
-    const double sent = 2.0 * (comm.size() - 1) / comm.size() * static_cast<double>(d * sizeof(float));
+    const double sent =
+        2.0 * (comm.size() - 1) / comm.size() * static_cast<double>(d * sizeof(float));
     std::printf("rank %d: allreduce of %zu floats in %.3f s (%.1f MB/s sent per rank)\n", me, d,
                 secs, sent / secs / 1e6);
     comm.barrier();

@@ -4,11 +4,11 @@
 
 #include <chrono>
 #include <exception>
+#include <loco/comm/tcp.hpp>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
-#include <loco/comm/tcp.hpp>
 
 namespace tcp_test {
 

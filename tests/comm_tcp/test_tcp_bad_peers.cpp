@@ -7,11 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <loco/comm/tcp.hpp>
 #include <mutex>
 #include <random>
 #include <string>
 #include <vector>
-#include <loco/comm/tcp.hpp>
 
 #include "raw_client.hpp"
 #include "tcp_world.hpp"
@@ -165,7 +165,7 @@ TEST_CASE("tcp: handshakes with a wrong version, garbage or silence are closed a
       closed_after = c.wait_closed(3000);
     });
     INFO("closed after " << closed_after << " ms");
-    CHECK(closed_after >= 300);   // handshake_timeout 400 ms, minus connect slack
+    CHECK(closed_after >= 300);  // handshake_timeout 400 ms, minus connect slack
     CHECK(closed_after < 1500);
     CHECK(w.log.contains("no complete handshake within 400 ms"));
     CHECK(what.rfind("peer_lost|1|", 0) == 0);
@@ -272,7 +272,8 @@ TEST_CASE("tcp: an attacker hammering the coordinator does not disturb a running
           comm.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
           for (std::size_t i = 0; i < v.size(); ++i) {
             const float want = static_cast<float>(i % 17 + (i + 3) % 17 + (i + 6) % 17);
-            if (v[i] != want) throw std::runtime_error("allreduce disturbed at " + std::to_string(i));
+            if (v[i] != want)
+              throw std::runtime_error("allreduce disturbed at " + std::to_string(i));
           }
           std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }

@@ -32,8 +32,7 @@ TEST_CASE("tcp runs blocking collectives after queued non-blocking ones, in issu
   }));
 }
 
-TEST_CASE("tcp reads its settings from the environment and names a bad variable",
-          "[comm][tcp]") {
+TEST_CASE("tcp reads its settings from the environment and names a bad variable", "[comm][tcp]") {
   ::setenv("LOCO_RANK", "1", 1);
   ::setenv("LOCO_WORLD_SIZE", "4", 1);
   ::setenv("LOCO_COORDINATOR", "127.0.0.1:29400", 1);

@@ -88,8 +88,8 @@ TEST_CASE("tcp processes: a rank killed with SIGKILL mid-allreduce is named on e
     const int n = rep % 2 == 0 ? 4 : 2;
     const int victim = rep % n;
     INFO("repetition " << rep << ", " << n << " ranks, victim " << victim);
-    const auto out = run_world(n, {"kill", std::to_string(victim), std::to_string(rep % 3)}, victim,
-                               timeout_ms);
+    const auto out =
+        run_world(n, {"kill", std::to_string(victim), std::to_string(rep % 3)}, victim, timeout_ms);
     for (int r = 0; r < n; ++r) {
       if (r == victim) continue;
       INFO("rank " << r);

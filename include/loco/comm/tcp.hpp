@@ -20,13 +20,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <mutex>
-#include <span>
-#include <string>
-#include <thread>
-#include <type_traits>
-#include <vector>
 #include <loco/comm/detail/progress_thread.hpp>
 #include <loco/comm/request.hpp>
 #include <loco/comm/tcp/engine.hpp>
@@ -34,6 +27,13 @@
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
 #include <loco/wire/buffer.hpp>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
 
 namespace loco::comm {
 
@@ -233,8 +233,7 @@ class tcp {
 
   static void validate(const tcp_options& o) {
     if (o.world_size < 1) {
-      throw config_error("comm::tcp: world_size " + std::to_string(o.world_size) +
-                         " must be >= 1");
+      throw config_error("comm::tcp: world_size " + std::to_string(o.world_size) + " must be >= 1");
     }
     if (o.rank < 0 || o.rank >= o.world_size) {
       throw config_error("comm::tcp: rank " + std::to_string(o.rank) + " outside [0, " +
@@ -256,9 +255,9 @@ class tcp {
     if (o.rank > 0 && coordinator.port() == 0) {
       throw config_error("comm::tcp: coordinator '" + o.coordinator + "' needs a port");
     }
-    const auto listen = o.rank == 0 ? coordinator.address()
-                                    : detail::tcp::parse_endpoint(o.listen_host + ":0",
-                                                                  "listen_host").address();
+    const auto listen =
+        o.rank == 0 ? coordinator.address()
+                    : detail::tcp::parse_endpoint(o.listen_host + ":0", "listen_host").address();
     if (o.token.empty() && !listen.is_loopback()) {
       throw config_error("comm::tcp: an empty token is refused when listening on " +
                          listen.to_string() + ", beyond loopback");
@@ -381,10 +380,12 @@ class tcp {
           }
           break;
         case reduce_op::max:
-          for (std::size_t i = 0; i < m; ++i) o[i] = in_first ? std::max(tmp[i], o[i]) : std::max(o[i], tmp[i]);
+          for (std::size_t i = 0; i < m; ++i)
+            o[i] = in_first ? std::max(tmp[i], o[i]) : std::max(o[i], tmp[i]);
           break;
         case reduce_op::min:
-          for (std::size_t i = 0; i < m; ++i) o[i] = in_first ? std::min(tmp[i], o[i]) : std::min(o[i], tmp[i]);
+          for (std::size_t i = 0; i < m; ++i)
+            o[i] = in_first ? std::min(tmp[i], o[i]) : std::min(o[i], tmp[i]);
           break;
       }
     }
@@ -421,7 +422,8 @@ class tcp {
       scratch_[idx(me)].assign(mine);
       std::memcpy(data.data(), scratch_[0].data(), mine.size());
     }
-    for (int q = 1; q < n; ++q) combine(data.data(), scratch_[idx(q)].data(), data.size(), op, false);
+    for (int q = 1; q < n; ++q)
+      combine(data.data(), scratch_[idx(q)].data(), data.size(), op, false);
     if (op == reduce_op::average) divide(data.data(), data.size(), n);
   }
 
@@ -434,7 +436,8 @@ class tcp {
     const int n = size(), me = rank();
     const std::size_t d = data.size();
     const auto nn = static_cast<std::size_t>(n);
-    const std::size_t piece = std::max<std::size_t>(1, engine_->options().ring_piece_bytes / sizeof(T));
+    const std::size_t piece =
+        std::max<std::size_t>(1, engine_->options().ring_piece_bytes / sizeof(T));
     const int next = (me + 1) % n, prev = (me + n - 1) % n;
     const auto chunk = [&](int c) {
       const auto cc = static_cast<std::size_t>(((c % n) + n) % n);

@@ -89,7 +89,8 @@ inline endpoint_t parse_endpoint(const std::string& text, const char* what) {
   }
   const std::string port_text = text.substr(colon + 1);
   unsigned port = 0;
-  const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  const auto [end, ec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535) {
     throw config_error(std::string("comm::tcp: ") + what + " port '" + port_text +
                        "' is not in [0, 65535]");
@@ -112,7 +113,9 @@ inline endpoint_t parse_endpoint(const std::string& text, const char* what) {
 class engine {
  public:
   engine(const tcp_options& o)
-      : options_(o), size_(o.world_size), rank_(o.rank),
+      : options_(o),
+        size_(o.world_size),
+        rank_(o.rank),
         peers_(static_cast<std::size_t>(o.world_size)),
         claimed_(static_cast<std::size_t>(o.world_size), false) {}
   engine(const engine&) = delete;
@@ -130,10 +133,10 @@ class engine {
     if (size_ == 1) return;
     const auto deadline = clock::now() + options_.timeout;
     const endpoint_t coordinator = parse_endpoint(options_.coordinator, "coordinator");
-    const endpoint_t listen = rank_ == 0 ? coordinator
-                                         : endpoint_t(parse_endpoint(options_.listen_host + ":0",
-                                                                     "listen_host").address(),
-                                                      0);
+    const endpoint_t listen =
+        rank_ == 0
+            ? coordinator
+            : endpoint_t(parse_endpoint(options_.listen_host + ":0", "listen_host").address(), 0);
     acceptor_.open(listen.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     boost::system::error_code ec;
@@ -153,7 +156,8 @@ class engine {
       auto link = connect(coordinator, 0, deadline);
       const auto table = read_table(*link, deadline);
       adopt(std::move(link));
-      for (int q = 1; q < rank_; ++q) adopt(connect(table[static_cast<std::size_t>(q)], q, deadline));
+      for (int q = 1; q < rank_; ++q)
+        adopt(connect(table[static_cast<std::size_t>(q)], q, deadline));
     }
     {
       std::unique_lock lock(mutex_);
@@ -220,7 +224,8 @@ class engine {
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (it->k == k && (src == any_source || it->source == src)) {
         deliver({src, k, out, raw, direct, done}, it->source, it->bytes, peer_name(it->source));
-        if (it->bytes.capacity() != 0 && spares_.size() < 64) spares_.push_back(std::move(it->bytes));
+        if (it->bytes.capacity() != 0 && spares_.size() < 64)
+          spares_.push_back(std::move(it->bytes));
         queue_.erase(it);
         return done;
       }
@@ -408,10 +413,9 @@ class engine {
                        std::to_string(self->e_.options_.handshake_timeout.count()) + " ms");
         }
       });
-      asio::async_read(socket_, asio::buffer(buf_.data(), hello_bytes),
-                       [self](const boost::system::error_code& ec, std::size_t) {
-                         self->on_hello(ec);
-                       });
+      asio::async_read(
+          socket_, asio::buffer(buf_.data(), hello_bytes),
+          [self](const boost::system::error_code& ec, std::size_t) { self->on_hello(ec); });
     }
     void close() {
       finished_ = true;
@@ -453,15 +457,15 @@ class engine {
                                      mine.world_size, theirs_.rank, e_.rank_);
       std::memcpy(buf_.data() + hello_bytes, proof.data(), mac_bytes);
       auto self = shared_from_this();
-      asio::async_write(socket_, asio::buffer(buf_.data(), challenge_bytes),
-                        [self](const boost::system::error_code& e, std::size_t) {
-                          if (self->finished_) return;
-                          if (e) return self->reject("closed during the handshake");
-                          asio::async_read(self->socket_,
-                                           asio::buffer(self->buf_.data(), mac_bytes),
-                                           [self](const boost::system::error_code& e2,
-                                                  std::size_t) { self->on_proof(e2); });
-                        });
+      asio::async_write(
+          socket_, asio::buffer(buf_.data(), challenge_bytes),
+          [self](const boost::system::error_code& e, std::size_t) {
+            if (self->finished_) return;
+            if (e) return self->reject("closed during the handshake");
+            asio::async_read(
+                self->socket_, asio::buffer(self->buf_.data(), mac_bytes),
+                [self](const boost::system::error_code& e2, std::size_t) { self->on_proof(e2); });
+          });
     }
     void on_proof(const boost::system::error_code& ec) {
       if (finished_) return;
@@ -556,8 +560,8 @@ class engine {
     std::lock_guard lock(mutex_);
     if (joined_) return "the world is complete (claimed rank " + std::to_string(rank) + ")";
     if (rank <= rank_ || rank >= size_) {
-      return "rank " + std::to_string(rank) + " does not connect to rank " +
-             std::to_string(rank_) + " in a world of " + std::to_string(size_);
+      return "rank " + std::to_string(rank) + " does not connect to rank " + std::to_string(rank_) +
+             " in a world of " + std::to_string(size_);
     }
     if (claimed_[static_cast<std::size_t>(rank)]) {
       return "rank " + std::to_string(rank) + " is already connected";
@@ -613,8 +617,7 @@ class engine {
         configure(s);
         const auto hs_deadline = std::min(deadline, clock::now() + options_.handshake_timeout);
         (void)client_handshake(s.native_handle(), name, q, options_.token,
-                               static_cast<std::uint32_t>(size_), rank_, listen_port_,
-                               hs_deadline);
+                               static_cast<std::uint32_t>(size_), rank_, listen_port_, hs_deadline);
         return std::make_unique<peer>(q, name, std::move(s));
       }
       last = std::strerror(err);
@@ -667,7 +670,8 @@ class engine {
     std::array<std::byte, header_bytes> head{};
     check_io(read_all(coordinator.fd, head.data(), head.size(), deadline), coordinator.name, 0,
              "address table");
-    const auto h = decode_header(head, coordinator.name, 4 + 19 * static_cast<std::uint64_t>(size_));
+    const auto h =
+        decode_header(head, coordinator.name, 4 + 19 * static_cast<std::uint64_t>(size_));
     if (h.type != frame_type::table) {
       throw protocol_error(coordinator.name, "frame.type", "expected the address table");
     }
@@ -700,10 +704,9 @@ class engine {
 
   // ------------------------------------------------------------ reading (I/O thread)
   void read_header(peer& p) {
-    asio::async_read(p.socket, asio::buffer(p.header_in),
-                     [this, &p](const boost::system::error_code& ec, std::size_t) {
-                       on_header(p, ec);
-                     });
+    asio::async_read(
+        p.socket, asio::buffer(p.header_in),
+        [this, &p](const boost::system::error_code& ec, std::size_t) { on_header(p, ec); });
   }
 
   void on_header(peer& p, const boost::system::error_code& ec) {
@@ -720,8 +723,9 @@ class engine {
     if (h.type == frame_type::goodbye) {
       std::lock_guard lock(mutex_);
       p.goodbye = true;
-      fail_peer_locked(p, std::make_exception_ptr(peer_lost(
-                              p.rank, p.name + " closed its communicator")), false);
+      fail_peer_locked(
+          p, std::make_exception_ptr(peer_lost(p.rank, p.name + " closed its communicator")),
+          false);
       cv_.notify_all();
       return read_header(p);
     }
@@ -748,10 +752,9 @@ class engine {
     }
     if (p.incoming.capacity() == 0) p.incoming = take_spare();
     p.incoming.resize(length);
-    asio::async_read(p.socket, asio::buffer(p.incoming.data(), length),
-                     [this, &p](const boost::system::error_code& e, std::size_t) {
-                       on_payload(p, e);
-                     });
+    asio::async_read(
+        p.socket, asio::buffer(p.incoming.data(), length),
+        [this, &p](const boost::system::error_code& e, std::size_t) { on_payload(p, e); });
   }
 
   // Reads into a collective's destination one read_some at a time. When
@@ -760,20 +763,20 @@ class engine {
   // a sink, so the link stays usable. Every recv runs on this thread, so
   // none can be in flight into the destination after the withdrawal.
   void read_in_place(peer& p, std::byte* dst, std::size_t left) {
-    p.socket.async_read_some(asio::buffer(dst, left),
-                             [this, &p, dst, left](const boost::system::error_code& ec,
-                                                   std::size_t n) {
-                               if (!p.in_place) {  // withdrawn
-                                 if (ec == asio::error::operation_aborted && stopping_) return;
-                                 if (ec && ec != asio::error::operation_aborted) {
-                                   return on_read_error(p, ec, true);
-                                 }
-                                 return discard(p, left - n);
-                               }
-                               if (ec) return on_read_error(p, ec, true);
-                               if (n < left) return read_in_place(p, dst + n, left - n);
-                               on_in_place(p);
-                             });
+    p.socket.async_read_some(
+        asio::buffer(dst, left),
+        [this, &p, dst, left](const boost::system::error_code& ec, std::size_t n) {
+          if (!p.in_place) {  // withdrawn
+            if (ec == asio::error::operation_aborted && stopping_) return;
+            if (ec && ec != asio::error::operation_aborted) {
+              return on_read_error(p, ec, true);
+            }
+            return discard(p, left - n);
+          }
+          if (ec) return on_read_error(p, ec, true);
+          if (n < left) return read_in_place(p, dst + n, left - n);
+          on_in_place(p);
+        });
   }
   void discard(peer& p, std::size_t left) {
     if (left == 0) return read_header(p);
@@ -802,8 +805,8 @@ class engine {
         std::string why(reinterpret_cast<const char*>(reason.data()), reason.size());
         std::lock_guard lock(mutex_);
         if (!world_failure_) {
-          world_failure_ = std::make_exception_ptr(
-              peer_lost(blamed, why + " (reported by " + p.name + ")"));
+          world_failure_ =
+              std::make_exception_ptr(peer_lost(blamed, why + " (reported by " + p.name + ")"));
         }
         fail_pending_locked(-2, world_failure_);
       } catch (const protocol_error&) {
@@ -839,11 +842,11 @@ class engine {
       std::swap(*r.out, bytes);
       r.done->finish(from);
     } else if (bytes.size() != r.raw.size()) {
-      r.done->finish(-1, std::make_exception_ptr(protocol_error(
-                             name, "frame.length",
-                             "collective piece of " + std::to_string(bytes.size()) +
-                                 " bytes, expected " + std::to_string(r.raw.size()) +
-                                 " (do the ranks disagree on the vector size?)")));
+      r.done->finish(-1, std::make_exception_ptr(
+                             protocol_error(name, "frame.length",
+                                            "collective piece of " + std::to_string(bytes.size()) +
+                                                " bytes, expected " + std::to_string(r.raw.size()) +
+                                                " (do the ranks disagree on the vector size?)")));
     } else {
       if (!bytes.empty()) std::memcpy(r.raw.data(), bytes.data(), bytes.size());
       r.done->finish(from);
@@ -862,9 +865,10 @@ class engine {
     }
     std::exception_ptr failure;
     if (mid_frame && ec == asio::error::eof) {
-      failure = std::make_exception_ptr(protocol_error(
-          p.name, "payload", "truncated: the connection closed inside a frame of " +
-                                 std::to_string(p.current.length) + " bytes"));
+      failure = std::make_exception_ptr(
+          protocol_error(p.name, "payload",
+                         "truncated: the connection closed inside a frame of " +
+                             std::to_string(p.current.length) + " bytes"));
     } else {
       bool clean;
       {
@@ -918,9 +922,9 @@ class engine {
   // every collective and any_source receive when rank == -2.
   void fail_pending_locked(int rank, std::exception_ptr failure) {
     for (auto it = pending_.begin(); it != pending_.end();) {
-      const bool hit = rank >= 0 ? (it->source == rank || it->source == any_source)
-                                 : (it->k.type == frame_type::collective ||
-                                    it->source == any_source);
+      const bool hit = rank >= 0
+                           ? (it->source == rank || it->source == any_source)
+                           : (it->k.type == frame_type::collective || it->source == any_source);
       if (hit) {
         it->done->finish(-1, failure);
         it = pending_.erase(it);

@@ -7,11 +7,11 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <string_view>
 #include <loco/error.hpp>
 #include <loco/wire/endian.hpp>
 #include <loco/wire/view.hpp>
+#include <string>
+#include <string_view>
 
 namespace loco::comm::detail::tcp {
 
@@ -54,7 +54,8 @@ inline frame_header decode_header(std::span<const std::byte, header_bytes> bytes
                                   std::string_view peer, std::uint64_t max_length) {
   wire::view v(bytes, peer);
   const auto magic = v.get<std::uint32_t>("frame.magic");
-  if (magic != frame_magic) v.fail("frame.magic", "expected 0x4f434f4c, got " + std::to_string(magic));
+  if (magic != frame_magic)
+    v.fail("frame.magic", "expected 0x4f434f4c, got " + std::to_string(magic));
   const auto type = v.get<std::uint8_t>("frame.type");
   if (type < 1 || type > 5) v.fail("frame.type", "unknown frame type " + std::to_string(type));
   const auto flags = v.get<std::uint8_t>("frame.flags");

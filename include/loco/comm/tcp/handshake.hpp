@@ -20,13 +20,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <span>
-#include <string>
-#include <string_view>
 #include <loco/comm/tcp/socket_io.hpp>
 #include <loco/error.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <string_view>
 
 namespace loco::comm::detail::tcp {
 
@@ -36,7 +36,7 @@ inline constexpr std::uint16_t protocol_version = 1;
 inline constexpr std::size_t nonce_bytes = 32;
 inline constexpr std::size_t mac_bytes = 32;
 inline constexpr std::size_t hello_bytes = 4 + 2 + 2 + 4 + 4 + 2 + 2 + nonce_bytes;  // 52
-inline constexpr std::size_t challenge_bytes = hello_bytes + mac_bytes;               // 84
+inline constexpr std::size_t challenge_bytes = hello_bytes + mac_bytes;              // 84
 
 using nonce = std::array<std::byte, nonce_bytes>;
 using mac = std::array<std::byte, mac_bytes>;
@@ -118,8 +118,7 @@ inline bool same_mac(const std::byte* a, const mac& b) noexcept {
 inline constexpr std::string_view server_label = "loco-tcp-v1 server";
 inline constexpr std::string_view client_label = "loco-tcp-v1 client";
 
-inline void check_io(const io_result& r, const std::string& peer, int peer_rank,
-                     const char* step) {
+inline void check_io(const io_result& r, const std::string& peer, int peer_rank, const char* step) {
   if (r.status == io_status::ok) return;
   if (r.status == io_status::timeout) {
     throw peer_lost(peer_rank, "handshake with " + peer + " timed out during " + step);
@@ -129,8 +128,8 @@ inline void check_io(const io_result& r, const std::string& peer, int peer_rank,
                          "the peer closed the connection (it rejected our token, protocol "
                          "version, world size or rank; see its log)");
   }
-  throw peer_lost(peer_rank, "handshake with " + peer + " failed during " + step + ": " +
-                                 r.describe());
+  throw peer_lost(peer_rank,
+                  "handshake with " + peer + " failed during " + step + ": " + r.describe());
 }
 
 // The connecting side. Returns the server's hello once both sides proved
@@ -155,27 +154,26 @@ inline hello client_handshake(int fd, const std::string& peer, int expected_rank
                              std::to_string(protocol_version));
   }
   if (theirs.world_size != world) {
-    throw protocol_error(peer, "handshake.world_size",
-                         "world size " + std::to_string(theirs.world_size) + ", expected " +
-                             std::to_string(world));
+    throw protocol_error(
+        peer, "handshake.world_size",
+        "world size " + std::to_string(theirs.world_size) + ", expected " + std::to_string(world));
   }
   if (expected_rank >= 0 && theirs.rank != expected_rank) {
-    throw protocol_error(peer, "handshake.rank",
-                         "rank " + std::to_string(theirs.rank) + ", expected " +
-                             std::to_string(expected_rank));
+    throw protocol_error(
+        peer, "handshake.rank",
+        "rank " + std::to_string(theirs.rank) + ", expected " + std::to_string(expected_rank));
   }
-  const auto want = compute_mac(token, server_label, mine.random, theirs.random, world, my_rank,
-                                theirs.rank);
+  const auto want =
+      compute_mac(token, server_label, mine.random, theirs.random, world, my_rank, theirs.rank);
   if (!same_mac(buf.data() + hello_bytes, want)) {
     throw protocol_error(peer, "handshake.mac",
                          "authentication failed: the peer does not hold our token");
   }
-  const auto proof = compute_mac(token, client_label, mine.random, theirs.random, world, my_rank,
-                                 theirs.rank);
+  const auto proof =
+      compute_mac(token, client_label, mine.random, theirs.random, world, my_rank, theirs.rank);
   check_io(write_all(fd, proof.data(), mac_bytes, deadline), peer, expected_rank, "proof");
   std::array<std::byte, 4> verdict{};
-  check_io(read_all(fd, verdict.data(), verdict.size(), deadline), peer, expected_rank,
-           "verdict");
+  check_io(read_all(fd, verdict.data(), verdict.size(), deadline), peer, expected_rank, "verdict");
   if (wire::load_le<std::uint32_t>(verdict.data()) != verdict_magic) {
     throw protocol_error(peer, "handshake.verdict", "the peer did not accept us");
   }

@@ -6,11 +6,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <loco/comm/types.hpp>
+#include <loco/error.hpp>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <loco/comm/types.hpp>
-#include <loco/error.hpp>
 
 namespace loco::comm {
 
@@ -64,8 +64,8 @@ struct tcp_options {
   static std::string env_string(const char* name, bool required) {
     const char* v = std::getenv(name);
     if (v == nullptr) {
-      if (required) throw config_error(std::string("comm::tcp: environment variable ") + name +
-                                       " is not set");
+      if (required)
+        throw config_error(std::string("comm::tcp: environment variable ") + name + " is not set");
       return {};
     }
     return v;
@@ -75,9 +75,8 @@ struct tcp_options {
     int v = 0;
     const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc{} || end != s.data() + s.size() || v < lo || v > hi) {
-      throw config_error(std::string("comm::tcp: ") + name + "='" + s +
-                         "' is not an integer in [" + std::to_string(lo) + ", " +
-                         std::to_string(hi) + "]");
+      throw config_error(std::string("comm::tcp: ") + name + "='" + s + "' is not an integer in [" +
+                         std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return v;
   }

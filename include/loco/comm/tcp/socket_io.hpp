@@ -24,10 +24,14 @@ struct io_result {
   int error = 0;  // errno when failed
   std::string describe() const {
     switch (status) {
-      case io_status::ok: return "ok";
-      case io_status::timeout: return "timed out";
-      case io_status::closed: return "connection closed";
-      case io_status::failed: return std::strerror(error);
+      case io_status::ok:
+        return "ok";
+      case io_status::timeout:
+        return "timed out";
+      case io_status::closed:
+        return "connection closed";
+      case io_status::failed:
+        return std::strerror(error);
     }
     return "unknown";
   }
@@ -36,7 +40,8 @@ struct io_result {
 // Waits until fd is ready for `events` or the deadline passes.
 inline io_result wait_ready(int fd, short events, clock::time_point deadline) {
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
     if (left.count() <= 0) return {io_status::timeout, 0};
     pollfd p{fd, events, 0};
     const int ms = static_cast<int>(std::min<long long>(left.count() + 1, 60000));
