@@ -1,0 +1,102 @@
+#pragma once
+// ef21<C>: EF21 (Richtarik, Sokolov, Fatkhullin 2021). Each worker keeps an
+// estimate h_i of its vector (zero at the start) and sends the compressed
+// difference:
+//     c_i = C(v_i - h_i);   h_i += decode(c_i);   send c_i
+// A receiver keeps ONE state per sender: decoding a message adds c_i to that
+// state's copy of h_i and writes h_i to out, so the mean of the outputs over
+// senders is the server's h = mean h_i. A non-finite v is reported before h_i
+// is touched.
+// docs/compressors.md#ef21
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+#include <loco/compress/detail/common.hpp>
+#include <loco/concepts/compressor.hpp>
+#include <loco/tensor/finite.hpp>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/view.hpp>
+
+namespace loco::compress {
+
+template <class C>
+class ef21 {
+  static_assert(check_compressor<C>());
+
+ public:
+  static constexpr bool unbiased = false;
+  static constexpr bool contractive = false;
+  static constexpr bool shared_support = traits<C>::shared_support;
+  static constexpr const char* name = "ef21";
+
+  explicit ef21(C inner) : inner_(std::move(inner)) {}
+  const C& inner() const noexcept { return inner_; }
+
+  template <class T>
+  class state {
+   public:
+    state(const ef21& c, std::size_t d, std::uint64_t stream)
+        : inner_(c.inner_, d, stream), h_(d, T(0)), diff_(d), decoded_(d) {}
+    std::size_t dimension() const noexcept { return h_.size(); }
+    // The estimate h_i (a sender's own, or a receiver's copy of a sender's),
+    // for checkpoints.
+    std::span<T> estimate() noexcept { return h_; }
+    std::span<const T> estimate() const noexcept { return h_; }
+    state_t<C, T>& inner() noexcept { return inner_; }
+
+   private:
+    friend class ef21;
+    state_t<C, T> inner_;
+    std::vector<T> h_, diff_, decoded_;
+  };
+
+  template <class T>
+  void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
+    detail::check_encode_size(name, s.h_.size(), v.size());
+    const std::size_t d = v.size();
+    bool bad = false;
+    for (std::size_t i = 0; i < d; ++i) {
+      const T x = v[i] - s.h_[i];
+      bad |= !tensor::is_finite(x);
+      s.diff_[i] = x;
+    }
+    if (bad) {
+      const std::size_t i = tensor::first_non_finite(v);
+      if (i != tensor::npos) detail::throw_non_finite(name, i);
+      throw non_finite_error("compress::ef21 input - estimate (overflow)",
+                             tensor::first_non_finite(std::span<const T>(s.diff_)));
+    }
+    const std::size_t start = out.size();
+    inner_.encode(std::span<const T>(s.diff_), s.inner_, out);
+    wire::view mine(out.bytes().subspan(start));
+    inner_.decode(mine, s.inner_, std::span<T>(s.decoded_));
+    for (std::size_t i = 0; i < d; ++i) s.h_[i] += s.decoded_[i];
+  }
+
+  // Reads one message of C from the sender this state tracks, adds it to
+  // that sender's estimate and writes the estimate to out.
+  template <class T>
+  void decode(wire::view& in, state<T>& s, std::span<T> out) const {
+    detail::check_decode_size(name, s.h_.size(), out.size());
+    inner_.decode(in, s.inner_, std::span<T>(s.decoded_));
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      s.h_[i] += s.decoded_[i];
+      out[i] = s.h_[i];
+    }
+  }
+  template <class T>
+  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
+    decode(in, s, out);
+  }
+
+  template <class T = float>
+  std::size_t wire_bytes(std::size_t d) const {
+    return inner_.template wire_bytes<T>(d);
+  }
+
+ private:
+  C inner_;
+};
+
+}  // namespace loco::compress

@@ -1,0 +1,94 @@
+#pragma once
+// error_feedback<C>: classic error feedback around any compressor. The worker
+// keeps a residual e (zero at the start):
+//     p = v + e;   m = C(p);   e = p - decode(m);   send m
+// A message is C's own, so the receiver decodes it as C would. A non-finite
+// v is reported before e is touched, and a p that overflows is reported
+// before e is updated, so the residual never holds a NaN or Inf.
+// docs/compressors.md#error_feedback
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+#include <loco/compress/detail/common.hpp>
+#include <loco/concepts/compressor.hpp>
+#include <loco/tensor/finite.hpp>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/view.hpp>
+
+namespace loco::compress {
+
+template <class C>
+class error_feedback {
+  static_assert(check_compressor<C>());
+
+ public:
+  static constexpr bool unbiased = false;
+  static constexpr bool contractive = false;
+  static constexpr bool shared_support = traits<C>::shared_support;
+  static constexpr const char* name = "error_feedback";
+
+  explicit error_feedback(C inner) : inner_(std::move(inner)) {}
+  const C& inner() const noexcept { return inner_; }
+
+  template <class T>
+  class state {
+   public:
+    state(const error_feedback& c, std::size_t d, std::uint64_t stream)
+        : inner_(c.inner_, d, stream), e_(d, T(0)), p_(d), decoded_(d) {}
+    std::size_t dimension() const noexcept { return e_.size(); }
+    // The residual e, for checkpoints (save it, or write a saved one back).
+    std::span<T> residual() noexcept { return e_; }
+    std::span<const T> residual() const noexcept { return e_; }
+    state_t<C, T>& inner() noexcept { return inner_; }
+
+   private:
+    friend class error_feedback;
+    state_t<C, T> inner_;
+    std::vector<T> e_, p_, decoded_;
+  };
+
+  template <class T>
+  void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
+    detail::check_encode_size(name, s.e_.size(), v.size());
+    const std::size_t d = v.size();
+    bool bad = false;
+    for (std::size_t i = 0; i < d; ++i) {
+      const T p = v[i] + s.e_[i];
+      bad |= !tensor::is_finite(p);
+      s.p_[i] = p;
+    }
+    if (bad) {
+      const std::size_t i = tensor::first_non_finite(v);
+      if (i != tensor::npos) detail::throw_non_finite(name, i);
+      throw non_finite_error("compress::error_feedback input + residual (overflow)",
+                             tensor::first_non_finite(std::span<const T>(s.p_)));
+    }
+    const std::size_t start = out.size();
+    inner_.encode(std::span<const T>(s.p_), s.inner_, out);
+    wire::view mine(out.bytes().subspan(start));
+    inner_.decode(mine, s.inner_, std::span<T>(s.decoded_));
+    for (std::size_t i = 0; i < d; ++i) s.e_[i] = s.p_[i] - s.decoded_[i];
+  }
+
+  // Reads one message of C and leaves `in` after it.
+  template <class T>
+  void decode(wire::view& in, state<T>& s, std::span<T> out) const {
+    inner_.decode(in, s.inner_, out);
+  }
+  template <class T>
+  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
+    decode(in, s, out);
+  }
+
+  template <class T = float>
+  std::size_t wire_bytes(std::size_t d) const {
+    return inner_.template wire_bytes<T>(d);
+  }
+
+ private:
+  C inner_;
+};
+
+}  // namespace loco::compress

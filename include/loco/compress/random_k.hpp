@@ -1,0 +1,179 @@
+#pragma once
+// random_k: keeps k uniformly chosen entries. The support of round r is a
+// uniform k-subset derived from (seed, r) alone, the same on every worker,
+// so only the k values travel (shared_support). Encoding is O(k).
+//   random_k           scaled by d/k: unbiased, U(d/k - 1)
+//   random_k_unscaled  not scaled: contractive, B(k/d)
+// (The scaling is part of the type because the traits are compile-time.)
+// docs/compressors.md#random_k
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+#include <loco/compress/detail/common.hpp>
+#include <loco/compress/detail/sample.hpp>
+#include <loco/random/stream.hpp>
+#include <loco/tensor/finite.hpp>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/payload.hpp>
+#include <loco/wire/view.hpp>
+
+namespace loco::compress {
+
+template <bool Scaled>
+class basic_random_k {
+ public:
+  static constexpr bool unbiased = Scaled;
+  static constexpr bool contractive = !Scaled;
+  static constexpr bool shared_support = true;
+  static constexpr bool scaled = Scaled;
+  static constexpr const char* name = Scaled ? "random_k" : "random_k_unscaled";
+  static constexpr std::uint8_t scaled_flag = 1;
+
+  // k = round(fraction * d), at least 1; fraction in (0, 1].
+  explicit basic_random_k(double fraction, std::uint64_t seed = 0)
+      : rule_(detail::k_rule::fraction(name, fraction)), seed_(seed) {}
+  // Exactly k entries; k >= 1, and k <= d is checked when a state is built.
+  static basic_random_k with_count(std::size_t k, std::uint64_t seed = 0) {
+    return basic_random_k(detail::k_rule::count(name, k), seed);
+  }
+
+  std::size_t k(std::size_t d) const { return rule_.k(name, d); }
+  std::uint64_t seed() const noexcept { return seed_; }
+
+  // The state's round counter says which support the next encode uses; each
+  // encode uses it, then advances it. Receivers read the round from the message.
+  template <class T>
+  class state {
+   public:
+    state(const basic_random_k& c, std::size_t d, std::uint64_t /*stream: the support is shared*/)
+        : d_(detail::checked_dimension(name, d)), k_(c.k(d)), support_(k_) {}
+    std::size_t dimension() const noexcept { return d_; }
+    std::size_t k() const noexcept { return k_; }
+    std::uint64_t round() const noexcept { return round_; }
+    void set_round(std::uint64_t r) noexcept { round_ = r; }
+
+   private:
+    friend class basic_random_k;
+    std::size_t d_;
+    std::size_t k_;
+    std::uint64_t round_ = 0;
+    std::vector<std::uint32_t> support_;
+    std::uint64_t cached_round_ = 0;
+    bool cached_ = false;
+    detail::sample_scratch scratch_;
+  };
+
+  // The ascending k indices of round r: the same on every worker with the
+  // same seed. Computed into the state (O(k) expected) and cached for r.
+  template <class T>
+  std::span<const std::uint32_t> support(state<T>& s, std::uint64_t round) const {
+    if (!s.cached_ || s.cached_round_ != round) {
+      random::stream rng(seed_, random::hash(0x72616e646b5f6b00ULL, round));
+      detail::uniform_subset(rng, s.d_, s.k_, s.support_.data(), s.scratch_);
+      s.cached_round_ = round;
+      s.cached_ = true;
+    }
+    return {s.support_.data(), s.k_};
+  }
+
+  // The values sent for v: v[j] (times d/k when scaled) on the support.
+  // Only those k entries are read, so only they are checked for NaN and Inf.
+  template <class T>
+  void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
+    detail::check_encode_size(name, s.d_, v.size());
+    const std::uint64_t round = s.round_;
+    const auto idx = support(s, round);
+    const std::size_t k = s.k_;
+    const std::size_t start = out.size();
+    const std::size_t total = wire_bytes<T>(s.d_);
+    out.reserve(start + total);
+    wire::write_header(out, {wire::payload_kind::random_k, wire::value_type_of<T>(),
+                             Scaled ? scaled_flag : std::uint8_t{0},
+                             static_cast<std::uint32_t>(s.d_), total});
+    out.put<std::uint32_t>(static_cast<std::uint32_t>(k));
+    out.put<std::uint64_t>(seed_);
+    out.put<std::uint64_t>(round);
+    std::byte* body = out.grow(k * sizeof(T)).data();
+    const T scale = Scaled ? static_cast<T>(static_cast<double>(s.d_) / static_cast<double>(k)) : T(1);
+    const T* p = v.data();
+    bool bad = false;
+    constexpr std::size_t ahead = 32;  // the support is sparse: fetch lines ahead of use
+    for (std::size_t i = 0; i < k; ++i) {
+      if (i + ahead < k) __builtin_prefetch(p + idx[i + ahead]);
+      const T x = p[idx[i]];
+      bad |= !tensor::is_finite(x);
+      wire::store_le(body + sizeof(T) * i, x * scale);
+    }
+    if (bad) {
+      out.resize(start);
+      for (std::size_t i = 0; i < k; ++i) {
+        if (!tensor::is_finite(p[idx[i]])) detail::throw_non_finite(name, idx[i]);
+      }
+    }
+    s.round_ = round + 1;
+  }
+
+  // Reads one message and leaves `in` after it; zeros off the support.
+  template <class T>
+  void decode(wire::view& in, state<T>& s, std::span<T> out) const {
+    detail::check_decode_size(name, s.d_, out.size());
+    const std::size_t d = out.size();
+    const auto h = wire::read_header(
+        in, {wire::payload_kind::random_k, wire::value_type_of<T>(), d, scaled_flag});
+    if ((h.flags & scaled_flag) != (Scaled ? scaled_flag : 0)) {
+      in.fail("flags", std::string("the message is ") + (Scaled ? "unscaled" : "scaled") +
+                           ", the receiver is " + name);
+    }
+    const std::uint32_t k = in.get<std::uint32_t>("k");
+    if (k != s.k_) {
+      in.fail("k", "message has k = " + std::to_string(k) + ", the receiver expects " +
+                       std::to_string(s.k_) + " for d = " + std::to_string(d));
+    }
+    const std::uint64_t seed = in.get<std::uint64_t>("seed");
+    if (seed != seed_) {
+      in.fail("seed", "message was made with seed " + std::to_string(seed) +
+                          ", the receiver's is " + std::to_string(seed_));
+    }
+    const std::uint64_t round = in.get<std::uint64_t>("round");
+    wire::check_length(in, h, wire_bytes<T>(d));
+    const std::byte* val = in.take(sizeof(T) * std::size_t{k}, "values").data();
+    const auto idx = support(s, round);
+    std::memset(out.data(), 0, d * sizeof(T));
+    bool bad = false;
+    for (std::size_t i = 0; i < k; ++i) {
+      const T x = wire::load_le<T>(val + sizeof(T) * i);
+      bad |= !tensor::is_finite(x);
+      out[idx[i]] = x;
+    }
+    if (bad) {
+      for (std::size_t i = 0; i < k; ++i) {
+        if (!tensor::is_finite(wire::load_le<T>(val + sizeof(T) * i))) {
+          in.fail("values", "non-finite value at position " + std::to_string(i));
+        }
+      }
+    }
+  }
+  template <class T>
+  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
+    decode(in, s, out);
+  }
+
+  // Header, k (u32), seed (u64), round (u64), k values (T).
+  template <class T = float>
+  std::size_t wire_bytes(std::size_t d) const {
+    return wire::header_bytes + 4 + 8 + 8 + k(d) * sizeof(T);
+  }
+
+ private:
+  basic_random_k(detail::k_rule r, std::uint64_t seed) : rule_(r), seed_(seed) {}
+  detail::k_rule rule_;
+  std::uint64_t seed_;
+};
+
+using random_k = basic_random_k<true>;
+using random_k_unscaled = basic_random_k<false>;
+
+}  // namespace loco::compress
