@@ -42,12 +42,15 @@ struct log_capture {
 // Rank 0 of a world of 2, with the test playing rank 1 through `client`.
 // Returns what rank 0's constructor + one allreduce threw ("" if nothing).
 struct lone_rank0 {
+  explicit lone_rank0(int timeout_ms = 1500, int handshake_ms = 400)
+      : timeout(timeout_ms), handshake(handshake_ms) {}
+  ms timeout, handshake;
   unsigned short port = tcp_test::free_port();
   log_capture log;
   loco::comm::tcp_options options() {
     auto o = tcp_test::options(0, 2, port);
-    o.timeout = ms(1500);
-    o.handshake_timeout = ms(400);
+    o.timeout = timeout;
+    o.handshake_timeout = handshake;
     o.log = log.sink();
     return o;
   }
@@ -80,7 +83,8 @@ std::pair<std::string, long long> run_rank0_against(lone_rank0& w, Client client
 
 TEST_CASE("tcp: a rank with the wrong token is refused and both sides name the error",
           "[comm][tcp][bad_peer]") {
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < 20; ++rep) {
+    INFO("repetition " << rep);
     const auto port = tcp_test::free_port();
     log_capture log;
     std::string r0, r1;
@@ -88,7 +92,7 @@ TEST_CASE("tcp: a rank with the wrong token is refused and both sides name the e
     std::thread t0([&] {
       try {
         auto o = tcp_test::options(0, 2, port);
-        o.timeout = ms(1500);
+        o.timeout = ms(400);
         o.log = log.sink();
         loco::comm::tcp c(o);
       } catch (const loco::peer_lost& e) {
@@ -98,7 +102,7 @@ TEST_CASE("tcp: a rank with the wrong token is refused and both sides name the e
     std::thread t1([&] {
       try {
         auto o = tcp_test::options(1, 2, port);
-        o.timeout = ms(1500);
+        o.timeout = ms(400);
         o.token = "not-the-token";
         loco::comm::tcp c(o);
       } catch (const loco::protocol_error& e) {
@@ -110,65 +114,70 @@ TEST_CASE("tcp: a rank with the wrong token is refused and both sides name the e
     CHECK(r0 == "peer_lost 1");
     CHECK(r1 == "protocol_error handshake.mac");
     CHECK(log.contains("rejected connection"));
-    CHECK(clock_type::now() - start < std::chrono::seconds(5));
+    CHECK(clock_type::now() - start < std::chrono::seconds(3));
   }
 }
 
+// 20 repetitions each; rank 0 waits 250 ms for the real rank 1, which never comes.
 TEST_CASE("tcp: handshakes with a wrong version, garbage or silence are closed and logged",
           "[comm][tcp][bad_peer]") {
-  SECTION("wrong protocol version") {
-    lone_rank0 w;
-    std::size_t got = 99;
-    const auto [what, took] = run_rank0_against(w, [&] {
-      tcp_test::raw_client c(w.port);
-      REQUIRE(c.connected());
-      c.send_hello(7, 2, 1);
-      CHECK(c.wait_closed(3000) >= 0);
-      got = c.received();
-    });
-    CHECK(got == 0);  // nothing, not even a challenge, before the rejection
-    CHECK(w.log.contains("protocol version 7, expected 1"));
-    CHECK(what.rfind("peer_lost|1|", 0) == 0);
-    CHECK(took < 5000);
-  }
-  SECTION("wrong world size") {
-    lone_rank0 w;
-    const auto [what, took] = run_rank0_against(w, [&] {
-      tcp_test::raw_client c(w.port);
-      c.send_hello(1, 5, 1);
-      CHECK(c.wait_closed(3000) >= 0);
-      CHECK(c.received() == 0);
-    });
-    CHECK(w.log.contains("world size 5, expected 2"));
-    CHECK(what.rfind("peer_lost|1|", 0) == 0);
-  }
-  SECTION("garbage bytes") {
-    lone_rank0 w;
-    const auto [what, took] = run_rank0_against(w, [&] {
-      tcp_test::raw_client c(w.port);
-      std::mt19937 gen(12345);
-      std::vector<unsigned char> junk(200);
-      for (auto& b : junk) b = static_cast<unsigned char>(gen());
-      c.send_bytes(junk.data(), junk.size());
-      CHECK(c.wait_closed(3000) >= 0);
-      CHECK(c.received() == 0);
-    });
-    CHECK(w.log.contains("handshake.magic"));
-    CHECK(what.rfind("peer_lost|1|", 0) == 0);
-    CHECK(took < 5000);
-  }
-  SECTION("slow-loris: connects and sends nothing") {
-    lone_rank0 w;
-    long long closed_after = -1;
-    const auto [what, took] = run_rank0_against(w, [&] {
-      tcp_test::raw_client c(w.port);
-      closed_after = c.wait_closed(3000);
-    });
-    INFO("closed after " << closed_after << " ms");
-    CHECK(closed_after >= 300);  // handshake_timeout 400 ms, minus connect slack
-    CHECK(closed_after < 1500);
-    CHECK(w.log.contains("no complete handshake within 400 ms"));
-    CHECK(what.rfind("peer_lost|1|", 0) == 0);
+  for (int rep = 0; rep < 20; ++rep) {
+    INFO("repetition " << rep);
+    {  // wrong protocol version
+      lone_rank0 w(250, 200);
+      std::size_t got = 99;
+      const auto [what, took] = run_rank0_against(w, [&] {
+        tcp_test::raw_client c(w.port);
+        REQUIRE(c.connected());
+        c.send_hello(7, 2, 1);
+        CHECK(c.wait_closed(3000) >= 0);
+        got = c.received();
+      });
+      CHECK(got == 0);  // nothing, not even a challenge, before the rejection
+      CHECK(w.log.contains("protocol version 7, expected 1"));
+      CHECK(what.rfind("peer_lost|1|", 0) == 0);
+      CHECK(took < 2000);
+    }
+    {  // wrong world size
+      lone_rank0 w(250, 200);
+      const auto [what, took] = run_rank0_against(w, [&] {
+        tcp_test::raw_client c(w.port);
+        c.send_hello(1, 5, 1);
+        CHECK(c.wait_closed(3000) >= 0);
+        CHECK(c.received() == 0);
+      });
+      CHECK(w.log.contains("world size 5, expected 2"));
+      CHECK(what.rfind("peer_lost|1|", 0) == 0);
+      CHECK(took < 2000);
+    }
+    {  // garbage bytes
+      lone_rank0 w(250, 200);
+      const auto [what, took] = run_rank0_against(w, [&] {
+        tcp_test::raw_client c(w.port);
+        std::mt19937 gen(static_cast<unsigned>(12345 + rep));
+        std::vector<unsigned char> junk(200);
+        for (auto& b : junk) b = static_cast<unsigned char>(gen());
+        c.send_bytes(junk.data(), junk.size());
+        CHECK(c.wait_closed(3000) >= 0);
+        CHECK(c.received() == 0);
+      });
+      CHECK(w.log.contains("handshake.magic"));
+      CHECK(what.rfind("peer_lost|1|", 0) == 0);
+      CHECK(took < 2000);
+    }
+    {  // slow-loris: connects and sends nothing
+      lone_rank0 w(250, 100);
+      long long closed_after = -1;
+      const auto [what, took] = run_rank0_against(w, [&] {
+        tcp_test::raw_client c(w.port);
+        closed_after = c.wait_closed(3000);
+      });
+      INFO("closed after " << closed_after << " ms");
+      CHECK(closed_after >= 60);  // handshake_timeout 100 ms, minus connect slack
+      CHECK(closed_after < 240);  // before rank 0 itself gives up at 250 ms
+      CHECK(w.log.contains("no complete handshake within 100 ms"));
+      CHECK(what.rfind("peer_lost|1|", 0) == 0);
+    }
   }
 }
 
@@ -206,25 +215,27 @@ TEST_CASE("tcp: malformed frames after a valid handshake are protocol errors nam
          c.send_bytes(bytes.data(), bytes.size());
        }},
   };
-  for (const auto& v : variants) {
-    INFO(v.name);
-    lone_rank0 w;
-    const auto [what, took] = run_rank0_against(w, [&] {
-      tcp_test::raw_client c(w.port);
-      c.join("conformance-token", 2, 1);
-      v.send(c);
-      (void)c.wait_closed(3000);
-    });
-    INFO(what);
-    if (std::string(v.name) == "wrong piece size") {
-      // A well-formed frame whose size disagrees is reported by the collective.
-      CHECK(what.find("rank 1") != std::string::npos);
-      CHECK(what.find("contributed 3 values") != std::string::npos);
-    } else {
-      CHECK(what.rfind(std::string("protocol_error|rank 1 (127.0.0.1:"), 0) == 0);
-      CHECK(what.find(std::string("|") + v.field + "|") != std::string::npos);
+  for (int rep = 0; rep < 20; ++rep) {
+    for (const auto& v : variants) {
+      INFO(v.name << ", repetition " << rep);
+      lone_rank0 w;
+      const auto [what, took] = run_rank0_against(w, [&] {
+        tcp_test::raw_client c(w.port);
+        c.join("conformance-token", 2, 1);
+        v.send(c);
+        (void)c.wait_closed(3000);
+      });
+      INFO(what);
+      if (std::string(v.name) == "wrong piece size") {
+        // A well-formed frame whose size disagrees is reported by the collective.
+        CHECK(what.find("rank 1") != std::string::npos);
+        CHECK(what.find("contributed 3 values") != std::string::npos);
+      } else {
+        CHECK(what.rfind(std::string("protocol_error|rank 1 (127.0.0.1:"), 0) == 0);
+        CHECK(what.find(std::string("|") + v.field + "|") != std::string::npos);
+      }
+      CHECK(took < 1400);  // detected at once, not by the 1500 ms timeout
     }
-    CHECK(took < 1400);  // detected at once, not by the 1500 ms timeout
   }
 }
 
