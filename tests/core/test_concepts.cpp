@@ -135,3 +135,10 @@ TEST_CASE("concept models work through the concept's interface", "[concepts]") {
   comm.allgather(b.bytes(), all);
   CHECK(all.at(0) == b);
 }
+
+// The umbrella header compiles on its own and the aliases name real drivers.
+#include <loco/loco.hpp>
+static_assert(std::is_class_v<loco::loscar_sgd<loco::comm::in_process>>);
+static_assert(std::is_class_v<loco::rescaled_asgd<loco::comm::simulated>>);
+static_assert(std::is_class_v<loco::cd_adam<loco::comm::in_process>>);
+static_assert(std::is_class_v<loco::minibatch_sgd<loco::comm::simulated>>);

@@ -3,12 +3,12 @@
 // docs/compressors.md#identity
 #include <cstddef>
 #include <cstdint>
-#include <span>
 #include <loco/compress/detail/common.hpp>
 #include <loco/compress/detail/dense.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
 
 namespace loco::compress {
 
@@ -16,6 +16,9 @@ class identity {
  public:
   static constexpr bool unbiased = true;
   static constexpr bool contractive = true;
+  // decode(encode(v)) == v bit for bit, so drivers average the dense vector
+  // in place without serialising it (compress::traits<C>::lossless).
+  static constexpr bool lossless = true;
   static constexpr const char* name = "identity";
 
   // Nothing depends on the vector but its length.

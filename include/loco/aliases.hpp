@@ -1,0 +1,47 @@
+#pragma once
+// The papers' methods by name: each is one driver with its policies filled
+// in, so a baseline is one policy away (docs/local_sgd.md, docs/async_sgd.md,
+// docs/compressed_amsgrad.md).
+#include <loco/algorithm/async_sgd.hpp>
+#include <loco/algorithm/compressed_amsgrad.hpp>
+#include <loco/algorithm/local_sgd.hpp>
+#include <loco/compress/identity.hpp>
+#include <loco/compress/random_k.hpp>
+#include <loco/compress/top_k.hpp>
+#include <loco/merge/average.hpp>
+#include <loco/merge/delay_corrected.hpp>
+#include <loco/stepsize/constant.hpp>
+#include <loco/stepsize/delay_adaptive.hpp>
+#include <loco/stepsize/polynomial.hpp>
+#include <loco/stepsize/rescaled.hpp>
+
+namespace loco {
+
+// Patel and Dieuleveut: pick the schedule (every_step, once, evenly, growing).
+template <class Comm, class Step = stepsize::polynomial>
+using minibatch_sgd = local_sgd<compress::identity, Comm, merge::average, Step>;
+template <class Comm, class Step = stepsize::polynomial>
+using one_shot_averaging = local_sgd<compress::identity, Comm, merge::average, Step>;
+template <class Comm, class Step = stepsize::polynomial>
+using local_sgd_dense = local_sgd<compress::identity, Comm, merge::average, Step>;
+
+// LOSCAR-SGD and its naive-overwrite baseline.
+template <class Comm, class Step = stepsize::constant>
+using loscar_sgd = local_sgd<compress::random_k_unscaled, Comm, merge::delay_corrected, Step>;
+template <class Comm, class Step = stepsize::constant>
+using loscar_overwrite = local_sgd<compress::random_k_unscaled, Comm, merge::overwrite, Step>;
+
+// Asynchronous SGD: Koloskova et al. and Rescaled ASGD.
+template <class Comm>
+using asgd = async_sgd<compress::identity, Comm, stepsize::constant>;
+template <class Comm>
+using delay_adaptive_asgd = async_sgd<compress::identity, Comm, stepsize::delay_adaptive>;
+template <class Comm>
+using rescaled_asgd = async_sgd<compress::identity, Comm, stepsize::rescaled>;
+
+// CD-Adam with the authors' default compressor (top_k; k = 1% of d is
+// compress::top_k(0.01)).
+template <class Comm, class Compressor = compress::top_k, class Step = stepsize::constant>
+using cd_adam = compressed_amsgrad<Compressor, Comm, Step>;
+
+}  // namespace loco
