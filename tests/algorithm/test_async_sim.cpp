@@ -4,6 +4,8 @@
 // shows up in numbers.
 #include <catch2/catch.hpp>
 
+#include "common.hpp"
+
 #include <cmath>
 #include <loco/algorithm/async_sgd.hpp>
 #include <loco/comm/simulated.hpp>
@@ -34,22 +36,7 @@ struct pull {
   }
 };
 
-struct raw {
-  static constexpr bool unbiased = true, contractive = true, lossless = true;
-  template <class T>
-  struct state {
-    state(const raw&, std::size_t, std::uint64_t) {}
-  };
-  template <class T>
-  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
-    for (T x : v) out.put(x);
-  }
-  template <class T>
-  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
-    for (auto& x : out) x = in.get<T>("value");
-  }
-  std::size_t wire_bytes(std::size_t d) const { return 8 * d; }
-};
+using raw = testing_policies::raw;
 
 template <class S>
 loco::algorithm::async_sgd_result<double> run(const std::vector<double>& tau, S step,

@@ -1,6 +1,8 @@
 // compressed_amsgrad (CD-Adam) against plain-loop AMSGrad references.
 #include <catch2/catch.hpp>
 
+#include "common.hpp"
+
 #include <cmath>
 #include <cstring>
 #include <loco/algorithm/compressed_amsgrad.hpp>
@@ -36,22 +38,7 @@ scaled_quadratic make_worker(int i) {
   return {1.0 + 0.5 * i, b};
 }
 
-struct raw {
-  static constexpr bool unbiased = true, contractive = true, lossless = true;
-  template <class T>
-  struct state {
-    state(const raw&, std::size_t, std::uint64_t) {}
-  };
-  template <class T>
-  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
-    for (T x : v) out.put(x);
-  }
-  template <class T>
-  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
-    for (auto& x : out) x = in.get<T>("value");
-  }
-  std::size_t wire_bytes(std::size_t d) const { return 8 * d; }
-};
+using raw = testing_policies::raw;
 
 // Keeps the single largest-magnitude entry (index + value): lossy, deterministic.
 struct top_1 {

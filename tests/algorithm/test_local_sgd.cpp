@@ -2,6 +2,8 @@
 // sections 2 and 3, on tiny deterministic quadratics with 3 workers.
 #include <catch2/catch.hpp>
 
+#include "common.hpp"
+
 #include <cmath>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/in_process.hpp>
@@ -42,22 +44,7 @@ scaled_quadratic make_worker(int i) {
 }
 
 // Sends the vector as raw doubles: lossless, so the driver averages in place.
-struct exact {
-  static constexpr bool unbiased = true, contractive = true, lossless = true;
-  template <class T>
-  struct state {
-    state(const exact&, std::size_t, std::uint64_t) {}
-  };
-  template <class T>
-  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
-    for (T x : v) out.put(x);
-  }
-  template <class T>
-  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
-    for (auto& x : out) x = in.get<T>("value");
-  }
-  std::size_t wire_bytes(std::size_t d) const { return 8 * d; }
-};
+using exact = testing_policies::raw;
 
 // Rounds every entry to a multiple of 1/8: lossy, deterministic, general path.
 struct eighths {

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
@@ -134,10 +135,7 @@ class async_sgd {
                          std::to_string(comm.size()));
     }
     const std::size_t d = objective.dimension();
-    if (x0.size() != d) {
-      throw config_error("async_sgd: x0 has " + std::to_string(x0.size()) +
-                         " entries, the objective's dimension is " + std::to_string(d));
-    }
+    algorithm::detail::require_start_size(x0.size(), d, "async_sgd");
     const std::size_t workers = static_cast<std::size_t>(comm.size() - 1);
     const std::size_t jobs = opt_.concurrency ? opt_.concurrency : workers;
     if (opt_.assignment == algorithm::job_assignment::reporting_worker && jobs > workers) {

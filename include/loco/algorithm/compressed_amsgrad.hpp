@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
@@ -137,11 +138,8 @@ class compressed_amsgrad {
                                                    std::span<const T> x0, Callbacks&... callbacks) {
     const int n = comm.size(), me = comm.rank();
     const std::size_t d = objective.dimension();
-    if (x0.size() != d) {
-      throw config_error("compressed_amsgrad: x0 has " + std::to_string(x0.size()) +
-                         " entries, the objective's dimension is " + std::to_string(d));
-    }
-    check_same_dimension(comm, d);
+    algorithm::detail::require_start_size(x0.size(), d, "compressed_amsgrad");
+    algorithm::detail::require_same_dimension(comm, d, "compressed_amsgrad");
     using strategy = algorithm::compression_strategy;
 
     algorithm::compressed_amsgrad_result<T> result;
@@ -318,17 +316,6 @@ class compressed_amsgrad {
     }
     result.model = std::move(x);
     return result;
-  }
-
-  static void check_same_dimension(Comm& comm, std::size_t d) {
-    double bounds[2] = {static_cast<double>(d), -static_cast<double>(d)};
-    comm.allreduce(std::span<double>(bounds), comm::reduce_op::max);
-    if (bounds[0] != -bounds[1]) {
-      throw config_error("compressed_amsgrad: ranks disagree on the model size: largest " +
-                         std::to_string(static_cast<std::size_t>(bounds[0])) + ", smallest " +
-                         std::to_string(static_cast<std::size_t>(-bounds[1])) + ", this rank " +
-                         std::to_string(d));
-    }
   }
 
   Compressor compressor_;

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/schedule.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
@@ -194,10 +195,7 @@ class local_sgd {
         }
       }
     }
-    if (x0_size != d) {
-      throw config_error("local_sgd: x0 has " + std::to_string(x0_size) +
-                         " entries, the objective's dimension is " + std::to_string(d));
-    }
+    algorithm::detail::require_start_size(x0_size, d, "local_sgd");
     if (d == 0) throw config_error("local_sgd: dimension 0");
   }
 
@@ -207,7 +205,7 @@ class local_sgd {
     const int n = comm.size(), me = comm.rank();
     const std::size_t d = objective.dimension();
     validate(n, d, x0.size());
-    agree_on_dimension(comm, d);
+    algorithm::detail::require_same_dimension(comm, d, "local_sgd");
 
     algorithm::local_sgd_result<T> result;
     auto& stats = result.stats;
@@ -417,19 +415,6 @@ class local_sgd {
       (algorithm::detail::call_run_end(callbacks, info), ...);
     }
     return result;
-  }
-
-  // Every rank must train the same d: a mismatch is a configuration error
-  // reported on every rank before any step is taken.
-  static void agree_on_dimension(Comm& comm, std::size_t d) {
-    double bounds[2] = {static_cast<double>(d), -static_cast<double>(d)};
-    comm.allreduce(std::span<double>(bounds), comm::reduce_op::max);
-    if (bounds[0] != -bounds[1]) {
-      throw config_error("local_sgd: ranks disagree on the model size: largest " +
-                         std::to_string(static_cast<std::size_t>(bounds[0])) + ", smallest " +
-                         std::to_string(static_cast<std::size_t>(-bounds[1])) + ", this rank " +
-                         std::to_string(d));
-    }
   }
 
   Compressor compressor_;
