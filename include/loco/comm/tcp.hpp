@@ -250,6 +250,11 @@ class tcp {
       throw config_error("comm::tcp: ring_piece_bytes " + std::to_string(o.ring_piece_bytes) +
                          " must be in [64, max_message_bytes]");
     }
+    if (o.small_allreduce_bytes > o.max_message_bytes) {
+      throw config_error("comm::tcp: small_allreduce_bytes " +
+                         std::to_string(o.small_allreduce_bytes) + " exceeds max_message_bytes " +
+                         std::to_string(o.max_message_bytes));
+    }
     if (o.world_size == 1) return;
     const auto coordinator = detail::tcp::parse_endpoint(o.coordinator, "coordinator");
     if (o.rank > 0 && coordinator.port() == 0) {
@@ -334,6 +339,11 @@ class tcp {
     return engine_->post(src, {detail::tcp::frame_type::collective, seq, sub}, nullptr, to, true);
   }
   void put(int dst, std::int32_t seq, std::uint32_t sub, std::span<const std::byte> bytes) {
+    if (bytes.size() > engine_->options().max_message_bytes) {
+      throw config_error("comm::tcp: a collective message of " + std::to_string(bytes.size()) +
+                         " bytes exceeds max_message_bytes " +
+                         std::to_string(engine_->options().max_message_bytes));
+    }
     engine_->write(dst, {detail::tcp::frame_type::collective, seq, sub, 0}, bytes);
   }
   void await(const completion_ptr& c, int src, const char* what) {
@@ -418,6 +428,7 @@ class tcp {
                     std::to_string(me) + " " + std::to_string(data.size()));
       }
     }
+    if (data.empty()) return;
     if (me != 0) {
       scratch_[idx(me)].assign(mine);
       std::memcpy(data.data(), scratch_[0].data(), mine.size());
