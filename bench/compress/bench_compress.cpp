@@ -1,0 +1,160 @@
+// Compressor kernels (docs/compressors.md#benchmarks).
+//
+// Every compressor's encode and decode at d = 1e5, 1e6, 1e7 (k = 1% and
+// 0.1% for top_k and random_k), one thread, with the baselines in the same
+// run so each result reads as a ratio:
+//   read/<d>   sum of the d words: the machine's streaming read bandwidth
+//   copy/<d>   memcpy of the d floats
+//   peer/top_k_nth_element@<f>/<d>   top-k the slow way: std::nth_element
+//                                    over an index array by |v|
+// bytes_per_second is input bytes (4 d) per second for every benchmark;
+// the counter wire_bytes is the size of one message. Output buffers and
+// states are reused, so the steady state allocates nothing.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+#include <loco/compress.hpp>
+#include <loco/random/stream.hpp>
+
+namespace {
+
+namespace lc = loco::compress;
+
+const std::vector<float>& input(std::size_t d) {
+  static std::map<std::size_t, std::vector<float>> cache;
+  auto& v = cache[d];
+  if (v.empty()) {
+    v.resize(d);
+    loco::random::stream rng(d);
+    for (auto& x : v) x = static_cast<float>(rng.normal());
+  }
+  return v;
+}
+
+void set_bytes(benchmark::State& st, std::size_t d) {
+  st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
+                       static_cast<std::int64_t>(d * sizeof(float)));
+  st.counters["d"] = static_cast<double>(d);
+}
+
+void bm_read(benchmark::State& st, std::size_t d) {
+  // The words summed as integers: associative, so the loop vectorises at any
+  // width and runs at the memory's pace, whatever the compiler flags.
+  const auto& v = input(d);
+  const auto* words = reinterpret_cast<const std::uint32_t*>(v.data());
+  for (auto _ : st) {
+    std::uint32_t s = 0;
+    for (std::size_t i = 0; i < d; ++i) s += words[i];
+    benchmark::DoNotOptimize(s);
+  }
+  set_bytes(st, d);
+}
+
+void bm_copy(benchmark::State& st, std::size_t d) {
+  const auto& v = input(d);
+  std::vector<float> out(d);
+  for (auto _ : st) {
+    std::memcpy(out.data(), v.data(), d * sizeof(float));
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, d);
+}
+
+void bm_nth_element_peer(benchmark::State& st, std::size_t d, double fraction) {
+  const auto& v = input(d);
+  const auto k = static_cast<std::size_t>(fraction * static_cast<double>(d));
+  std::vector<std::uint32_t> idx(d);
+  std::vector<float> values(k);
+  for (auto _ : st) {
+    std::iota(idx.begin(), idx.end(), 0u);
+    std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
+                     [&](std::uint32_t a, std::uint32_t b) { return std::abs(v[a]) > std::abs(v[b]); });
+    for (std::size_t i = 0; i < k; ++i) values[i] = v[idx[i]];
+    benchmark::DoNotOptimize(values.data());
+  }
+  set_bytes(st, d);
+}
+
+template <class C>
+void bm_encode(benchmark::State& st, C c, std::size_t d) {
+  const auto& v = input(d);
+  lc::state_t<C, float> s(c, d, 0);
+  loco::wire::buffer b;
+  for (auto _ : st) {
+    b.clear();
+    c.encode(std::span<const float>(v), s, b);
+    benchmark::DoNotOptimize(b.data());
+  }
+  set_bytes(st, d);
+  st.counters["wire_bytes"] = static_cast<double>(b.size());
+}
+
+template <class C>
+void bm_decode(benchmark::State& st, C c, std::size_t d) {
+  const auto& v = input(d);
+  lc::state_t<C, float> s(c, d, 0), r(c, d, 1);
+  loco::wire::buffer b;
+  c.encode(std::span<const float>(v), s, b);
+  std::vector<float> out(d);
+  for (auto _ : st) {
+    loco::wire::view in(b);
+    c.decode(in, r, std::span<float>(out));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_bytes(st, d);
+  st.counters["wire_bytes"] = static_cast<double>(b.size());
+}
+
+template <class C>
+void add_pair(const std::string& label, const C& c, std::size_t d) {
+  const std::string tail = "/" + label + "/" + std::to_string(d);
+  benchmark::RegisterBenchmark(("encode" + tail).c_str(),
+                               [c, d](benchmark::State& st) { bm_encode(st, c, d); });
+  benchmark::RegisterBenchmark(("decode" + tail).c_str(),
+                               [c, d](benchmark::State& st) { bm_decode(st, c, d); });
+}
+
+std::string pct(double f) { return f == 0.01 ? "1%" : "0.1%"; }
+
+void register_all() {
+  for (std::size_t d : {std::size_t{100000}, std::size_t{1000000}, std::size_t{10000000}}) {
+    const std::string n = std::to_string(d);
+    benchmark::RegisterBenchmark(("read/" + n).c_str(),
+                                 [d](benchmark::State& st) { bm_read(st, d); });
+    benchmark::RegisterBenchmark(("copy/" + n).c_str(),
+                                 [d](benchmark::State& st) { bm_copy(st, d); });
+    add_pair("identity", lc::identity{}, d);
+    add_pair("fp16", lc::fp16{}, d);
+    add_pair("bf16", lc::bf16{}, d);
+    for (double f : {0.01, 0.001}) {
+      add_pair("top_k@" + pct(f), lc::top_k(f), d);
+      add_pair("random_k@" + pct(f), lc::random_k(f, 1), d);
+      benchmark::RegisterBenchmark(("peer/top_k_nth_element@" + pct(f) + "/" + n).c_str(),
+                                   [d, f](benchmark::State& st) { bm_nth_element_peer(st, d, f); });
+    }
+    add_pair("qsgd@s=1", lc::qsgd(1, 1), d);
+    add_pair("qsgd@s=15", lc::qsgd(15, 1), d);
+    add_pair("scaled_sign", lc::scaled_sign{}, d);
+    add_pair("natural", lc::natural(1), d);
+    add_pair("error_feedback<top_k@1%>", lc::error_feedback<lc::top_k>(lc::top_k(0.01)), d);
+    add_pair("ef21<top_k@1%>", lc::ef21<lc::top_k>(lc::top_k(0.01)), d);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
