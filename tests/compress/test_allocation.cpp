@@ -5,27 +5,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include "../support/count_allocations.hpp"
 #include "common.hpp"
 
-namespace {
-std::atomic<long> allocations{0};
-}
-
-// Counts every allocation of this test program.
-void* operator new(std::size_t n) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+using loco_test::allocation_count;
 
 using namespace loco_test;
 
@@ -48,9 +31,9 @@ TEMPLATE_LIST_TEST_CASE("encode and decode allocate nothing after the first roun
       c.decode(in, rx, std::span<T>(out));
     };
     for (int warm = 0; warm < 3; ++warm) round(inputs[0]);  // warmup<C> passes its dense steps
-    const long before = allocations.load();
+    const long before = allocation_count();
     for (const auto& v : inputs) round(v);
-    const long after = allocations.load();
+    const long after = allocation_count();
     CHECK(after - before == 0);
   }
 }

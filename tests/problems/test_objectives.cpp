@@ -18,35 +18,9 @@
 
 #include "common.hpp"
 
-// Counting every operator new in this executable. GCC cannot see that the
-// replaced operator new pairs with free(), hence the pragma.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-namespace {
-std::atomic<long> allocations{0};
-void* counted(std::size_t n) noexcept {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n == 0 ? 1 : n);
-}
-}  // namespace
-// Every non-aligned form, so each new pairs with a free() below.
-void* operator new(std::size_t n) {
-  if (void* p = counted(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-  if (void* p = counted(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted(n); }
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+// Counts every allocation of this executable (one TU only).
+#include "../support/count_allocations.hpp"
+using loco_test::allocation_count;
 
 namespace lp = loco::problems;
 namespace ld = loco::data;
@@ -316,9 +290,9 @@ TEST_CASE("gradient() allocates nothing after its first call", "[problems][alloc
     std::vector<float> x(o.dimension(), 0.01f), g(o.dimension());
     loco::random::stream rng(1);
     o.gradient(cs(x), ms(g), rng);
-    const long before = allocations.load();
+    const long before = allocation_count();
     for (int t = 0; t < 20; ++t) o.gradient(cs(x), ms(g), rng);
-    const long after = allocations.load();
+    const long after = allocation_count();
     INFO(name);
     REQUIRE(after == before);
   };
