@@ -72,9 +72,7 @@ for stage in "${stages[@]}"; do
       begin tsan
       LOCO_BUILD_TYPE=RelWithDebInfo configure "$build/tsan" -DLOCO_SANITIZE=thread \
         -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF
-      # Only the concurrency-labelled tests need building and running here.
-      targets=$(ctest --test-dir "$build/tsan" -N -L concurrency | awk '/Test +#/ {print $3}')
-      for t in $targets; do run cmake --build "$build/tsan" -j "$jobs" --target "$t"; done
+      run cmake --build "$build/tsan" -j "$jobs"
       export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
       ctest_run --test-dir "$build/tsan" --output-on-failure -j "$jobs" -L concurrency -LE slow
       end tsan ;;
