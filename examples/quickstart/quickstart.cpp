@@ -5,7 +5,6 @@
 // iterate) and the bytes each worker sent.
 #include <cmath>
 #include <cstdio>
-#include <memory>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/compress/identity.hpp>
@@ -17,6 +16,7 @@
 #include <loco/problems/least_squares.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <loco/stepsize/polynomial.hpp>
+#include <memory>
 
 namespace {
 
@@ -63,12 +63,13 @@ int main() {
   using dense_sgd =
       local_sgd<compress::identity, comm::in_process, merge::average, stepsize::polynomial>;
 
-  std::printf("distance to the true parameters, least squares n = %zu, d = %zu\n", rows,
-              features);
+  std::printf("distance to the true parameters, least squares n = %zu, d = %zu\n", rows, features);
   std::printf("%-34s %8s %8s %8s %12s\n", "method (4 workers, T = 4000)", "last", "polyak",
               "rounds", "bytes sent");
   const auto report = [](const char* name, outcome o) {
-    std::printf("%-34s %8.4f %8.4f %8zu %12llu\n", name, o.error, o.polyak_error, o.rounds,
+    char polyak[16] = "       -";  // not requested
+    if (!std::isnan(o.polyak_error)) std::snprintf(polyak, sizeof polyak, "%8.4f", o.polyak_error);
+    std::printf("%-34s %8.4f %s %8zu %12llu\n", name, o.error, polyak, o.rounds,
                 static_cast<unsigned long long>(o.bytes));
   };
   for (auto [name, sched] :
