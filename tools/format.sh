@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mapfile -t files < <(git ls-files '*.hpp' '*.cpp' '*.h')
 if [ "${1:-}" = "--check" ]; then
-  clang-format --dry-run --Werror "${files[@]}"
+  clang-format --dry-run --Werror "${files[@]}" && echo "format: clean"
 else
   clang-format -i "${files[@]}"
 fi

@@ -3,7 +3,7 @@
 // references run on the simulated communicator.
 #include <catch2/catch.hpp>
 
-#include "common.hpp"
+#include "../support/test_policies.hpp"
 
 #include <cmath>
 #include <loco/algorithm/async_sgd.hpp>

@@ -4,7 +4,7 @@
 // shows up in numbers.
 #include <catch2/catch.hpp>
 
-#include "common.hpp"
+#include "../support/test_policies.hpp"
 
 #include <cmath>
 #include <loco/algorithm/async_sgd.hpp>

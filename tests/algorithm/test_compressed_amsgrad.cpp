@@ -1,7 +1,7 @@
 // compressed_amsgrad (CD-Adam) against plain-loop AMSGrad references.
 #include <catch2/catch.hpp>
 
-#include "common.hpp"
+#include "../support/test_policies.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -16,21 +16,7 @@ using vec = std::vector<double>;
 constexpr int workers = 3;
 constexpr std::size_t dim = 6;
 
-struct scaled_quadratic {
-  using value_type = double;
-  double a;
-  vec b;
-  std::size_t dimension() const { return b.size(); }
-  double loss(std::span<const double> x) const {
-    double s = 0;
-    for (std::size_t j = 0; j < b.size(); ++j) s += (x[j] - b[j]) * (x[j] - b[j]);
-    return 0.5 * a * s;
-  }
-  double gradient(std::span<const double> x, std::span<double> g, loco::random::stream&) {
-    for (std::size_t j = 0; j < b.size(); ++j) g[j] = a * (x[j] - b[j]);
-    return loss(x);
-  }
-};
+using testing_policies::scaled_quadratic;
 scaled_quadratic make_worker(int i) {
   vec b(dim);
   for (std::size_t j = 0; j < dim; ++j)

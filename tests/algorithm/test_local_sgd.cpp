@@ -2,7 +2,7 @@
 // sections 2 and 3, on tiny deterministic quadratics with 3 workers.
 #include <catch2/catch.hpp>
 
-#include "common.hpp"
+#include "../support/test_policies.hpp"
 
 #include <cmath>
 #include <loco/algorithm/local_sgd.hpp>
@@ -19,22 +19,7 @@ using vec = std::vector<double>;
 constexpr int workers = 3;
 constexpr std::size_t dim = 5;
 
-// f_i(x) = 0.5 a_i ||x - b_i||^2; deterministic gradients keep references exact.
-struct scaled_quadratic {
-  using value_type = double;
-  double a;
-  vec b;
-  std::size_t dimension() const { return b.size(); }
-  double loss(std::span<const double> x) const {
-    double s = 0;
-    for (std::size_t j = 0; j < b.size(); ++j) s += (x[j] - b[j]) * (x[j] - b[j]);
-    return 0.5 * a * s;
-  }
-  double gradient(std::span<const double> x, std::span<double> g, loco::random::stream&) {
-    for (std::size_t j = 0; j < b.size(); ++j) g[j] = a * (x[j] - b[j]);
-    return loss(x);
-  }
-};
+using testing_policies::scaled_quadratic;
 
 scaled_quadratic make_worker(int i) {
   vec b(dim);
@@ -46,24 +31,8 @@ scaled_quadratic make_worker(int i) {
 // Sends the vector as raw doubles: lossless, so the driver averages in place.
 using exact = testing_policies::raw;
 
-// Rounds every entry to a multiple of 1/8: lossy, deterministic, general path.
-struct eighths {
-  static constexpr bool unbiased = false, contractive = false;
-  template <class T>
-  struct state {
-    state(const eighths&, std::size_t, std::uint64_t) {}
-  };
-  template <class T>
-  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
-    for (T x : v) out.put(static_cast<std::int32_t>(std::lround(x * 8)));
-  }
-  template <class T>
-  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
-    for (auto& x : out) x = static_cast<T>(in.get<std::int32_t>("value")) / 8;
-  }
-  std::size_t wire_bytes(std::size_t d) const { return 4 * d; }
-};
-double round8(double x) { return static_cast<double>(std::lround(x * 8)) / 8; }
+using eighths = testing_policies::multiples_of<8>;
+double round8(double x) { return eighths::round(x); }
 
 // Shared support without sending indices: round r synchronises the
 // coordinates j with j % 2 == r % 2.

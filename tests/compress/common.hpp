@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <loco/compress.hpp>
+#include <loco/random/stream.hpp>
 #include <span>
 #include <tuple>
 #include <vector>
-#include <loco/compress.hpp>
-#include <loco/random/stream.hpp>
 
 namespace loco_test {
 
@@ -24,44 +24,76 @@ struct with {
 // One configured instance of each compressor the tests use.
 template <class C>
 C make();
-template <> inline lc::identity make<lc::identity>() { return {}; }
-template <> inline lc::fp16 make<lc::fp16>() { return {}; }
-template <> inline lc::bf16 make<lc::bf16>() { return {}; }
-template <> inline lc::top_k make<lc::top_k>() { return lc::top_k(0.1); }
-template <> inline lc::random_k make<lc::random_k>() { return lc::random_k(0.25, 42); }
-template <> inline lc::random_k_unscaled make<lc::random_k_unscaled>() {
+template <>
+inline lc::identity make<lc::identity>() {
+  return {};
+}
+template <>
+inline lc::fp16 make<lc::fp16>() {
+  return {};
+}
+template <>
+inline lc::bf16 make<lc::bf16>() {
+  return {};
+}
+template <>
+inline lc::top_k make<lc::top_k>() {
+  return lc::top_k(0.1);
+}
+template <>
+inline lc::random_k make<lc::random_k>() {
+  return lc::random_k(0.25, 42);
+}
+template <>
+inline lc::random_k_unscaled make<lc::random_k_unscaled>() {
   return lc::random_k_unscaled(0.25, 42);
 }
-template <> inline lc::qsgd make<lc::qsgd>() { return lc::qsgd(3, 7); }
-template <> inline lc::scaled_sign make<lc::scaled_sign>() { return {}; }
-template <> inline lc::natural make<lc::natural>() { return lc::natural(11); }
-template <> inline lc::error_feedback<lc::top_k> make<lc::error_feedback<lc::top_k>>() {
+template <>
+inline lc::qsgd make<lc::qsgd>() {
+  return lc::qsgd(3, 7);
+}
+template <>
+inline lc::scaled_sign make<lc::scaled_sign>() {
+  return {};
+}
+template <>
+inline lc::natural make<lc::natural>() {
+  return lc::natural(11);
+}
+template <>
+inline lc::error_feedback<lc::top_k> make<lc::error_feedback<lc::top_k>>() {
   return lc::error_feedback<lc::top_k>(lc::top_k(0.1));
 }
-template <> inline lc::error_feedback<lc::random_k_unscaled> make<lc::error_feedback<lc::random_k_unscaled>>() {
+template <>
+inline lc::error_feedback<lc::random_k_unscaled> make<lc::error_feedback<lc::random_k_unscaled>>() {
   return lc::error_feedback<lc::random_k_unscaled>(lc::random_k_unscaled(0.25, 42));
 }
-template <> inline lc::ef21<lc::top_k> make<lc::ef21<lc::top_k>>() {
+template <>
+inline lc::ef21<lc::top_k> make<lc::ef21<lc::top_k>>() {
   return lc::ef21<lc::top_k>(lc::top_k(0.1));
 }
-template <> inline lc::ef21<lc::scaled_sign> make<lc::ef21<lc::scaled_sign>>() {
+template <>
+inline lc::ef21<lc::scaled_sign> make<lc::ef21<lc::scaled_sign>>() {
   return lc::ef21<lc::scaled_sign>(lc::scaled_sign{});
 }
-template <> inline lc::warmup<lc::qsgd> make<lc::warmup<lc::qsgd>>() {
+template <>
+inline lc::warmup<lc::qsgd> make<lc::warmup<lc::qsgd>>() {
   return lc::warmup<lc::qsgd>(lc::qsgd(3, 7), 2);
 }
-template <> inline lc::size_threshold<lc::top_k> make<lc::size_threshold<lc::top_k>>() {
+template <>
+inline lc::size_threshold<lc::top_k> make<lc::size_threshold<lc::top_k>>() {
   return lc::size_threshold<lc::top_k>(lc::top_k(0.1), 16);
 }
 
 // Every plain compressor, on float and double.
-using all_plain = std::tuple<
-    with<lc::identity, float>, with<lc::identity, double>, with<lc::fp16, float>,
-    with<lc::fp16, double>, with<lc::bf16, float>, with<lc::bf16, double>, with<lc::top_k, float>,
-    with<lc::top_k, double>, with<lc::random_k, float>, with<lc::random_k, double>,
-    with<lc::random_k_unscaled, float>, with<lc::random_k_unscaled, double>,
-    with<lc::qsgd, float>, with<lc::qsgd, double>, with<lc::scaled_sign, float>,
-    with<lc::scaled_sign, double>, with<lc::natural, float>, with<lc::natural, double>>;
+using all_plain =
+    std::tuple<with<lc::identity, float>, with<lc::identity, double>, with<lc::fp16, float>,
+               with<lc::fp16, double>, with<lc::bf16, float>, with<lc::bf16, double>,
+               with<lc::top_k, float>, with<lc::top_k, double>, with<lc::random_k, float>,
+               with<lc::random_k, double>, with<lc::random_k_unscaled, float>,
+               with<lc::random_k_unscaled, double>, with<lc::qsgd, float>, with<lc::qsgd, double>,
+               with<lc::scaled_sign, float>, with<lc::scaled_sign, double>,
+               with<lc::natural, float>, with<lc::natural, double>>;
 
 // Plain compressors and decorators: everything that encodes a message.
 using all_compressors = decltype(std::tuple_cat(
@@ -75,22 +107,21 @@ using all_compressors = decltype(std::tuple_cat(
 // so checks, only the k entries it sends).
 using checks_every_entry = std::tuple<
     with<lc::identity, float>, with<lc::identity, double>, with<lc::fp16, float>,
-    with<lc::bf16, double>, with<lc::top_k, float>, with<lc::top_k, double>,
-    with<lc::qsgd, float>, with<lc::qsgd, double>, with<lc::scaled_sign, float>,
-    with<lc::scaled_sign, double>, with<lc::natural, float>, with<lc::natural, double>,
-    with<lc::error_feedback<lc::top_k>, float>,
+    with<lc::bf16, double>, with<lc::top_k, float>, with<lc::top_k, double>, with<lc::qsgd, float>,
+    with<lc::qsgd, double>, with<lc::scaled_sign, float>, with<lc::scaled_sign, double>,
+    with<lc::natural, float>, with<lc::natural, double>, with<lc::error_feedback<lc::top_k>, float>,
     with<lc::error_feedback<lc::random_k_unscaled>, double>, with<lc::ef21<lc::top_k>, float>>;
 
 // Randomised compressors: the same seed and stream replay the same bytes.
-using randomised = std::tuple<with<lc::random_k, float>, with<lc::random_k, double>,
-                              with<lc::qsgd, float>, with<lc::qsgd, double>,
-                              with<lc::natural, float>, with<lc::natural, double>>;
+using randomised =
+    std::tuple<with<lc::random_k, float>, with<lc::random_k, double>, with<lc::qsgd, float>,
+               with<lc::qsgd, double>, with<lc::natural, float>, with<lc::natural, double>>;
 
 // Unbiased: E C(v) = v.
-using unbiased_list = std::tuple<with<lc::identity, float>, with<lc::random_k, double>,
-                                 with<lc::random_k, float>, with<lc::qsgd, double>,
-                                 with<lc::qsgd, float>, with<lc::natural, double>,
-                                 with<lc::natural, float>>;
+using unbiased_list =
+    std::tuple<with<lc::identity, float>, with<lc::random_k, double>, with<lc::random_k, float>,
+               with<lc::qsgd, double>, with<lc::qsgd, float>, with<lc::natural, double>,
+               with<lc::natural, float>>;
 
 // Contractive: E||C(v) - v||^2 <= (1 - delta) ||v||^2.
 using contractive_list = std::tuple<with<lc::identity, float>, with<lc::top_k, double>,

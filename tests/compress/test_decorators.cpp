@@ -113,7 +113,8 @@ TEST_CASE("ef21: the receiver's copy of h_i follows the sender's; the mean is h"
   CHECK(sq_dist(std::span<const double>(out), std::span<const double>(v)) < 1e-20);
 }
 
-TEST_CASE("ef21 reports non-finite input before touching its estimate", "[compress][ef21][finite]") {
+TEST_CASE("ef21 reports non-finite input before touching its estimate",
+          "[compress][ef21][finite]") {
   using E = lc::ef21<lc::scaled_sign>;
   const E c(lc::scaled_sign{});
   E::state<float> s(c, 10, 0);

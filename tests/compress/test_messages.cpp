@@ -13,17 +13,20 @@ using namespace loco_test;
 using loco::wire::buffer;
 using loco::wire::view;
 
-static_assert(loco::check_compressor<lc::identity>() && loco::check_compressor<lc::identity, double>());
+static_assert(loco::check_compressor<lc::identity>() &&
+              loco::check_compressor<lc::identity, double>());
 static_assert(loco::check_compressor<lc::fp16>() && loco::check_compressor<lc::fp16, double>());
 static_assert(loco::check_compressor<lc::bf16>() && loco::check_compressor<lc::bf16, double>());
 static_assert(loco::check_compressor<lc::top_k>() && loco::check_compressor<lc::top_k, double>());
-static_assert(loco::check_compressor<lc::random_k>() && loco::check_compressor<lc::random_k, double>());
+static_assert(loco::check_compressor<lc::random_k>() &&
+              loco::check_compressor<lc::random_k, double>());
 static_assert(loco::check_compressor<lc::random_k_unscaled>() &&
               loco::check_compressor<lc::random_k_unscaled, double>());
 static_assert(loco::check_compressor<lc::qsgd>() && loco::check_compressor<lc::qsgd, double>());
 static_assert(loco::check_compressor<lc::scaled_sign>() &&
               loco::check_compressor<lc::scaled_sign, double>());
-static_assert(loco::check_compressor<lc::natural>() && loco::check_compressor<lc::natural, double>());
+static_assert(loco::check_compressor<lc::natural>() &&
+              loco::check_compressor<lc::natural, double>());
 static_assert(loco::check_compressor<lc::error_feedback<lc::qsgd>>() &&
               loco::check_compressor<lc::error_feedback<lc::qsgd>, double>());
 static_assert(loco::check_compressor<lc::ef21<lc::top_k>>() &&
@@ -78,8 +81,8 @@ TEST_CASE("wire sizes follow the formulas of docs/wire-format.md", "[compress][w
   CHECK(lc::top_k(0.01).wire_bytes(d) == 16 + 4 + 10 * 8);
   CHECK(lc::top_k::with_count(7).wire_bytes<double>(d) == 16 + 4 + 7 * 12);
   CHECK(lc::random_k(0.01).wire_bytes(d) == 16 + 20 + 10 * 4);
-  CHECK(lc::qsgd(1).wire_bytes(d) == 16 + 4 + 4 + 250);   // 2 bits per entry
-  CHECK(lc::qsgd(7).wire_bytes(d) == 16 + 4 + 4 + 500);   // 4 bits
+  CHECK(lc::qsgd(1).wire_bytes(d) == 16 + 4 + 4 + 250);             // 2 bits per entry
+  CHECK(lc::qsgd(7).wire_bytes(d) == 16 + 4 + 4 + 500);             // 4 bits
   CHECK(lc::qsgd(255).wire_bytes<double>(d) == 16 + 4 + 8 + 1125);  // 9 bits
   CHECK(lc::scaled_sign{}.wire_bytes(d) == 16 + 4 + 125);
   CHECK(lc::natural{}.wire_bytes(d) == 16 + 125 + 1000);  // 9 bits per entry
@@ -91,9 +94,9 @@ TEST_CASE("identity round-trips exactly; fp16 and bf16 round to nearest", "[comp
   v[0] = 0.0f;
   v[1] = -0.0f;
   v[2] = std::numeric_limits<float>::denorm_min();
-  v[3] = 1e30f;   // saturates in fp16
+  v[3] = 1e30f;  // saturates in fp16
   v[4] = -1e30f;
-  v[5] = 6e-8f;   // an fp16 subnormal
+  v[5] = 6e-8f;  // an fp16 subnormal
   v[6] = 65519.0f;
   const auto id = round_trip(lc::identity{}, std::span<const float>(v));
   CHECK(std::memcmp(id.data(), v.data(), v.size() * sizeof(float)) == 0);

@@ -143,8 +143,10 @@ TEST_CASE("qsgd rejects a level above s, another s and a bad norm", "[compress][
   const std::size_t codes_at = 16 + 4 + 4;
   auto bad = good;
   // Codes travel as bit planes: level 3 for entry 1 sets bit 1 of planes 0 and 1.
-  poke8(bad, codes_at, static_cast<std::uint8_t>(static_cast<unsigned>(good.data()[codes_at]) | 2u));
-  poke8(bad, codes_at + 4, static_cast<std::uint8_t>(static_cast<unsigned>(good.data()[codes_at + 4]) | 2u));
+  poke8(bad, codes_at,
+        static_cast<std::uint8_t>(static_cast<unsigned>(good.data()[codes_at]) | 2u));
+  poke8(bad, codes_at + 4,
+        static_cast<std::uint8_t>(static_cast<unsigned>(good.data()[codes_at + 4]) | 2u));
   CHECK(field_of<lc::qsgd, float>(c, bad, d) == "codes");
   CHECK(field_of<lc::qsgd, float>(lc::qsgd(3, 3), good, d) == "s");
   bad = good;
@@ -157,7 +159,8 @@ TEST_CASE("qsgd rejects a level above s, another s and a bad norm", "[compress][
   const std::size_t d2 = 5;  // three planes of one byte, three padding bits each
   const buffer g2 = encode_one<lc::qsgd, float>(c, d2);
   bad = g2;
-  poke8(bad, bad.size() - 1, static_cast<std::uint8_t>(static_cast<unsigned>(g2.data()[g2.size() - 1]) | 0x80u));
+  poke8(bad, bad.size() - 1,
+        static_cast<std::uint8_t>(static_cast<unsigned>(g2.data()[g2.size() - 1]) | 0x80u));
   CHECK(field_of<lc::qsgd, float>(c, bad, d2) == "codes");
 }
 

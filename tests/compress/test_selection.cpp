@@ -22,8 +22,9 @@ template <class T>
 std::vector<std::uint32_t> reference_top_k(const std::vector<T>& v, std::size_t k) {
   std::vector<std::uint32_t> idx(v.size());
   std::iota(idx.begin(), idx.end(), 0u);
-  std::stable_sort(idx.begin(), idx.end(),
-                   [&](std::uint32_t a, std::uint32_t b) { return std::abs(v[a]) > std::abs(v[b]); });
+  std::stable_sort(idx.begin(), idx.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return std::abs(v[a]) > std::abs(v[b]);
+  });
   idx.resize(k);
   std::sort(idx.begin(), idx.end());
   return idx;
@@ -66,8 +67,8 @@ void check_against_reference(const std::vector<T>& v, std::size_t k) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("top_k equals a sort on random, tied and adversarial inputs", "[compress][top_k]",
-                   float, double) {
+TEMPLATE_TEST_CASE("top_k equals a sort on random, tied and adversarial inputs",
+                   "[compress][top_k]", float, double) {
   using T = TestType;
   for (std::size_t d : {1u, 2u, 31u, 32u, 33u, 1000u, 70000u, 300000u, 1000003u}) {
     CAPTURE(d);
@@ -161,8 +162,9 @@ TEST_CASE("random_k: every worker derives the same ascending support from (seed,
   }
 }
 
-TEST_CASE("random_k: each round encodes the state's round, then advances it; simulated workers agree",
-          "[compress][random_k]") {
+TEST_CASE(
+    "random_k: each round encodes the state's round, then advances it; simulated workers agree",
+    "[compress][random_k]") {
   const auto c = lc::random_k(0.05, 8);
   const std::size_t d = 2000, workers = 4;
   std::vector<lc::random_k::state<float>> tx;

@@ -54,7 +54,9 @@ struct running {
 
 // delta of B(delta) for the contractive compressors.
 double delta(const lc::identity&, std::size_t) { return 1.0; }
-double delta(const lc::top_k& c, std::size_t d) { return static_cast<double>(c.k(d)) / static_cast<double>(d); }
+double delta(const lc::top_k& c, std::size_t d) {
+  return static_cast<double>(c.k(d)) / static_cast<double>(d);
+}
 double delta(const lc::random_k_unscaled& c, std::size_t d) {
   return static_cast<double>(c.k(d)) / static_cast<double>(d);
 }
@@ -131,7 +133,8 @@ TEMPLATE_LIST_TEST_CASE("unbiased compressors: E||C(v) - v||^2 <= omega ||v||^2"
   auto v = test_vector<T>(d, seed);
   if constexpr (std::is_same_v<C, lc::natural>) {
     // |v| = (4/3) 2^e is where natural compression's variance reaches 1/8.
-    for (std::size_t j = 0; j < d; ++j) v[j] = static_cast<T>((j % 2 ? -1 : 1) * std::ldexp(4.0 / 3, int(j % 7) - 3));
+    for (std::size_t j = 0; j < d; ++j)
+      v[j] = static_cast<T>((j % 2 ? -1 : 1) * std::ldexp(4.0 / 3, int(j % 7) - 3));
   }
   const double norm2 = sq_norm(std::span<const T>(v));
   running err;
@@ -143,7 +146,8 @@ TEMPLATE_LIST_TEST_CASE("unbiased compressors: E||C(v) - v||^2 <= omega ||v||^2"
   CHECK(err.mean <= bound + 5 * err.se() + 1e-9 * norm2);
   if constexpr (std::is_same_v<C, lc::random_k> || std::is_same_v<C, lc::natural>) {
     // These reach their bound on the vectors above: the bound is tight.
-    CHECK(err.mean >= bound - 5 * err.se() - (std::is_same_v<C, lc::random_k> ? 0.0 : 0.02 * bound));
+    CHECK(err.mean >=
+          bound - 5 * err.se() - (std::is_same_v<C, lc::random_k> ? 0.0 : 0.02 * bound));
   }
 }
 
@@ -220,7 +224,8 @@ TEST_CASE("qsgd and natural produce values on their grids", "[compress][stats]")
 TEST_CASE("qsgd handles vectors whose norm is subnormal or beyond T's range", "[compress][stats]") {
   // Norm about 1e-39: s / norm overflows a float unless the entries are rescaled.
   std::vector<float> tiny(16);
-  for (std::size_t j = 0; j < tiny.size(); ++j) tiny[j] = static_cast<float>((j % 2 ? -1.0 : 1.0) * 1e-40 * static_cast<double>(1 + j % 3));
+  for (std::size_t j = 0; j < tiny.size(); ++j)
+    tiny[j] = static_cast<float>((j % 2 ? -1.0 : 1.0) * 1e-40 * static_cast<double>(1 + j % 3));
   const double norm = std::sqrt(sq_norm(std::span<const float>(tiny)));
   running mean0;
   draw(lc::qsgd(3, 2), tiny, 4000, 8, [&](const std::vector<float>& o) {
@@ -228,7 +233,8 @@ TEST_CASE("qsgd handles vectors whose norm is subnormal or beyond T's range", "[
     mean0.add(static_cast<double>(o[0]) * 1e40);  // in units of 1e-40
   });
   CAPTURE(mean0.mean, mean0.se(), norm * 1e40);
-  CHECK(std::abs(mean0.mean - static_cast<double>(tiny[0]) * 1e40) <= 5 * mean0.se() + 1e-3 * norm * 1e40);
+  CHECK(std::abs(mean0.mean - static_cast<double>(tiny[0]) * 1e40) <=
+        5 * mean0.se() + 1e-3 * norm * 1e40);
   // Entries near FLT_MAX: the norm saturates at FLT_MAX and stays finite.
   std::vector<float> huge(4, std::numeric_limits<float>::max() / 2);
   const auto out = round_trip(lc::qsgd(1), std::span<const float>(huge));

@@ -116,19 +116,18 @@ TEST_CASE("a collective missing a dropped-out rank fails with peer_lost naming i
 TEST_CASE("a deadlock is reported on every blocked rank instead of hanging", "[sim][faults]") {
   const auto start = std::chrono::steady_clock::now();
   int reported = 0;
-  CHECK_THROWS_WITH(run_simulated(2,
-                                  [&](simulated& c) {
-                                    loco::wire::buffer in;
-                                    try {
-                                      c.recv(1 - c.rank(), 1, in);
-                                    } catch (const loco::error& e) {
-                                      if (std::string(e.what()).find("deadlock") !=
-                                          std::string::npos)
-                                        ++reported;
-                                      throw;
-                                    }
-                                  }),
-                    Catch::Contains("deadlock") && Catch::Contains("waits for a message"));
+  CHECK_THROWS_WITH(
+      run_simulated(2,
+                    [&](simulated& c) {
+                      loco::wire::buffer in;
+                      try {
+                        c.recv(1 - c.rank(), 1, in);
+                      } catch (const loco::error& e) {
+                        if (std::string(e.what()).find("deadlock") != std::string::npos) ++reported;
+                        throw;
+                      }
+                    }),
+      Catch::Contains("deadlock") && Catch::Contains("waits for a message"));
   CHECK(reported >= 1);
   // Waiting for a rank that has returned is a deadlock too, named at once.
   CHECK_THROWS_WITH(run_simulated(2,

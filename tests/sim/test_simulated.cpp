@@ -2,6 +2,8 @@
 // formulas, and bit-identical replays of a driver.
 #include <catch2/catch.hpp>
 
+#include "../support/test_policies.hpp"
+
 #include <cmath>
 #include <loco/comm/simulated.hpp>
 #include <loco/concepts/communicator.hpp>
@@ -56,8 +58,8 @@ TEST_CASE("a message of B bytes over a link of bandwidth W arrives after latency
         if (c.rank() == 0) {
           c.advance(1.5);
           const auto big = bytes_of(4096, 1);
-          c.send(1, 1, big);  // on the wire [1.5, 5.5), arrives 5.75
-          c.send(1, 2, big);  // waits for the link: [5.5, 9.5), arrives 9.75
+          c.send(1, 1, big);      // on the wire [1.5, 5.5), arrives 5.75
+          c.send(1, 2, big);      // waits for the link: [5.5, 9.5), arrives 9.75
           CHECK(c.now() == 1.5);  // sending is buffered
           c.recv(1, 3, in);
           seen[2] = c.now();
@@ -228,27 +230,13 @@ struct noisy_quadratic {
 
 noisy_quadratic make_worker(int i) {
   vec b(dim);
-  for (std::size_t j = 0; j < dim; ++j) b[j] = std::cos(0.5 + static_cast<double>(i * 5) + static_cast<double>(j));
+  for (std::size_t j = 0; j < dim; ++j)
+    b[j] = std::cos(0.5 + static_cast<double>(i * 5) + static_cast<double>(j));
   return {0.5 + 0.2 * i, b};
 }
 
-// Rounds to multiples of 1/16: a lossy compressor, so local_sgd allgathers bytes.
-struct sixteenths {
-  static constexpr bool unbiased = false, contractive = false;
-  template <class T>
-  struct state {
-    state(const sixteenths&, std::size_t, std::uint64_t) {}
-  };
-  template <class T>
-  void encode(std::span<const T> v, state<T>&, loco::wire::buffer& out) const {
-    for (T x : v) out.put(static_cast<std::int32_t>(std::lround(x * 16)));
-  }
-  template <class T>
-  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
-    for (auto& x : out) x = static_cast<T>(in.get<std::int32_t>("value")) / 16;
-  }
-  std::size_t wire_bytes(std::size_t d) const { return 4 * d; }
-};
+// Lossy, so local_sgd allgathers bytes.
+using sixteenths = testing_policies::multiples_of<16>;
 
 struct replay {
   std::vector<vec> models;
@@ -256,8 +244,8 @@ struct replay {
 };
 
 template <class Comm>
-using driver = loco::local_sgd<sixteenths, Comm, loco::merge::delay_corrected,
-                               loco::stepsize::constant>;
+using driver =
+    loco::local_sgd<sixteenths, Comm, loco::merge::delay_corrected, loco::stepsize::constant>;
 
 replay run_local_sgd(std::uint64_t seed, bool until_arrival) {
   loco::algorithm::local_sgd_options o;
@@ -267,8 +255,8 @@ replay run_local_sgd(std::uint64_t seed, bool until_arrival) {
   o.overlap_steps = {2};
   o.max_overlap_steps = 8;
   o.seed = 11;
-  driver<simulated> algo(sixteenths{}, loco::merge::delay_corrected{}, loco::stepsize::constant(0.2),
-                         o);
+  driver<simulated> algo(sixteenths{}, loco::merge::delay_corrected{},
+                         loco::stepsize::constant(0.2), o);
   loco::sim::options opt;
   opt.compute = loco::sim::compute_model::exponential({0.01, 0.02, 0.015, 0.05});
   opt.link = loco::sim::link_model(2e-3, 1e4);
@@ -336,14 +324,13 @@ TEST_CASE("the same driver gives in_process's result bit for bit on simulated", 
 }
 
 TEST_CASE("the free hooks charge virtual time and do nothing on a real communicator", "[sim]") {
-  run_simulated(
-      1,
-      [](simulated& c) {
-        loco::sim::charge(c, 0.75);
-        loco::sim::charge_compute(c);  // the default compute model costs nothing
-        CHECK(loco::sim::virtual_time(c) == 0.75);
-      },
-      {});
+  run_simulated(1,
+                [](simulated& c) {
+                  loco::sim::charge(c, 0.75);
+                  loco::sim::charge_compute(c);  // the default compute model costs nothing
+                  CHECK(loco::sim::virtual_time(c) == 0.75);
+                },
+                {});
   loco::comm::run_in_process(1, [](loco::comm::in_process& c) {
     loco::sim::charge(c, 0.75);
     CHECK_FALSE(loco::sim::virtual_time(c).has_value());

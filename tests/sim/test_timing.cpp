@@ -121,9 +121,10 @@ int draw(loco::random::stream& rng) { return 1 + static_cast<int>(rng.below(clie
 
 }  // namespace
 
-TEST_CASE("1000 clients, 10 jobs in flight: async applies 10 gradients per ~15 s, "
-          "synchronous batches of 10 need ~42.6 s",
-          "[sim][timing]") {
+TEST_CASE(
+    "1000 clients, 10 jobs in flight: async applies 10 gradients per ~15 s, "
+    "synchronous batches of 10 need ~42.6 s",
+    "[sim][timing]") {
   const std::uint64_t seed = 424242;
   INFO("seed " << seed);
   const auto wall = std::chrono::steady_clock::now();
@@ -315,8 +316,7 @@ async_outcome run_async_driver(std::uint64_t seed) {
 
 }  // namespace
 
-TEST_CASE("the async_sgd driver runs unchanged on simulated and replays exactly",
-          "[sim][timing]") {
+TEST_CASE("the async_sgd driver runs unchanged on simulated and replays exactly", "[sim][timing]") {
   const auto a = run_async_driver(3), b = run_async_driver(3);
   REQUIRE(a.model.size() == 3);
   CHECK(std::memcmp(a.model.data(), b.model.data(), 3 * sizeof(double)) == 0);

@@ -141,8 +141,8 @@ class simulated {
   sim::request ibroadcast(wire::buffer& b, int root) {
     check_peer(root, "broadcast");
     const bool mine = rank_ == root;
-    auto c = world_->arrive(rank_, sim::collective_kind::broadcast, root,
-                            mine ? b.data() : nullptr, mine ? b.size() : 0, mine ? b.size() : 0);
+    auto c = world_->arrive(rank_, sim::collective_kind::broadcast, root, mine ? b.data() : nullptr,
+                            mine ? b.size() : 0, mine ? b.size() : 0);
     return start(std::move(c), nullptr, 0, nullptr, &b);
   }
 

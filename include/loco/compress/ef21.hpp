@@ -10,13 +10,13 @@
 // docs/compressors.md#ef21
 #include <cstddef>
 #include <cstdint>
-#include <span>
-#include <vector>
 #include <loco/compress/detail/common.hpp>
 #include <loco/concepts/compressor.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <vector>
 
 namespace loco::compress {
 

@@ -8,14 +8,14 @@
 // docs/compressors.md#error_feedback
 #include <cstddef>
 #include <cstdint>
-#include <span>
-#include <string>
-#include <vector>
 #include <loco/compress/detail/common.hpp>
 #include <loco/concepts/compressor.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <vector>
 
 namespace loco::compress {
 

@@ -11,9 +11,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
-#include <span>
-#include <string>
 #include <loco/compress/detail/common.hpp>
 #include <loco/compress/detail/simd.hpp>
 #include <loco/random/stream.hpp>
@@ -21,6 +18,9 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <type_traits>
 
 namespace loco::compress {
 
@@ -71,7 +71,8 @@ class natural {
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
     detail::check_decode_size(name, s.d_, out.size());
     const std::size_t d = out.size();
-    const auto h = wire::read_header(in, {wire::payload_kind::natural, wire::value_type_of<T>(), d});
+    const auto h =
+        wire::read_header(in, {wire::payload_kind::natural, wire::value_type_of<T>(), d});
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* signs = in.take(wire::plane_bytes(d, 1), "signs").data();
     const std::byte* exps = in.take(d * exp_width<T>, "exponents").data();

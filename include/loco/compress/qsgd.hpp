@@ -11,9 +11,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <type_traits>
-#include <span>
-#include <string>
 #include <loco/compress/detail/common.hpp>
 #include <loco/compress/detail/planes.hpp>
 #include <loco/random/stream.hpp>
@@ -22,6 +19,9 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <type_traits>
 
 namespace loco::compress {
 
@@ -69,7 +69,8 @@ class qsgd {
     const double norm = detail::norm2(v);
     if (!std::isfinite(norm)) detail::check_finite(name, v);
     // A norm beyond T's range (float entries near FLT_MAX) saturates.
-    const T norm_t = static_cast<T>(std::min(norm, static_cast<double>(std::numeric_limits<T>::max())));
+    const T norm_t =
+        static_cast<T>(std::min(norm, static_cast<double>(std::numeric_limits<T>::max())));
     const std::size_t d = s.d_;
     const std::size_t total = wire_bytes<T>(d);
     out.reserve(out.size() + total);
@@ -109,8 +110,8 @@ class qsgd {
         wire::with_bits(code_bits(), [&]<unsigned B>() { return dequantize<B>(body, scale, out); });
     if (bad == d + 1) in.fail("codes", "padding bits are not zero");
     if (bad != d) {
-      in.fail("codes", "level out of range at index " + std::to_string(bad) + " (s = " +
-                           std::to_string(s_) + ")");
+      in.fail("codes", "level out of range at index " + std::to_string(bad) +
+                           " (s = " + std::to_string(s_) + ")");
     }
   }
   template <class T>
@@ -138,7 +139,8 @@ class qsgd {
     const T top = static_cast<T>(s_);
     for (std::size_t j = 0; j < 32; ++j) {
       const U bits = std::bit_cast<U>(p[j]);
-      const T a = std::bit_cast<T>(static_cast<U>(bits & detail::float_bits<T>::abs_mask)) * pre * inv;
+      const T a =
+          std::bit_cast<T>(static_cast<U>(bits & detail::float_bits<T>::abs_mask)) * pre * inv;
       const T u = static_cast<T>(static_cast<std::int32_t>(r[j] >> 8)) * T(0x1.0p-24);
       const T y = a + u;
       const auto level = static_cast<I>(y < top ? y : top);
@@ -193,17 +195,19 @@ class qsgd {
       T vals[32];
       std::uint32_t worst = 0;
       for (std::size_t j = 0; j < 32; ++j) {
-        const std::uint32_t code = B > 8 ? (lo[j] | (static_cast<std::uint32_t>(hi[j]) << 8)) : lo[j];
+        const std::uint32_t code =
+            B > 8 ? (lo[j] | (static_cast<std::uint32_t>(hi[j]) << 8)) : lo[j];
         const std::uint32_t level = code & level_mask;
         worst = worst > level ? worst : level;
         const T mag = static_cast<T>(static_cast<std::int32_t>(level)) * scale;
-        vals[j] = std::bit_cast<T>(static_cast<U>(
-            std::bit_cast<U>(mag) | (static_cast<U>(code >> (B - 1)) << sign_shift)));
+        vals[j] = std::bit_cast<T>(static_cast<U>(std::bit_cast<U>(mag) |
+                                                  (static_cast<U>(code >> (B - 1)) << sign_shift)));
       }
       std::memcpy(out.data() + base, vals, n * sizeof(T));
       if (worst > s_ && bad == d) {
         for (std::size_t j = 0; j < n; ++j) {
-          if ((lo[j] & level_mask) > s_ || (B > 8 && ((lo[j] | (static_cast<std::uint32_t>(hi[j]) << 8)) & level_mask) > s_)) {
+          if ((lo[j] & level_mask) > s_ ||
+              (B > 8 && ((lo[j] | (static_cast<std::uint32_t>(hi[j]) << 8)) & level_mask) > s_)) {
             bad = base + j;
             break;
           }

@@ -9,9 +9,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <span>
-#include <string>
-#include <vector>
 #include <loco/compress/detail/common.hpp>
 #include <loco/compress/detail/sample.hpp>
 #include <loco/random/stream.hpp>
@@ -19,6 +16,9 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <vector>
 
 namespace loco::compress {
 
@@ -90,14 +90,15 @@ class basic_random_k {
     const std::size_t start = out.size();
     const std::size_t total = wire_bytes<T>(s.d_);
     out.reserve(start + total);
-    wire::write_header(out, {wire::payload_kind::random_k, wire::value_type_of<T>(),
-                             Scaled ? scaled_flag : std::uint8_t{0},
-                             static_cast<std::uint32_t>(s.d_), total});
+    wire::write_header(
+        out, {wire::payload_kind::random_k, wire::value_type_of<T>(),
+              Scaled ? scaled_flag : std::uint8_t{0}, static_cast<std::uint32_t>(s.d_), total});
     out.put<std::uint32_t>(static_cast<std::uint32_t>(k));
     out.put<std::uint64_t>(seed_);
     out.put<std::uint64_t>(round);
     std::byte* body = out.grow(k * sizeof(T)).data();
-    const T scale = Scaled ? static_cast<T>(static_cast<double>(s.d_) / static_cast<double>(k)) : T(1);
+    const T scale =
+        Scaled ? static_cast<T>(static_cast<double>(s.d_) / static_cast<double>(k)) : T(1);
     const T* p = v.data();
     bool bad = false;
     constexpr std::size_t ahead = 32;  // the support is sparse: fetch lines ahead of use

@@ -8,7 +8,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <span>
 #include <loco/compress/detail/common.hpp>
 #include <loco/compress/detail/simd.hpp>
 #include <loco/tensor/finite.hpp>
@@ -16,6 +15,7 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
 
 namespace loco::compress {
 
@@ -92,7 +92,8 @@ class scaled_sign {
     const auto h =
         wire::read_header(in, {wire::payload_kind::scaled_sign, wire::value_type_of<T>(), d});
     const T scale = in.get<T>("scale");
-    if (!tensor::is_finite(scale) || scale < T(0)) in.fail("scale", "scale must be finite and >= 0");
+    if (!tensor::is_finite(scale) || scale < T(0))
+      in.fail("scale", "scale must be finite and >= 0");
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* signs = in.take(wire::plane_bytes(d, 1), "signs").data();
     using U = detail::bits_t<T>;
@@ -101,12 +102,14 @@ class scaled_sign {
     auto expand = [&](std::size_t base, std::uint32_t w, std::size_t n) {
       T vals[32];
       for (std::size_t j = 0; j < 32; ++j) {
-        vals[j] = std::bit_cast<T>(static_cast<U>(mag | (static_cast<U>((w >> j) & 1u) << sign_shift)));
+        vals[j] =
+            std::bit_cast<T>(static_cast<U>(mag | (static_cast<U>((w >> j) & 1u) << sign_shift)));
       }
       std::memcpy(out.data() + base, vals, n * sizeof(T));
     };
     const std::size_t blocks = d / 32, rest = d % 32;
-    for (std::size_t k = 0; k < blocks; ++k) expand(32 * k, wire::load_le<std::uint32_t>(signs + 4 * k), 32);
+    for (std::size_t k = 0; k < blocks; ++k)
+      expand(32 * k, wire::load_le<std::uint32_t>(signs + 4 * k), 32);
     if (rest != 0) {
       std::uint32_t w = 0;
       if (!wire::read_tail_planes(signs + 4 * blocks, rest, 1, &w)) {

@@ -7,12 +7,12 @@
 // docs/compressors.md#size_threshold
 #include <cstddef>
 #include <cstdint>
-#include <optional>
-#include <span>
 #include <loco/compress/identity.hpp>
 #include <loco/concepts/compressor.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
+#include <optional>
+#include <span>
 
 namespace loco::compress {
 
@@ -34,7 +34,8 @@ class size_threshold {
   template <class T>
   class state {
    public:
-    state(const size_threshold& c, std::size_t d, std::uint64_t stream) : dense_(identity{}, d, stream) {
+    state(const size_threshold& c, std::size_t d, std::uint64_t stream)
+        : dense_(identity{}, d, stream) {
       if (!c.dense(d)) inner_.emplace(c.inner_, d, stream);
     }
     std::size_t dimension() const noexcept { return dense_.dimension(); }

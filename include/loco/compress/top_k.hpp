@@ -6,14 +6,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <span>
-#include <string>
 #include <loco/compress/detail/common.hpp>
 #include <loco/compress/detail/select.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string>
 
 namespace loco::compress {
 
@@ -100,13 +100,14 @@ class top_k {
                                " is out of range for d = " + std::to_string(d));
       }
       if (static_cast<std::int64_t>(j) <= prev) {
-        in.fail("indices", "index " + std::to_string(j) + " at position " + std::to_string(i) +
-                               (static_cast<std::int64_t>(j) == prev ? " is repeated"
-                                                                     : " is out of order"));
+        in.fail("indices",
+                "index " + std::to_string(j) + " at position " + std::to_string(i) +
+                    (static_cast<std::int64_t>(j) == prev ? " is repeated" : " is out of order"));
       }
       prev = j;
       const T x = wire::load_le<T>(val + sizeof(T) * i);
-      if (!tensor::is_finite(x)) in.fail("values", "non-finite value at position " + std::to_string(i));
+      if (!tensor::is_finite(x))
+        in.fail("values", "non-finite value at position " + std::to_string(i));
       out[j] = x;
     }
   }
@@ -125,8 +126,8 @@ class top_k {
   explicit top_k(detail::k_rule r) : rule_(r) {}
 
   template <class T>
-  static void select(std::span<const T> v, state<T>& s, std::uint32_t* idx,
-                     detail::bits_t<T>* bits, wire::buffer& out, std::size_t start) {
+  static void select(std::span<const T> v, state<T>& s, std::uint32_t* idx, detail::bits_t<T>* bits,
+                     wire::buffer& out, std::size_t start) {
     const std::size_t bad = detail::top_k_select(v, s.k_, s.scratch_, idx, bits);
     if (bad != v.size()) {
       out.resize(start);

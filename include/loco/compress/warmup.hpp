@@ -7,14 +7,14 @@
 // docs/compressors.md#warmup
 #include <cstddef>
 #include <cstdint>
-#include <span>
-#include <string>
 #include <loco/compress/identity.hpp>
 #include <loco/concepts/compressor.hpp>
 #include <loco/error.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string>
 
 namespace loco::compress {
 

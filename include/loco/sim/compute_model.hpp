@@ -34,8 +34,8 @@ class compute_model {
     if (tau_.empty()) throw config_error("sim::compute_model: tau is empty; give 1 or n entries");
     for (std::size_t i = 0; i < tau_.size(); ++i) {
       if (!(tau_[i] >= 0.0) || !std::isfinite(tau_[i])) {
-        throw config_error("sim::compute_model: tau[" + std::to_string(i) + "] = " +
-                           std::to_string(tau_[i]) + " must be finite and >= 0");
+        throw config_error("sim::compute_model: tau[" + std::to_string(i) +
+                           "] = " + std::to_string(tau_[i]) + " must be finite and >= 0");
       }
     }
     if (kind_ == distribution::log_normal && (!(sigma_ > 0.0) || !std::isfinite(sigma_))) {

@@ -34,7 +34,9 @@ void charge_compute(Comm& comm) {
 // The rank's virtual time in seconds; nullopt on a real communicator.
 template <class Comm>
 std::optional<double> virtual_time(const Comm& comm) {
-  if constexpr (requires { { comm.now() } -> std::convertible_to<double>; }) {
+  if constexpr (requires {
+                  { comm.now() } -> std::convertible_to<double>;
+                }) {
     return comm.now();
   } else {
     return std::nullopt;

@@ -34,8 +34,8 @@ class link_model {
       throw config_error("sim::link_model::set: link " + std::to_string(src) + " -> " +
                          std::to_string(dst) + " names a negative rank");
     }
-    overrides_[{src, dst}] = checked({latency, bandwidth}, std::to_string(src) + " -> " +
-                                                               std::to_string(dst) + ": ");
+    overrides_[{src, dst}] =
+        checked({latency, bandwidth}, std::to_string(src) + " -> " + std::to_string(dst) + ": ");
     return *this;
   }
 
@@ -56,8 +56,8 @@ class link_model {
     for (const auto& [key, l] : overrides_) {
       if (key.first >= n || key.second >= n) {
         throw config_error("sim::link_model: link " + std::to_string(key.first) + " -> " +
-                           std::to_string(key.second) + " outside a world of " +
-                           std::to_string(n) + " ranks");
+                           std::to_string(key.second) + " outside a world of " + std::to_string(n) +
+                           " ranks");
       }
     }
   }

@@ -14,9 +14,9 @@ struct report {
   std::vector<bool> dropped;        // per rank: dropped out (compute model)
   // Events of each kind (index: event_kind), counted even when not logged.
   std::array<std::uint64_t, 8> counts{};
-  std::uint64_t events = 0;         // the sum of counts
-  std::uint64_t bytes_sent = 0;     // point-to-point payload bytes
-  std::vector<event> log;           // filled when options::log_events
+  std::uint64_t events = 0;      // the sum of counts
+  std::uint64_t bytes_sent = 0;  // point-to-point payload bytes
+  std::vector<event> log;        // filled when options::log_events
 
   std::uint64_t count(event_kind k) const noexcept { return counts[static_cast<std::size_t>(k)]; }
   // The virtual time of the whole run: the latest finish.

@@ -56,7 +56,8 @@ inline void write_tail_planes(std::byte* out, std::size_t r, unsigned bits,
   const std::uint32_t mask = r == 32 ? ~0u : ((1u << r) - 1u);
   for (unsigned b = 0; b < bits; ++b) {
     const std::uint32_t w = planes[b] & mask;
-    for (std::size_t i = 0; i < nb; ++i) out[b * nb + i] = static_cast<std::byte>((w >> (8 * i)) & 0xffu);
+    for (std::size_t i = 0; i < nb; ++i)
+      out[b * nb + i] = static_cast<std::byte>((w >> (8 * i)) & 0xffu);
   }
 }
 
@@ -65,22 +66,38 @@ inline void write_tail_planes(std::byte* out, std::size_t r, unsigned bits,
 template <class F>
 decltype(auto) with_bits(unsigned bits, F&& f) {
   switch (bits) {
-    case 1: return f.template operator()<1>();
-    case 2: return f.template operator()<2>();
-    case 3: return f.template operator()<3>();
-    case 4: return f.template operator()<4>();
-    case 5: return f.template operator()<5>();
-    case 6: return f.template operator()<6>();
-    case 7: return f.template operator()<7>();
-    case 8: return f.template operator()<8>();
-    case 9: return f.template operator()<9>();
-    case 10: return f.template operator()<10>();
-    case 11: return f.template operator()<11>();
-    case 12: return f.template operator()<12>();
-    case 13: return f.template operator()<13>();
-    case 14: return f.template operator()<14>();
-    case 15: return f.template operator()<15>();
-    default: return f.template operator()<16>();
+    case 1:
+      return f.template operator()<1>();
+    case 2:
+      return f.template operator()<2>();
+    case 3:
+      return f.template operator()<3>();
+    case 4:
+      return f.template operator()<4>();
+    case 5:
+      return f.template operator()<5>();
+    case 6:
+      return f.template operator()<6>();
+    case 7:
+      return f.template operator()<7>();
+    case 8:
+      return f.template operator()<8>();
+    case 9:
+      return f.template operator()<9>();
+    case 10:
+      return f.template operator()<10>();
+    case 11:
+      return f.template operator()<11>();
+    case 12:
+      return f.template operator()<12>();
+    case 13:
+      return f.template operator()<13>();
+    case 14:
+      return f.template operator()<14>();
+    case 15:
+      return f.template operator()<15>();
+    default:
+      return f.template operator()<16>();
   }
 }
 

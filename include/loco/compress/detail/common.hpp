@@ -8,14 +8,14 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <span>
-#include <string>
-#include <string_view>
-#include <type_traits>
 #include <loco/error.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/payload.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
 
 namespace loco::compress::detail {
 
@@ -42,16 +42,16 @@ inline std::uint32_t checked_dimension(std::string_view name, std::size_t d) {
 inline void check_encode_size(std::string_view name, std::size_t state_d, std::size_t got) {
   if (state_d != got) {
     throw config_error("compress::" + std::string(name) + ": encode got a vector of length " +
-                       std::to_string(got) + ", the state was built for d = " +
-                       std::to_string(state_d));
+                       std::to_string(got) +
+                       ", the state was built for d = " + std::to_string(state_d));
   }
 }
 
 inline void check_decode_size(std::string_view name, std::size_t state_d, std::size_t got) {
   if (state_d != got) {
     throw config_error("compress::" + std::string(name) + ": decode into a vector of length " +
-                       std::to_string(got) + ", the state was built for d = " +
-                       std::to_string(state_d));
+                       std::to_string(got) +
+                       ", the state was built for d = " + std::to_string(state_d));
   }
 }
 
@@ -158,7 +158,8 @@ double sum_lanes(std::span<const T> v, F f) noexcept {
 template <class T>
 inline auto non_finite_bit(T x) noexcept {
   if constexpr (sizeof(T) == 4) {
-    return static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x) & 0x7f800000u) + 0x00800000u);
+    return static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x) & 0x7f800000u) +
+                                      0x00800000u);
   } else {
     return static_cast<std::uint64_t>((std::bit_cast<std::uint64_t>(x) & 0x7ff0000000000000ull) +
                                       0x0010000000000000ull);

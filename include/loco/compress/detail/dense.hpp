@@ -6,13 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <span>
-#include <string_view>
 #include <loco/compress/detail/common.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <string_view>
 
 namespace loco::compress::detail {
 
@@ -29,11 +29,12 @@ inline std::uint16_t to_fp16(float f) noexcept {
   const std::uint32_t hn = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
   // Selects written as masks (a < 2^31 and h < 2^31: signed compares are
   // exact), so the loop vectorises even with SSE2.
-  const std::uint32_t small = 0u - static_cast<std::uint32_t>(static_cast<std::int32_t>(a) <
-                                                              static_cast<std::int32_t>(113u << 23));
+  const std::uint32_t small =
+      0u - static_cast<std::uint32_t>(static_cast<std::int32_t>(a) <
+                                      static_cast<std::int32_t>(113u << 23));
   std::uint32_t h = (hs & small) | (hn & ~small);
-  const std::uint32_t big =
-      0u - static_cast<std::uint32_t>(static_cast<std::int32_t>(h) > static_cast<std::int32_t>(0x7bffu));
+  const std::uint32_t big = 0u - static_cast<std::uint32_t>(static_cast<std::int32_t>(h) >
+                                                            static_cast<std::int32_t>(0x7bffu));
   h = (0x7bffu & big) | (h & ~big);
   return static_cast<std::uint16_t>(h | sign);
 }
@@ -55,8 +56,8 @@ inline std::uint16_t to_bf16(float f) noexcept {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
   const std::uint32_t a = x & 0x7fffffffu;
   std::uint32_t h = (a + 0x7fffu + ((a >> 16) & 1u)) >> 16;
-  const std::uint32_t big =
-      0u - static_cast<std::uint32_t>(static_cast<std::int32_t>(h) > static_cast<std::int32_t>(0x7f7fu));
+  const std::uint32_t big = 0u - static_cast<std::uint32_t>(static_cast<std::int32_t>(h) >
+                                                            static_cast<std::int32_t>(0x7f7fu));
   h = (0x7f7fu & big) | (h & ~big);
   return static_cast<std::uint16_t>(h | ((x >> 16) & 0x8000u));
 }
@@ -177,5 +178,55 @@ void dense_decode(wire::payload_kind kind, wire::view& in, std::span<T> out) {
   const std::size_t bad = Format::decode(body.data(), d, out.data());
   if (bad != d) in.fail("values", "non-finite value at index " + std::to_string(bad));
 }
+
+}  // namespace loco::compress::detail
+
+namespace loco::compress::detail {
+
+// The compressors that send every entry, differing only in the value format
+// (identity, fp16, bf16). Spec gives the format, payload kind, name and
+// traits; the public classes derive from this and add nothing.
+template <class Spec>
+class dense_cast {
+ public:
+  static constexpr bool unbiased = Spec::unbiased;
+  static constexpr bool contractive = Spec::contractive;
+  static constexpr bool lossless = Spec::lossless;
+  static constexpr const char* name = Spec::name;
+
+  // Nothing depends on the vector but its length.
+  template <class T>
+  class state {
+   public:
+    state(const dense_cast&, std::size_t d, std::uint64_t /*stream*/)
+        : d_(checked_dimension(name, d)) {}
+    std::size_t dimension() const noexcept { return d_; }
+
+   private:
+    std::size_t d_;
+  };
+
+  template <class T>
+  void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
+    check_encode_size(name, s.dimension(), v.size());
+    dense_encode<typename Spec::template format<T>>(name, Spec::kind, v, out);
+  }
+
+  // Reads one message and leaves `in` after it.
+  template <class T>
+  void decode(wire::view& in, state<T>& s, std::span<T> out) const {
+    check_decode_size(name, s.dimension(), out.size());
+    dense_decode<typename Spec::template format<T>>(Spec::kind, in, out);
+  }
+  template <class T>
+  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
+    decode(in, s, out);
+  }
+
+  template <class T = float>
+  std::size_t wire_bytes(std::size_t d) const noexcept {
+    return wire::header_bytes + d * Spec::template format<T>::width;
+  }
+};
 
 }  // namespace loco::compress::detail

@@ -13,8 +13,8 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 #include <loco/random/stream.hpp>
+#include <vector>
 
 namespace loco::compress::detail {
 

@@ -24,10 +24,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <span>
-#include <vector>
 #include <loco/compress/detail/simd.hpp>
 #include <loco/random/stream.hpp>
+#include <span>
+#include <vector>
 
 namespace loco::compress::detail {
 

@@ -98,8 +98,8 @@ inline std::uint32_t key_ge_mask32(const float* p, std::uint32_t t) noexcept {
   const __m256i lim = _mm256_set1_epi32(below);
   std::uint32_t m = 0;
   for (int j = 0; j < 4; ++j) {
-    const __m256i k = _mm256_and_si256(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 8 * j)), abs);
+    const __m256i k =
+        _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 8 * j)), abs);
     m |= static_cast<std::uint32_t>(
              _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, lim))))
          << (8 * j);
@@ -132,8 +132,8 @@ inline std::uint32_t key_ge_mask32(const double* p, std::uint64_t t) noexcept {
   const __m256i lim = _mm256_set1_epi64x(below);
   std::uint32_t m = 0;
   for (int j = 0; j < 8; ++j) {
-    const __m256i k = _mm256_and_si256(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4 * j)), abs);
+    const __m256i k =
+        _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4 * j)), abs);
     m |= static_cast<std::uint32_t>(
              _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(k, lim))))
          << (4 * j);

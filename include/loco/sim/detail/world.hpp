@@ -162,7 +162,9 @@ struct rank_data {
 class world {
  public:
   world(int n, options o)
-      : size(n), opt(std::move(o)), ranks_(std::make_unique<rank_data[]>(static_cast<std::size_t>(n))) {
+      : size(n),
+        opt(std::move(o)),
+        ranks_(std::make_unique<rank_data[]>(static_cast<std::size_t>(n))) {
     rep_.finish_time.assign(static_cast<std::size_t>(n), 0.0);
     rep_.dropped.assign(static_cast<std::size_t>(n), false);
     for (int r = 0; r < n; ++r) {
@@ -335,8 +337,8 @@ class world {
     if (c->kind != kind || c->root != root) {
       throw error("comm::simulated: collective #" + std::to_string(seq) + ": rank " +
                   std::to_string(me) + " called " + collective_name(kind) + " (root " +
-                  std::to_string(root) + ") where another rank called " +
-                  collective_name(c->kind) + " (root " + std::to_string(c->root) + ")");
+                  std::to_string(root) + ") where another rank called " + collective_name(c->kind) +
+                  " (root " + std::to_string(c->root) + ")");
     }
     const auto q = static_cast<std::size_t>(me);
     c->joined[q] = true;
@@ -405,8 +407,7 @@ class world {
           c.gathered.resize(1);
           c.gathered[0].assign({static_cast<const std::byte*>(c.data[root]), c.count[root]});
           const double t =
-              n == 1 ? c.latest
-                     : c.latest + lg * lat + tx(static_cast<double>(c.count[root]));
+              n == 1 ? c.latest : c.latest + lg * lat + tx(static_cast<double>(c.count[root]));
           std::fill(c.done_at.begin(), c.done_at.end(), t);
           break;
         }
@@ -605,9 +606,9 @@ class world {
     if (o.state == rank_state::dead) {
       throw peer_lost(q, "dropped out at t=" + seconds_text(o.now));
     }
-    const std::string what = c ? std::string(collective_name(c->kind)) + " #" +
-                                     std::to_string(c->seq)
-                               : "a message with tag " + std::to_string(tag);
+    const std::string what =
+        c ? std::string(collective_name(c->kind)) + " #" + std::to_string(c->seq)
+          : "a message with tag " + std::to_string(tag);
     throw error("comm::simulated: deadlock: rank " + std::to_string(me) + " waits for " + what +
                 (c ? "" : " from rank " + std::to_string(q)) + "; rank " + std::to_string(q) +
                 " has finished");
@@ -746,7 +747,8 @@ class world {
         [[fallthrough]];
       case collective_kind::allgather:
         op.all->resize(static_cast<std::size_t>(size));
-        for (std::size_t q = 0; q < c.gathered.size(); ++q) (*op.all)[q].assign(c.gathered[q].bytes());
+        for (std::size_t q = 0; q < c.gathered.size(); ++q)
+          (*op.all)[q].assign(c.gathered[q].bytes());
         break;
       case collective_kind::broadcast:
         if (op.rank != c.root) op.bytes->assign(c.gathered[0].bytes());
