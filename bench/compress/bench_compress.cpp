@@ -14,13 +14,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <loco/compress.hpp>
+#include <loco/random/stream.hpp>
 #include <map>
 #include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
-#include <loco/compress.hpp>
-#include <loco/random/stream.hpp>
 
 namespace {
 
@@ -74,8 +74,9 @@ void bm_nth_element_peer(benchmark::State& st, std::size_t d, double fraction) {
   std::vector<float> values(k);
   for (auto _ : st) {
     std::iota(idx.begin(), idx.end(), 0u);
-    std::nth_element(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
-                     [&](std::uint32_t a, std::uint32_t b) { return std::abs(v[a]) > std::abs(v[b]); });
+    std::nth_element(
+        idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
+        [&](std::uint32_t a, std::uint32_t b) { return std::abs(v[a]) > std::abs(v[b]); });
     for (std::size_t i = 0; i < k; ++i) values[i] = v[idx[i]];
     benchmark::DoNotOptimize(values.data());
   }
