@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <span>
-#include <vector>
 #include <loco/random/stream.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
+#include <vector>
 
 namespace testing_policies {
 
