@@ -97,3 +97,25 @@ TEST_CASE("in_process rejects bad settings and mismatched vectors", "[comm][in_p
                                              }),
                   loco::config_error);
 }
+
+TEST_CASE("in_process: a receive posted while the message is being sent never misses it",
+          "[comm][in_process]") {
+  // Regression: send() once matched posted receives and queued the message
+  // in two critical sections; an irecv posted between them waited forever.
+  loco::comm::in_process_options opt;
+  opt.timeout = std::chrono::milliseconds(5000);
+  REQUIRE_NOTHROW(loco::comm::run_in_process(
+      2,
+      [](loco::comm::in_process& c) {
+        const int peer = 1 - c.rank();
+        loco::wire::buffer in;
+        std::byte payload[64] = {};
+        for (int round = 0; round < 3000; ++round) {
+          auto r = c.irecv(peer, round % 7, in);
+          c.send(peer, round % 7, std::span<const std::byte>(payload));
+          r.wait();
+          if (in.size() != sizeof payload) throw std::runtime_error("wrong payload size");
+        }
+      },
+      opt));
+}

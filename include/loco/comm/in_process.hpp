@@ -135,22 +135,22 @@ class in_process {
     check_peer(dst, "send");
     world_->barrier.throw_if_aborted_unlocked();
     auto& box = world_->mailboxes[static_cast<std::size_t>(dst)];
-    {
-      std::lock_guard lock(box.mutex);
-      // A receive posted earlier gets the bytes directly.
-      for (auto it = box.pending.begin(); it != box.pending.end(); ++it) {
-        if (it->tag == tag && (it->source == any_source || it->source == rank_)) {
-          it->out->assign(bytes);
-          it->done->finish(rank_);
-          box.pending.erase(it);
-          return;
-        }
-      }
-    }
+    // Copy outside the lock; then match a posted receive or queue the
+    // message in ONE critical section, so an irecv posted meanwhile can
+    // never miss it.
     auto msg = detail::in_process_world::message{rank_, tag, world_->take_spare()};
     msg.bytes.assign(bytes);
     {
       std::lock_guard lock(box.mutex);
+      for (auto it = box.pending.begin(); it != box.pending.end(); ++it) {
+        if (it->tag == tag && (it->source == any_source || it->source == rank_)) {
+          std::swap(*it->out, msg.bytes);
+          it->done->finish(rank_);
+          box.pending.erase(it);
+          world_->give_spare(std::move(msg.bytes));
+          return;
+        }
+      }
       box.queue.push_back(std::move(msg));
     }
     box.cv.notify_all();
