@@ -67,6 +67,11 @@ struct async_sgd_options {
 struct async_sgd_stats {
   std::uint64_t updates = 0;
   std::uint64_t dropped = 0;  // gradients applied with step 0 or skipped as non-finite
+  // Gradients still in flight at the end, discarded, and the server updates
+  // each had missed: with k jobs in flight, updates * mean_delay +
+  // discarded_delay_sum == (k - 1) * updates exactly.
+  std::uint64_t discarded = 0;
+  std::uint64_t discarded_delay_sum = 0;
   double mean_delay = 0.0;
   std::uint64_t max_delay = 0;
   std::vector<std::uint64_t> delay_histogram;     // [tau] -> count (tau capped at 4n)
@@ -269,8 +274,13 @@ class async_sgd {
         in.fail("version", "from the future: " + std::to_string(read_version));
       stats.bytes_up += in_msg.size();
 
-      const bool done = stopped_early || version >= opt_.updates;
-      if (done) continue;  // draining: the job is answered with a stop below
+      if (stopped_early || version >= opt_.updates) {
+        // Draining: the gradient arrived after the last update and is
+        // discarded; the job is answered with a stop below.
+        ++stats.discarded;
+        stats.discarded_delay_sum += version - read_version;
+        continue;
+      }
 
       compressor_.decode(in, decoders[w], std::span<T>(g));
       const double now = comm::now(comm);
