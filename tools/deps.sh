@@ -12,6 +12,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
   iproute2
+  python3-matplotlib clang-14 libclang-rt-14-dev
   "$@"
 )
 

@@ -63,7 +63,7 @@ for stage in "${stages[@]}"; do
     asan)
       begin asan
       LOCO_BUILD_TYPE=RelWithDebInfo configure "$build/asan" "-DLOCO_SANITIZE=address;undefined" \
-        -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF
+        -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
       run cmake --build "$build/asan" -j "$jobs"
       export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
       ctest_run --test-dir "$build/asan" --output-on-failure -j "$jobs" -LE "compile_fail|slow"
@@ -71,7 +71,7 @@ for stage in "${stages[@]}"; do
     tsan)
       begin tsan
       LOCO_BUILD_TYPE=RelWithDebInfo configure "$build/tsan" -DLOCO_SANITIZE=thread \
-        -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF
+        -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
       run cmake --build "$build/tsan" -j "$jobs"
       export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
       ctest_run --test-dir "$build/tsan" --output-on-failure -j "$jobs" -L concurrency -LE slow
@@ -81,7 +81,7 @@ for stage in "${stages[@]}"; do
       prefix="$build/prefix"
       rm -rf "$prefix" "$build/consumer"
       configure "$build/install-src" -DLOCO_BUILD_TESTS=OFF -DLOCO_BUILD_BENCHMARKS=OFF \
-        -DLOCO_BUILD_EXAMPLES=OFF
+        -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
       run cmake --install "$build/install-src" --prefix "$prefix"
       run cmake -S "$root/test_package" -B "$build/consumer" -G Ninja \
         -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
