@@ -15,8 +15,8 @@
 namespace experiment {
 
 struct common_flags {
-  bool quick = false;             // seconds-long smoke run (CI)
-  std::string out = "results";    // folder for CSV files
+  bool quick = false;           // seconds-long smoke run (CI)
+  std::string out = "results";  // folder for CSV files
   std::uint64_t seed = 1;
 
   void add_to(CLI::App& app) {

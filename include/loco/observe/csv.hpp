@@ -44,9 +44,8 @@ class csv_writer {
   template <class... Cells>
   csv_writer& row(const Cells&... cells) {
     if (sizeof...(Cells) != columns_.size()) {
-      throw config_error("csv_writer: row has " + std::to_string(sizeof...(Cells)) +
-                         " cells for " + std::to_string(columns_.size()) + " columns in " +
-                         path_.string());
+      throw config_error("csv_writer: row has " + std::to_string(sizeof...(Cells)) + " cells for " +
+                         std::to_string(columns_.size()) + " columns in " + path_.string());
     }
     std::size_t c = 0;
     ((out_ << (c++ == 0 ? "" : ","), write(cells)), ...);

@@ -56,7 +56,8 @@ class table {
     std::vector<std::size_t> width(header_.size());
     for (std::size_t c = 0; c < header_.size(); ++c) width[c] = header_[c].size();
     for (const auto& row : rows_) {
-      for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].text.size());
+      for (std::size_t c = 0; c < row.size(); ++c)
+        width[c] = std::max(width[c], row[c].text.size());
     }
     const auto line = [&](auto&& text_of, auto&& numeric_of) {
       for (std::size_t c = 0; c < width.size(); ++c) {
