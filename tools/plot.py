@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Plots loco trace CSVs (columns run,round,step,time_s,bytes,loss,accuracy,...).
 
 Usage:
