@@ -363,7 +363,7 @@ int run(const settings& s) {
     summary.row(o.name, o.accuracy, o.loss, o.rounds, o.bytes, o.seconds, o.compute, o.communicate);
   }
   trace->flush();
-  std::printf("\nwrote %s and %s\nplots: python3 tools/plot.py %s -o %s\n", trace->path().c_str(),
+  std::printf("\nwrote %s and %s\nplots: tools/plot.py %s -o %s\n", trace->path().c_str(),
               summary.path().c_str(), trace->path().c_str(), s.out.c_str());
   return 0;
 }
