@@ -2,11 +2,14 @@
 // sections 2 and 3, on tiny deterministic quadratics with 3 workers.
 #include <catch2/catch.hpp>
 
+#include "../support/local_sgd_aliases.hpp"
+#include "../support/local_sgd_reference.hpp"
 #include "../support/test_policies.hpp"
 
 #include <cmath>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/in_process.hpp>
+#include <loco/comm/simulated.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
 #include <loco/stepsize/constant.hpp>
@@ -15,18 +18,7 @@
 
 namespace {
 
-using vec = std::vector<double>;
-constexpr int workers = 3;
-constexpr std::size_t dim = 5;
-
-using testing_policies::scaled_quadratic;
-
-scaled_quadratic make_worker(int i) {
-  vec b(dim);
-  for (std::size_t j = 0; j < dim; ++j)
-    b[j] = std::sin(1.0 + static_cast<double>(i * 7 + static_cast<int>(j)));
-  return {0.5 + 0.25 * i, b};
-}
+using namespace local_sgd_reference;
 
 // Sends the vector as raw doubles: lossless, so the driver averages in place.
 using exact = testing_policies::raw;
@@ -57,6 +49,11 @@ struct alternate {
   void decode(loco::wire::view, state<T>&, std::span<T>) const {}
   std::size_t wire_bytes(std::size_t d) const { return 4 * (d / 2); }
 };
+std::vector<std::uint32_t> alternate_support(std::size_t r) {
+  std::vector<std::uint32_t> idx;
+  for (std::size_t j = r % 2; j < dim; j += 2) idx.push_back(static_cast<std::uint32_t>(j));
+  return idx;
+}
 
 template <class C, class M, class S>
 std::vector<loco::algorithm::local_sgd_result<double>> run(C c, M m, S s,
@@ -66,7 +63,7 @@ std::vector<loco::algorithm::local_sgd_result<double>> run(C c, M m, S s,
   std::vector<loco::algorithm::local_sgd_result<double>> out(workers);
   loco::comm::run_in_process(workers, [&](loco::comm::in_process& comm) {
     auto f = make_worker(comm.rank());
-    const vec x0(dim, 0.25);
+    const vec x0 = start();
     out[static_cast<std::size_t>(comm.rank())] = algo.run(comm, f, std::span<const double>(x0));
   });
   return out;
@@ -77,30 +74,6 @@ void require_close(const vec& a, const vec& b, double tol = 1e-9) {
   for (std::size_t j = 0; j < a.size(); ++j) REQUIRE(a[j] == Approx(b[j]).margin(tol));
 }
 
-vec mean_of(const std::vector<vec>& xs) {
-  vec m(xs[0].size(), 0.0);
-  for (const auto& x : xs)
-    for (std::size_t j = 0; j < m.size(); ++j) m[j] += x[j];
-  for (auto& v : m) v /= static_cast<double>(xs.size());
-  return m;
-}
-
-// The reference: plain loops from the math, sharing no code with loco.
-struct reference {
-  std::vector<vec> x;
-  std::vector<std::uint64_t> t;
-  std::vector<vec> polyak_sum;
-  reference() : x(workers, vec(dim, 0.25)), t(workers, 0), polyak_sum(workers, vec(dim, 0.0)) {}
-  template <class Eta>
-  void step(int i, Eta eta) {
-    auto f = make_worker(i);
-    auto& xi = x[static_cast<std::size_t>(i)];
-    const double e = eta(++t[static_cast<std::size_t>(i)]);
-    for (std::size_t j = 0; j < dim; ++j) xi[j] -= e * f.a * (xi[j] - f.b[j]);
-    for (std::size_t j = 0; j < dim; ++j) polyak_sum[static_cast<std::size_t>(i)][j] += xi[j];
-  }
-};
-
 }  // namespace
 
 TEST_CASE("local_sgd equals the plain-loop local SGD with decaying steps", "[local_sgd]") {
@@ -109,29 +82,49 @@ TEST_CASE("local_sgd equals the plain-loop local SGD with decaying steps", "[loc
   opt.polyak_average = true;
   auto got = run(exact{}, loco::merge::average{}, loco::stepsize::polynomial(0.8, 0.75), opt);
 
-  reference ref;
-  const auto eta = [](std::uint64_t t) { return 0.8 * std::pow(static_cast<double>(t), -0.75); };
-  std::size_t previous = 0;
-  for (std::size_t boundary : std::vector<std::size_t>{2, 5, 9, 14}) {
-    for (int i = 0; i < workers; ++i)
-      for (std::size_t s = previous; s < boundary; ++s) ref.step(i, eta);
-    const vec m = mean_of(ref.x);
-    for (auto& xi : ref.x) xi = m;
-    previous = boundary;
-  }
+  const outcome want = averaged_at({2, 5, 9, 14}, polynomial_eta(0.8, 0.75));
   for (int i = 0; i < workers; ++i)
-    require_close(got[static_cast<std::size_t>(i)].average, ref.x[0]);
+    require_close(got[static_cast<std::size_t>(i)].average, want.average);
   // Polyak-Ruppert: each worker's mean iterate, averaged over workers.
-  std::vector<vec> per_worker;
-  for (const auto& s : ref.polyak_sum) {
-    vec p = s;
-    for (auto& v : p) v /= 14.0;
-    per_worker.push_back(p);
-  }
-  require_close(got[0].polyak, mean_of(per_worker));
+  require_close(got[0].polyak, want.polyak);
   CHECK(got[0].stats.rounds == 4);
   CHECK(got[0].stats.local_steps == 14);
   CHECK(got[0].stats.bytes_sent == 4 * dim * sizeof(double));
+}
+
+// Every alias of loco/aliases.hpp against its plain-loop reference; the same
+// suite runs over tcp (test_local_sgd_tcp.cpp) and mpi (test_local_sgd_mpi.cpp).
+TEST_CASE("every local_sgd alias equals its plain-loop reference on in_process", "[local_sgd]") {
+  for (const alias a : all_aliases()) {
+    INFO(name_of(a));
+    std::vector<loco::algorithm::local_sgd_result<double>> got(workers);
+    loco::comm::run_in_process(workers, [&](loco::comm::in_process& comm) {
+      got[static_cast<std::size_t>(comm.rank())] = run_alias(a, comm);
+    });
+    for (int i = 0; i < workers; ++i)
+      CHECK(check_alias(a, i, got[static_cast<std::size_t>(i)]) == "");
+  }
+}
+
+TEST_CASE("every local_sgd alias equals its plain-loop reference on simulated",
+          "[local_sgd][sim]") {
+  loco::sim::options sim;
+  sim.link = loco::sim::link_model(1e-3, 1e6);
+  for (const alias a : all_aliases()) {
+    INFO(name_of(a));
+    std::vector<loco::algorithm::local_sgd_result<double>> got(workers);
+    std::vector<double> finish(workers);
+    loco::comm::run_simulated(
+        workers,
+        [&](loco::comm::simulated& comm) {
+          got[static_cast<std::size_t>(comm.rank())] = run_alias(a, comm);
+          finish[static_cast<std::size_t>(comm.rank())] = comm.now();
+        },
+        sim);
+    for (int i = 0; i < workers; ++i)
+      CHECK(check_alias(a, i, got[static_cast<std::size_t>(i)]) == "");
+    CHECK(finish[0] > 0.0);  // the links cost virtual time
+  }
 }
 
 TEST_CASE("mini-batch averaging (one step per round) is synchronous gradient averaging",
@@ -165,28 +158,13 @@ TEST_CASE("LOSCAR: sparse delay-corrected averaging with heterogeneous N_i and o
       } else {
         got = run(alternate{}, loco::merge::overwrite{}, loco::stepsize::constant(0.2), opt);
       }
-      reference ref;
-      const auto eta = [](std::uint64_t) { return 0.2; };
-      for (std::size_t r = 0; r < 5; ++r) {
-        std::vector<vec> y(workers);
-        for (int i = 0; i < workers; ++i) {
-          for (std::size_t s = 0; s < opt.local_steps[static_cast<std::size_t>(i)]; ++s)
-            ref.step(i, eta);
-          y[static_cast<std::size_t>(i)] = ref.x[static_cast<std::size_t>(i)];
-          for (std::size_t s = 0; s < opt.overlap_steps[static_cast<std::size_t>(i)]; ++s)
-            ref.step(i, eta);
-        }
-        const vec m = mean_of(y);
-        for (int i = 0; i < workers; ++i) {
-          auto& xi = ref.x[static_cast<std::size_t>(i)];
-          const auto& yi = y[static_cast<std::size_t>(i)];
-          for (std::size_t j = r % 2; j < dim; j += 2)
-            xi[j] = corrected ? m[j] + (xi[j] - yi[j]) : m[j];
-        }
+      const outcome want = loscar(5, opt.local_steps, opt.overlap_steps, alternate_support,
+                                  corrected, constant_eta(0.2));
+      for (int i = 0; i < workers; ++i) {
+        const auto w = static_cast<std::size_t>(i);
+        require_close(got[w].local, want.local[w]);
       }
-      for (int i = 0; i < workers; ++i)
-        require_close(got[static_cast<std::size_t>(i)].local, ref.x[static_cast<std::size_t>(i)]);
-      require_close(got[0].average, mean_of(ref.x));
+      require_close(got[0].average, want.average);
       CHECK(got[2].stats.overlap_steps == 0);
       CHECK(got[0].stats.overlap_steps == 10);
       // Only the K values on the support travel: 3 or 2 of 5 per round.

@@ -1,0 +1,168 @@
+#pragma once
+// Every local_sgd alias of loco/aliases.hpp against its plain-loop reference
+// (local_sgd_reference.hpp), on any communicator: run_alias() runs one rank,
+// check_alias() compares that rank's result with the reference and returns
+// "" or what differs, so MPI ranks can agree on the verdict.
+#include <cstddef>
+#include <cstdint>
+#include <loco/aliases.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "local_sgd_reference.hpp"
+
+namespace local_sgd_reference {
+
+enum class alias {
+  minibatch_sgd,
+  one_shot_averaging,
+  local_sgd_decaying,
+  loscar_sgd,
+  loscar_overwrite
+};
+
+inline const std::vector<alias>& all_aliases() {
+  static const std::vector<alias> all{alias::minibatch_sgd, alias::one_shot_averaging,
+                                      alias::local_sgd_decaying, alias::loscar_sgd,
+                                      alias::loscar_overwrite};
+  return all;
+}
+
+inline std::string name_of(alias a) {
+  switch (a) {
+    case alias::minibatch_sgd:
+      return "minibatch_sgd";
+    case alias::one_shot_averaging:
+      return "one_shot_averaging";
+    case alias::local_sgd_decaying:
+      return "local_sgd (decaying steps, growing gaps)";
+    case alias::loscar_sgd:
+      return "loscar_sgd";
+    case alias::loscar_overwrite:
+      return "loscar_overwrite";
+  }
+  return "?";
+}
+
+// The settings of each case.
+constexpr std::size_t minibatch_steps = 8, one_shot_steps = 12, local_total = 20, local_rounds = 5;
+constexpr double decay_c = 0.6, decay_alpha = 0.75;
+constexpr std::size_t loscar_rounds = 5;
+constexpr double loscar_step = 0.2, loscar_fraction = 0.4;  // K = 2 of 5 coordinates
+constexpr std::uint64_t loscar_seed = 3;
+inline const std::vector<std::size_t> loscar_local{1, 2, 3}, loscar_overlap{2, 1, 0};
+
+inline loco::compress::random_k_unscaled loscar_compressor() {
+  return loco::compress::random_k_unscaled(loscar_fraction, loscar_seed);
+}
+
+template <class Comm>
+loco::algorithm::local_sgd_result<double> run_alias(alias a, Comm& comm) {
+  namespace alg = loco::algorithm;
+  auto f = make_worker(comm.rank());
+  const vec x0 = start();
+  const std::span<const double> from(x0);
+  alg::local_sgd_options opt;
+  opt.polyak_average = true;
+  const loco::stepsize::polynomial decay(decay_c, decay_alpha);
+  switch (a) {
+    case alias::minibatch_sgd: {
+      opt.schedule = alg::schedule::every_step(minibatch_steps);
+      loco::minibatch_sgd<Comm> driver({}, {}, decay, opt);
+      return driver.run(comm, f, from);
+    }
+    case alias::one_shot_averaging: {
+      opt.schedule = alg::schedule::once(one_shot_steps);
+      loco::one_shot_averaging<Comm> driver({}, {}, decay, opt);
+      return driver.run(comm, f, from);
+    }
+    case alias::local_sgd_decaying: {
+      opt.schedule = alg::schedule::growing(local_total, local_rounds);
+      loco::local_sgd_dense<Comm> driver({}, {}, decay, opt);
+      return driver.run(comm, f, from);
+    }
+    case alias::loscar_sgd:
+    case alias::loscar_overwrite: {
+      opt.schedule = alg::schedule::rounds(loscar_rounds, 1);
+      opt.local_steps = loscar_local;
+      opt.overlap_steps = loscar_overlap;
+      const loco::stepsize::constant step(loscar_step);
+      if (a == alias::loscar_sgd) {
+        loco::loscar_sgd<Comm> driver(loscar_compressor(), {}, step, opt);
+        return driver.run(comm, f, from);
+      }
+      loco::loscar_overwrite<Comm> driver(loscar_compressor(), {}, step, opt);
+      return driver.run(comm, f, from);
+    }
+  }
+  throw std::logic_error("run_alias: unknown alias");
+}
+
+// The round's support is an input of the reference: the K coordinates that
+// random_k draws from (seed, r) (its own tests check the draw).
+inline std::vector<std::uint32_t> loscar_support(std::size_t round) {
+  const auto c = loscar_compressor();
+  loco::compress::random_k_unscaled::state<double> s(c, dim, 0);
+  const auto idx = c.support(s, round);
+  return {idx.begin(), idx.end()};
+}
+
+inline outcome expected(alias a) {
+  switch (a) {
+    case alias::minibatch_sgd: {
+      std::vector<std::size_t> every;
+      for (std::size_t t = 1; t <= minibatch_steps; ++t) every.push_back(t);
+      return averaged_at(every, polynomial_eta(decay_c, decay_alpha));
+    }
+    case alias::one_shot_averaging:
+      return averaged_at({one_shot_steps}, polynomial_eta(decay_c, decay_alpha));
+    case alias::local_sgd_decaying:
+      // growing(20, 5): boundaries ceil(20 (k/5)^2) = 1, 4, 8, 13, 20.
+      return averaged_at({1, 4, 8, 13, 20}, polynomial_eta(decay_c, decay_alpha));
+    case alias::loscar_sgd:
+    case alias::loscar_overwrite:
+      return loscar(loscar_rounds, loscar_local, loscar_overlap, loscar_support,
+                    a == alias::loscar_sgd, constant_eta(loscar_step));
+  }
+  throw std::logic_error("expected: unknown alias");
+}
+
+// Payload bytes each worker contributes: d doubles per round on the dense
+// paths, K doubles per round on LOSCAR's shared support.
+inline std::uint64_t expected_bytes_sent(alias a) {
+  switch (a) {
+    case alias::minibatch_sgd:
+      return minibatch_steps * dim * sizeof(double);
+    case alias::one_shot_averaging:
+      return dim * sizeof(double);
+    case alias::local_sgd_decaying:
+      return local_rounds * dim * sizeof(double);
+    case alias::loscar_sgd:
+    case alias::loscar_overwrite:
+      return loscar_rounds * 2 * sizeof(double);
+  }
+  return 0;
+}
+
+// "" when rank's result equals the reference within tol.
+inline std::string check_alias(alias a, int rank,
+                               const loco::algorithm::local_sgd_result<double>& got,
+                               double tol = 1e-9) {
+  const outcome want = expected(a);
+  const std::string who = name_of(a) + ", worker " + std::to_string(rank) + ": ";
+  if (auto m =
+          mismatch(who + "local model", got.local, want.local[static_cast<std::size_t>(rank)], tol);
+      !m.empty())
+    return m;
+  if (auto m = mismatch(who + "average", got.average, want.average, tol); !m.empty()) return m;
+  if (auto m = mismatch(who + "Polyak-Ruppert average", got.polyak, want.polyak, tol); !m.empty())
+    return m;
+  if (got.stats.bytes_sent != expected_bytes_sent(a)) {
+    return who + "bytes_sent " + std::to_string(got.stats.bytes_sent) + ", expected " +
+           std::to_string(expected_bytes_sent(a));
+  }
+  return "";
+}
+
+}  // namespace local_sgd_reference
