@@ -55,7 +55,8 @@ struct solo {
   void send(int, int, std::span<const std::byte>) {}
   int recv(int, int, loco::wire::buffer&) { return 0; }
   void barrier() {}
-  void allreduce(std::span<float>, loco::comm::reduce_op) {}
+  template <class T>
+  void allreduce(std::span<T>, loco::comm::reduce_op) {}
   void allgather(std::span<const std::byte> mine, std::vector<loco::wire::buffer>& all) {
     all.resize(1);
     all[0].assign(mine);
@@ -69,7 +70,14 @@ struct solo {
   done_request iallgather(std::span<const std::byte>, std::vector<loco::wire::buffer>&) {
     return {};
   }
-  done_request iallreduce(std::span<float>, loco::comm::reduce_op) { return {}; }
+  template <class T>
+  done_request iallreduce(std::span<T>, loco::comm::reduce_op) {
+    return {};
+  }
+};
+// Reduces float only: every driver also reduces double (the model-size check).
+struct solo_float_only : solo {
+  void allreduce(std::span<float>, loco::comm::reduce_op) {}
 };
 struct solo_without_barrier {
   int rank() const { return 0; }
@@ -105,6 +113,7 @@ static_assert(loco::compress::traits<raw>::name == "compressor");
 static_assert(loco::check_communicator<solo>());
 static_assert(loco::Communicator<solo>);
 static_assert(!loco::Communicator<solo_without_barrier>);
+static_assert(!loco::Communicator<solo_float_only>);
 
 static_assert(loco::check_merge_rule<loco::merge::average>());
 static_assert(loco::check_merge_rule<loco::merge::overwrite, double>());

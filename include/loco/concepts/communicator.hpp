@@ -10,7 +10,7 @@
 //   c.recv(int src, int tag, wire::buffer& out) -> int   src may be comm::any_source;
 //                                                        returns the sender's rank
 //   c.barrier()
-//   c.allreduce(std::span<float>, comm::reduce_op)       in place, on every rank
+//   c.allreduce(std::span<float or double>, comm::reduce_op)  in place, on every rank
 //   c.allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all)
 //   c.broadcast(wire::buffer&, int root)
 //   c.gather(std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root)
@@ -19,11 +19,12 @@
 // caller computes (a progress thread or the transport's own machinery):
 //   c.isend(int dst, int tag, std::span<const std::byte>) -> Request   bytes must outlive it
 //   c.irecv(int src, int tag, wire::buffer& out) -> Request            src may be any_source
-//   c.iallreduce(std::span<float>, comm::reduce_op) -> Request         span must outlive it
+//   c.iallreduce(std::span<float or double>, comm::reduce_op) -> Request  span must outlive it
 //   c.iallgather(std::span<const std::byte>, std::vector<wire::buffer>&) -> Request
 // A Request has wait(), test() -> bool, wait_for(comm::duration) -> bool and
-// source() -> int (the sender, for irecv). Implementations also offer double
-// for allreduce/iallreduce; every blocking call honours the communicator's
+// source() -> int (the sender, for irecv). Both value types are required:
+// drivers reduce models of either type and check the model size across ranks
+// with a double allreduce. Every blocking call honours the communicator's
 // timeout and throws loco::peer_lost rather than hang.
 #include <concepts>
 #include <cstddef>
@@ -61,8 +62,10 @@ concept comm_has_barrier = requires(C& c) {
 };
 
 template <class C>
-concept comm_has_allreduce = requires(C& c, std::span<float> v, comm::reduce_op op) {
-  c.allreduce(v, op);
+concept comm_has_allreduce = requires(C& c, std::span<float> f, std::span<double> d,
+                                      comm::reduce_op op) {
+  c.allreduce(f, op);
+  c.allreduce(d, op);
 };
 
 template <class C>
@@ -90,8 +93,10 @@ concept comm_has_nonblocking_p2p = requires(C& c, int peer, int tag,
 };
 
 template <class C>
-concept comm_has_iallreduce = requires(C& c, std::span<float> v, comm::reduce_op op) {
-  { c.iallreduce(v, op) } -> request_like;
+concept comm_has_iallreduce = requires(C& c, std::span<float> f, std::span<double> d,
+                                       comm::reduce_op op) {
+  { c.iallreduce(f, op) } -> request_like;
+  { c.iallreduce(d, op) } -> request_like;
 };
 
 template <class C>
@@ -109,7 +114,8 @@ concept Communicator = concepts::detail::comm_has_rank_size<C> &&
     concepts::detail::comm_has_point_to_point<C> && concepts::detail::comm_has_barrier<C> &&
     concepts::detail::comm_has_allreduce<C> && concepts::detail::comm_has_allgather<C> &&
     concepts::detail::comm_has_broadcast<C> && concepts::detail::comm_has_gather<C> &&
-    concepts::detail::comm_has_nonblocking_p2p<C> && concepts::detail::comm_has_iallreduce<C>;
+    concepts::detail::comm_has_nonblocking_p2p<C> && concepts::detail::comm_has_iallreduce<C> &&
+    concepts::detail::comm_has_iallgather<C>;
 
 template <class C>
 constexpr bool check_communicator() {
@@ -124,8 +130,8 @@ constexpr bool check_communicator() {
   static_assert(comm_has_barrier<C>,
                 "loco: a Communicator needs barrier(); see docs/concepts.md#communicator");
   static_assert(comm_has_allreduce<C>,
-                "loco: a Communicator needs allreduce(std::span<float>, comm::reduce_op); "
-                "see docs/concepts.md#communicator");
+                "loco: a Communicator needs allreduce(std::span<float>, comm::reduce_op) and "
+                "the same for std::span<double>; see docs/concepts.md#communicator");
   static_assert(comm_has_allgather<C>,
                 "loco: a Communicator needs allgather(std::span<const std::byte>, "
                 "std::vector<wire::buffer>&); see docs/concepts.md#communicator");
@@ -141,9 +147,9 @@ constexpr bool check_communicator() {
                 "wait_for(timeout) and source(); see docs/concepts.md#communicator");
   static_assert(
       comm_has_iallreduce<C>,
-      "loco: a Communicator needs iallreduce(std::span<float>, comm::reduce_op) returning "
-      "a request with wait(), test(), wait_for(timeout) and source(); "
-      "see docs/concepts.md#communicator");
+      "loco: a Communicator needs iallreduce(std::span<float>, comm::reduce_op) and the same "
+      "for std::span<double>, returning a request with wait(), test(), wait_for(timeout) and "
+      "source(); see docs/concepts.md#communicator");
   static_assert(comm_has_iallgather<C>,
                 "loco: a Communicator needs iallgather(std::span<const std::byte>, "
                 "std::vector<wire::buffer>&) returning a request; "
