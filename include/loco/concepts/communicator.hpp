@@ -110,12 +110,12 @@ concept comm_has_iallgather = requires(C& c, std::span<const std::byte> mine,
 namespace loco {
 
 template <class C>
-concept Communicator = concepts::detail::comm_has_rank_size<C> &&
-    concepts::detail::comm_has_point_to_point<C> && concepts::detail::comm_has_barrier<C> &&
-    concepts::detail::comm_has_allreduce<C> && concepts::detail::comm_has_allgather<C> &&
-    concepts::detail::comm_has_broadcast<C> && concepts::detail::comm_has_gather<C> &&
-    concepts::detail::comm_has_nonblocking_p2p<C> && concepts::detail::comm_has_iallreduce<C> &&
-    concepts::detail::comm_has_iallgather<C>;
+concept Communicator =
+    concepts::detail::comm_has_rank_size<C> && concepts::detail::comm_has_point_to_point<C> &&
+    concepts::detail::comm_has_barrier<C> && concepts::detail::comm_has_allreduce<C> &&
+    concepts::detail::comm_has_allgather<C> && concepts::detail::comm_has_broadcast<C> &&
+    concepts::detail::comm_has_gather<C> && concepts::detail::comm_has_nonblocking_p2p<C> &&
+    concepts::detail::comm_has_iallreduce<C> && concepts::detail::comm_has_iallgather<C>;
 
 template <class C>
 constexpr bool check_communicator() {
