@@ -127,3 +127,36 @@ TEST_CASE("vanilla ASGD is biased toward fast workers; rescaled ASGD is not",
   // Virtual time: 20000 updates at a total rate of 1.875 per second.
   CHECK(vanilla.stats.elapsed == Approx(20000 / 1.875).epsilon(0.01));
 }
+
+TEST_CASE("async_sgd stops at its time budget on the communicator's clock", "[async_sgd][sim]") {
+  // Workers report every 1 s and every 2 s. Updates applied at t = 1..10 by
+  // the first and t = 2, 4, 6, 8 by the second; the update at t = 10 spends
+  // the budget, so the second worker's report at t = 10 is discarded.
+  loco::async_sgd<raw, loco::comm::simulated, loco::stepsize::constant> algo(
+      raw{}, loco::stepsize::constant(0.1),
+      {.updates = 1'000'000, .time_budget = 10.0, .tail_fraction = 0.5});
+  loco::sim::options opt;
+  opt.compute = loco::sim::compute_model::fixed({0.0, 1.0, 2.0});
+  loco::algorithm::async_sgd_result<double> out;
+  loco::comm::run_simulated(
+      3,
+      [&](loco::comm::simulated& comm) {
+        loco::sim::timed f(pull{static_cast<double>(comm.rank())}, comm.clock());
+        const vec x0(dim, 0.0);
+        auto r = algo.run(comm, f, std::span<const double>(x0));
+        if (comm.rank() == 0) out = r;
+      },
+      opt);
+  CHECK(out.stats.updates == 14);
+  CHECK(out.stats.updates_per_worker == std::vector<std::uint64_t>{10, 4});
+  CHECK(out.stats.discarded == 1);
+  CHECK(out.stats.elapsed == Approx(10.0));
+  // The tail is the second half of the budget, not of the (unreached) updates.
+  REQUIRE(out.tail_average.size() == dim);
+  CHECK(out.tail_average[0] != out.model[0]);
+  CHECK(out.tail_average[0] == Approx(out.model[0]).margin(0.3));
+
+  CHECK_THROWS_AS((loco::async_sgd<raw, loco::comm::simulated, loco::stepsize::constant>(
+                      raw{}, loco::stepsize::constant(0.1), {.time_budget = -1.0})),
+                  loco::config_error);
+}

@@ -50,15 +50,19 @@ enum class worker_failure {
 };
 
 struct async_sgd_options {
-  std::uint64_t updates = 1000;  // gradients applied by the server
+  std::uint64_t updates = 1000;  // gradients applied by the server (at most)
+  // Also stop once this many seconds have passed on the communicator's clock
+  // (virtual on the simulator); 0: no time budget, `updates` alone ends the run.
+  double time_budget = 0.0;
   // Jobs in flight; 0 means one per worker. Also the default tau_C.
   std::size_t concurrency = 0;
   job_assignment assignment = job_assignment::reporting_worker;
   worker_failure on_worker_failure = worker_failure::fatal;
   // Smoothing of the online estimate of tau_i: est <- (1-a) est + a observed.
   double time_smoothing = 0.2;
-  // Also return the average of x over the last fraction of updates (the
-  // last iterate cycles with the workers' period; compare averaged ones).
+  // Also return the average of x over the last fraction of updates, or of
+  // the time budget when that ends the run first (the last iterate cycles
+  // with the workers' period; compare averaged ones).
   double tail_fraction = 0.5;
   std::uint64_t seed = 0;
   non_finite_policy on_non_finite = non_finite_policy::throw_error;
@@ -114,6 +118,10 @@ class async_sgd {
   async_sgd(Compressor compressor, Stepsize step, options opt = {})
       : compressor_(std::move(compressor)), step_(std::move(step)), opt_(opt) {
     if (opt_.updates == 0) throw config_error("async_sgd: updates 0 must be >= 1");
+    if (!(opt_.time_budget >= 0.0) || !std::isfinite(opt_.time_budget)) {
+      throw config_error("async_sgd: time_budget " + std::to_string(opt_.time_budget) +
+                         " must be finite and >= 0");
+    }
     if (!(opt_.time_smoothing > 0.0 && opt_.time_smoothing <= 1.0)) {
       throw config_error("async_sgd: time_smoothing " + std::to_string(opt_.time_smoothing) +
                          " is outside (0, 1]");
@@ -223,6 +231,8 @@ class async_sgd {
     wire::buffer msg, in_msg;
     const double start_time = comm::now(comm);
     std::fill(last_report.begin(), last_report.end(), start_time);
+    const bool budgeted = opt_.time_budget > 0.0;
+    const double tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
 
     std::uint64_t version = 0;
     std::size_t in_flight = 0;
@@ -320,7 +330,7 @@ class async_sgd {
       delay_sum += static_cast<double>(tau);
       stats.max_delay = std::max(stats.max_delay, tau);
       ++stats.delay_histogram[std::min<std::size_t>(tau, stats.delay_histogram.size() - 1)];
-      if (version > tail_start) {
+      if (version > tail_start || (budgeted && now >= tail_time)) {
         for (std::size_t j = 0; j < d; ++j) tail_sum[j] += static_cast<double>(x[j]);
         ++tail_count;
       }
@@ -339,6 +349,7 @@ class async_sgd {
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         stopped_early = stop;
       }
+      if (budgeted && now - start_time >= opt_.time_budget) stopped_early = true;
       if (version < opt_.updates && !stopped_early) {
         const std::size_t next = pick_worker(w);
         send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, stats);
