@@ -304,3 +304,44 @@ TEST_CASE("a NaN gradient throws naming the worker and step, or is skipped by op
     CHECK(r.average[1] == Approx(std::pow(0.9, 5)));
   });
 }
+
+TEST_CASE("a void on_round_end observes without the stop agreement (no extra collective)",
+          "[local_sgd][sim]") {
+  struct observer {
+    std::size_t* seen;
+    void on_round_end(const loco::algorithm::round_info<double>&) { ++*seen; }
+  };
+  struct stopper {
+    bool on_round_end(const loco::algorithm::round_info<double>&) { return false; }
+  };
+  using driver = loco::local_sgd<exact, loco::comm::simulated, loco::merge::average,
+                                 loco::stepsize::constant>;
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(5, 2);
+  driver algo(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);
+  loco::sim::options sim;
+  sim.link = loco::sim::link_model(1e-3, 1e6);
+  // Virtual end time and collective count of a run with the given callbacks.
+  const auto run_with = [&](auto... callbacks) {
+    return loco::comm::run_simulated(
+        workers,
+        [&](loco::comm::simulated& comm) {
+          auto f = make_worker(comm.rank());
+          const vec x0 = start();
+          algo.run(comm, f, std::span<const double>(x0), callbacks...);
+        },
+        sim);
+  };
+  std::size_t seen = 0;
+  const auto plain = run_with();
+  const auto observed = run_with(observer{&seen});
+  const auto stoppable = run_with(stopper{});
+  CHECK(seen == workers * 5);
+  CHECK(observed.end_time() == plain.end_time());
+  CHECK(observed.count(loco::sim::event_kind::collective) ==
+        plain.count(loco::sim::event_kind::collective));
+  // A hook that may stop adds one small allreduce per round, and its latency.
+  CHECK(stoppable.count(loco::sim::event_kind::collective) >
+        plain.count(loco::sim::event_kind::collective));
+  CHECK(stoppable.end_time() > plain.end_time());
+}
