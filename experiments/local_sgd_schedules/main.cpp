@@ -48,14 +48,14 @@ struct settings {
   std::vector<std::string> problems{"least_squares", "logistic"};
   int seeds = 5;
   std::size_t dim = 10;
-  double h_min = 0.25;        // smallest feature variance (largest is 1)
+  double h_min = 0.25;  // smallest feature variance (largest is 1)
   // Large steps (the paper's regime): C E||a||^2 is about 1.6 for least
   // squares (stable up to about 2) and 16 for logistic (bounded gradients).
   double c_least_squares = 0.3;
   double c_logistic = 3.0;
-  double norm = 2.0;          // ||w*||, with x0 = 0
-  double growing_power = 2.0;  // growing gaps: boundaries at ceil(T (k/N)^p)
-  double tolerance = 1.1;     // "reaches mini-batch level": error <= tolerance x mini-batch's
+  double norm = 2.0;               // ||w*||, with x0 = 0
+  double growing_power = 2.0;      // growing gaps: boundaries at ceil(T (k/N)^p)
+  double tolerance = 1.1;          // "reaches mini-batch level": error <= tolerance x mini-batch's
   std::string comm = "simulated";  // or in_process: same results, different speed
 };
 
@@ -110,8 +110,7 @@ run_result run_one(const settings& s, const std::string& problem,
       run_rank(comm, problem, *pop, opt, c, alpha, out, pop);
     });
   }
-  out.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }
 
@@ -161,7 +160,9 @@ int main(int argc, char** argv) {
   settings s;
   app.add_option("--steps", s.steps, "T, local steps per worker")->capture_default_str();
   app.add_option("--workers", s.workers, "worker counts P")->delimiter(',')->capture_default_str();
-  app.add_option("--alphas", s.alphas, "step decay exponents")->delimiter(',')->capture_default_str();
+  app.add_option("--alphas", s.alphas, "step decay exponents")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--rounds", s.rounds, "N values for the evenly / growing schedules")
       ->delimiter(',')
       ->capture_default_str();
@@ -209,9 +210,13 @@ int main(int argc, char** argv) {
   columns.push_back("error_sd");
   loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
 
-  loco::observe::table table{"problem", "P", "alpha", "method", "N", "error (mean)", "sd",
-                             "x mini-batch"};
-  loco::observe::table reach{"problem", "P", "alpha", "evenly: N to reach", "growing: N to reach",
+  loco::observe::table table{"problem",      "P",  "alpha",       "method", "N",
+                             "error (mean)", "sd", "x mini-batch"};
+  loco::observe::table reach{"problem",
+                             "P",
+                             "alpha",
+                             "evenly: N to reach",
+                             "growing: N to reach",
                              "one-shot x mini-batch"};
   const auto methods = methods_for(s);
   const auto all_start = std::chrono::steady_clock::now();
@@ -247,8 +252,8 @@ int main(int argc, char** argv) {
           summary.row(problem, p, alpha, m.family, m.rounds, s.seeds, st.mean, st.sd, st.min,
                       st.max, ratio, summarize(last_errors[key]).mean, bytes[key]);
           table.add_row(problem, p, format_alpha(alpha), m.family, m.rounds, st.mean, st.sd, ratio);
-          const std::string run =
-              problem + " P=" + std::to_string(p) + " alpha=" + format_alpha(alpha) + " " + m.family;
+          const std::string run = problem + " P=" + std::to_string(p) +
+                                  " alpha=" + format_alpha(alpha) + " " + m.family;
           trace.row(run, m.rounds, s.steps, "", bytes[key], "", "", st.mean, st.sd);
           if ((m.family == "evenly" || m.family == "growing") && ratio <= s.tolerance &&
               !first_reach.count(m.family)) {

@@ -88,7 +88,7 @@ class streaming_logistic {
       margin += a_[j] * x[j];
     }
     const double y = rng.uniform() < 1.0 / (1.0 + std::exp(-margin_true)) ? 1.0 : -1.0;
-    const double z = -y * margin;                  // loss log(1 + e^z)
+    const double z = -y * margin;                      // loss log(1 + e^z)
     const double weight = 1.0 / (1.0 + std::exp(-z));  // d/dz log(1 + e^z)
     for (std::size_t j = 0; j < a_.size(); ++j) g[j] = -y * weight * a_[j];
     return z > 30.0 ? z : std::log1p(std::exp(z));

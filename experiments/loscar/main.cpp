@@ -114,8 +114,7 @@ problem_data load(const std::string& problem, int workers, std::uint64_t seed, b
     d.test = std::make_shared<const dataset>(std::move(fm.test));
     const std::size_t test_rows = quick ? 1000 : d.test->rows();
     for (std::size_t r = 0; r < test_rows; ++r) d.test_rows.push_back(r);
-    d.shards =
-        loco::data::partition_iid(d.train->rows(), static_cast<std::size_t>(workers), seed);
+    d.shards = loco::data::partition_iid(d.train->rows(), static_cast<std::size_t>(workers), seed);
     const std::size_t stride = quick ? 60 : 12;  // 1000 or 5000 rows
     for (std::size_t r = 0; r < d.train->rows(); r += stride) d.probe_rows.push_back(r);
   }
@@ -131,8 +130,8 @@ struct config {
   std::string name() const {
     if (method == "minibatch") return "minibatch";
     std::ostringstream s;
-    s << (method == "delay_corrected" ? "loscar" : "overwrite") << " K/d=" << fraction << " Q="
-      << (until_arrival ? std::string("arrival") : std::to_string(overlap));
+    s << (method == "delay_corrected" ? "loscar" : "overwrite") << " K/d=" << fraction
+      << " Q=" << (until_arrival ? std::string("arrival") : std::to_string(overlap));
     return s.str();
   }
   std::string q_label() const { return until_arrival ? "arrival" : std::to_string(overlap); }
@@ -247,20 +246,22 @@ run_summary run_one(const settings& s, const problem_settings& ps, const problem
   } else {
     opt.schedule = alg::schedule::rounds(ps.rounds, 1);
     opt.compute_times = tau;
-    opt.round_budget = s.budget * s.tau_unit * (1.0 + 1e-9);  // floor(B / tau_i) without rounding loss
+    opt.round_budget =
+        s.budget * s.tau_unit * (1.0 + 1e-9);  // floor(B / tau_i) without rounding loss
     // Q is the fastest worker's overlap; worker i takes Q_i = max(1, round(Q tau_1 / tau_i))
     // so that every worker's overlap takes about the same time, as N_i does.
     opt.overlap_steps.clear();
     for (double t : tau) {
-      const auto q = static_cast<std::size_t>(std::lround(static_cast<double>(c.overlap) * tau[0] / t));
+      const auto q =
+          static_cast<std::size_t>(std::lround(static_cast<double>(c.overlap) * tau[0] / t));
       opt.overlap_steps.push_back(c.overlap == 0 ? 0 : std::max<std::size_t>(1, q));
     }
     opt.overlap_until_arrival = c.until_arrival;
     opt.max_overlap_steps = 64;
   }
-  const std::size_t every =
-      c.method == "minibatch" ? ps.eval_every * static_cast<std::size_t>(s.budget / 2)
-                              : ps.eval_every;
+  const std::size_t every = c.method == "minibatch"
+                                ? ps.eval_every * static_cast<std::size_t>(s.budget / 2)
+                                : ps.eval_every;
 
   run_summary out;
   std::mutex m;
@@ -333,10 +334,13 @@ void run_problem(const settings& s, const std::string& problem, int workers,
       trace.row(run, p.round, p.steps, p.time, p.bytes, p.loss, p.accuracy, problem, workers,
                 c.method, c.fraction, c.q_label());
     }
-    result_row row{problem, workers, c, r, first(r.points, [&](const point& p) {
-                     return p.loss <= ps.target_loss;
-                   }),
-                   first(r.points, [&](const point& p) { return p.accuracy >= ps.target_accuracy; })};
+    result_row row{
+        problem,
+        workers,
+        c,
+        r,
+        first(r.points, [&](const point& p) { return p.loss <= ps.target_loss; }),
+        first(r.points, [&](const point& p) { return p.accuracy >= ps.target_accuracy; })};
     const auto& last = r.points.back();
     std::cerr << run << ": loss " << last.loss << " acc " << last.accuracy << " rounds->loss "
               << (row.at_loss ? std::to_string(row.at_loss->round) : "-") << " ("
@@ -414,7 +418,8 @@ int main(int argc, char** argv) {
   }
 
   auto columns = experiment::trace_columns();
-  for (const char* c : {"problem", "workers", "method", "fraction", "overlap"}) columns.push_back(c);
+  for (const char* c : {"problem", "workers", "method", "fraction", "overlap"})
+    columns.push_back(c);
   loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
   std::vector<result_row> rows;
   const auto start = std::chrono::steady_clock::now();
@@ -450,27 +455,29 @@ int main(int argc, char** argv) {
   for (const auto& row : rows) {
     const auto& ps = s.problem.at(row.problem);
     const auto& last = row.r.points.back();
-    summary.row(row.problem, row.workers, row.c.method, row.c.fraction, row.c.q_label(), last.round,
-                last.loss, last.accuracy, row.r.end_time, last.bytes, row.r.overlap_steps,
-                ps.target_loss, csv_cell(opt_d(row.at_loss, [](const point& p) { return p.round; })),
-                csv_cell(opt_d(row.at_loss, [](const point& p) { return p.time; })),
-                csv_cell(opt_d(row.at_loss, [](const point& p) { return p.bytes; })),
-                ps.target_accuracy,
-                csv_cell(opt_d(row.at_acc, [](const point& p) { return p.time; })),
-                csv_cell(opt_d(row.at_acc, [](const point& p) { return p.round; })));
+    summary.row(
+        row.problem, row.workers, row.c.method, row.c.fraction, row.c.q_label(), last.round,
+        last.loss, last.accuracy, row.r.end_time, last.bytes, row.r.overlap_steps, ps.target_loss,
+        csv_cell(opt_d(row.at_loss, [](const point& p) { return p.round; })),
+        csv_cell(opt_d(row.at_loss, [](const point& p) { return p.time; })),
+        csv_cell(opt_d(row.at_loss, [](const point& p) { return p.bytes; })), ps.target_accuracy,
+        csv_cell(opt_d(row.at_acc, [](const point& p) { return p.time; })),
+        csv_cell(opt_d(row.at_acc, [](const point& p) { return p.round; })));
   }
 
   // (a) and (c): every run, its time to the targets and bytes to the loss target.
   for (const auto& problem : s.problems) {
     const auto& ps = s.problem.at(problem);
     for (int n : s.workers) {
-      std::cout << "\n" << problem << ", n = " << n << ": target loss " << ps.target_loss
-                << ", target accuracy " << ps.target_accuracy << " (virtual time; '-': not reached)\n";
+      std::cout << "\n"
+                << problem << ", n = " << n << ": target loss " << ps.target_loss
+                << ", target accuracy " << ps.target_accuracy
+                << " (virtual time; '-': not reached)\n";
       const result_row* mb = nullptr;
       for (const auto& row : rows)
         if (row.problem == problem && row.workers == n && row.c.method == "minibatch") mb = &row;
-      loco::observe::table t{"run",    "rounds to loss", "time to loss s", "time to acc s",
-                             "MB to loss", "bytes vs minibatch", "final loss", "final acc"};
+      loco::observe::table t{"run",        "rounds to loss",     "time to loss s", "time to acc s",
+                             "MB to loss", "bytes vs minibatch", "final loss",     "final acc"};
       for (const auto& row : rows) {
         if (row.problem != problem || row.workers != n) continue;
         std::optional<double> ratio;
@@ -480,7 +487,8 @@ int main(int argc, char** argv) {
         t.add_row(row.c.name(), cell(opt_d(row.at_loss, [](const point& p) { return p.round; })),
                   cell(opt_d(row.at_loss, [](const point& p) { return p.time; })),
                   cell(opt_d(row.at_acc, [](const point& p) { return p.time; })),
-                  cell(opt_d(row.at_loss, [](const point& p) { return static_cast<double>(p.bytes) / 1e6; })),
+                  cell(opt_d(row.at_loss,
+                             [](const point& p) { return static_cast<double>(p.bytes) / 1e6; })),
                   cell(ratio, 3), last.loss, last.accuracy);
       }
       t.print(std::cout);
@@ -488,8 +496,8 @@ int main(int argc, char** argv) {
   }
   // (b): rounds to the loss target, delay-corrected vs overwrite, per Q.
   std::cout << "\nrounds to the target loss: delay-corrected vs overwrite ('-': not reached)\n";
-  loco::observe::table merges{"problem", "n", "K/d", "Q", "delay-corrected", "overwrite",
-                              "overwrite / dc"};
+  loco::observe::table merges{"problem",         "n",         "K/d",           "Q",
+                              "delay-corrected", "overwrite", "overwrite / dc"};
   std::vector<config> q_rows;
   for (std::size_t q : s.overlaps)
     if (q > 0) q_rows.push_back({"", 0, q, false});
@@ -503,8 +511,7 @@ int main(int argc, char** argv) {
             if (row.problem != problem || row.workers != n || row.c.fraction != f ||
                 row.c.method == "minibatch" || row.c.q_label() != q.q_label() || !row.at_loss)
               continue;
-            (row.c.method == "delay_corrected" ? dc : ow) =
-                static_cast<double>(row.at_loss->round);
+            (row.c.method == "delay_corrected" ? dc : ow) = static_cast<double>(row.at_loss->round);
           }
           std::optional<double> ratio;
           if (dc && ow) ratio = *ow / *dc;

@@ -52,15 +52,15 @@ using clock_type = std::chrono::steady_clock;
 struct settings {
   std::string model = "softmax";
   std::vector<std::string> methods{"minibatch", "loscar"};
-  int workers = 4;                    // threads, when not started with LOCO_RANK
+  int workers = 4;  // threads, when not started with LOCO_RANK
   std::size_t minibatch_steps = 1500;
   std::size_t loscar_rounds = 400;
-  std::size_t local_steps = 6;        // H
-  double fraction = 0.01;             // K/d
-  std::size_t max_overlap = 6;        // cap on the steps taken while the average travels
+  std::size_t local_steps = 6;  // H
+  double fraction = 0.01;       // K/d
+  std::size_t max_overlap = 6;  // cap on the steps taken while the average travels
   std::size_t batch = 32;
   double lr = 0.1;
-  std::size_t evaluations = 40;       // copies kept per run
+  std::size_t evaluations = 40;  // copies kept per run
   double target_accuracy = 0.80;
 };
 
@@ -97,9 +97,9 @@ struct keeper {
   std::size_t every;
   void on_round_end(const alg::round_info<float>& info) {
     if (info.round % every != 0 && info.round != info.round_count) return;
-    out->push_back({info.round, info.step,
-                    std::chrono::duration<double>(clock_type::now() - start).count(),
-                    info.stats->bytes_sent, std::vector<float>(info.model.begin(), info.model.end())});
+    out->push_back(
+        {info.round, info.step, std::chrono::duration<double>(clock_type::now() - start).count(),
+         info.stats->bytes_sent, std::vector<float>(info.model.begin(), info.model.end())});
   }
 };
 
@@ -195,8 +195,9 @@ std::vector<outcome> train(loco::comm::tcp& comm, const settings& s, const share
     if (me == 0) {
       const auto& last = o.points.back();
       std::cerr << method << ": " << o.train_seconds << " s, final accuracy " << last.accuracy
-                << ", target " << (o.reached ? "reached at " + std::to_string(o.reached->seconds) + " s"
-                                             : std::string("not reached"))
+                << ", target "
+                << (o.reached ? "reached at " + std::to_string(o.reached->seconds) + " s"
+                              : std::string("not reached"))
                 << "\n";
     }
     outcomes.push_back(std::move(o));
@@ -212,8 +213,8 @@ int report(const std::vector<outcome>& outcomes, const settings& s,
       flags.file("summary.csv"),
       {"method", "model", "workers", "target_accuracy", "seconds_to_target", "rounds_to_target",
        "bytes_to_target", "final_accuracy", "final_loss", "train_seconds", "total_bytes"});
-  loco::observe::table t{"method", "s to target", "rounds", "MB to target", "final acc",
-                         "final loss", "train s"};
+  loco::observe::table t{"method",    "s to target", "rounds", "MB to target",
+                         "final acc", "final loss",  "train s"};
   for (const auto& o : outcomes) {
     for (const auto& p : o.points)
       trace.row(o.method, p.round, p.step, p.seconds, p.bytes, p.loss, p.accuracy);
@@ -297,7 +298,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", s.model, "softmax or mlp")
       ->check(CLI::IsMember({"softmax", "mlp"}))
       ->capture_default_str();
-  app.add_option("--methods", s.methods, "minibatch, loscar")->delimiter(',')->capture_default_str();
+  app.add_option("--methods", s.methods, "minibatch, loscar")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--workers", s.workers, "ranks as threads when LOCO_RANK is not set")
       ->capture_default_str();
   app.add_option("--minibatch-steps", s.minibatch_steps, "mini-batch SGD steps")
@@ -310,7 +313,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batch", s.batch, "mini-batch size per worker")->capture_default_str();
   app.add_option("--lr", s.lr, "step size (both methods)")->capture_default_str();
-  app.add_option("--evaluations", s.evaluations, "model copies kept per run")->capture_default_str();
+  app.add_option("--evaluations", s.evaluations, "model copies kept per run")
+      ->capture_default_str();
   app.add_option("--target-accuracy", s.target_accuracy, "test accuracy to reach")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

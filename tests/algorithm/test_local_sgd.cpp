@@ -314,8 +314,8 @@ TEST_CASE("a void on_round_end observes without the stop agreement (no extra col
   struct stopper {
     bool on_round_end(const loco::algorithm::round_info<double>&) { return false; }
   };
-  using driver = loco::local_sgd<exact, loco::comm::simulated, loco::merge::average,
-                                 loco::stepsize::constant>;
+  using driver =
+      loco::local_sgd<exact, loco::comm::simulated, loco::merge::average, loco::stepsize::constant>;
   loco::algorithm::local_sgd_options opt;
   opt.schedule = loco::algorithm::schedule::rounds(5, 2);
   driver algo(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);

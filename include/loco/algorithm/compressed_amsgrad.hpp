@@ -307,7 +307,7 @@ class compressed_amsgrad {
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         if constexpr (algorithm::detail::any_stopping_round_end_hook<algorithm::iteration_info<T>,
-                                                            Callbacks...>()) {
+                                                                     Callbacks...>()) {
           float flag[1] = {stop ? 1.0f : 0.0f};
           comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
           if (flag[0] > 0.0f) break;

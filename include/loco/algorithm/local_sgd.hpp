@@ -385,7 +385,7 @@ class local_sgd {
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         if constexpr (algorithm::detail::any_stopping_round_end_hook<algorithm::round_info<T>,
-                                                            Callbacks...>()) {
+                                                                     Callbacks...>()) {
           float flag[1] = {stop ? 1.0f : 0.0f};
           comm.allreduce(std::span<float>(flag), comm::reduce_op::max);  // stop together
           if (flag[0] > 0.0f) break;
