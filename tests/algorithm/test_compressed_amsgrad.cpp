@@ -1,12 +1,18 @@
 // compressed_amsgrad (CD-Adam) against plain-loop AMSGrad references.
 #include <catch2/catch.hpp>
 
+#include "../support/cd_adam_replicas.hpp"
 #include "../support/test_policies.hpp"
 
 #include <cmath>
 #include <cstring>
 #include <loco/algorithm/compressed_amsgrad.hpp>
 #include <loco/comm/in_process.hpp>
+#include <loco/comm/simulated.hpp>
+#include <loco/compress/identity.hpp>
+#include <loco/compress/scaled_sign.hpp>
+#include <loco/compress/top_k.hpp>
+#include <loco/sim/timed.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <vector>
 
@@ -178,4 +184,67 @@ TEST_CASE("CD-Adam rejects bad settings by name", "[cd_adam]") {
                     Catch::Contains("beta1 1.0"));
   CHECK_THROWS_WITH(algo(raw{}, loco::stepsize::constant(0.1), {.iterations = 0}),
                     Catch::Contains("iterations 0"));
+}
+
+namespace {
+
+// Every rank's model after a run of CD-Adam on n ranks of in_process.
+template <class T, class C>
+std::vector<std::vector<T>> in_process_models(int n, C c, loco::algorithm::compression_strategy s,
+                                              std::size_t iterations) {
+  std::vector<std::vector<T>> models(static_cast<std::size_t>(n));
+  loco::comm::run_in_process(n, [&](loco::comm::in_process& comm) {
+    models[static_cast<std::size_t>(comm.rank())] =
+        cd_adam_replicas::run<T>(comm, c, s, iterations);
+  });
+  return models;
+}
+
+}  // namespace
+
+TEST_CASE("CD-Adam keeps replicas bitwise identical on the simulator with random compute times",
+          "[cd_adam][sim]") {
+  constexpr int n = 4;
+  constexpr std::size_t iterations = 400;
+  const auto check = [&](auto compressor, const char* name) {
+    for (auto strategy : cd_adam_replicas::strategies) {
+      INFO(name << ", " << cd_adam_replicas::name_of(strategy));
+      loco::sim::options opt;
+      opt.compute = loco::sim::compute_model::exponential({1.0, 0.5, 2.0, 1.5});
+      opt.link = loco::sim::link_model(1e-3, 1e6);
+      opt.seed = 3;
+      std::vector<std::vector<float>> sim(n);
+      loco::comm::run_simulated(
+          n,
+          [&](loco::comm::simulated& comm) {
+            sim[static_cast<std::size_t>(comm.rank())] = cd_adam_replicas::run<float>(
+                comm, compressor, strategy, iterations,
+                [&](auto f) { return loco::sim::timed(std::move(f), comm.clock()); });
+          },
+          opt);
+      const auto threads = in_process_models<float>(n, compressor, strategy, iterations);
+      for (int r = 0; r < n; ++r) {
+        INFO("rank " << r);
+        CHECK(cd_adam_replicas::bitwise_equal(sim[0], sim[static_cast<std::size_t>(r)]));
+        // The run does not depend on the transport or on timing.
+        CHECK(cd_adam_replicas::bitwise_equal(sim[0], threads[static_cast<std::size_t>(r)]));
+      }
+      // A lossy run that left the start point, not a trivially equal one.
+      CHECK(sim[0][0] != cd_adam_replicas::start);
+    }
+  };
+  check(loco::compress::top_k(0.1), "top_k 10%");
+  check(loco::compress::scaled_sign{}, "scaled_sign");
+}
+
+TEST_CASE("CD-Adam with the identity compressor equals plain AMSGrad on noisy gradients",
+          "[cd_adam]") {
+  constexpr int n = 3;
+  constexpr std::size_t iterations = 300;
+  const auto want = cd_adam_replicas::plain_amsgrad(n, iterations);
+  for (auto strategy : cd_adam_replicas::strategies) {
+    INFO(cd_adam_replicas::name_of(strategy));
+    const auto got = in_process_models<double>(n, loco::compress::identity{}, strategy, iterations);
+    CHECK(cd_adam_replicas::max_difference(got[1], want) < 1e-12);
+  }
 }
