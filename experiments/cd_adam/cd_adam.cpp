@@ -429,8 +429,9 @@ int main(int argc, char** argv) {
   std::size_t seeds = 1;
   std::string models = "softmax,mlp";
   std::string configs_text =
-      "amsgrad,identity,sign,topk1,topk10,topk25,ef-sign,ef-topk1,ef-topk10,naive-sign,"
-      "naive-topk1,naive-topk10";
+      "amsgrad,identity,naive-identity,sign,topk1,topk10,topk25,ef-sign,ef-topk1,ef-topk10,"
+      "naive-sign,naive-topk1,naive-topk10,sign-layers,topk1-layers,sign-warmup94,"
+      "topk1-warmup188,topk1-early10x188";
   std::string data_dir;
   app.add_option("--seeds", seeds, "number of seeds (seed, seed+1, ...)")->capture_default_str();
   app.add_option("--models", models, "softmax, mlp or both")->capture_default_str();
