@@ -131,12 +131,13 @@ struct epoch_log {
   double loss_sum = 0;
   std::size_t loss_count = 0;
 
-  bool on_round_end(const loco::algorithm::iteration_info<T>& info) {
-    if (info.rank != 0) return false;
+  // void: observes only, so the driver adds no per-iteration stop agreement.
+  void on_round_end(const loco::algorithm::iteration_info<T>& info) {
+    if (info.rank != 0) return;
     loss_sum += info.batch_loss;
     ++loss_count;
     if (info.iteration % t->iterations_per_epoch != 0 && info.iteration != info.iteration_count) {
-      return false;
+      return;
     }
     point p = evaluate(*t, info.model);
     p.epoch = (info.iteration + t->iterations_per_epoch - 1) / t->iterations_per_epoch;
@@ -147,7 +148,6 @@ struct epoch_log {
     loss_sum = 0;
     loss_count = 0;
     out->curve.push_back(p);
-    return false;
   }
 };
 
@@ -228,7 +228,8 @@ outcome run_plain_amsgrad(const task<Problem>& t, const settings& s, std::uint64
       m[j] = beta1 * m[j] + (1.0 - beta1) * gj;
       v[j] = beta2 * v[j] + (1.0 - beta2) * gj * gj;
       vhat[j] = std::max(vhat[j], v[j]);
-      x[j] = static_cast<T>(static_cast<double>(x[j]) - s.alpha * m[j] / (std::sqrt(vhat[j]) + s.eps));
+      x[j] =
+          static_cast<T>(static_cast<double>(x[j]) - s.alpha * m[j] / (std::sqrt(vhat[j]) + s.eps));
     }
     if (it % t.iterations_per_epoch == 0 || it == iterations) {
       point p = evaluate(t, std::span<const T>(x));
@@ -236,8 +237,8 @@ outcome run_plain_amsgrad(const task<Problem>& t, const settings& s, std::uint64
       p.iteration = it;
       p.bytes = 2 * n * message * it;
       p.seconds = seconds_since(t0);
-      const std::size_t since = it % t.iterations_per_epoch == 0 ? t.iterations_per_epoch
-                                                                 : it % t.iterations_per_epoch;
+      const std::size_t since =
+          it % t.iterations_per_epoch == 0 ? t.iterations_per_epoch : it % t.iterations_per_epoch;
       p.batch_loss = loss_sum / static_cast<double>(since);
       loss_sum = 0;
       out.curve.push_back(p);
@@ -350,8 +351,7 @@ const char* strategy_name(strategy st) {
 }
 
 template <class Problem>
-outcome run_config(const config& c, const task<Problem>& t, const settings& s,
-                   std::uint64_t seed) {
+outcome run_config(const config& c, const task<Problem>& t, const settings& s, std::uint64_t seed) {
   namespace compress = loco::compress;
   if (c.compressor == "amsgrad") return run_plain_amsgrad(t, s, seed);
   const auto with = [&](auto compressor) { return run_driver(t, s, compressor, c.st, seed); };
@@ -452,10 +452,12 @@ int main(int argc, char** argv) {
       s.test_rows = 1000;
       s.hidden = 32;
       if (!app.count("--configs")) {
-        configs_text = "amsgrad,identity,sign,topk1,ef-topk10,naive-sign,topk1-warmup3,topk1-early10x3";
+        configs_text =
+            "amsgrad,identity,sign,topk1,ef-topk10,naive-sign,topk1-warmup3,topk1-early10x3";
       }
     }
-    if (s.workers < 1) throw loco::config_error("cd_adam: workers " + std::to_string(s.workers) + " must be >= 1");
+    if (s.workers < 1)
+      throw loco::config_error("cd_adam: workers " + std::to_string(s.workers) + " must be >= 1");
     if (s.epochs < 1) throw loco::config_error("cd_adam: epochs 0 must be >= 1");
     if (seeds < 1) throw loco::config_error("cd_adam: seeds 0 must be >= 1");
     std::vector<config> configs;
@@ -473,13 +475,16 @@ int main(int argc, char** argv) {
               << " test images (" << seconds_since(t0) << " s)" << std::endl;
     auto train = std::make_shared<const loco::data::dataset<T>>(std::move(fm.train));
     auto test = std::make_shared<const loco::data::dataset<T>>(std::move(fm.test));
-    const std::size_t train_rows = s.train_rows ? std::min(s.train_rows, train->rows()) : train->rows();
-    std::vector<std::size_t> test_ids(s.test_rows ? std::min(s.test_rows, test->rows()) : test->rows());
+    const std::size_t train_rows =
+        s.train_rows ? std::min(s.train_rows, train->rows()) : train->rows();
+    std::vector<std::size_t> test_ids(s.test_rows ? std::min(s.test_rows, test->rows())
+                                                  : test->rows());
     for (std::size_t i = 0; i < test_ids.size(); ++i) test_ids[i] = i;
 
     std::vector<row> rows;
     for (std::uint64_t seed = flags.seed; seed < flags.seed + seeds; ++seed) {
-      const auto parts = loco::data::partition_iid(train_rows, static_cast<std::size_t>(s.workers), seed);
+      const auto parts =
+          loco::data::partition_iid(train_rows, static_cast<std::size_t>(s.workers), seed);
       std::size_t smallest = parts[0].size();
       for (const auto& p : parts) smallest = std::min(smallest, p.size());
       const std::size_t per_epoch = (smallest + s.batch - 1) / s.batch;
@@ -578,20 +583,21 @@ int main(int argc, char** argv) {
       for (double x : v) ss += (x - m) * (x - m);
       return std::sqrt(ss / static_cast<double>(v.size() - 1));
     };
-    loco::observe::table table{"model",         "config",     "accuracy %", "sd",
-                               "gap (points)",  "total MB",   "x fewer bytes",
-                               "max|x - x_ams|", "replicas",  "target"};
+    loco::observe::table table{"model",        "config",   "accuracy %",    "sd",
+                               "gap (points)", "total MB", "x fewer bytes", "max|x - x_ams|",
+                               "replicas",     "target"};
     for (const auto& key : order) {
       const auto& a = by_config[key];
       const double gap = mean(a.gap);
-      const bool target = key.second != "amsgrad" && key.second != "identity" && gap > -1.0 &&
-                          a.ratio >= 20.0;
+      const bool target =
+          key.second != "amsgrad" && key.second != "identity" && gap > -1.0 && a.ratio >= 20.0;
       table.add_row(key.first, key.second, 100.0 * mean(a.accuracy), 100.0 * spread(a.accuracy),
                     gap, a.bytes / 1e6, a.ratio, a.diff, a.identical ? "equal" : "DIFFER",
                     target ? "yes" : "");
     }
-    std::cout << "\n" << s.workers << " workers, " << s.epochs << " epochs, alpha " << s.alpha
-              << ", eps " << s.eps << ", " << seeds << " seed(s); gap and bytes relative to plain AMSGrad\n";
+    std::cout << "\n"
+              << s.workers << " workers, " << s.epochs << " epochs, alpha " << s.alpha << ", eps "
+              << s.eps << ", " << seeds << " seed(s); gap and bytes relative to plain AMSGrad\n";
     table.print(std::cout);
     std::cout << "CSV: " << flags.file("summary.csv").string() << " and trace_<model>_s<seed>.csv"
               << std::endl;
