@@ -4,16 +4,20 @@
 Usage:
   python3 tools/plot.py results/trace.csv [more.csv ...] -o plots/ [--prefix NAME]
       [--x round,bytes,time_s] [--y accuracy,loss] [--title TEXT]
+      [--log bytes,loss] [--match REGEX]
 
 Writes one PNG per (y, x) pair, e.g. plots/NAME_accuracy_vs_bytes.png, with one
-line per value of the `run` column (across all files). Bytes and loss are drawn
-on log axes. Rows with an empty or 'nan' cell in x or y are skipped.
+line per value of the `run` column (across all files). The --log columns
+(default bytes and loss) are drawn on log axes; --match keeps only the runs
+whose name matches the regular expression. Rows with an empty or 'nan' cell in
+x or y are skipped.
 Needs Debian's python3-matplotlib.
 """
 import argparse
 import csv
 import math
 import os
+import re
 import sys
 
 LOG_AXES = {"bytes", "loss"}
@@ -57,7 +61,11 @@ def main():
     parser.add_argument("--x", default="round,bytes,time_s")
     parser.add_argument("--y", default="accuracy,loss")
     parser.add_argument("--title", default="")
+    parser.add_argument("--log", default=",".join(sorted(LOG_AXES)),
+                        help="columns drawn on log axes")
+    parser.add_argument("--match", default="", help="keep runs whose name matches this regex")
     args = parser.parse_args()
+    log_axes = {c for c in args.log.split(",") if c}
 
     import matplotlib
 
@@ -65,6 +73,8 @@ def main():
     import matplotlib.pyplot as plt
 
     runs = read_runs(args.csv)
+    if args.match:
+        runs = {name: rows for name, rows in runs.items() if re.search(args.match, name)}
     os.makedirs(args.out, exist_ok=True)
     prefix = args.prefix or os.path.splitext(os.path.basename(args.csv[0]))[0]
     written = []
@@ -75,9 +85,9 @@ def main():
             for name, rows in runs.items():
                 points = [(number(r.get(x)), number(r.get(y))) for r in rows]
                 points = [(a, b) for a, b in points if a is not None and b is not None]
-                if x in LOG_AXES:
+                if x in log_axes:
                     points = [(a, b) for a, b in points if a > 0]
-                if y in LOG_AXES:
+                if y in log_axes:
                     points = [(a, b) for a, b in points if b > 0]
                 if not points:
                     continue
@@ -88,9 +98,9 @@ def main():
             if drawn == 0:
                 plt.close(fig)
                 continue
-            if x in LOG_AXES:
+            if x in log_axes:
                 ax.set_xscale("log")
-            if y in LOG_AXES:
+            if y in log_axes:
                 ax.set_yscale("log")
             ax.set_xlabel(LABELS.get(x, x))
             ax.set_ylabel(LABELS.get(y, y))
