@@ -17,9 +17,11 @@
 // method and N), trace.csv (error against N, one line per schedule family:
 // plot with tools/plot.py --x round --y error --log round,error).
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <loco/aliases.hpp>
@@ -30,7 +32,9 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "experiment.hpp"
@@ -137,6 +141,10 @@ struct stats {
 };
 stats summarize(const std::vector<double>& v) {
   stats s;
+  if (v.empty()) {
+    s.mean = s.sd = s.min = s.max = std::nan("");
+    return s;
+  }
   s.mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
   for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
   s.sd = v.size() > 1 ? std::sqrt(s.sd / static_cast<double>(v.size() - 1)) : 0.0;
@@ -149,6 +157,139 @@ std::string format_alpha(double a) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%.2f", a);
   return buf;
+}
+
+// One run: its configuration and the errors of its averaged models.
+struct record {
+  std::string problem;
+  int workers = 0;
+  double alpha = 0;
+  std::string family;
+  std::size_t rounds = 0;
+  std::uint64_t seed = 0;
+  double error = 0, last_error = 0;
+  std::uint64_t bytes = 0;
+};
+
+// Reads the runs.csv this program writes (no quoted cells).
+std::vector<record> read_records(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw loco::config_error("--summarize: cannot open " + path);
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<record> out;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    if (cells.size() < 9)
+      throw loco::config_error("--summarize: short row in " + path + ": " + line);
+    out.push_back({cells[0], std::stoi(cells[1]), std::stod(cells[2]), cells[3],
+                   static_cast<std::size_t>(std::stoull(cells[4])), std::stoull(cells[5]),
+                   std::stod(cells[6]), std::stod(cells[7]), std::stoull(cells[8])});
+  }
+  return out;
+}
+
+// Phase 2: per (problem, P, alpha) and method, the mean error over seeds and
+// the error relative to mini-batch's on the same seed (the same samples), so
+// the spread shown is that of the method, not of the seeds.
+void summarize_records(const std::vector<record>& records, const settings& s,
+                       const experiment::common_flags& flags) {
+  loco::observe::csv_writer summary(
+      flags.file("summary.csv"),
+      {"problem", "workers", "alpha", "method", "rounds", "seeds", "error_mean", "error_sd",
+       "ratio_mean", "ratio_min", "ratio_max", "last_error_mean", "bytes"});
+  auto columns = experiment::trace_columns();
+  for (const char* c : {"error", "ratio", "ratio_min", "ratio_max"}) columns.push_back(c);
+  loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
+  loco::observe::table table{"problem",      "P",  "alpha",        "method", "N",
+                             "error (mean)", "sd", "x mini-batch", "min",    "max"};
+  loco::observe::table reach{"problem",
+                             "P",
+                             "alpha",
+                             "evenly: N to reach",
+                             "growing: N to reach",
+                             "one-shot x mini-batch"};
+  // Groups in the order they appear.
+  std::vector<std::tuple<std::string, int, double>> groups;
+  for (const auto& r : records) {
+    const auto g = std::tuple{r.problem, r.workers, r.alpha};
+    if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
+  }
+  std::vector<std::size_t> tried;
+  for (const auto& [problem, p, alpha] : groups) {
+    std::vector<std::pair<std::string, std::size_t>> methods;  // (family, N) in order
+    std::map<std::pair<std::string, std::size_t>, std::map<std::uint64_t, const record*>> by;
+    for (const auto& r : records) {
+      if (r.problem != problem || r.workers != p || r.alpha != alpha) continue;
+      const auto key = std::pair{r.family, r.rounds};
+      if (!by.count(key)) methods.push_back(key);
+      by[key][r.seed] = &r;
+      if ((r.family == "evenly" || r.family == "growing") &&
+          std::find(tried.begin(), tried.end(), r.rounds) == tried.end())
+        tried.push_back(r.rounds);
+    }
+    const std::map<std::uint64_t, const record*>* mb = nullptr;
+    for (const auto& [key, seeds] : by)
+      if (key.first == "mini-batch") mb = &seeds;
+    if (mb == nullptr) continue;
+    const std::string prefix =
+        problem + " P=" + std::to_string(p) + " alpha=" + format_alpha(alpha);
+    std::map<std::string, std::size_t> first_reach;
+    std::map<std::string, std::vector<std::pair<std::size_t, std::array<double, 4>>>> curves;
+    double one_shot_ratio = std::nan("");
+    for (const auto& key : methods) {
+      std::vector<double> errors, lasts, ratios;
+      std::uint64_t bytes = 0;
+      for (const auto& [seed, r] : by[key]) {
+        errors.push_back(r->error);
+        lasts.push_back(r->last_error);
+        bytes = r->bytes;
+        if (auto it = mb->find(seed); it != mb->end())
+          ratios.push_back(r->error / it->second->error);
+      }
+      const auto e = summarize(errors), q = summarize(ratios);
+      summary.row(problem, p, alpha, key.first, key.second, errors.size(), e.mean, e.sd, q.mean,
+                  q.min, q.max, summarize(lasts).mean, bytes);
+      table.add_row(problem, p, format_alpha(alpha), key.first, key.second, e.mean, e.sd, q.mean,
+                    q.min, q.max);
+      const std::array<double, 4> point{e.mean, q.mean, q.min, q.max};
+      if (key.first == "evenly" || key.first == "growing") {
+        curves[key.first].push_back({key.second, point});
+        if (q.mean <= s.tolerance && !first_reach.count(key.first))
+          first_reach[key.first] = key.second;
+      } else {
+        // Mini-batch and one-shot are the two ends of every schedule's curve.
+        for (const char* c : {"evenly", "growing"}) curves[c].push_back({key.second, point});
+        if (key.first == "one-shot") one_shot_ratio = q.mean;
+      }
+    }
+    for (auto& [curve, pts] : curves) {
+      std::sort(pts.begin(), pts.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (const auto& [n, v] : pts)
+        trace.row(prefix + " " + curve, n, "", "", "", "", "", v[0], v[1], v[2], v[3]);
+    }
+    const auto reached = [&](const std::string& family) -> std::string {
+      auto it = first_reach.find(family);
+      std::size_t largest = 0;
+      for (auto n : tried) largest = std::max(largest, n);
+      return it == first_reach.end() ? "> " + std::to_string(largest) : std::to_string(it->second);
+    };
+    reach.add_row(problem, p, format_alpha(alpha), reached("evenly"), reached("growing"),
+                  one_shot_ratio);
+  }
+  std::cout << "Polyak-Ruppert averaged iterate, error ||x - w*||^2: mean and sd over seeds;\n"
+               "'x mini-batch': error / mini-batch's error on the same seed (mean, min, max)\n\n";
+  table.print(std::cout);
+  std::sort(tried.begin(), tried.end());
+  std::cout << "\nsmallest N whose mean paired ratio is within " << s.tolerance
+            << " of mini-batch (N tried:";
+  for (auto n : tried) std::cout << " " << n;
+  std::cout << ")\n\n";
+  reach.print(std::cout);
 }
 
 }  // namespace
@@ -183,6 +324,8 @@ int main(int argc, char** argv) {
   app.add_option("--growing-power", s.growing_power, "p of the growing schedule (>= 1)")
       ->capture_default_str();
   app.add_option("--h-min", s.h_min, "smallest feature variance")->capture_default_str();
+  std::string from;
+  app.add_option("--summarize", from, "summarize an earlier runs.csv instead of running");
   CLI11_PARSE(app, argc, argv);
   if (flags.quick) {
     s.steps = 2000;
@@ -198,100 +341,41 @@ int main(int argc, char** argv) {
     }
   }
 
-  loco::observe::csv_writer runs(flags.file("runs.csv"),
-                                 {"problem", "workers", "alpha", "method", "rounds", "seed",
-                                  "error_polyak", "error_last", "bytes", "wall_s"});
-  loco::observe::csv_writer summary(
-      flags.file("summary.csv"),
-      {"problem", "workers", "alpha", "method", "rounds", "seeds", "error_mean", "error_sd",
-       "error_min", "error_max", "ratio_to_minibatch", "last_error_mean", "bytes"});
-  auto columns = experiment::trace_columns();
-  columns.push_back("error");
-  columns.push_back("error_sd");
-  loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
-
-  loco::observe::table table{"problem",      "P",  "alpha",       "method", "N",
-                             "error (mean)", "sd", "x mini-batch"};
-  loco::observe::table reach{"problem",
-                             "P",
-                             "alpha",
-                             "evenly: N to reach",
-                             "growing: N to reach",
-                             "one-shot x mini-batch"};
-  const auto methods = methods_for(s);
+  // Phase 1: one record per run (run now, or read from an earlier runs.csv).
+  std::vector<record> records;
   const auto all_start = std::chrono::steady_clock::now();
-
-  for (const auto& problem : s.problems) {
-    const auto pop = std::make_shared<const experiment::population>(
-        experiment::population::make(s.dim, s.h_min, s.norm, 1.0));
-    const double c = problem == "least_squares" ? s.c_least_squares : s.c_logistic;
-    for (int p : s.workers) {
-      for (double alpha : s.alphas) {
-        std::map<std::string, std::vector<double>> errors, last_errors;
-        std::map<std::string, std::uint64_t> bytes;
-        for (const auto& m : methods) {
-          const std::string key = m.family + "/" + std::to_string(m.rounds);
-          for (int k = 0; k < s.seeds; ++k) {
-            const std::uint64_t seed = flags.seed + static_cast<std::uint64_t>(k);
-            const auto r = run_one(s, problem, pop, p, c, alpha, m.schedule, seed);
-            runs.row(problem, p, alpha, m.family, r.rounds, seed, r.error_polyak, r.error_last,
-                     r.bytes, r.seconds);
-            errors[key].push_back(r.error_polyak);
-            last_errors[key].push_back(r.error_last);
-            bytes[key] = r.bytes;
-          }
-          std::cerr << problem << " P=" << p << " alpha=" << alpha << " " << key << ": "
-                    << summarize(errors[key]).mean << "\n";
-        }
-        const double reference = summarize(errors["mini-batch/" + std::to_string(s.steps)]).mean;
-        std::map<std::string, std::size_t> first_reach;
-        for (const auto& m : methods) {
-          const std::string key = m.family + "/" + std::to_string(m.rounds);
-          const auto st = summarize(errors[key]);
-          const double ratio = st.mean / reference;
-          summary.row(problem, p, alpha, m.family, m.rounds, s.seeds, st.mean, st.sd, st.min,
-                      st.max, ratio, summarize(last_errors[key]).mean, bytes[key]);
-          table.add_row(problem, p, format_alpha(alpha), m.family, m.rounds, st.mean, st.sd, ratio);
-          const std::string run = problem + " P=" + std::to_string(p) +
-                                  " alpha=" + format_alpha(alpha) + " " + m.family;
-          trace.row(run, m.rounds, s.steps, "", bytes[key], "", "", st.mean, st.sd);
-          if ((m.family == "evenly" || m.family == "growing") && ratio <= s.tolerance &&
-              !first_reach.count(m.family)) {
-            first_reach[m.family] = m.rounds;
+  if (!from.empty()) {
+    records = read_records(from);
+  } else {
+    loco::observe::csv_writer runs(flags.file("runs.csv"),
+                                   {"problem", "workers", "alpha", "method", "rounds", "seed",
+                                    "error_polyak", "error_last", "bytes", "wall_s"});
+    const auto methods = methods_for(s);
+    for (const auto& problem : s.problems) {
+      const auto pop = std::make_shared<const experiment::population>(
+          experiment::population::make(s.dim, s.h_min, s.norm, 1.0));
+      const double c = problem == "least_squares" ? s.c_least_squares : s.c_logistic;
+      for (int p : s.workers) {
+        for (double alpha : s.alphas) {
+          for (const auto& m : methods) {
+            for (int k = 0; k < s.seeds; ++k) {
+              const std::uint64_t seed = flags.seed + static_cast<std::uint64_t>(k);
+              const auto r = run_one(s, problem, pop, p, c, alpha, m.schedule, seed);
+              runs.row(problem, p, alpha, m.family, r.rounds, seed, r.error_polyak, r.error_last,
+                       r.bytes, r.seconds);
+              records.push_back({problem, p, alpha, m.family, r.rounds, seed, r.error_polyak,
+                                 r.error_last, r.bytes});
+            }
+            std::cerr << problem << " P=" << p << " alpha=" << alpha << " " << m.family << "/"
+                      << m.rounds << " done\n";
           }
         }
-        // Mini-batch and one-shot appear on every family's curve as its ends.
-        for (const std::string curve : {"evenly", "growing"}) {
-          const std::string run =
-              problem + " P=" + std::to_string(p) + " alpha=" + format_alpha(alpha) + " " + curve;
-          for (const std::string& end :
-               {std::string("one-shot/1"), "mini-batch/" + std::to_string(s.steps)}) {
-            const auto st = summarize(errors[end]);
-            trace.row(run, end == "one-shot/1" ? std::size_t{1} : s.steps, s.steps, "", bytes[end],
-                      "", "", st.mean, st.sd);
-          }
-        }
-        const auto reached = [&](const std::string& family) -> std::string {
-          auto it = first_reach.find(family);
-          return it == first_reach.end() ? std::string("> ") + std::to_string(s.rounds.back())
-                                         : std::to_string(it->second);
-        };
-        reach.add_row(problem, p, format_alpha(alpha), reached("evenly"), reached("growing"),
-                      summarize(errors["one-shot/1"]).mean / reference);
       }
     }
   }
+  summarize_records(records, s, flags);
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - all_start).count();
-
-  std::cout << "Polyak-Ruppert averaged iterate, error ||x - w*||^2 over " << s.seeds
-            << " seed(s), T = " << s.steps << ", d = " << s.dim << "\n\n";
-  table.print(std::cout);
-  std::cout << "\nsmallest N whose mean error is within " << s.tolerance
-            << " x mini-batch's (N tried: ";
-  for (std::size_t i = 0; i < s.rounds.size(); ++i) std::cout << (i ? "," : "") << s.rounds[i];
-  std::cout << ")\n\n";
-  reach.print(std::cout);
   std::cout << "\nwall time " << total << " s; CSV in " << flags.out << "/\n";
   return 0;
 }
