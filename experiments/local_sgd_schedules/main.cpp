@@ -366,6 +366,7 @@ int main(int argc, char** argv) {
               records.push_back({problem, p, alpha, m.family, r.rounds, seed, r.error_polyak,
                                  r.error_last, r.bytes});
             }
+            runs.flush();  // a sweep that is stopped keeps what it measured
             std::cerr << problem << " P=" << p << " alpha=" << alpha << " " << m.family << "/"
                       << m.rounds << " done\n";
           }

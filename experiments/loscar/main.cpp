@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <limits>
@@ -320,6 +321,53 @@ struct result_row {
   std::optional<point> at_loss, at_acc;
 };
 
+result_row make_row(const problem_settings& ps, const std::string& problem, int workers,
+                    const config& c, run_summary r) {
+  const auto at_loss = first(r.points, [&](const point& p) { return p.loss <= ps.target_loss; });
+  const auto at_acc =
+      first(r.points, [&](const point& p) { return p.accuracy >= ps.target_accuracy; });
+  return {problem, workers, c, std::move(r), at_loss, at_acc};
+}
+
+// Rebuilds the runs from trace.csv files this program wrote (no quoted cells;
+// the overlap step counts are not in the trace and read as 0).
+std::vector<result_row> read_trace(const std::vector<std::string>& paths, const settings& s) {
+  std::vector<std::string> order;
+  std::map<std::string, result_row> runs;
+  for (const auto& path : paths) {
+    std::ifstream in(path);
+    if (!in) throw loco::config_error("--summarize: cannot open " + path);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::vector<std::string> f;
+      std::stringstream ss(line);
+      for (std::string cell_text; std::getline(ss, cell_text, ',');) f.push_back(cell_text);
+      if (f.size() < 12) continue;  // a row cut short when a run was stopped
+      if (!runs.count(f[0])) {
+        config c;
+        c.method = f[9];
+        c.fraction = std::stod(f[10]);
+        c.until_arrival = f[11] == "arrival";
+        c.overlap = c.until_arrival ? 0 : std::stoul(f[11]);
+        runs[f[0]] = {f[7], std::stoi(f[8]), c, {}, std::nullopt, std::nullopt};
+        order.push_back(f[0]);
+      }
+      runs[f[0]].r.points.push_back({std::stoul(f[1]), std::stoull(f[2]), std::stod(f[3]),
+                                     std::stoull(f[4]), std::stod(f[5]), std::stod(f[6])});
+    }
+  }
+  std::vector<result_row> rows;
+  for (const auto& name : order) {
+    auto& row = runs[name];
+    if (!s.problem.count(row.problem)) continue;
+    row.r.end_time = row.r.points.back().time;
+    rows.push_back(
+        make_row(s.problem.at(row.problem), row.problem, row.workers, row.c, std::move(row.r)));
+  }
+  return rows;
+}
+
 template <class Model>
 void run_problem(const settings& s, const std::string& problem, int workers,
                  const std::vector<config>& configs, std::uint64_t seed, bool quick,
@@ -334,14 +382,9 @@ void run_problem(const settings& s, const std::string& problem, int workers,
       trace.row(run, p.round, p.steps, p.time, p.bytes, p.loss, p.accuracy, problem, workers,
                 c.method, c.fraction, c.q_label());
     }
-    result_row row{
-        problem,
-        workers,
-        c,
-        r,
-        first(r.points, [&](const point& p) { return p.loss <= ps.target_loss; }),
-        first(r.points, [&](const point& p) { return p.accuracy >= ps.target_accuracy; })};
-    const auto& last = r.points.back();
+    trace.flush();  // a run that is stopped keeps what it measured
+    result_row row = make_row(ps, problem, workers, c, std::move(r));
+    const auto& last = row.r.points.back();
     std::cerr << run << ": loss " << last.loss << " acc " << last.accuracy << " rounds->loss "
               << (row.at_loss ? std::to_string(row.at_loss->round) : "-") << " ("
               << std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count()
@@ -368,9 +411,11 @@ int main(int argc, char** argv) {
   app.add_option("--latency", s.latency, "link latency (s)")->capture_default_str();
   app.add_option("--bandwidth", s.bandwidth, "link bandwidth (bytes/s)")->capture_default_str();
   app.add_option("--budget", s.budget, "B in units of the fastest step")->capture_default_str();
-  std::map<std::string, std::size_t> rounds_override;
   std::size_t rounds = 0;
   app.add_option("--rounds", rounds, "LOSCAR rounds (0: the problem's default)");
+  std::vector<std::string> from;
+  app.add_option("--summarize", from, "trace.csv files of earlier runs: print their tables")
+      ->delimiter(',');
   double lr = 0, target_loss = 0, target_accuracy = 0;
   app.add_option("--lr", lr, "step size for every problem run (0: the problem's default)");
   app.add_option("--target-loss", target_loss, "target training loss (0: the problem's default)");
@@ -417,27 +462,50 @@ int main(int argc, char** argv) {
     }
   }
 
-  auto columns = experiment::trace_columns();
-  for (const char* c : {"problem", "workers", "method", "fraction", "overlap"})
-    columns.push_back(c);
-  loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
   std::vector<result_row> rows;
   const auto start = std::chrono::steady_clock::now();
-  for (const auto& problem : s.problems) {
-    for (int n : s.workers) {
-      if (problem == "logistic") {
-        run_problem<loco::problems::logistic_regression<float>>(s, problem, n, configs, flags.seed,
-                                                                flags.quick, trace, rows);
-      } else if (problem == "softmax") {
-        run_problem<loco::problems::softmax_regression<float>>(s, problem, n, configs, flags.seed,
-                                                               flags.quick, trace, rows);
-      } else {
-        run_problem<loco::problems::mlp<float>>(s, problem, n, configs, flags.seed, flags.quick,
-                                                trace, rows);
+  if (!from.empty()) {
+    rows = read_trace(from, s);
+    // The tables cover what the traces hold.
+    s.problems.clear();
+    s.workers.clear();
+    s.fractions.clear();
+    s.overlaps.clear();
+    s.until_arrival = false;
+    const auto add = [](auto& v, const auto& x) {
+      if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
+    };
+    for (const auto& r : rows) {
+      add(s.problems, r.problem);
+      add(s.workers, r.workers);
+      if (r.c.method == "minibatch") continue;
+      add(s.fractions, r.c.fraction);
+      if (r.c.until_arrival)
+        s.until_arrival = true;
+      else
+        add(s.overlaps, r.c.overlap);
+    }
+  } else {
+    auto columns = experiment::trace_columns();
+    for (const char* c : {"problem", "workers", "method", "fraction", "overlap"})
+      columns.push_back(c);
+    loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
+    for (const auto& problem : s.problems) {
+      for (int n : s.workers) {
+        if (problem == "logistic") {
+          run_problem<loco::problems::logistic_regression<float>>(
+              s, problem, n, configs, flags.seed, flags.quick, trace, rows);
+        } else if (problem == "softmax") {
+          run_problem<loco::problems::softmax_regression<float>>(s, problem, n, configs, flags.seed,
+                                                                 flags.quick, trace, rows);
+        } else {
+          run_problem<loco::problems::mlp<float>>(s, problem, n, configs, flags.seed, flags.quick,
+                                                  trace, rows);
+        }
       }
     }
+    trace.flush();
   }
-  trace.flush();
 
   loco::observe::csv_writer summary(
       flags.file("summary.csv"),
