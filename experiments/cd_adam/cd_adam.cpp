@@ -385,12 +385,45 @@ struct row {
   std::string model, config;
   std::uint64_t seed = 0;
   outcome result;
+  // Against the same model and seed's plain AMSGrad run (NaN without one).
+  double compression = std::numeric_limits<double>::quiet_NaN();     // its bytes / these bytes
+  double gap_points = std::numeric_limits<double>::quiet_NaN();      // accuracy difference x 100
+  double max_difference = std::numeric_limits<double>::quiet_NaN();  // largest |x_j - x_ams,j|
 };
 
-// Runs every configuration on one model and seed, writing its trace.
+double max_abs_difference(const std::vector<T>& a, const std::vector<T>& b) {
+  double worst = 0;
+  for (std::size_t j = 0; j < a.size(); ++j) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[j]) - static_cast<double>(b[j])));
+  }
+  return worst;
+}
+
+std::vector<std::string> summary_columns() {
+  return {"model",
+          "config",
+          "strategy",
+          "seed",
+          "epochs",
+          "iterations",
+          "bytes_up",
+          "bytes_down",
+          "bytes_total",
+          "compression_vs_amsgrad",
+          "test_accuracy",
+          "test_loss",
+          "accuracy_gap_points",
+          "max_abs_diff_vs_amsgrad",
+          "replicas_identical",
+          "wall_s"};
+}
+
+// Runs every configuration on one model and seed, writing its trace and a
+// summary row as each run ends (so a long run that is stopped keeps its rows).
 template <class Problem>
 void run_model(const task<Problem>& t, const settings& s, const std::vector<config>& configs,
-               std::uint64_t seed, const experiment::common_flags& flags, std::vector<row>& rows) {
+               std::uint64_t seed, const experiment::common_flags& flags, std::vector<row>& rows,
+               loco::observe::csv_writer& summary) {
   auto cols = experiment::trace_columns();
   cols.push_back("test_loss");
   loco::observe::csv_writer trace(
@@ -407,16 +440,28 @@ void run_model(const task<Problem>& t, const settings& s, const std::vector<conf
                 p.test_loss);
     }
     trace.flush();
+    for (const auto& q : rows) {
+      if (q.model == r.model && q.seed == r.seed && q.config == "amsgrad") {
+        const auto& ref = q.result;
+        r.compression = static_cast<double>(ref.bytes_up + ref.bytes_down) /
+                        static_cast<double>(o.bytes_up + o.bytes_down);
+        r.gap_points = 100.0 * (o.curve.back().test_accuracy - ref.curve.back().test_accuracy);
+        r.max_difference = max_abs_difference(o.model, ref.model);
+      }
+    }
+    if (c.compressor == "amsgrad") {
+      r.compression = 1.0;
+      r.gap_points = 0.0;
+      r.max_difference = 0.0;
+    }
+    summary.row(t.name, c.name, c.compressor == "amsgrad" ? "-" : strategy_name(c.st), seed,
+                t.epochs, o.curve.back().iteration, o.bytes_up, o.bytes_down,
+                o.bytes_up + o.bytes_down, r.compression, o.curve.back().test_accuracy,
+                o.curve.back().test_loss, r.gap_points, r.max_difference, o.replicas_identical,
+                o.seconds);
+    summary.flush();
     rows.push_back(std::move(r));
   }
-}
-
-double max_abs_difference(const std::vector<T>& a, const std::vector<T>& b) {
-  double worst = 0;
-  for (std::size_t j = 0; j < a.size(); ++j) {
-    worst = std::max(worst, std::abs(static_cast<double>(a[j]) - static_cast<double>(b[j])));
-  }
-  return worst;
 }
 
 }  // namespace
@@ -482,6 +527,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < test_ids.size(); ++i) test_ids[i] = i;
 
     std::vector<row> rows;
+    loco::observe::csv_writer summary(flags.file("summary.csv"), summary_columns());
     for (std::uint64_t seed = flags.seed; seed < flags.seed + seeds; ++seed) {
       const auto parts =
           loco::data::partition_iid(train_rows, static_cast<std::size_t>(s.workers), seed);
@@ -501,7 +547,7 @@ int main(int argc, char** argv) {
           t.iterations_per_epoch = per_epoch;
           t.epochs = s.epochs;
           t.start = evaluate(t, std::span<const T>(t.x0));
-          run_model(t, s, configs, seed, flags, rows);
+          run_model(t, s, configs, seed, flags, rows, summary);
         } else {
           using P = loco::problems::mlp<T>;
           const loco::problems::mlp_options o{{s.hidden}, s.batch, 0.0};
@@ -520,23 +566,12 @@ int main(int argc, char** argv) {
           t.iterations_per_epoch = per_epoch;
           t.epochs = s.epochs;
           t.start = evaluate(t, std::span<const T>(t.x0));
-          run_model(t, s, configs, seed, flags, rows);
+          run_model(t, s, configs, seed, flags, rows, summary);
         }
       }
     }
 
-    // Per-seed summary rows, compared with the same seed's AMSGrad run.
-    loco::observe::csv_writer summary(
-        flags.file("summary.csv"),
-        {"model", "config", "strategy", "seed", "epochs", "iterations", "bytes_up", "bytes_down",
-         "bytes_total", "compression_vs_amsgrad", "test_accuracy", "test_loss",
-         "accuracy_gap_points", "max_abs_diff_vs_amsgrad", "replicas_identical", "wall_s"});
-    const auto find_reference = [&](const row& r) -> const row* {
-      for (const auto& q : rows) {
-        if (q.model == r.model && q.seed == r.seed && q.config == "amsgrad") return &q;
-      }
-      return nullptr;
-    };
+    // Averaged over seeds.
     struct aggregate {
       std::vector<double> accuracy, gap;
       double bytes = 0, ratio = 0, diff = 0;
@@ -544,32 +579,17 @@ int main(int argc, char** argv) {
     };
     std::map<std::pair<std::string, std::string>, aggregate> by_config;
     std::vector<std::pair<std::string, std::string>> order;
-    const auto nan = std::numeric_limits<double>::quiet_NaN();
     for (const auto& r : rows) {
-      const auto& o = r.result;
-      const row* ref = find_reference(r);
-      const double total = static_cast<double>(o.bytes_up + o.bytes_down);
-      const double ratio =
-          ref ? static_cast<double>(ref->result.bytes_up + ref->result.bytes_down) / total : nan;
-      const double acc = o.curve.back().test_accuracy;
-      const double gap = ref ? 100.0 * (acc - ref->result.curve.back().test_accuracy) : nan;
-      const double diff = ref ? max_abs_difference(o.model, ref->result.model) : nan;
-      const config c = parse_config(r.config);
-      summary.row(r.model, r.config, c.compressor == "amsgrad" ? "-" : strategy_name(c.st), r.seed,
-                  s.epochs, o.curve.back().iteration, o.bytes_up, o.bytes_down,
-                  o.bytes_up + o.bytes_down, ratio, acc, o.curve.back().test_loss, gap, diff,
-                  o.replicas_identical, o.seconds);
       const auto key = std::make_pair(r.model, r.config);
       if (!by_config.count(key)) order.push_back(key);
       auto& a = by_config[key];
-      a.accuracy.push_back(acc);
-      a.gap.push_back(gap);
-      a.bytes = total;
-      a.ratio = ratio;
-      a.diff = std::max(a.diff, diff);
-      a.identical = a.identical && o.replicas_identical;
+      a.accuracy.push_back(r.result.curve.back().test_accuracy);
+      a.gap.push_back(r.gap_points);
+      a.bytes = static_cast<double>(r.result.bytes_up + r.result.bytes_down);
+      a.ratio = r.compression;
+      a.diff = std::max(a.diff, r.max_difference);
+      a.identical = a.identical && r.result.replicas_identical;
     }
-    summary.flush();
 
     const auto mean = [](const std::vector<double>& v) {
       double m = 0;
