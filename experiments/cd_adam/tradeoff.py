@@ -11,6 +11,7 @@ Needs Debian's python3-matplotlib.
 """
 import argparse
 import csv
+import math
 import statistics
 import sys
 
@@ -51,6 +52,7 @@ def main():
                              squeeze=False)
     for ax, model in zip(axes[0], models):
         seen = set()
+        placed = []  # (log10 bytes, accuracy) of the labels drawn so far
         for (m, config), rows in groups.items():
             if m != model:
                 continue
@@ -63,8 +65,12 @@ def main():
             seen.add(strategy)
             ax.errorbar([total], [mean], yerr=[[mean - min(acc)], [max(acc) - mean]], fmt=marker,
                         color=colour, label=label, capsize=2, markersize=6)
-            ax.annotate(config, (total, mean), textcoords="offset points", xytext=(4, 3),
-                        fontsize=6.5)
+            # Move a label down when another one sits almost on the same spot.
+            here = (math.log10(total), mean)
+            clashes = sum(1 for x, y in placed if abs(x - here[0]) < 0.06 and abs(y - here[1]) < 0.35)
+            placed.append(here)
+            ax.annotate(config, (total, mean), textcoords="offset points",
+                        xytext=(4, 3 - 8 * clashes), fontsize=6.5)
         reference = groups.get((model, "amsgrad"))
         if reference:
             # The target region: within 1 point of AMSGrad with >= 20x fewer bytes.
