@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # loco's whole test suite, as CI runs it. Usage (as root on Debian 12):
 #   bash tools/test.sh            all stages
-#   bash tools/test.sh release    one stage: deps | release | asan | tsan | install
+#   bash tools/test.sh release    one stage: deps | release | asan | tsan | fuzz | install
 # Stages:
 #   release  Release build of tests, examples and benchmarks; every CTest test
 #   asan     ASan+UBSan build of the tests; all but compile-fail and slow tests
 #   tsan     TSan build of the concurrency-labelled tests (communicators, drivers)
+#   fuzz     clang-14 libFuzzer (+ASan+UBSan) build of fuzz/; every target runs
+#            LOCO_FUZZ_SECONDS (20) s from its seed corpus (tools/fuzz.sh)
 #   install  cmake --install into a temporary prefix, then build and run
 #            test_package/ against it with find_package(loco CONFIG REQUIRED)
 set -euo pipefail
@@ -17,7 +19,7 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 build="${LOCO_BUILD_ROOT:-$root/build/ci}"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(deps release asan tsan install)
+[ ${#stages[@]} -eq 0 ] && stages=(deps release asan tsan fuzz install)
 
 declare -a summary=()
 stage_start=0
@@ -76,6 +78,27 @@ for stage in "${stages[@]}"; do
       export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
       ctest_run --test-dir "$build/tsan" --output-on-failure -j "$jobs" -L concurrency -LE slow
       end tsan ;;
+    fuzz)
+      begin fuzz
+      CC=clang-14 CXX=clang++-14 LOCO_BUILD_TYPE=RelWithDebInfo configure "$build/fuzz" \
+        -DLOCO_BUILD_FUZZERS=ON -DLOCO_BUILD_TESTS=OFF -DLOCO_BUILD_BENCHMARKS=OFF \
+        -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
+      run cmake --build "$build/fuzz" --target fuzzers -j "$jobs"
+      fuzz_log="$(mktemp)"
+      fuzz_status=0
+      bash "$root/tools/fuzz.sh" "$build/fuzz" "${LOCO_FUZZ_SECONDS:-20}" 2>&1 | tee "$fuzz_log" ||
+        fuzz_status=$?
+      fuzz_line="$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed' "$fuzz_log" | tail -1 || true)"
+      rm -f "$fuzz_log"
+      if [ -n "$fuzz_line" ]; then
+        passed=$((passed + $(echo "$fuzz_line" | sed -E 's/^fuzz: ([0-9]+) passed.*/\1/')))
+        failed=$((failed + $(echo "$fuzz_line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+      fi
+      if [ "$fuzz_status" -ne 0 ]; then
+        echo "loco: $passed passed, $failed failed"
+        exit "$fuzz_status"
+      fi
+      end fuzz ;;
     install)
       begin install
       prefix="$build/prefix"
@@ -90,7 +113,7 @@ for stage in "${stages[@]}"; do
       passed=$((passed + 1))
       end install ;;
     *)
-      echo "tools/test.sh: unknown stage '$stage' (deps, release, asan, tsan, install)" >&2
+      echo "tools/test.sh: unknown stage '$stage' (deps, release, asan, tsan, fuzz, install)" >&2
       exit 2 ;;
   esac
 done

@@ -14,6 +14,7 @@
 #include <loco/data/partition.hpp>
 #include <loco/problems/softmax_regression.hpp>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -160,6 +161,47 @@ TEST_CASE("libsvm: malformed files name the file, line and fault", "[data][libsv
   const auto missing = dir.file("missing.svm");
   const auto msg = message_of<loco::config_error>([&] { ld::libsvm<float>::read(missing); });
   REQUIRE(msg.find(missing) != std::string::npos);
+}
+
+TEST_CASE("libsvm: a huge feature index is refused before the dense matrix is built",
+          "[data][libsvm]") {
+  // Found by fuzz/fuzz_libsvm.cpp: two rows and an index of 2^63 + 1 made the
+  // dense size n * p wrap around (undefined behaviour, then writes out of
+  // bounds). The sparse file parses; the dense conversion throws.
+  std::istringstream text("-1 1:1\n1 9223372036854775809:1\n");
+  const auto f = ld::libsvm<float>::parse(text, "huge.svm");
+  CHECK(f.features.cols == 9223372036854775809ull);
+  const auto msg = message_of<loco::config_error>([&] { (void)f.to_dataset(); });
+  CHECK(msg.find("2 x 9223372036854775809") != std::string::npos);
+  // One row of 2^62 columns of float does not wrap, but is still too large to index.
+  std::istringstream one("1 4611686018427387904:1\n");
+  const auto g = ld::libsvm<float>::parse(one, "wide.svm");
+  CHECK_THROWS_AS(g.to_dataset(), loco::config_error);
+}
+
+TEST_CASE("fashion_mnist: a split parses from memory as from files", "[data][idx]") {
+  // The in-memory entry point the IDX fuzz target uses.
+  auto idx = [](const std::vector<std::uint8_t>& dims_be, std::size_t payload, std::uint8_t fill) {
+    std::vector<std::uint8_t> b(4 + dims_be.size() + payload, fill);
+    b[0] = b[1] = 0;
+    b[2] = 8;
+    b[3] = static_cast<std::uint8_t>(dims_be.size() / 4);
+    for (std::size_t i = 0; i < dims_be.size(); ++i) b[4 + i] = dims_be[i];
+    return b;
+  };
+  const auto images = idx({0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28}, 2 * 784, 51);
+  const auto labels = idx({0, 0, 0, 2}, 2, 7);
+  const auto d = ld::fashion_mnist<float>::from_memory(images, labels);
+  CHECK(d.rows() == 2);
+  CHECK(d.cols() == 784);
+  CHECK(d.labels == std::vector<std::int32_t>{7, 7});
+  CHECK(d.features(1, 783) == Approx(0.2f));
+  auto short_labels = labels;
+  short_labels.pop_back();
+  const auto msg = message_of<loco::protocol_error>(
+      [&] { (void)ld::fashion_mnist<float>::from_memory(images, short_labels, "im", "lab"); });
+  CHECK(msg.find("lab") != std::string::npos);
+  CHECK(msg.find("truncated") != std::string::npos);
 }
 
 TEST_CASE("fashion_mnist: IDX files are validated", "[data][idx]") {

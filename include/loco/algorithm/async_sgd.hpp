@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/detail/async_messages.hpp>
 #include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/types.hpp>
@@ -165,43 +166,23 @@ class async_sgd {
     // Every rank ends with the server's model.
     wire::buffer final_model;
     if (comm.rank() == server) {
-      put_vector<T>(final_model, result.model);
-      put_vector<T>(final_model, result.tail_average);
+      algorithm::detail::put_raw_vector<T>(final_model, result.model);
+      algorithm::detail::put_raw_vector<T>(final_model, result.tail_average);
     }
     comm.broadcast(final_model, server);
     if (comm.rank() != server) {
       wire::view in(final_model, "async_sgd final model");
-      result.model = get_vector<T>(in, d, "final model");
-      result.tail_average = get_vector<T>(in, d, "tail average");
+      result.model = algorithm::detail::get_raw_vector<T>(in, d, "final model");
+      result.tail_average = algorithm::detail::get_raw_vector<T>(in, d, "tail average");
     }
     return result;
   }
 
  private:
-  enum : std::uint8_t { kind_job = 1, kind_stop = 2 };
-
-  // Models travel as raw little-endian values.
-  static_assert(std::endian::native == std::endian::little,
-                "async_sgd sends models as raw little-endian values");
-  template <class T>
-  static void put_vector(wire::buffer& b, std::span<const T> v) {
-    b.append(v.data(), v.size() * sizeof(T));
-  }
-  template <class T>
-  static std::vector<T> get_vector(wire::view& in, std::size_t d, const char* field) {
-    const auto bytes = in.take(d * sizeof(T), field);
-    std::vector<T> v(d);
-    std::memcpy(v.data(), bytes.data(), bytes.size());
-    return v;
-  }
-
   template <class T>
   void send_job(Comm& comm, int rank, std::uint64_t version, std::span<const T> x,
                 wire::buffer& msg, algorithm::async_sgd_stats& stats) {
-    msg.clear();
-    msg.put<std::uint8_t>(kind_job);
-    msg.put<std::uint64_t>(version);
-    put_vector<T>(msg, x);
+    algorithm::detail::write_async_job<T>(msg, version, x);
     comm.send(rank, tag_job, msg.bytes());
     stats.bytes_down += msg.size();
   }
@@ -275,13 +256,17 @@ class async_sgd {
         if (std::none_of(alive.begin(), alive.end(), [](bool a) { return a; })) throw;
         continue;
       }
+      // A gradient answers a job this server sent; anything else (a faulty
+      // or hostile worker) would corrupt the count of jobs in flight.
+      if (from <= server || from >= n || outstanding[static_cast<std::size_t>(from - 1)] == 0) {
+        throw protocol_error("async_sgd worker rank " + std::to_string(from), "gradient",
+                             "a gradient without an outstanding job");
+      }
       const auto w = static_cast<std::size_t>(from - 1);
       --outstanding[w];
       --in_flight;
       wire::view in(in_msg, "async_sgd worker");
-      const auto read_version = in.get<std::uint64_t>("version");
-      if (read_version > version)
-        in.fail("version", "from the future: " + std::to_string(read_version));
+      const auto read_version = algorithm::detail::read_gradient_version(in, version);
       stats.bytes_up += in_msg.size();
 
       if (stopped_early || version >= opt_.updates) {
@@ -358,8 +343,7 @@ class async_sgd {
       }
     }
     // Every job is answered; no model is queued anywhere: stop the workers.
-    msg.clear();
-    msg.put<std::uint8_t>(kind_stop);
+    algorithm::detail::write_async_stop(msg);
     for (std::size_t w = 0; w < workers; ++w) {
       if (alive[w]) comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
     }
@@ -385,13 +369,10 @@ class async_sgd {
     for (;;) {
       (void)comm.recv(server, tag_job, job);
       wire::view in(job, "async_sgd server");
-      const auto kind = in.get<std::uint8_t>("kind");
-      if (kind == kind_stop) return;
-      if (kind != kind_job) in.fail("kind", "unknown message kind " + std::to_string(kind));
-      const auto version = in.get<std::uint64_t>("version");
-      const auto bytes = in.take(d * sizeof(T), "model");
-      in.expect_end("model");
-      std::memcpy(x.data(), bytes.data(), bytes.size());
+      const auto next = algorithm::detail::read_async_job<T>(in, d);
+      if (next.stop) return;
+      const auto version = next.version;
+      std::memcpy(x.data(), next.model.data(), next.model.size());
       (void)objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
       ++steps;
       if (const auto bad = tensor::first_non_finite(std::span<const T>(g)); bad != tensor::npos) {

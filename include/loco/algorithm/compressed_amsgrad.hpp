@@ -178,40 +178,53 @@ class compressed_amsgrad {
       auto start = clock::now();
       const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
       stats.last_batch_loss = loss;
+      // Every rank still takes part in the collectives of a step it skips.
+      bool skip = false;
       if (const auto bad = tensor::first_non_finite(std::span<const T>(g)); bad != tensor::npos) {
         if (opt_.on_non_finite == non_finite_policy::throw_error) {
           throw non_finite_error("compressed_amsgrad: gradient of worker " + std::to_string(me) +
                                      " at step " + std::to_string(it),
                                  bad);
         }
-        // skip_update and zero both send a zero contribution this step, so
-        // every rank still takes part in the collectives.
-        for (auto& e : g) e = T{0};
         ++stats.skipped_steps;
+        if (opt_.on_non_finite == non_finite_policy::zero) {
+          for (auto& e : g) {
+            if (!tensor::is_finite(e)) e = T{0};
+          }
+        } else {
+          skip = true;
+        }
       }
       stats.seconds_compute += seconds_since(start);
 
-      // 2. Uplink.
+      // 2. Uplink. A skipped step sends C(0), a zero contribution, and keeps
+      // the worker's estimate h_i or residual as they were.
       start = clock::now();
-      switch (opt_.strategy) {
-        case strategy::difference:
-          for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] - h_i[j];
-          break;
-        case strategy::error_feedback:
-          for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] + worker_residual[j];
-          break;
-        case strategy::naive:
-          std::copy(g.begin(), g.end(), scratch.begin());
-          break;
+      if (skip) {
+        std::fill(scratch.begin(), scratch.end(), T{0});
+      } else {
+        switch (opt_.strategy) {
+          case strategy::difference:
+            for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] - h_i[j];
+            break;
+          case strategy::error_feedback:
+            for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] + worker_residual[j];
+            break;
+          case strategy::naive:
+            std::copy(g.begin(), g.end(), scratch.begin());
+            break;
+        }
       }
       up.clear();
       compressor_.encode(std::span<const T>(scratch), up_state, up);
       if (opt_.strategy != strategy::naive) {
+        // Decoded even when skipping, so this decoder's state stays in step
+        // with the server's decoder of this worker.
         wire::view own(up, "compressed_amsgrad own message");
         compressor_.decode(own, self_decoder, std::span<T>(decoded));
-        if (opt_.strategy == strategy::difference) {
+        if (!skip && opt_.strategy == strategy::difference) {
           for (std::size_t j = 0; j < d; ++j) h_i[j] += decoded[j];
-        } else {
+        } else if (!skip) {
           for (std::size_t j = 0; j < d; ++j) worker_residual[j] = scratch[j] - decoded[j];
         }
       }

@@ -5,9 +5,10 @@
 //     c_i = C(v_i - h_i);   h_i += decode(c_i);   send c_i
 // A receiver keeps ONE state per sender: decoding a message adds c_i to that
 // state's copy of h_i and writes h_i to out, so the mean of the outputs over
-// senders is the server's h = mean h_i. A non-finite v is reported before h_i
-// is touched.
+// senders is the server's h = mean h_i. A non-finite v, or a message that
+// would make h_i overflow, is reported before h_i is touched (on both sides).
 // docs/compressors.md#ef21
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <loco/compress/detail/common.hpp>
@@ -16,6 +17,7 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace loco::compress {
@@ -71,19 +73,29 @@ class ef21 {
     inner_.encode(std::span<const T>(s.diff_), s.inner_, out);
     wire::view mine(out.bytes().subspan(start));
     inner_.decode(mine, s.inner_, std::span<T>(s.decoded_));
-    for (std::size_t i = 0; i < d; ++i) s.h_[i] += s.decoded_[i];
+    // The receiver would reject a message that overflows its copy of h_i
+    // (decode below): report it here, before anything is sent or updated.
+    if (const std::size_t i = add_estimate(s, d); i != tensor::npos) {
+      out.resize(start);
+      throw non_finite_error("compress::ef21 estimate + message (overflow)", i);
+    }
+    std::copy(s.decoded_.begin(), s.decoded_.end(), s.h_.begin());
   }
 
   // Reads one message of C from the sender this state tracks, adds it to
-  // that sender's estimate and writes the estimate to out.
+  // that sender's estimate and writes the estimate to out. A message that
+  // would make the estimate overflow is a protocol_error, and the estimate
+  // is left as it was (as for any rejected message).
   template <class T>
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
     detail::check_decode_size(name, s.h_.size(), out.size());
     inner_.decode(in, s.inner_, std::span<T>(s.decoded_));
-    for (std::size_t i = 0; i < out.size(); ++i) {
-      s.h_[i] += s.decoded_[i];
-      out[i] = s.h_[i];
+    if (const std::size_t i = add_estimate(s, out.size()); i != tensor::npos) {
+      in.fail("values",
+              "the message makes the sender's estimate overflow at index " + std::to_string(i));
     }
+    std::copy(s.decoded_.begin(), s.decoded_.end(), s.h_.begin());
+    std::copy(s.decoded_.begin(), s.decoded_.end(), out.begin());
   }
   template <class T>
   void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
@@ -96,6 +108,19 @@ class ef21 {
   }
 
  private:
+  // decoded_ = h_ + decoded_; returns the first index where the sum is not
+  // finite, or npos. h_ itself is untouched.
+  template <class T>
+  static std::size_t add_estimate(state<T>& s, std::size_t d) noexcept {
+    bool bad = false;
+    for (std::size_t i = 0; i < d; ++i) {
+      const T h = s.h_[i] + s.decoded_[i];
+      bad |= !tensor::is_finite(h);
+      s.decoded_[i] = h;
+    }
+    return bad ? tensor::first_non_finite(std::span<const T>(s.decoded_)) : tensor::npos;
+  }
+
   C inner_;
 };
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <loco/compress/detail/common.hpp>
 #include <loco/compress/detail/sample.hpp>
+#include <loco/error.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
@@ -80,7 +81,8 @@ class basic_random_k {
   }
 
   // The values sent for v: v[j] (times d/k when scaled) on the support.
-  // Only those k entries are read, so only they are checked for NaN and Inf.
+  // Only those k entries are read, so only they are checked for NaN and Inf;
+  // a finite entry whose scaled value overflows throws non_finite_error too.
   template <class T>
   void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
     detail::check_encode_size(name, s.d_, v.size());
@@ -104,14 +106,22 @@ class basic_random_k {
     constexpr std::size_t ahead = 32;  // the support is sparse: fetch lines ahead of use
     for (std::size_t i = 0; i < k; ++i) {
       if (i + ahead < k) __builtin_prefetch(p + idx[i + ahead]);
-      const T x = p[idx[i]];
-      bad |= !tensor::is_finite(x);
-      wire::store_le(body + sizeof(T) * i, x * scale);
+      // Checking the scaled value also catches a finite entry that d/k
+      // scales past T's range (the receiver would reject an Inf).
+      const T y = p[idx[i]] * scale;
+      bad |= !tensor::is_finite(y);
+      wire::store_le(body + sizeof(T) * i, y);
     }
     if (bad) {
       out.resize(start);
       for (std::size_t i = 0; i < k; ++i) {
         if (!tensor::is_finite(p[idx[i]])) detail::throw_non_finite(name, idx[i]);
+      }
+      for (std::size_t i = 0; i < k; ++i) {
+        if (!tensor::is_finite(p[idx[i]] * scale)) {
+          throw non_finite_error("compress::" + std::string(name) + " input * d/k (overflow)",
+                                 idx[i]);
+        }
       }
     }
     s.round_ = round + 1;

@@ -21,6 +21,8 @@
 #include <loco/error.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace loco::data {
 
@@ -62,8 +64,49 @@ class fashion_mnist {
         "the folder holding the four *-ubyte.gz files)";
     const std::string image_path = base + "-images-idx3-ubyte.gz";
     const std::string label_path = base + "-labels-idx1-ubyte.gz";
+    // Images first: a missing directory is reported for the images file.
     const detail::idx_file images = detail::read_idx(image_path, 3, hint);
     const detail::idx_file labels = detail::read_idx(label_path, 1, hint);
+    return from_idx(images, labels, image_path, label_path);
+  }
+
+  // One split from the decompressed bytes of its two IDX files (images,
+  // rank 3; labels, rank 1), scaled to [0, 1]. The names label errors.
+  // Throws protocol_error for anything but a consistent pair of 28x28
+  // images and labels in [0, 10).
+  static dataset<T> from_memory(std::vector<std::uint8_t> image_bytes,
+                                std::vector<std::uint8_t> label_bytes,
+                                const std::string& image_name = "images",
+                                const std::string& label_name = "labels") {
+    const auto images = detail::parse_idx(std::move(image_bytes), image_name, 3);
+    const auto labels = detail::parse_idx(std::move(label_bytes), label_name, 1);
+    return from_idx(images, labels, image_name, label_name);
+  }
+
+  static fashion_mnist load(const std::string& dir = {}, fashion_mnist_options options = {}) {
+    fashion_mnist fm;
+    fm.train = load_split(dir, "train");
+    fm.test = load_split(dir, "t10k");
+    if (options.scaling == pixel_scaling::standardise) {
+      double sum = 0.0;
+      double sq = 0.0;
+      for (T v : fm.train.features) {
+        sum += static_cast<double>(v);
+        sq += static_cast<double>(v) * static_cast<double>(v);
+      }
+      const double count = static_cast<double>(fm.train.features.size());
+      const double mean = sum / count;
+      const double sd = std::sqrt(std::max(sq / count - mean * mean, 1e-12));
+      for (dataset<T>* d : {&fm.train, &fm.test}) {
+        for (T& v : d->features) v = static_cast<T>((static_cast<double>(v) - mean) / sd);
+      }
+    }
+    return fm;
+  }
+
+ private:
+  static dataset<T> from_idx(const detail::idx_file& images, const detail::idx_file& labels,
+                             const std::string& image_path, const std::string& label_path) {
     if (images.dims[1] != side || images.dims[2] != side) {
       throw protocol_error(image_path, "dimensions",
                            "images are " + std::to_string(images.dims[1]) + "x" +
@@ -92,27 +135,6 @@ class fashion_mnist {
       d.labels[i] = y;
     }
     return d;
-  }
-
-  static fashion_mnist load(const std::string& dir = {}, fashion_mnist_options options = {}) {
-    fashion_mnist fm;
-    fm.train = load_split(dir, "train");
-    fm.test = load_split(dir, "t10k");
-    if (options.scaling == pixel_scaling::standardise) {
-      double sum = 0.0;
-      double sq = 0.0;
-      for (T v : fm.train.features) {
-        sum += static_cast<double>(v);
-        sq += static_cast<double>(v) * static_cast<double>(v);
-      }
-      const double count = static_cast<double>(fm.train.features.size());
-      const double mean = sum / count;
-      const double sd = std::sqrt(std::max(sq / count - mean * mean, 1e-12));
-      for (dataset<T>* d : {&fm.train, &fm.test}) {
-        for (T& v : d->features) v = static_cast<T>((static_cast<double>(v) - mean) / sd);
-      }
-    }
-    return fm;
   }
 };
 

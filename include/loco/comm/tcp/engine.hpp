@@ -291,9 +291,7 @@ class engine {
     }
     if (announce) {
       reason = bare_reason(reason);  // the receiver wraps it in its own peer_lost
-      wire::buffer note;
-      note.put<std::int32_t>(blamed);
-      note.append(reason.data(), std::min(reason.size(), max_abort_bytes - 4));
+      const wire::buffer note = encode_abort({blamed, reason});
       for (int q = 0; q < size_; ++q) {
         if (q == rank_ || !peers_[static_cast<std::size_t>(q)]) continue;
         try {
@@ -635,26 +633,22 @@ class engine {
     peers_[q] = std::move(p);
   }
 
-  // Table layout: u32 count, then per rank u8 family (4 or 6), 16 address
-  // bytes, u16 port.
+  // Table layout: see encode_table (frame.hpp).
   void send_tables(clock::time_point deadline) {
-    wire::buffer t;
-    t.put(static_cast<std::uint32_t>(size_));
+    std::vector<table_entry> entries(static_cast<std::size_t>(size_));
     for (int q = 0; q < size_; ++q) {
       const auto ep = q == 0 ? endpoint_t() : table_[q];
-      std::array<unsigned char, 16> bytes{};
-      std::uint8_t family = 4;
+      auto& e = entries[static_cast<std::size_t>(q)];
       if (ep.address().is_v6()) {
-        family = 6;
-        bytes = ep.address().to_v6().to_bytes();
+        e.family = 6;
+        e.address = ep.address().to_v6().to_bytes();
       } else {
         const auto v4 = ep.address().to_v4().to_bytes();
-        std::copy(v4.begin(), v4.end(), bytes.begin());
+        std::copy(v4.begin(), v4.end(), e.address.begin());
       }
-      t.put(family);
-      t.append(bytes.data(), bytes.size());
-      t.put(static_cast<std::uint16_t>(ep.port()));
+      e.port = static_cast<std::uint16_t>(ep.port());
     }
+    wire::buffer t = encode_table(entries);
     for (int q = 1; q < size_; ++q) {
       auto& p = *peers_[static_cast<std::size_t>(q)];
       auto head = encode_header({frame_type::table, 0, 0, t.size()});
@@ -679,26 +673,15 @@ class engine {
     body.resize(static_cast<std::size_t>(h.length));
     check_io(read_all(coordinator.fd, body.data(), body.size(), deadline), coordinator.name, 0,
              "address table");
-    wire::view v(body, coordinator.name);
-    if (v.get<std::uint32_t>("table.count") != static_cast<std::uint32_t>(size_)) {
-      v.fail("table.count", "does not match the world size " + std::to_string(size_));
-    }
     std::vector<endpoint_t> table;
-    for (int q = 0; q < size_; ++q) {
-      const auto family = v.get<std::uint8_t>("table.family");
-      const auto raw = v.take(16, "table.address");
-      const auto port = v.get<std::uint16_t>("table.port");
-      std::array<unsigned char, 16> bytes{};
-      std::memcpy(bytes.data(), raw.data(), 16);
-      if (family == 6) {
-        table.emplace_back(asio::ip::address_v6(bytes), port);
-      } else if (family == 4) {
-        table.emplace_back(asio::ip::address_v4({bytes[0], bytes[1], bytes[2], bytes[3]}), port);
+    for (const auto& e : decode_table(body.bytes(), coordinator.name, size_)) {
+      const auto& b = e.address;
+      if (e.family == 6) {
+        table.emplace_back(asio::ip::address_v6(b), e.port);
       } else {
-        v.fail("table.family", "must be 4 or 6, got " + std::to_string(family));
+        table.emplace_back(asio::ip::address_v4({b[0], b[1], b[2], b[3]}), e.port);
       }
     }
-    v.expect_end("table");
     return table;
   }
 
@@ -799,14 +782,11 @@ class engine {
     const auto& h = p.current;
     if (h.type == frame_type::abort) {
       try {
-        wire::view v(p.incoming, p.name);
-        const auto blamed = v.get<std::int32_t>("abort.rank");
-        const auto reason = v.rest();
-        std::string why(reinterpret_cast<const char*>(reason.data()), reason.size());
+        const auto note = decode_abort(p.incoming.bytes(), p.name);
         std::lock_guard lock(mutex_);
         if (!world_failure_) {
-          world_failure_ =
-              std::make_exception_ptr(peer_lost(blamed, why + " (reported by " + p.name + ")"));
+          world_failure_ = std::make_exception_ptr(
+              peer_lost(note.rank, note.reason + " (reported by " + p.name + ")"));
         }
         fail_pending_locked(-2, world_failure_);
       } catch (const protocol_error&) {

@@ -4,14 +4,18 @@
 // payload bytes. The header is parsed with a bounds-checked wire::view, so a
 // bad field becomes a loco::protocol_error naming the peer and the field
 // before any payload is read.
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <loco/error.hpp>
+#include <loco/wire/buffer.hpp>
 #include <loco/wire/endian.hpp>
 #include <loco/wire/view.hpp>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace loco::comm::detail::tcp {
 
@@ -75,6 +79,73 @@ inline frame_header decode_header(std::span<const std::byte, header_bytes> bytes
   }
   if (h.type == frame_type::data && h.sub != 0) v.fail("frame.sub", "must be 0 in a data frame");
   return h;
+}
+
+// The payload of an abort frame: i32 rank the sender blames, then the
+// reason as text (cut to fit max_abort_bytes).
+struct abort_note {
+  std::int32_t rank = -1;
+  std::string reason;
+};
+
+inline wire::buffer encode_abort(const abort_note& n) {
+  wire::buffer note;
+  note.put<std::int32_t>(n.rank);
+  note.append(n.reason.data(), std::min(n.reason.size(), max_abort_bytes - 4));
+  return note;
+}
+
+inline abort_note decode_abort(std::span<const std::byte> payload, std::string_view peer) {
+  wire::view v(payload, peer);
+  abort_note n;
+  n.rank = v.get<std::int32_t>("abort.rank");
+  const auto reason = v.rest();
+  n.reason.assign(reinterpret_cast<const char*>(reason.data()), reason.size());
+  return n;
+}
+
+// The coordinator's address table: u32 count, then per rank u8 family
+// (4 or 6), 16 address bytes (an IPv4 address in the first 4), u16 port.
+struct table_entry {
+  std::uint8_t family = 4;
+  std::array<unsigned char, 16> address{};
+  std::uint16_t port = 0;
+};
+inline constexpr std::size_t table_entry_bytes = 1 + 16 + 2;
+
+inline wire::buffer encode_table(std::span<const table_entry> entries) {
+  wire::buffer t;
+  t.put(static_cast<std::uint32_t>(entries.size()));
+  for (const auto& e : entries) {
+    t.put(e.family);
+    t.append(e.address.data(), e.address.size());
+    t.put(e.port);
+  }
+  return t;
+}
+
+// Throws protocol_error(peer, field, ...) unless the table has exactly
+// world_size entries of a known family and nothing after them.
+inline std::vector<table_entry> decode_table(std::span<const std::byte> body, std::string_view peer,
+                                             int world_size) {
+  wire::view v(body, peer);
+  if (v.get<std::uint32_t>("table.count") != static_cast<std::uint32_t>(world_size)) {
+    v.fail("table.count", "does not match the world size " + std::to_string(world_size));
+  }
+  std::vector<table_entry> table;
+  for (int q = 0; q < world_size; ++q) {
+    table_entry e;
+    e.family = v.get<std::uint8_t>("table.family");
+    const auto raw = v.take(16, "table.address");
+    e.port = v.get<std::uint16_t>("table.port");
+    std::copy(raw.begin(), raw.end(), reinterpret_cast<std::byte*>(e.address.data()));
+    if (e.family != 4 && e.family != 6) {
+      v.fail("table.family", "must be 4 or 6, got " + std::to_string(e.family));
+    }
+    table.push_back(e);
+  }
+  v.expect_end("table");
+  return table;
 }
 
 }  // namespace loco::comm::detail::tcp

@@ -11,6 +11,7 @@
 #include <limits>
 #include <loco/error.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace loco::data::detail {
@@ -60,11 +61,13 @@ struct idx_file {
   const std::uint8_t* data() const noexcept { return bytes.data() + offset; }
 };
 
-// An unsigned-byte IDX file of the given rank: magic 00 00 08 <rank>,
-// big-endian uint32 dimensions, then exactly prod(dims) bytes.
-inline idx_file read_idx(const std::string& path, std::size_t rank, const std::string& hint) {
+// An unsigned-byte IDX file of the given rank, already decompressed:
+// magic 00 00 08 <rank>, big-endian uint32 dimensions, then exactly
+// prod(dims) bytes. `path` names the source in errors.
+inline idx_file parse_idx(std::vector<std::uint8_t> bytes, const std::string& path,
+                          std::size_t rank) {
   idx_file f;
-  f.bytes = read_gzip(path, hint);
+  f.bytes = std::move(bytes);
   const auto& b = f.bytes;
   if (b.size() < 4) {
     throw protocol_error(path, "magic",
@@ -108,6 +111,11 @@ inline idx_file read_idx(const std::string& path, std::size_t rank, const std::s
                              std::to_string(count) + " bytes of data");
   }
   return f;
+}
+
+// The same, read from a (gzip-compressed or plain) file.
+inline idx_file read_idx(const std::string& path, std::size_t rank, const std::string& hint) {
+  return parse_idx(read_gzip(path, hint), path, rank);
 }
 
 }  // namespace loco::data::detail

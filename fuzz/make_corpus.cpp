@@ -1,0 +1,304 @@
+// Writes the seed corpora of the fuzz targets: valid inputs, each a target's
+// configuration prefix followed by a message the library itself produced.
+//   fuzz_make_corpus <dir>     writes <dir>/<target>/<name> (fuzz/corpus in the tree)
+// Deterministic: the same files on every run, so regenerating shows no diff.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <loco/algorithm/detail/async_messages.hpp>
+#include <loco/compress.hpp>
+#include <loco/random/stream.hpp>
+#include <loco/wire/bit_pack.hpp>
+#include <loco/wire/payload.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "codecs.hpp"
+#include "common.hpp"
+#ifdef LOCO_FUZZ_HAVE_TCP  // set by CMake when loco::tcp is built
+#include <loco/comm/tcp/frame.hpp>
+#include <loco/comm/tcp/handshake.hpp>
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace lc = loco::compress;
+namespace wire = loco::wire;
+using bytes = std::vector<std::byte>;
+using namespace loco_fuzz;
+
+fs::path root;
+std::size_t files = 0, total = 0;
+
+void write(const std::string& target, const std::string& name, const bytes& b) {
+  const fs::path dir = root / target;
+  fs::create_directories(dir);
+  std::ofstream out(dir / name, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  ++files;
+  total += b.size();
+}
+
+template <class T>
+std::vector<T> sample(std::size_t d, std::uint64_t seed) {
+  loco::random::stream rng(seed, d);
+  std::vector<T> v(d);
+  for (auto& x : v) x = static_cast<T>(rng.uniform() * 4.0 - 2.0);
+  return v;
+}
+
+// One message of the configured codec for a random vector.
+wire::buffer encode_message(const codec_config& cfg, std::uint64_t seed) {
+  wire::buffer msg;
+  with_codec(cfg, [&]<class T>(const auto& c) {
+    using C = std::decay_t<decltype(c)>;
+    lc::state_t<C, T> s(c, cfg.d, seed);
+    const auto v = sample<T>(cfg.d, seed);
+    c.encode(std::span<const T>(v), s, msg);
+  });
+  return msg;
+}
+
+void compressors() {
+  for (std::uint8_t k = 0; k < static_cast<std::uint8_t>(codec::count); ++k) {
+    for (bool dbl : {false, true}) {
+      for (std::size_t d : {std::size_t{1}, std::size_t{37}}) {
+        codec_config cfg{static_cast<codec>(k), dbl, static_cast<std::uint8_t>(d == 1 ? 0 : 5), d};
+        bytes in;
+        put_codec_config(in, cfg);
+        const auto msg = encode_message(cfg, 1);
+        put_bytes(in, msg.bytes());
+        write("fuzz_compress",
+              std::string(codec_names[k]) + (dbl ? "_f64_d" : "_f32_d") + std::to_string(d), in);
+      }
+    }
+  }
+}
+
+void decorators() {
+  for (std::uint8_t k = 0; k < static_cast<std::uint8_t>(codec::count); ++k) {
+    const codec_config cfg{static_cast<codec>(k), false, 3, 20};
+    // ef21: three messages from one sender (its differences, as C encodes them).
+    bytes ef21;
+    put_u8(ef21, 0);
+    put_codec_config(ef21, cfg);
+    with_codec(cfg, [&]<class T>(const auto& c) {
+      using C = std::decay_t<decltype(c)>;
+      const lc::ef21<C> e(c);
+      lc::state_t<lc::ef21<C>, T> s(e, cfg.d, 1);
+      wire::buffer msg;
+      for (std::uint64_t r = 0; r < 3; ++r) {
+        const auto v = sample<T>(cfg.d, r);
+        e.encode(std::span<const T>(v), s, msg);
+      }
+      put_bytes(ef21, msg.bytes());
+    });
+    write("fuzz_compress_decorators", std::string("ef21_") + codec_names[k], ef21);
+    // warmup (2 dense steps): identity, identity, then C.
+    bytes warm;
+    put_u8(warm, 1);
+    put_codec_config(warm, cfg);
+    with_codec(cfg, [&]<class T>(const auto& c) {
+      using C = std::decay_t<decltype(c)>;
+      const lc::warmup<C> w(c, 2);
+      lc::state_t<lc::warmup<C>, T> s(w, cfg.d, 1);
+      wire::buffer msg;
+      for (std::uint64_t r = 0; r < 3; ++r) {
+        const auto v = sample<T>(cfg.d, r);
+        w.encode(std::span<const T>(v), s, msg);
+      }
+      put_bytes(warm, msg.bytes());
+    });
+    write("fuzz_compress_decorators", std::string("warmup_") + codec_names[k], warm);
+  }
+}
+
+void wire_header() {
+  const codec_config configs[] = {
+      {codec::identity, false, 0, 5}, {codec::random_k, true, 2, 9}, {codec::qsgd, false, 4, 40}};
+  int n = 0;
+  for (const auto& cfg : configs) {
+    const auto msg = encode_message(cfg, 2);
+    bytes in;
+    put_u8(in, 0);
+    put_u8(in, static_cast<std::uint8_t>(msg.bytes()[0]));
+    put_u8(in, static_cast<std::uint8_t>(msg.bytes()[2]));
+    put_u8(in, cfg.kind == codec::random_k ? 1 : 0);
+    put_u32(in, static_cast<std::uint32_t>(cfg.d));
+    put_bytes(in, msg.bytes());
+    write("fuzz_wire_header", "header_" + std::to_string(n++), in);
+  }
+  for (unsigned bits : {1u, 3u, 9u, 16u}) {
+    const std::size_t r = 13;
+    std::uint32_t planes[16];
+    for (unsigned b = 0; b < bits; ++b) planes[b] = 0x5a5au * (b + 1);
+    std::byte body[64] = {};
+    wire::write_tail_planes(body, r, bits, planes);
+    bytes in;
+    put_u8(in, 1);
+    put_u8(in, static_cast<std::uint8_t>(r - 1));
+    put_u8(in, static_cast<std::uint8_t>(bits - 1));
+    put_bytes(in, std::span<const std::byte>(body, wire::plane_bytes(r, bits)));
+    write("fuzz_wire_header", "planes_" + std::to_string(bits), in);
+  }
+}
+
+void async_messages() {
+  namespace ad = loco::algorithm::detail;
+  const std::vector<float> x = {1.5f, -2.0f, 0.25f};
+  wire::buffer job;
+  ad::write_async_job<float>(job, 7, std::span<const float>(x));
+  bytes in;
+  put_u8(in, 0);
+  put_u8(in, 0);
+  put_u16(in, 2);  // d = 3
+  put_bytes(in, job.bytes());
+  write("fuzz_async_messages", "job", in);
+  ad::write_async_stop(job);
+  in.clear();
+  put_u8(in, 0);
+  put_u8(in, 0);
+  put_u16(in, 2);
+  put_bytes(in, job.bytes());
+  write("fuzz_async_messages", "stop", in);
+  // A gradient at version 5 while the server is at 9, with a dense message.
+  in.clear();
+  put_u8(in, 1);
+  put_u8(in, 0);
+  put_u16(in, 2);
+  put_u32(in, 9);
+  put_u32(in, 0);
+  wire::buffer g;
+  g.put<std::uint64_t>(5);
+  lc::identity::state<float> s(lc::identity{}, 3, 0);
+  lc::identity{}.encode(std::span<const float>(x), s, g);
+  put_bytes(in, g.bytes());
+  write("fuzz_async_messages", "gradient", in);
+}
+
+void data_files() {
+  // IDX: labels (rank 1) and a tiny rank-3 file.
+  bytes labels = {std::byte{0}, std::byte{0}, std::byte{8}, std::byte{1},
+                  std::byte{0}, std::byte{0}, std::byte{0}, std::byte{3}};
+  for (int y : {1, 9, 0}) put_u8(labels, static_cast<std::uint8_t>(y));
+  bytes in;
+  put_u8(in, 0);
+  put_u8(in, 1);
+  put_bytes(in, labels);
+  write("fuzz_idx", "labels_rank1", in);
+  bytes cube = {std::byte{0}, std::byte{0}, std::byte{8}, std::byte{3}};
+  for (int k = 0; k < 3; ++k) {
+    for (int b : {0, 0, 0, 2}) put_u8(cube, static_cast<std::uint8_t>(b));
+  }
+  for (int i = 0; i < 8; ++i) put_u8(cube, static_cast<std::uint8_t>(30 * i));
+  in.clear();
+  put_u8(in, 0);
+  put_u8(in, 3);
+  put_bytes(in, cube);
+  write("fuzz_idx", "cube_rank3", in);
+  // A Fashion-MNIST split of one image and its label.
+  bytes image = {std::byte{0}, std::byte{0}, std::byte{8}, std::byte{3}};
+  for (int b : {0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28}) put_u8(image, static_cast<std::uint8_t>(b));
+  for (int i = 0; i < 784; ++i) put_u8(image, static_cast<std::uint8_t>((i * 7) % 256));
+  bytes one_label = {std::byte{0}, std::byte{0}, std::byte{8}, std::byte{1}, std::byte{0},
+                     std::byte{0}, std::byte{0}, std::byte{1}, std::byte{4}};
+  in.clear();
+  put_u8(in, 1);
+  put_u32(in, static_cast<std::uint32_t>(image.size()));
+  put_bytes(in, image);
+  put_bytes(in, one_label);
+  write("fuzz_idx", "fashion_one_image", in);
+
+  const char* texts[][2] = {
+      {"classes", "1 1:0.5 3:-2 7:1e-3\n-1 2:4 # comment\n\n1 5:0.25\n"},
+      {"regression", "0.75 1:1 2:2\n-3.5e2 4:0.125\n"},
+      {"sparse", "+1 10:1.5 100:2.5\n0 1:-1\n2 3:3 4:4 5:5\n"},
+  };
+  for (const auto& t : texts) {
+    in.clear();
+    put_u8(in, std::string(t[0]) == "regression" ? 1 : 0);
+    const std::string s = t[1];
+    put_bytes(in, std::as_bytes(std::span<const char>(s.data(), s.size())));
+    write("fuzz_libsvm", t[0], in);
+  }
+  in.clear();
+  put_u8(in, 2 * 12);  // features = 12
+  const std::string s = "3 1:1 12:2\n4 6:0.5\n";
+  put_bytes(in, std::as_bytes(std::span<const char>(s.data(), s.size())));
+  write("fuzz_libsvm", "fixed_features", in);
+}
+
+#ifdef LOCO_FUZZ_HAVE_TCP
+void tcp_frames() {
+  namespace tcp = loco::comm::detail::tcp;
+  auto frame = [](std::uint8_t world_minus_1, const tcp::frame_header& h,
+                  std::span<const std::byte> payload) {
+    bytes in;
+    put_u8(in, world_minus_1);
+    put_u32(in, 1u << 20);
+    const auto head = tcp::encode_header(h);
+    put_bytes(in, head);
+    put_bytes(in, payload);
+    return in;
+  };
+  const bytes ten(10, std::byte{0x42});
+  write("fuzz_tcp_frame", "data", frame(1, {tcp::frame_type::data, 7, 0, 10}, ten));
+  write("fuzz_tcp_frame", "collective", frame(1, {tcp::frame_type::collective, 3, 2, 10}, ten));
+  write("fuzz_tcp_frame", "goodbye", frame(1, {tcp::frame_type::goodbye, 0, 0, 0}, {}));
+  const auto note = tcp::encode_abort({2, "rank 2 timed out"});
+  write("fuzz_tcp_frame", "abort",
+        frame(1, {tcp::frame_type::abort, 0, 0, note.size()}, note.bytes()));
+  std::vector<tcp::table_entry> entries(3);
+  entries[1].address = {127, 0, 0, 1};
+  entries[1].port = 40001;
+  entries[2].family = 6;
+  entries[2].address[15] = 1;
+  entries[2].port = 40002;
+  const auto table = tcp::encode_table(entries);
+  write("fuzz_tcp_frame", "table",
+        frame(2, {tcp::frame_type::table, 0, 0, table.size()}, table.bytes()));
+
+  tcp::hello h;
+  h.world_size = 4;
+  h.rank = 2;
+  h.listen_port = 40000;
+  for (std::size_t i = 0; i < h.random.size(); ++i) {
+    h.random[i] = std::byte{static_cast<unsigned char>(i * 13 + 1)};
+  }
+  std::byte hello[tcp::challenge_bytes] = {};
+  tcp::encode_hello(h, hello);
+  bytes in;
+  put_u8(in, 0);
+  put_bytes(in, std::span<const std::byte>(hello, tcp::hello_bytes));
+  put_bytes(in, bytes(tcp::mac_bytes, std::byte{0x11}));  // a proof without the token
+  write("fuzz_tcp_handshake", "server_hello_proof", in);
+  in.clear();
+  put_u8(in, 1);
+  put_bytes(in, std::span<const std::byte>(hello, tcp::challenge_bytes));
+  write("fuzz_tcp_handshake", "client_challenge", in);
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
+    return 2;
+  }
+  root = argv[1];
+  compressors();
+  decorators();
+  wire_header();
+  async_messages();
+  data_files();
+#ifdef LOCO_FUZZ_HAVE_TCP
+  tcp_frames();
+#endif
+  std::printf("fuzz_make_corpus: %zu files, %zu bytes under %s\n", files, total, argv[1]);
+  return 0;
+}
