@@ -6,6 +6,10 @@
 //   tcp_worker kill <victim> <iter>   victim SIGKILLs itself inside an allreduce
 //   tcp_worker stop <victim> <iter>   victim SIGSTOPs itself inside an allreduce
 //   tcp_worker fail <victim>          victim throws after a barrier
+//   tcp_worker async <victim> <step>  async_sgd (rank 0 the server) tolerating lost
+//                                     workers; victim SIGKILLs itself at its <step>-th
+//                                     gradient. Exit 0 when the run finishes with a
+//                                     finite model (the server: with the victim lost)
 //   tcp_worker shaped <floats> <secs> allreduce of <floats> values (checked); fails if
 //                                     faster than <secs> (proves the links are shaped)
 // Survivors exit 3 on peer_lost naming the victim, 4 naming another rank,
@@ -14,10 +18,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <loco/algorithm/async_sgd.hpp>
 #include <loco/comm/tcp.hpp>
+#include <loco/compress/identity.hpp>
+#include <loco/stepsize/constant.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +74,40 @@ int run(int argc, char** argv) {
                 secs, sent / secs / 1e6);
     comm.barrier();
     return secs >= min_seconds ? 0 : 2;
+  }
+  if (mode == "async") {
+    // f_r(x) = 0.5 ||x - r||^2 on each worker rank r.
+    struct pull {
+      using value_type = float;
+      int me, victim, at;
+      int calls = 0;
+      std::size_t dimension() const { return 8; }
+      double loss(std::span<const float>) const { return 0.0; }
+      double gradient(std::span<const float> x, std::span<float> g, loco::random::stream&) {
+        if (me == victim && ++calls == at) ::raise(SIGKILL);
+        for (std::size_t j = 0; j < x.size(); ++j) g[j] = x[j] - static_cast<float>(me);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        return 0.0;
+      }
+    };
+    loco::async_sgd<loco::compress::identity, loco::comm::tcp, loco::stepsize::constant> algo(
+        loco::compress::identity{}, loco::stepsize::constant(0.05),
+        {.updates = 300, .on_worker_failure = loco::algorithm::worker_failure::tolerate});
+    pull f{me, victim, at};
+    const std::vector<float> x0(8, 0.0f);
+    const auto r = algo.run(comm, f, std::span<const float>(x0));
+    for (float v : r.model) {
+      if (!std::isfinite(v)) return 5;
+    }
+    if (me == 0) {
+      const auto& lost = r.stats.lost_workers;
+      std::printf("rank 0: %llu updates, lost workers:",
+                  static_cast<unsigned long long>(r.stats.updates));
+      for (int q : lost) std::printf(" %d", q);
+      std::printf("\n");
+      if (lost != std::vector<int>{victim} || r.stats.updates != 300) return 6;
+    }
+    return 0;
   }
   if (mode == "fail") {
     comm.barrier();

@@ -4,8 +4,11 @@
 // an attacker must not disturb a running world.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <future>
 #include <loco/comm/tcp.hpp>
 #include <mutex>
@@ -300,4 +303,126 @@ TEST_CASE("tcp: an attacker hammering the coordinator does not disturb a running
   CHECK(good == 3);
   CHECK(attempts > 0);
   CHECK(log.contains("rejected connection"));
+}
+
+// One run of each bad input against a listening rank 0 (world of 2, timeout
+// 1500 ms, handshake timeout 400 ms), printing the observed outcome for the
+// table in docs/security.md: what rank 0 threw, how long until it did, and
+// when the bad connection was closed.
+TEST_CASE("tcp: the bad-input table, observed", "[comm][tcp][bad_peer]") {
+  using loco::comm::detail::tcp::frame_type;
+  namespace wt = loco::comm::detail::tcp;
+  struct bad_input {
+    const char* name;
+    bool after_handshake;
+    const char* expect;  // prefix of rank 0's outcome
+    const char* log;     // in rank 0's log ("" if none expected)
+    std::function<void(tcp_test::raw_client&)> send;
+  };
+  const std::vector<bad_input> inputs = {
+      {"garbage", false, "peer_lost|1|", "handshake.magic",
+       [](tcp_test::raw_client& c) {
+         std::vector<unsigned char> junk(200);
+         for (std::size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<unsigned char>(i * 37);
+         c.send_bytes(junk.data(), junk.size());
+       }},
+      {"wrong magic", false, "peer_lost|1|", "not a loco tcp handshake",
+       [](tcp_test::raw_client& c) {
+         std::array<std::byte, wt::hello_bytes> b{};
+         wt::hello h;
+         h.world_size = 2;
+         h.rank = 1;
+         wt::encode_hello(h, b.data());
+         b[0] = std::byte{'X'};
+         c.send_bytes(b.data(), b.size());
+       }},
+      {"wrong version", false, "peer_lost|1|", "protocol version 7, expected 1",
+       [](tcp_test::raw_client& c) { c.send_hello(7, 2, 1); }},
+      {"wrong token", false, "peer_lost|1|", "authentication failed: wrong token",
+       [](tcp_test::raw_client& c) {
+         // A client that ignores the server's proof and answers with a MAC
+         // keyed by the wrong token.
+         wt::hello mine;
+         mine.world_size = 2;
+         mine.rank = 1;
+         mine.random = wt::make_nonce();
+         std::array<std::byte, wt::challenge_bytes> buf{};
+         wt::encode_hello(mine, buf.data());
+         c.send_bytes(buf.data(), wt::hello_bytes);
+         const auto deadline = wt::clock::now() + std::chrono::seconds(2);
+         REQUIRE(wt::read_all(c.fd(), buf.data(), buf.size(), deadline).status ==
+                 wt::io_status::ok);
+         const auto theirs =
+             wt::decode_hello(std::span<const std::byte>(buf.data(), wt::hello_bytes), "rank 0");
+         const auto proof = wt::compute_mac("not-the-token", wt::client_label, mine.random,
+                                            theirs.random, 2, 1, theirs.rank);
+         c.send_bytes(proof.data(), proof.size());
+       }},
+      {"truncated handshake", false, "peer_lost|1|", "closed during the handshake",
+       [](tcp_test::raw_client& c) {
+         std::array<std::byte, wt::hello_bytes> b{};
+         wt::hello h;
+         h.world_size = 2;
+         h.rank = 1;
+         wt::encode_hello(h, b.data());
+         c.send_bytes(b.data(), 20);
+         c.shutdown_write();
+       }},
+      {"slow-loris (connects, sends nothing)", false, "peer_lost|1|",
+       "no complete handshake within 400 ms", [](tcp_test::raw_client&) {}},
+      {"truncated frame header", true, "peer_lost|1|", "",
+       [](tcp_test::raw_client& c) {
+         const auto head = wt::encode_header({frame_type::collective, 0, 0, 100});
+         c.send_bytes(head.data(), 10);
+         c.shutdown_write();
+       }},
+      {"truncated payload", true, "protocol_error|rank 1 (127.0.0.1:", "",
+       [](tcp_test::raw_client& c) {
+         c.send_header(frame_type::collective, 0, 0, 100);
+         std::vector<char> half(50, 'x');
+         c.send_bytes(half.data(), half.size());
+         c.shutdown_write();
+       }},
+      {"oversized length", true, "protocol_error|rank 1 (127.0.0.1:", "",
+       [](tcp_test::raw_client& c) {
+         c.send_header(frame_type::collective, 0, 0, std::uint64_t{1} << 40);
+       }},
+      {"wrong frame magic", true, "protocol_error|rank 1 (127.0.0.1:", "",
+       [](tcp_test::raw_client& c) {
+         std::vector<unsigned char> junk(24, 0xab);
+         c.send_bytes(junk.data(), junk.size());
+       }},
+      {"malformed payload: abort note of 2 bytes", true, "protocol_error|rank 1 (127.0.0.1:", "",
+       [](tcp_test::raw_client& c) {
+         c.send_header(frame_type::abort, 0, 0, 2);
+         c.send_bytes("xy", 2);
+       }},
+      {"malformed payload: address table after the rendezvous", true,
+       "protocol_error|rank 1 (127.0.0.1:", "",
+       [](tcp_test::raw_client& c) { c.send_header(frame_type::table, 0, 0, 0); }},
+      {"malformed frame: data frame with sub != 0", true, "protocol_error|rank 1 (127.0.0.1:", "",
+       [](tcp_test::raw_client& c) { c.send_header(frame_type::data, 5, 3, 0); }},
+  };
+  for (const auto& b : inputs) {
+    INFO(b.name);
+    lone_rank0 w(1500, 400);
+    long long closed_after = -1;
+    const auto [what, took] = run_rank0_against(w, [&] {
+      tcp_test::raw_client c(w.port);
+      REQUIRE(c.connected());
+      if (b.after_handshake) c.join("conformance-token", 2, 1);
+      b.send(c);
+      closed_after = c.wait_closed(3000);
+    });
+    std::printf("bad-input | %s | rank 0: %s | after %lld ms | connection closed after %lld ms\n",
+                b.name, what.c_str(), took, closed_after);
+    CHECK(what.rfind(b.expect, 0) == 0);
+    if (*b.log != 0) CHECK(w.log.contains(b.log));
+    CHECK(closed_after >= 0);  // the bad connection is always closed
+    if (b.after_handshake) {
+      CHECK(took < 1400);  // detected at once, not by the timeout
+    } else {
+      CHECK(closed_after < 700);  // within the 400 ms handshake timeout
+    }
+  }
 }

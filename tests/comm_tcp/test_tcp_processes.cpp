@@ -121,3 +121,26 @@ TEST_CASE("tcp processes: a rank that stops answering is reported within the tim
     CHECK(out.ms < timeout_ms + 3000);
   }
 }
+
+// Hidden ([.]): this is the behaviour issue #11 asks for, and it does not hold
+// yet. Observed (docs/security.md): every survivor exits with peer_lost naming
+// the killed worker, within 5 s, in 20 of 20 repetitions; the run does not
+// finish with the remaining workers, because a dead peer fails the tcp
+// world's collectives and any-source receives for good, and async_sgd ends
+// with a broadcast. Run it with: test_comm_tcp_processes "[async_sgd]"
+TEST_CASE("tcp processes: async_sgd tolerating lost workers finishes when one is killed",
+          "[.][comm][tcp][process][async_sgd]") {
+  const int timeout_ms = 5000;
+  for (int rep = 0; rep < 20; ++rep) {
+    const int n = 4, victim = 1 + rep % 3;  // a worker; rank 0 is the server
+    INFO("repetition " << rep << ", victim " << victim);
+    const auto out = run_world(n, {"async", std::to_string(victim), std::to_string(3 + rep % 5)},
+                               victim, timeout_ms);
+    for (int r = 0; r < n; ++r) {
+      if (r == victim) continue;
+      INFO("rank " << r);
+      CHECK(out.status[static_cast<std::size_t>(r)] == 0);  // finished, finite model
+    }
+    CHECK(out.ms < timeout_ms);
+  }
+}
