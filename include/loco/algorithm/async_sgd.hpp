@@ -21,16 +21,22 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <optional>
+#include <filesystem>
 #include <loco/algorithm/callbacks.hpp>
 #include <loco/algorithm/detail/async_messages.hpp>
+#include <loco/algorithm/detail/checkpoints.hpp>
 #include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
+#include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
 #include <string>
@@ -67,6 +73,9 @@ struct async_sgd_options {
   double tail_fraction = 0.5;
   std::uint64_t seed = 0;
   non_finite_policy on_non_finite = non_finite_policy::throw_error;
+  // Start from a checkpoint instead of x0 (docs/checkpoint.md): the server
+  // continues at the saved update, each worker with the jobs it held.
+  checkpoint::resume resume{};
 };
 
 struct async_sgd_stats {
@@ -104,6 +113,10 @@ struct update_info {
   double time = 0.0;
   std::span<const T> model;
   const async_sgd_stats* stats = nullptr;
+  // Writes a checkpoint of the whole run after this update and returns the
+  // server's file: the server saves its own state and asks every worker to
+  // save its state as of the jobs still outstanding (docs/checkpoint.md).
+  std::function<std::filesystem::path(const checkpoint::location& where)> save;
 };
 
 }  // namespace algorithm
@@ -113,7 +126,8 @@ class async_sgd {
  public:
   using options = algorithm::async_sgd_options;
   static constexpr int server = 0;
-  static constexpr int tag_job = 101;       // server -> worker: [kind u8][version u64][x]
+  // server -> worker: [kind u8][version u64][x], or a stop, or a checkpoint request
+  static constexpr int tag_job = 101;
   static constexpr int tag_gradient = 102;  // worker -> server: [version u64][payload]
 
   async_sgd(Compressor compressor, Stepsize step, options opt = {})
@@ -157,11 +171,20 @@ class async_sgd {
                          " exceeds the number of workers " + std::to_string(workers) +
                          " (reporting_worker assignment runs one job per worker)");
     }
+    const algorithm::detail::checkpoint_identity identity{
+        checkpoint::driver_kind::async_sgd, checkpoint::value_type_code<T>(), d,
+        comm.size(),                         comm.rank(),
+        description<T>(jobs)};
+    const std::optional<std::uint64_t> resume_at = opt_.resume.agree(comm);
+    if (resume_at && *resume_at > opt_.updates) {
+      throw config_error("async_sgd: the checkpoint of update " + std::to_string(*resume_at) +
+                         " lies past updates = " + std::to_string(opt_.updates));
+    }
     algorithm::async_sgd_result<T> result;
     if (comm.rank() == server) {
-      result = serve<T>(comm, x0, jobs, callbacks...);
+      result = serve<T>(comm, x0, jobs, identity, resume_at, callbacks...);
     } else {
-      work<T>(comm, objective, d);
+      work<T>(comm, objective, d, jobs, identity, resume_at);
     }
     // Every rank ends with the server's model.
     wire::buffer final_model;
@@ -189,6 +212,8 @@ class async_sgd {
 
   template <class T, class... Callbacks>
   algorithm::async_sgd_result<T> serve(Comm& comm, std::span<const T> x0, std::size_t jobs,
+                                       const algorithm::detail::checkpoint_identity& identity,
+                                       std::optional<std::uint64_t> resume_at,
                                        Callbacks&... callbacks) {
     const int n = comm.size();
     const std::size_t workers = static_cast<std::size_t>(n - 1), d = x0.size();
@@ -205,18 +230,20 @@ class async_sgd {
     std::vector<compress::state_t<Compressor, T>> decoders;
     decoders.reserve(workers);
     for (std::size_t w = 0; w < workers; ++w) decoders.emplace_back(compressor_, d, w + 1);
-    std::vector<std::size_t> outstanding(workers, 0);  // jobs sent, not yet answered
-    std::vector<bool> alive(workers, true);
+    std::vector<std::uint64_t> outstanding(workers, 0);  // jobs sent, not yet answered
+    std::vector<std::uint8_t> alive(workers, 1);
     std::vector<double> last_report(workers, 0.0), time_estimate(workers, 0.0);
     random::stream assign_rng(opt_.seed, 0xa551ULL);
     wire::buffer msg, in_msg;
-    const double start_time = comm::now(comm);
+    double start_time = comm::now(comm);
     std::fill(last_report.begin(), last_report.end(), start_time);
     const bool budgeted = opt_.time_budget > 0.0;
     const double tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
 
     std::uint64_t version = 0;
-    std::size_t in_flight = 0;
+    std::uint64_t in_flight = 0;
+    std::size_t last_reporter = 0;  // the worker whose gradient made the latest update
+    double delay_sum = 0.0;
     const auto pick_worker = [&](std::size_t reporter) -> std::size_t {
       if (opt_.assignment == algorithm::job_assignment::reporting_worker) return reporter;
       for (int attempt = 0; attempt < 1000; ++attempt) {
@@ -225,17 +252,149 @@ class async_sgd {
       }
       return reporter;
     };
-    // Initial jobs: one per worker up to the concurrency, or random clients.
-    for (std::size_t k = 0; k < jobs; ++k) {
-      const std::size_t w = opt_.assignment == algorithm::job_assignment::reporting_worker
-                                ? k
-                                : static_cast<std::size_t>(assign_rng.below(workers));
-      send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, stats);
-      ++outstanding[w];
-      ++in_flight;
+
+    // Checkpoints: the server's state after an update, plus a request to
+    // every worker to save its own as of the jobs still outstanding.
+    namespace tags = checkpoint::tags;
+    const auto save = [&](const checkpoint::location& where) {
+      for (std::size_t w = 0; w < workers; ++w) {
+        if (!alive[w]) continue;
+        algorithm::detail::write_async_checkpoint(
+            msg, {version, outstanding[w], where.keep_last, where.dir.string(), where.name});
+        comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
+      }
+      return algorithm::detail::save_checkpoint(identity, version, where, [&](auto& wr) {
+        wr.section(tags::server, [&](wire::buffer& b) {
+          b.put<std::uint64_t>(version);
+          b.put<std::uint64_t>(in_flight);
+          b.put<std::uint64_t>(last_reporter);
+          b.put<double>(delay_sum);
+          b.put<std::uint64_t>(tail_start);
+          b.put<std::uint64_t>(tail_count);
+          b.put<double>(start_time);
+          b.put<double>(comm::now(comm));
+        });
+        wr.section(tags::model, [&](wire::buffer& b) { wire::put_values<T>(b, x); });
+        wr.section(tags::tail, [&](wire::buffer& b) { wire::put_values<double>(b, tail_sum); });
+        wr.section(tags::workers, [&](wire::buffer& b) {
+          wire::put_values<std::uint64_t>(b, outstanding);
+          wire::put_values<std::uint8_t>(b, alive);
+          wire::put_values<double>(b, last_report);
+          wire::put_values<double>(b, time_estimate);
+        });
+        wr.section(tags::rng, [&](wire::buffer& b) { checkpoint::put_stream(b, assign_rng); });
+        wr.section(tags::compressors, [&](wire::buffer& b) {
+          for (const auto& st : decoders) checkpoint::put_state(b, st);
+        });
+        wr.section(tags::stats, [&](wire::buffer& b) {
+          b.put<std::uint64_t>(stats.updates);
+          b.put<std::uint64_t>(stats.dropped);
+          b.put<std::uint64_t>(stats.discarded);
+          b.put<std::uint64_t>(stats.discarded_delay_sum);
+          b.put<std::uint64_t>(stats.max_delay);
+          wire::put_values<std::uint64_t>(b, stats.delay_histogram);
+          wire::put_values<std::uint64_t>(b, stats.updates_per_worker);
+          b.put<std::uint32_t>(static_cast<std::uint32_t>(stats.lost_workers.size()));
+          for (int r : stats.lost_workers) b.put<std::int32_t>(r);
+          b.put<std::uint64_t>(stats.bytes_up);
+          b.put<std::uint64_t>(stats.bytes_down);
+        });
+        wr.section(tags::clock,
+                   [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
+      });
+    };
+
+    if (resume_at) {
+      std::optional<sim::clock_state> resumed_clock;
+      std::uint64_t saved_tail_start = 0;
+      double saved_now = 0.0;
+      algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *resume_at, [&](auto& c) {
+        checkpoint::read_section(c, tags::server, [&](wire::view& in) {
+          version = in.get<std::uint64_t>("version");
+          if (version != *resume_at) in.fail("version", "differs from the file's round");
+          in_flight = in.get<std::uint64_t>("in flight");
+          last_reporter = static_cast<std::size_t>(in.get<std::uint64_t>("last reporter"));
+          if (last_reporter >= workers) in.fail("last reporter", "no such worker");
+          delay_sum = in.get<double>("delay sum");
+          saved_tail_start = in.get<std::uint64_t>("tail start");
+          tail_count = in.get<std::uint64_t>("tail count");
+          start_time = in.get<double>("start time");
+          saved_now = in.get<double>("saved at");
+        });
+        checkpoint::read_section(
+            c, tags::model, [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
+        checkpoint::read_section(c, tags::tail, [&](wire::view& in) {
+          wire::get_values<double>(in, tail_sum, "tail sum");
+        });
+        checkpoint::read_section(c, tags::workers, [&](wire::view& in) {
+          wire::get_values<std::uint64_t>(in, outstanding, "outstanding jobs");
+          wire::get_values<std::uint8_t>(in, alive, "alive");
+          wire::get_values<double>(in, last_report, "last report");
+          wire::get_values<double>(in, time_estimate, "time estimate");
+          std::uint64_t total = 0;
+          for (auto o : outstanding) total += o;
+          if (total != in_flight || in_flight > jobs) {
+            in.fail("outstanding jobs", "do not add up to the jobs in flight");
+          }
+        });
+        checkpoint::read_section(c, tags::rng, [&](wire::view& in) {
+          checkpoint::get_stream(in, assign_rng, "assignment rng");
+        });
+        checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
+          for (auto& st : decoders) checkpoint::get_state(in, st, "decoder state");
+        });
+        checkpoint::read_section(c, tags::stats, [&](wire::view& in) {
+          stats.updates = in.get<std::uint64_t>("updates");
+          stats.dropped = in.get<std::uint64_t>("dropped");
+          stats.discarded = in.get<std::uint64_t>("discarded");
+          stats.discarded_delay_sum = in.get<std::uint64_t>("discarded delay sum");
+          stats.max_delay = in.get<std::uint64_t>("max delay");
+          wire::get_values<std::uint64_t>(in, stats.delay_histogram, "delay histogram");
+          wire::get_values<std::uint64_t>(in, stats.updates_per_worker, "updates per worker");
+          const auto lost = in.get<std::uint32_t>("lost workers");
+          if (lost > workers) in.fail("lost workers", "more than there are workers");
+          stats.lost_workers.clear();
+          for (std::uint32_t k = 0; k < lost; ++k) {
+            stats.lost_workers.push_back(in.get<std::int32_t>("lost worker"));
+          }
+          stats.bytes_up = in.get<std::uint64_t>("bytes up");
+          stats.bytes_down = in.get<std::uint64_t>("bytes down");
+        });
+        checkpoint::read_section(
+            c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
+      });
+      if (resumed_clock) {
+        sim::restore_clock(comm, *resumed_clock);
+      } else {
+        // A real clock restarted: shift the saved times to keep their intervals.
+        const double shift = comm::now(comm) - saved_now;
+        start_time += shift;
+        for (auto& t : last_report) t += shift;
+      }
+      if (saved_tail_start != tail_start) {
+        // The tail window moved with `updates`: it starts again here.
+        std::fill(tail_sum.begin(), tail_sum.end(), 0.0);
+        tail_count = 0;
+      }
+      // The job the saving run sent right after the save.
+      if (version < opt_.updates) {
+        const std::size_t next = pick_worker(last_reporter);
+        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, stats);
+        ++outstanding[next];
+        ++in_flight;
+      }
+    } else {
+      // Initial jobs: one per worker up to the concurrency, or random clients.
+      for (std::size_t k = 0; k < jobs; ++k) {
+        const std::size_t w = opt_.assignment == algorithm::job_assignment::reporting_worker
+                                  ? k
+                                  : static_cast<std::size_t>(assign_rng.below(workers));
+        send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, stats);
+        ++outstanding[w];
+        ++in_flight;
+      }
     }
 
-    double delay_sum = 0.0;
     bool stopped_early = false;
     while (in_flight > 0) {
       int from = -1;
@@ -248,12 +407,14 @@ class async_sgd {
         }
         const auto w = static_cast<std::size_t>(lost.rank() - 1);
         if (alive[w]) {
-          alive[w] = false;
+          alive[w] = 0;
           stats.lost_workers.push_back(lost.rank());
           in_flight -= outstanding[w];
           outstanding[w] = 0;
         }
-        if (std::none_of(alive.begin(), alive.end(), [](bool a) { return a; })) throw;
+        if (std::none_of(alive.begin(), alive.end(), [](std::uint8_t a) { return a != 0; })) {
+          throw;
+        }
         continue;
       }
       // A gradient answers a job this server sent; anything else (a faulty
@@ -310,6 +471,7 @@ class async_sgd {
       const auto step = static_cast<T>(eta);
       for (std::size_t j = 0; j < d; ++j) x[j] -= step * g[j];
       ++version;
+      last_reporter = w;
       ++stats.updates;
       ++stats.updates_per_worker[w];
       delay_sum += static_cast<double>(tau);
@@ -330,6 +492,7 @@ class async_sgd {
         info.time = now - start_time;
         info.model = x;
         info.stats = &stats;
+        info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         stopped_early = stop;
@@ -358,19 +521,48 @@ class async_sgd {
     return result;
   }
 
+  // A job a worker has taken, kept with the worker's state before it until
+  // the server has surely applied its gradient, so a checkpoint can record
+  // the worker as it was before every job still outstanding at the server.
+  struct job_slot {
+    wire::buffer job;                       // the server's message
+    random::stream::snapshot rng{};         // the worker's state before the job
+    std::uint64_t steps = 0;
+    wire::buffer encoder;                   // checkpoint::put_state of the encoder
+    std::optional<sim::clock_state> clock;  // its clock when it took the job
+  };
+
   template <class T, class Objective>
-  void work(Comm& comm, Objective& objective, std::size_t d) {
+  void work(Comm& comm, Objective& objective, std::size_t d, std::size_t jobs,
+            const algorithm::detail::checkpoint_identity& identity,
+            std::optional<std::uint64_t> resume_at) {
     const int me = comm.rank();
     random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
     compress::state_t<Compressor, T> encoder(compressor_, d, static_cast<std::uint64_t>(me));
     std::vector<T> x(d), g(d);
-    wire::buffer job, out;
+    wire::buffer incoming, out;
     std::uint64_t steps = 0;
-    for (;;) {
-      (void)comm.recv(server, tag_job, job);
+    // With reporting_worker a worker holds at most one outstanding job; with
+    // random_worker up to every job in flight.
+    const std::size_t held =
+        opt_.assignment == algorithm::job_assignment::reporting_worker ? 1 : jobs;
+    std::vector<job_slot> ring(held);
+    std::uint64_t taken = 0;  // jobs taken so far
+
+    const auto take = [&](wire::buffer& job) -> job_slot& {
+      auto& slot = ring[static_cast<std::size_t>(taken % held)];
+      std::swap(slot.job, job);
+      slot.rng = rng.save();
+      slot.steps = steps;
+      slot.encoder.clear();
+      checkpoint::put_state(slot.encoder, encoder);
+      slot.clock = sim::saved_clock(comm);
+      ++taken;
+      return slot;
+    };
+    const auto process = [&](const wire::buffer& job) {
       wire::view in(job, "async_sgd server");
       const auto next = algorithm::detail::read_async_job<T>(in, d);
-      if (next.stop) return;
       const auto version = next.version;
       std::memcpy(x.data(), next.model.data(), next.model.size());
       (void)objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
@@ -392,7 +584,123 @@ class async_sgd {
       out.put<std::uint64_t>(version);
       compressor_.encode(std::span<const T>(g), encoder, out);
       comm.send(server, tag_gradient, out.bytes());
+    };
+
+    // Saves this worker as it was before its `pending` newest jobs (the
+    // ones the server has not applied), with those jobs.
+    namespace tags = checkpoint::tags;
+    const auto save = [&](wire::view& in) {
+      const auto request = algorithm::detail::read_async_checkpoint(in);
+      const auto round = request.round, pending = request.outstanding;
+      checkpoint::location where;
+      where.keep_last = static_cast<std::size_t>(request.keep_last);
+      where.dir = request.dir;
+      where.name = request.name;
+      if (pending > std::min<std::uint64_t>(taken, held)) {
+        in.fail("outstanding", "the server counts " + std::to_string(pending) +
+                                        " jobs outstanding, this worker holds " +
+                                        std::to_string(std::min<std::uint64_t>(taken, held)));
+      }
+      const job_slot* first =
+          pending ? &ring[static_cast<std::size_t>((taken - pending) % held)] : nullptr;
+      wire::buffer now_encoder;
+      if (!first) checkpoint::put_state(now_encoder, encoder);
+      algorithm::detail::save_checkpoint(identity, round, where, [&](auto& wr) {
+        wr.section(tags::counters, [&](wire::buffer& b) {
+          b.put<std::uint64_t>(first ? first->steps : steps);
+        });
+        wr.section(tags::rng, [&](wire::buffer& b) {
+          random::stream s;
+          if (first) {
+            s.restore(first->rng);
+          } else {
+            s = rng;
+          }
+          checkpoint::put_stream(b, s);
+        });
+        wr.section(tags::compressors, [&](wire::buffer& b) {
+          const auto& e = first ? first->encoder : now_encoder;
+          b.append(e.data(), e.size());
+        });
+        wr.section(tags::jobs, [&](wire::buffer& b) {
+          b.put<std::uint32_t>(static_cast<std::uint32_t>(pending));
+          for (std::uint64_t k = taken - pending; k < taken; ++k) {
+            const auto& slot = ring[static_cast<std::size_t>(k % held)];
+            checkpoint::put_clock(b, slot.clock);
+            b.put<std::uint64_t>(slot.job.size());
+            b.append(slot.job.data(), slot.job.size());
+          }
+        });
+        wr.section(tags::clock, [&](wire::buffer& b) {
+          checkpoint::put_clock(b, first ? first->clock : sim::saved_clock(comm));
+        });
+      });
+    };
+
+    if (resume_at) {
+      std::optional<sim::clock_state> resumed_clock;
+      std::vector<std::pair<std::optional<sim::clock_state>, wire::buffer>> held_jobs;
+      algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *resume_at, [&](auto& c) {
+        checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
+          steps = in.get<std::uint64_t>("steps");
+        });
+        checkpoint::read_section(
+            c, tags::rng, [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
+        checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
+          checkpoint::get_state(in, encoder, "encoder state");
+        });
+        checkpoint::read_section(c, tags::jobs, [&](wire::view& in) {
+          const auto count = in.get<std::uint32_t>("jobs");
+          if (count > held) {
+            in.fail("jobs", std::to_string(count) + " held jobs; this run holds at most " +
+                                std::to_string(held));
+          }
+          for (std::uint32_t k = 0; k < count; ++k) {
+            auto clock = checkpoint::get_clock(in);
+            const auto size = in.get<std::uint64_t>("job size");
+            if (size != 1 + 8 + d * sizeof(T)) in.fail("job size", "not a job for this d");
+            wire::buffer job;
+            job.assign(in.take(static_cast<std::size_t>(size), "job"));
+            if (static_cast<std::uint8_t>(job.data()[0]) != algorithm::detail::async_kind_job) {
+              in.fail("job", "not a job message");
+            }
+            held_jobs.emplace_back(clock, std::move(job));
+          }
+        });
+        checkpoint::read_section(
+            c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
+      });
+      if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
+      // Redo the jobs the server had not applied, at the times they started.
+      for (auto& [clock, job] : held_jobs) {
+        if (clock) sim::restore_clock(comm, *clock);
+        process(take(job).job);
+      }
     }
+
+    for (;;) {
+      (void)comm.recv(server, tag_job, incoming);
+      wire::view in(incoming, "async_sgd server");
+      if (algorithm::detail::is_async_checkpoint(in)) {
+        save(in);
+        continue;
+      }
+      if (algorithm::detail::read_async_job<T>(in, d).stop) return;
+      process(take(incoming).job);
+    }
+  }
+
+  // What a checkpoint must have been written by: the policies and the
+  // options that shape the saved state.
+  template <class T>
+  std::string description(std::size_t jobs) const {
+    return "async_sgd<" + std::string(sizeof(T) == 4 ? "fp32" : "fp64") +
+           "; compressor=" + checkpoint::compressor_description<Compressor>() +
+           "; stepsize=" + checkpoint::policy_name<Stepsize>() + "; jobs=" + std::to_string(jobs) +
+           "; assignment=" +
+           (opt_.assignment == algorithm::job_assignment::reporting_worker ? "reporting"
+                                                                           : "random") +
+           ">";
   }
 
   Compressor compressor_;

@@ -21,15 +21,20 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <filesystem>
 #include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/detail/checkpoints.hpp>
 #include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
+#include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
 #include <string>
@@ -55,6 +60,9 @@ struct compressed_amsgrad_options {
   compression_strategy strategy = compression_strategy::difference;
   std::uint64_t seed = 0;
   non_finite_policy on_non_finite = non_finite_policy::throw_error;
+  // Start from a checkpoint instead of x0 (docs/checkpoint.md); iterations
+  // continue from the saved one up to `iterations`.
+  checkpoint::resume resume{};
 };
 
 struct compressed_amsgrad_stats {
@@ -83,6 +91,9 @@ struct iteration_info {
   std::span<const T> model;
   double batch_loss = 0.0;
   const compressed_amsgrad_stats* stats = nullptr;
+  // Writes this rank's complete state after this iteration to a checkpoint
+  // at `where`; returns its path. Call it on every rank in the same iteration.
+  std::function<std::filesystem::path(const checkpoint::location& where)> save;
 };
 
 }  // namespace algorithm
@@ -173,7 +184,114 @@ class compressed_amsgrad {
     std::vector<wire::buffer> gathered;
     const T inv_n = T{1} / static_cast<T>(n);
 
-    for (std::size_t it = 1; it <= opt_.iterations; ++it) {
+    // Checkpoints: this rank's complete state after an iteration (docs/checkpoint.md).
+    namespace tags = checkpoint::tags;
+    const algorithm::detail::checkpoint_identity identity{
+        checkpoint::driver_kind::compressed_amsgrad, checkpoint::value_type_code<T>(), d, n, me,
+        description<T>()};
+    // Every compressor state this rank holds, in a fixed order.
+    const auto for_each_state = [&](auto&& f) {
+      f(up_state);
+      f(self_decoder);
+      f(down_decoder);
+      f(down_state);
+      for (auto& st : from_worker) f(st);
+      for (auto& st : server_self) f(st);
+    };
+    std::size_t done = 0;  // iterations completed
+    const auto save = [&](const checkpoint::location& where) {
+      return algorithm::detail::save_checkpoint(identity, done, where, [&](auto& w) {
+        w.section(tags::counters, [&](wire::buffer& b) { b.put<std::uint64_t>(done); });
+        w.section(tags::model, [&](wire::buffer& b) { wire::put_values<T>(b, x); });
+        w.section(tags::moments, [&](wire::buffer& b) {
+          wire::put_values<double>(b, m);
+          wire::put_values<double>(b, v);
+          wire::put_values<double>(b, v_hat);
+        });
+        w.section(tags::estimates, [&](wire::buffer& b) {
+          wire::put_values<T>(b, h_i);
+          wire::put_values<T>(b, h_tilde);
+          wire::put_values<T>(b, h);
+        });
+        w.section(tags::residuals, [&](wire::buffer& b) {
+          wire::put_values<T>(b, worker_residual);
+          wire::put_values<T>(b, server_residual);
+        });
+        w.section(tags::rng, [&](wire::buffer& b) { checkpoint::put_stream(b, rng); });
+        w.section(tags::compressors, [&](wire::buffer& b) {
+          for_each_state([&](const auto& st) { checkpoint::put_state(b, st); });
+        });
+        w.section(tags::stats, [&](wire::buffer& b) {
+          b.put<std::uint64_t>(stats.iterations);
+          b.put<std::uint64_t>(stats.bytes_up);
+          b.put<std::uint64_t>(stats.bytes_down);
+          b.put<std::uint64_t>(stats.skipped_steps);
+          b.put<double>(stats.last_batch_loss);
+        });
+        w.section(tags::wall_time, [&](wire::buffer& b) {
+          b.put<double>(stats.seconds_compute);
+          b.put<double>(stats.seconds_compress);
+          b.put<double>(stats.seconds_communicate);
+        });
+        w.section(tags::clock,
+                  [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
+      });
+    };
+    if (const auto saved = opt_.resume.agree(comm)) {
+      if (*saved > opt_.iterations) {
+        throw config_error("compressed_amsgrad: the checkpoint of iteration " +
+                           std::to_string(*saved) + " lies past iterations = " +
+                           std::to_string(opt_.iterations));
+      }
+      std::optional<sim::clock_state> resumed_clock;
+      algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
+        checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
+          if (in.get<std::uint64_t>("iteration") != *saved) in.fail("iteration", "differs");
+        });
+        checkpoint::read_section(
+            c, tags::model, [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
+        checkpoint::read_section(c, tags::moments, [&](wire::view& in) {
+          wire::get_values<double>(in, m, "m");
+          wire::get_values<double>(in, v, "v");
+          wire::get_values<double>(in, v_hat, "v_hat");
+        });
+        checkpoint::read_section(c, tags::estimates, [&](wire::view& in) {
+          wire::get_values<T>(in, h_i, "h_i");
+          wire::get_values<T>(in, h_tilde, "h_tilde");
+          wire::get_values<T>(in, h, "h");
+        });
+        checkpoint::read_section(c, tags::residuals, [&](wire::view& in) {
+          wire::get_values<T>(in, worker_residual, "worker residual");
+          wire::get_values<T>(in, server_residual, "server residual");
+        });
+        checkpoint::read_section(
+            c, tags::rng, [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
+        checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
+          for_each_state([&](auto& st) { checkpoint::get_state(in, st, "compressor state"); });
+        });
+        checkpoint::read_section(c, tags::stats, [&](wire::view& in) {
+          stats.iterations = static_cast<std::size_t>(in.get<std::uint64_t>("iterations"));
+          stats.bytes_up = in.get<std::uint64_t>("bytes up");
+          stats.bytes_down = in.get<std::uint64_t>("bytes down");
+          stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
+          stats.last_batch_loss = in.get<double>("last batch loss");
+        });
+        checkpoint::read_section(c, tags::wall_time, [&](wire::view& in) {
+          stats.seconds_compute = in.get<double>("seconds compute");
+          stats.seconds_compress = in.get<double>("seconds compress");
+          stats.seconds_communicate = in.get<double>("seconds communicate");
+        });
+        checkpoint::read_section(
+            c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
+      });
+      done = static_cast<std::size_t>(*saved);
+      if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
+      // The saving run agreed on its stop flag after the save: so does this one.
+      float flag[1] = {0.0f};
+      comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
+    }
+
+    for (std::size_t it = done + 1; it <= opt_.iterations; ++it) {
       // 1. Gradient.
       auto start = clock::now();
       const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
@@ -307,6 +425,7 @@ class compressed_amsgrad {
       }
       stats.seconds_compute += seconds_since(start);
       stats.iterations = it;
+      done = it;
 
       if constexpr (sizeof...(Callbacks) > 0) {
         algorithm::iteration_info<T> info;
@@ -317,6 +436,7 @@ class compressed_amsgrad {
         info.model = x;
         info.batch_loss = loss;
         info.stats = &stats;
+        info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         if constexpr (algorithm::detail::any_stopping_round_end_hook<algorithm::iteration_info<T>,
@@ -329,6 +449,17 @@ class compressed_amsgrad {
     }
     result.model = std::move(x);
     return result;
+  }
+
+  // What a checkpoint must have been written by: the policies and the
+  // options that shape the saved state.
+  template <class T>
+  std::string description() const {
+    static constexpr const char* strategies[] = {"difference", "error_feedback", "naive"};
+    return "compressed_amsgrad<" + std::string(sizeof(T) == 4 ? "fp32" : "fp64") +
+           "; compressor=" + checkpoint::compressor_description<Compressor>() +
+           "; stepsize=" + checkpoint::policy_name<Stepsize>() +
+           "; strategy=" + strategies[static_cast<std::size_t>(opt_.strategy)] + ">";
   }
 
   Compressor compressor_;

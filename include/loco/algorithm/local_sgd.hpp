@@ -23,7 +23,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <filesystem>
 #include <loco/algorithm/callbacks.hpp>
+#include <loco/algorithm/detail/checkpoints.hpp>
 #include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/schedule.hpp>
 #include <loco/comm/types.hpp>
@@ -31,8 +34,10 @@
 #include <loco/error.hpp>
 #include <loco/merge/inputs.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
+#include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
 #include <string>
@@ -67,6 +72,9 @@ struct local_sgd_options {
   bool polyak_average = false;
   std::uint64_t seed = 0;
   non_finite_policy on_non_finite = non_finite_policy::throw_error;
+  // Start from a checkpoint instead of x0 (docs/checkpoint.md); the schedule
+  // continues at the saved round.
+  checkpoint::resume resume{};
 };
 
 // What one worker measured during a run.
@@ -96,6 +104,10 @@ struct round_info {
   // The average of all workers' models. A collective: call it on every rank
   // in the same round or on none.
   std::function<std::span<const T>()> average_model;
+  // Writes this rank's complete state after this round to a checkpoint file
+  // at `where` and returns its path (checkpoint::every calls it). Each rank
+  // saves its own; call it on every rank in the same round.
+  std::function<std::filesystem::path(const checkpoint::location& where)> save;
 };
 
 template <class T>
@@ -253,6 +265,107 @@ class local_sgd {
     double round_loss = 0.0;
     std::size_t round_loss_count = 0;
 
+    // Checkpoints: this rank's complete state after a round (docs/checkpoint.md).
+    namespace tags = checkpoint::tags;
+    const algorithm::detail::checkpoint_identity identity{
+        checkpoint::driver_kind::local_sgd, checkpoint::value_type_code<T>(), d, n, me,
+        description<T>()};
+    const auto save = [&](const checkpoint::location& where) {
+      return algorithm::detail::save_checkpoint(identity, round_number, where, [&](auto& w) {
+        w.section(tags::counters, [&](wire::buffer& b) {
+          b.put<std::uint64_t>(t);
+          b.put<std::uint64_t>(polyak_count);
+        });
+        w.section(tags::model, [&](wire::buffer& b) { wire::put_values<T>(b, x); });
+        w.section(tags::rng, [&](wire::buffer& b) { checkpoint::put_stream(b, rng); });
+        if constexpr (general) {
+          w.section(tags::reference, [&](wire::buffer& b) { wire::put_values<T>(b, reference); });
+        }
+        if (opt_.polyak_average) {
+          w.section(tags::polyak, [&](wire::buffer& b) { wire::put_values<double>(b, polyak_sum); });
+        }
+        w.section(tags::compressors, [&](wire::buffer& b) {
+          checkpoint::put_state(b, own_state);
+          b.put<std::uint32_t>(static_cast<std::uint32_t>(sender_states.size()));
+          for (const auto& s : sender_states) checkpoint::put_state(b, s);
+        });
+        w.section(tags::stats, [&](wire::buffer& b) {
+          b.put<std::uint64_t>(stats.rounds);
+          b.put<std::uint64_t>(stats.local_steps);
+          b.put<std::uint64_t>(stats.overlap_steps);
+          b.put<std::uint64_t>(stats.bytes_sent);
+          b.put<std::uint64_t>(stats.bytes_received);
+          b.put<std::uint64_t>(stats.skipped_steps);
+          b.put<double>(stats.last_round_loss);
+        });
+        w.section(tags::wall_time, [&](wire::buffer& b) {
+          b.put<double>(stats.seconds_compute);
+          b.put<double>(stats.seconds_compress);
+          b.put<double>(stats.seconds_wait);
+        });
+        w.section(tags::clock,
+                  [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
+      });
+    };
+    std::size_t first_round = 0;
+    if (const auto saved = opt_.resume.agree(comm)) {
+      if (*saved > lengths.size()) {
+        throw config_error("local_sgd: the checkpoint of round " + std::to_string(*saved) +
+                           " lies past the schedule's " + std::to_string(lengths.size()) +
+                           " rounds");
+      }
+      std::optional<sim::clock_state> resumed_clock;
+      algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
+        checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
+          t = in.get<std::uint64_t>("step");
+          polyak_count = in.get<std::uint64_t>("polyak count");
+        });
+        checkpoint::read_section(
+            c, tags::model, [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
+        checkpoint::read_section(
+            c, tags::rng, [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
+        if constexpr (general) {
+          checkpoint::read_section(c, tags::reference, [&](wire::view& in) {
+            wire::get_values<T>(in, reference, "reference");
+          });
+        }
+        if (opt_.polyak_average) {
+          checkpoint::read_section(c, tags::polyak, [&](wire::view& in) {
+            wire::get_values<double>(in, polyak_sum, "polyak sum");
+          });
+        }
+        checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
+          checkpoint::get_state(in, own_state, "compressor state");
+          if (in.get<std::uint32_t>("sender states") != sender_states.size()) {
+            in.fail("sender states", "count differs from this run's");
+          }
+          for (auto& st : sender_states) checkpoint::get_state(in, st, "sender state");
+        });
+        checkpoint::read_section(c, tags::stats, [&](wire::view& in) {
+          stats.rounds = static_cast<std::size_t>(in.get<std::uint64_t>("rounds"));
+          stats.local_steps = in.get<std::uint64_t>("local steps");
+          stats.overlap_steps = in.get<std::uint64_t>("overlap steps");
+          stats.bytes_sent = in.get<std::uint64_t>("bytes sent");
+          stats.bytes_received = in.get<std::uint64_t>("bytes received");
+          stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
+          stats.last_round_loss = in.get<double>("last round loss");
+        });
+        checkpoint::read_section(c, tags::wall_time, [&](wire::view& in) {
+          stats.seconds_compute = in.get<double>("seconds compute");
+          stats.seconds_compress = in.get<double>("seconds compress");
+          stats.seconds_wait = in.get<double>("seconds wait");
+        });
+        checkpoint::read_section(c, tags::clock,
+                                 [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
+      });
+      first_round = static_cast<std::size_t>(*saved);
+      round_number = first_round;
+      if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
+      // The saving run agreed on its stop flag after the save: so does this one.
+      float flag[1] = {0.0f};
+      comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
+    }
+
     const auto step = [&] {
       const auto start = clock::now();
       ++t;
@@ -293,7 +406,7 @@ class local_sgd {
       stats.seconds_compute += seconds_since(start);
     };
 
-    for (std::size_t r = 0; r < lengths.size(); ++r) {
+    for (std::size_t r = first_round; r < lengths.size(); ++r) {
       round_loss = 0.0;
       round_loss_count = 0;
       const std::size_t local = local_steps_of(me, n, lengths[r]);
@@ -382,6 +495,7 @@ class local_sgd {
         info.mean_batch_loss = stats.last_round_loss;
         info.stats = &stats;
         info.average_model = average_model;
+        info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         if constexpr (algorithm::detail::any_stopping_round_end_hook<algorithm::round_info<T>,
@@ -415,6 +529,17 @@ class local_sgd {
       (algorithm::detail::call_run_end(callbacks, info), ...);
     }
     return result;
+  }
+
+  // What a checkpoint must have been written by: the policies and the
+  // options that shape the saved state.
+  template <class T>
+  std::string description() const {
+    return "local_sgd<" + std::string(sizeof(T) == 4 ? "fp32" : "fp64") +
+           "; compressor=" + checkpoint::compressor_description<Compressor>() +
+           "; merge=" + checkpoint::policy_name<MergeRule>() +
+           "; stepsize=" + checkpoint::policy_name<Stepsize>() +
+           "; polyak=" + (opt_.polyak_average ? "1" : "0") + ">";
   }
 
   Compressor compressor_;

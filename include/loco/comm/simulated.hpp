@@ -24,6 +24,7 @@
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
 #include <loco/sim/clock.hpp>
+#include <loco/sim/clock_state.hpp>
 #include <loco/sim/detail/world.hpp>
 #include <loco/sim/options.hpp>
 #include <loco/sim/report.hpp>
@@ -62,6 +63,11 @@ class simulated {
   // Charges one step of the compute model; returns its cost.
   double compute() { return world_->compute(rank_); }
   sim::clock clock() noexcept { return sim::clock(*world_, rank_); }
+  // For checkpoints: the clock now, and resuming one (time moves forward only).
+  sim::clock_state clock_state() const noexcept {
+    return {world_->at(rank_).now, world_->at(rank_).steps};
+  }
+  void restore_clock(const sim::clock_state& s) { world_->restore_clock(rank_, s.time, s.compute_steps); }
   const sim::options& options() const noexcept { return world_->opt; }
 
   // ------------------------------------------------------------ point to point

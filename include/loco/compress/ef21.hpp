@@ -15,6 +15,7 @@
 #include <loco/concepts/compressor.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
+#include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
 #include <string>
@@ -46,6 +47,17 @@ class ef21 {
     std::span<T> estimate() noexcept { return h_; }
     std::span<const T> estimate() const noexcept { return h_; }
     state_t<C, T>& inner() noexcept { return inner_; }
+    void save(wire::buffer& out) const {
+      wire::put_values(out, std::span<const T>(h_));
+      save_state(inner_, out);
+    }
+    void restore(wire::view& in) {
+      wire::get_values(in, std::span<T>(h_), "estimate");
+      if (const auto i = tensor::first_non_finite(std::span<const T>(h_)); i != tensor::npos) {
+        in.fail("estimate", "non-finite value at index " + std::to_string(i));
+      }
+      restore_state(inner_, in);
+    }
 
    private:
     friend class ef21;

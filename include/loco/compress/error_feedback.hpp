@@ -12,6 +12,7 @@
 #include <loco/concepts/compressor.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
+#include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
 #include <string>
@@ -42,6 +43,17 @@ class error_feedback {
     std::span<T> residual() noexcept { return e_; }
     std::span<const T> residual() const noexcept { return e_; }
     state_t<C, T>& inner() noexcept { return inner_; }
+    void save(wire::buffer& out) const {
+      wire::put_values(out, std::span<const T>(e_));
+      save_state(inner_, out);
+    }
+    void restore(wire::view& in) {
+      wire::get_values(in, std::span<T>(e_), "residual");
+      if (const auto i = tensor::first_non_finite(std::span<const T>(e_)); i != tensor::npos) {
+        in.fail("residual", "non-finite value at index " + std::to_string(i));
+      }
+      restore_state(inner_, in);
+    }
 
    private:
     friend class error_feedback;

@@ -42,6 +42,15 @@ class natural {
       rng_.seed(seeder);
     }
     std::size_t dimension() const noexcept { return d_; }
+    // The RNG position, for checkpoints.
+    void save(wire::buffer& out) const {
+      out.put<std::uint64_t>(d_);
+      rng_.save(out);
+    }
+    void restore(wire::view& in) {
+      detail::restore_dimension(in, name, d_);
+      rng_.restore(in);
+    }
 
    private:
     friend class natural;

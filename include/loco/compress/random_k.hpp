@@ -55,6 +55,21 @@ class basic_random_k {
     std::size_t k() const noexcept { return k_; }
     std::uint64_t round() const noexcept { return round_; }
     void set_round(std::uint64_t r) noexcept { round_ = r; }
+    // The round counter, for checkpoints (the support is derived from it).
+    void save(wire::buffer& out) const {
+      out.put<std::uint64_t>(d_);
+      out.put<std::uint64_t>(k_);
+      out.put<std::uint64_t>(round_);
+    }
+    void restore(wire::view& in) {
+      detail::restore_dimension(in, name, d_);
+      const auto k = in.get<std::uint64_t>("k");
+      if (k != k_) {
+        in.fail("k", "state saved with k = " + std::to_string(k) + ", this one has k = " +
+                         std::to_string(k_));
+      }
+      round_ = in.get<std::uint64_t>("round");
+    }
 
    private:
     friend class basic_random_k;

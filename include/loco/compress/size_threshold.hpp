@@ -41,6 +41,12 @@ class size_threshold {
     std::size_t dimension() const noexcept { return dense_.dimension(); }
     // C's state, or nullptr for a vector sent dense.
     state_t<C, T>* inner() noexcept { return inner_ ? &*inner_ : nullptr; }
+    void save(wire::buffer& out) const {
+      if (inner_) save_state(*inner_, out);
+    }
+    void restore(wire::view& in) {
+      if (inner_) restore_state(*inner_, in);
+    }
 
    private:
     friend class size_threshold;

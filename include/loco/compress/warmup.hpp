@@ -43,6 +43,14 @@ class warmup {
     // Encodes done so far (for checkpoints).
     std::uint64_t step() const noexcept { return step_; }
     void set_step(std::uint64_t t) noexcept { step_ = t; }
+    void save(wire::buffer& out) const {
+      out.put<std::uint64_t>(step_);
+      save_state(inner_, out);
+    }
+    void restore(wire::view& in) {
+      step_ = in.get<std::uint64_t>("warmup step");
+      restore_state(inner_, in);
+    }
     state_t<C, T>& inner() noexcept { return inner_; }
 
    private:

@@ -16,6 +16,11 @@
 //   C::name             a short name for messages (default "compressor")
 //   C::lossless         decode(encode(v)) == v exactly (default false); drivers
 //                       then average the dense vector in place, unserialised
+// A state that carries history from one call to the next (an RNG position,
+// a residual, an estimate, a round counter) saves it for checkpoints:
+//   void save(wire::buffer& out) const     appends the history
+//   void restore(wire::view& in)           reads exactly what save wrote
+// A state without them is taken to hold only scratch (nothing is saved).
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -156,6 +161,23 @@ struct traits {
     }
   }();
 };
+
+// A compressor state's history, for checkpoints (see the top of this file).
+template <class S>
+concept saves_state = requires(const S& s, S& m, wire::buffer& out, wire::view& in) {
+  s.save(out);
+  m.restore(in);
+};
+
+template <class S>
+void save_state(const S& s, wire::buffer& out) {
+  if constexpr (saves_state<S>) s.save(out);
+}
+
+template <class S>
+void restore_state(S& s, wire::view& in) {
+  if constexpr (saves_state<S>) s.restore(in);
+}
 
 }  // namespace compress
 }  // namespace loco

@@ -10,6 +10,7 @@ namespace loco::merge {
 
 class average {
  public:
+  static constexpr const char* name = "average";
   template <class T>
   void apply(const inputs<T>& in, std::span<T> x) const {
     detail::check_shapes("merge::average", in, x.size());
@@ -23,6 +24,9 @@ class average {
 
 // LOSCAR's naive baseline: the same formula under the name the paper uses.
 // It discards the progress made while the average was in flight.
-class overwrite : public average {};
+class overwrite : public average {
+ public:
+  static constexpr const char* name = "overwrite";
+};
 
 }  // namespace loco::merge

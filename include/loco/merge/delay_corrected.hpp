@@ -11,6 +11,7 @@ namespace loco::merge {
 
 class delay_corrected {
  public:
+  static constexpr const char* name = "delay_corrected";
   template <class T>
   void apply(const inputs<T>& in, std::span<T> x) const {
     detail::check_shapes("merge::delay_corrected", in, x.size());

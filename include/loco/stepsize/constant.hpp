@@ -9,6 +9,7 @@ namespace loco::stepsize {
 
 class constant {
  public:
+  static constexpr const char* name = "constant";
   explicit constant(double eta) : eta_(eta) {
     if (!(eta > 0.0) || !std::isfinite(eta)) {
       throw config_error("stepsize::constant: eta " + std::to_string(eta) +

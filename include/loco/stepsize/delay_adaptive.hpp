@@ -13,6 +13,7 @@ namespace loco::stepsize {
 
 class delay_adaptive {
  public:
+  static constexpr const char* name = "delay_adaptive";
   struct options {
     bool drop_stale = false;      // eta = 0 instead of eta / tau above the threshold
     std::uint64_t threshold = 0;  // tau_C; 0: use ctx.concurrency

@@ -11,6 +11,7 @@ namespace loco::stepsize {
 
 class polynomial {
  public:
+  static constexpr const char* name = "polynomial";
   struct options {
     bool allow_any_alpha = false;  // accept alpha in [0, 2] instead of (1/2, 1)
     double t0 = 0.0;               // shift: eta_t = C (t + t0)^(-alpha)

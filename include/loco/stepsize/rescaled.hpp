@@ -17,6 +17,7 @@ namespace loco::stepsize {
 
 class rescaled {
  public:
+  static constexpr const char* name = "rescaled";
   // tau_i estimated online by the driver.
   explicit rescaled(double gamma) : rescaled(gamma, {}) {}
   // tau_i given per worker (index = ctx.worker); reference = max unless given.

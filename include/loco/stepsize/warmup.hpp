@@ -12,6 +12,7 @@ class warmup {
   static_assert(check_stepsize<S>());
 
  public:
+  static constexpr const char* name = "warmup";
   warmup(S inner, std::uint64_t steps) : inner_(std::move(inner)), steps_(steps) {
     if (steps == 0) throw config_error("stepsize::warmup: steps 0 must be >= 1");
   }
@@ -20,6 +21,7 @@ class warmup {
     if (ctx.t >= steps_) return base;
     return base * static_cast<double>(ctx.t) / static_cast<double>(steps_);
   }
+  const S& inner() const noexcept { return inner_; }
 
  private:
   S inner_;

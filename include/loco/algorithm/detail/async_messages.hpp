@@ -3,6 +3,8 @@
 // of untrusted bytes can be fuzzed on its own (fuzz/fuzz_async_messages.cpp):
 //   job       server -> worker  [kind u8 = 1][version u64][x: d raw T]
 //   stop      server -> worker  [kind u8 = 2]
+//   checkpoint server -> worker [kind u8 = 3][round u64][outstanding u64]
+//                               [keep_last u64][dir: u32 n, n bytes][name: u32 n, n bytes]
 //   gradient  worker -> server  [version u64][one compressor message]
 //   final     server -> all     [x: d raw T][tail average: d raw T]
 // Values are little-endian (async_sgd requires a little-endian host).
@@ -13,6 +15,7 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -21,7 +24,7 @@ namespace loco::algorithm::detail {
 static_assert(std::endian::native == std::endian::little,
               "async_sgd sends models as raw little-endian values");
 
-enum : std::uint8_t { async_kind_job = 1, async_kind_stop = 2 };
+enum : std::uint8_t { async_kind_job = 1, async_kind_stop = 2, async_kind_checkpoint = 3 };
 
 template <class T>
 void put_raw_vector(wire::buffer& b, std::span<const T> v) {
@@ -68,6 +71,53 @@ async_job read_async_job(wire::view& in, std::size_t d) {
   job.model = in.take(d * sizeof(T), "model");
   in.expect_end("model");
   return job;
+}
+
+// A request to save a checkpoint after update `round`: the worker saves its
+// state as it was before its `outstanding` newest jobs, at dir/name.
+struct async_checkpoint_request {
+  std::uint64_t round = 0;
+  std::uint64_t outstanding = 0;
+  std::uint64_t keep_last = 0;
+  std::string dir;
+  std::string name;
+};
+
+inline void write_async_checkpoint(wire::buffer& msg, const async_checkpoint_request& r) {
+  msg.clear();
+  msg.put<std::uint8_t>(async_kind_checkpoint);
+  msg.put<std::uint64_t>(r.round);
+  msg.put<std::uint64_t>(r.outstanding);
+  msg.put<std::uint64_t>(r.keep_last);
+  for (const std::string* s : {&r.dir, &r.name}) {
+    msg.put<std::uint32_t>(static_cast<std::uint32_t>(s->size()));
+    msg.append(s->data(), s->size());
+  }
+}
+
+// Whether the message in `in` is a checkpoint request (it is not consumed).
+inline bool is_async_checkpoint(const wire::view& in) noexcept {
+  const auto rest = in.rest();
+  return !rest.empty() && static_cast<std::uint8_t>(rest[0]) == async_kind_checkpoint;
+}
+
+// Parses a checkpoint request; throws protocol_error for a malformed one.
+inline async_checkpoint_request read_async_checkpoint(wire::view& in) {
+  async_checkpoint_request r;
+  if (in.get<std::uint8_t>("kind") != async_kind_checkpoint) in.fail("kind", "not a checkpoint");
+  r.round = in.get<std::uint64_t>("round");
+  r.outstanding = in.get<std::uint64_t>("outstanding");
+  r.keep_last = in.get<std::uint64_t>("keep last");
+  const auto text = [&](std::string_view field, std::uint32_t limit) {
+    const auto n = in.get<std::uint32_t>(field);
+    if (n > limit) in.fail(field, std::to_string(n) + " bytes exceed " + std::to_string(limit));
+    const auto b = in.take(n, field);
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+  };
+  r.dir = text("dir", 4096);
+  r.name = text("name", 255);
+  in.expect_end("checkpoint request");
+  return r;
 }
 
 // The version a gradient was computed at; a version after the server's

@@ -11,7 +11,9 @@
 #include <loco/error.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/tensor/finite.hpp>
+#include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
+#include <loco/wire/view.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -52,6 +54,15 @@ inline void check_decode_size(std::string_view name, std::size_t state_d, std::s
     throw config_error("compress::" + std::string(name) + ": decode into a vector of length " +
                        std::to_string(got) +
                        ", the state was built for d = " + std::to_string(state_d));
+  }
+}
+
+// A saved state must belong to a vector of the same length.
+inline void restore_dimension(wire::view& in, std::string_view name, std::size_t d) {
+  const auto saved = in.get<std::uint64_t>("dimension");
+  if (saved != d) {
+    in.fail("dimension", "compress::" + std::string(name) + " state saved for d = " +
+                             std::to_string(saved) + ", this one has d = " + std::to_string(d));
   }
 }
 
@@ -112,6 +123,26 @@ class lane_rng {
       s1_[j] = static_cast<std::uint32_t>(a >> 32);
       s2_[j] = static_cast<std::uint32_t>(b);
       s3_[j] = static_cast<std::uint32_t>(b >> 32) | 1u;  // never all zero
+    }
+  }
+  // The generator's position, for checkpoints: 16 lanes of 4 words.
+  void save(wire::buffer& out) const {
+    for (std::size_t j = 0; j < lanes; ++j) {
+      out.put<std::uint32_t>(s0_[j]);
+      out.put<std::uint32_t>(s1_[j]);
+      out.put<std::uint32_t>(s2_[j]);
+      out.put<std::uint32_t>(s3_[j]);
+    }
+  }
+  void restore(wire::view& in) {
+    for (std::size_t j = 0; j < lanes; ++j) {
+      const auto a = in.get<std::uint32_t>("rng lane"), b = in.get<std::uint32_t>("rng lane");
+      const auto c = in.get<std::uint32_t>("rng lane"), d = in.get<std::uint32_t>("rng lane");
+      if ((a | b | c | d) == 0) in.fail("rng lane", "lane " + std::to_string(j) + " is all zero");
+      s0_[j] = a;
+      s1_[j] = b;
+      s2_[j] = c;
+      s3_[j] = d;
     }
   }
   // Sixteen fresh 32-bit numbers; the high bits are the strong ones.

@@ -252,6 +252,22 @@ class world {
     move_to(me, r.now + dt);
   }
 
+  // Resumes a clock from a checkpoint: the step count is set and the time
+  // moves forward to t (never back: other ranks may already have acted).
+  void restore_clock(int me, double t, std::uint64_t steps) {
+    if (!std::isfinite(t)) {
+      throw config_error("comm::simulated::restore_clock: time " + std::to_string(t) +
+                         " must be finite");
+    }
+    check_running(me);
+    auto& r = at(me);
+    r.steps = steps;
+    r.poll_step = 0.0;
+    if (t <= r.now) return;
+    record({r.now, me, event_kind::compute, -1, 0, 0, t - r.now});
+    move_to(me, t);
+  }
+
   // One step of the compute model.
   double compute(int me) {
     check_running(me);

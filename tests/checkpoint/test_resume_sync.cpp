@@ -1,0 +1,146 @@
+// Resume is bit-exact for the synchronous drivers (local_sgd and
+// compressed_amsgrad) on in_process and on the simulator: a run of 2T rounds
+// equals a run of T rounds, saved, loaded and continued for T more, byte for
+// byte in the models, the results and every section of the checkpoint
+// files (wall-clock seconds aside), and on the simulator in virtual time.
+#include <catch2/catch.hpp>
+
+#include "common.hpp"
+
+#include <loco/algorithm/compressed_amsgrad.hpp>
+#include <loco/algorithm/local_sgd.hpp>
+#include <loco/checkpoint/every.hpp>
+#include <loco/checkpoint/resume.hpp>
+#include <loco/compress.hpp>
+#include <loco/merge/average.hpp>
+#include <loco/merge/delay_corrected.hpp>
+#include <loco/stepsize/constant.hpp>
+#include <loco/stepsize/polynomial.hpp>
+#include <optional>
+#include <tuple>
+
+namespace {
+
+using namespace checkpoint_tests;
+namespace ckpt = loco::checkpoint;
+namespace compress = loco::compress;
+
+constexpr int ranks = 3;
+constexpr std::size_t dim = 13;  // odd: the random streams keep a Box-Muller spare
+
+template <class T>
+struct rank_outcome {
+  std::vector<T> local, average, polyak;
+  loco::algorithm::local_sgd_stats stats;
+  double clock = 0.0;  // virtual seconds at the end (simulator)
+};
+
+template <class Comm, class T, class Driver, class... Callbacks>
+std::vector<rank_outcome<T>> run_local(const Driver& driver, Callbacks... callbacks) {
+  std::vector<rank_outcome<T>> out(ranks);
+  run_world<Comm, T>(ranks, dim, [&](Comm& comm, auto& f) {
+    Driver algo = driver;
+    std::vector<T> x0(dim, T(0.25));
+    std::tuple<Callbacks...> own(callbacks...);  // each rank its own callbacks
+    auto r = std::apply(
+        [&](auto&... cb) { return algo.run(comm, f, std::span<const T>(x0), cb...); }, own);
+    auto& o = out[static_cast<std::size_t>(comm.rank())];
+    o.local = r.local;
+    o.average = r.average;
+    o.polyak = r.polyak;
+    o.stats = r.stats;
+    o.clock = loco::comm::now(comm);
+  });
+  return out;
+}
+
+template <class T>
+void require_same_outcome(const std::vector<rank_outcome<T>>& a,
+                          const std::vector<rank_outcome<T>>& b, bool same_clock) {
+  for (std::size_t q = 0; q < a.size(); ++q) {
+    INFO("rank " << q);
+    REQUIRE(same_bytes(a[q].local, b[q].local));
+    REQUIRE(same_bytes(a[q].average, b[q].average));
+    REQUIRE(same_bytes(a[q].polyak, b[q].polyak));
+    REQUIRE(a[q].stats.rounds == b[q].stats.rounds);
+    REQUIRE(a[q].stats.local_steps == b[q].stats.local_steps);
+    REQUIRE(a[q].stats.bytes_sent == b[q].stats.bytes_sent);
+    REQUIRE(a[q].stats.bytes_received == b[q].stats.bytes_received);
+    if (same_clock) REQUIRE(a[q].clock == b[q].clock);
+  }
+}
+
+// The 2T == T + save + load + T check for one local_sgd configuration.
+template <class Comm, class T, class C, class M, class S>
+void check_local_sgd(C c, M m, S s, loco::algorithm::local_sgd_options opt) {
+  using driver = loco::local_sgd<C, Comm, M, S>;
+  constexpr std::size_t half = 3, steps = 4;
+  temp_dir dir;
+  const auto with_rounds = [&](std::size_t rounds, ckpt::resume from = {}) {
+    auto o = opt;
+    o.schedule = loco::algorithm::schedule::rounds(rounds, steps);
+    o.resume = std::move(from);
+    return driver(c, m, s, o);
+  };
+  // A: 2T rounds in one go, saving every T.
+  const auto a = run_local<Comm, T>(with_rounds(2 * half), ckpt::every(half, dir / "a"));
+  // B: T rounds, then save.
+  (void)run_local<Comm, T>(with_rounds(half), ckpt::every(half, dir / "b"));
+  for (int q = 0; q < ranks; ++q) {
+    require_same_state(ckpt::file_path(dir / "a", "loco", q, half),
+                       ckpt::file_path(dir / "b", "loco", q, half));
+  }
+  // C: load B's checkpoint and run to 2T.
+  const auto c_run = run_local<Comm, T>(
+      with_rounds(2 * half, ckpt::resume::at(dir / "b", "loco", half)), ckpt::every(half, dir / "c"));
+  require_same_outcome(a, c_run, std::is_same_v<Comm, loco::comm::simulated>);
+  for (int q = 0; q < ranks; ++q) {
+    require_same_state(ckpt::file_path(dir / "a", "loco", q, 2 * half),
+                       ckpt::file_path(dir / "c", "loco", q, 2 * half));
+  }
+  REQUIRE_FALSE(fs::exists(ckpt::file_path(dir / "c", "loco", 0, half)));  // it started after T
+  // Saving does not perturb the run: the same models without any callback.
+  const auto plain = run_local<Comm, T>(with_rounds(2 * half));
+  require_same_outcome(a, plain, false);
+}
+
+template <class Comm>
+void local_sgd_cases() {
+  using namespace loco;
+  SECTION("identity, average, Polyak average") {
+    algorithm::local_sgd_options opt;
+    opt.polyak_average = true;
+    check_local_sgd<Comm, float>(compress::identity{}, merge::average{},
+                                 stepsize::constant(0.05), opt);
+  }
+  SECTION("random_k (shared support), delay-corrected, overlap, polynomial steps") {
+    algorithm::local_sgd_options opt;
+    opt.overlap_steps = {2};
+    opt.seed = 5;
+    check_local_sgd<Comm, float>(compress::random_k(0.3, 9), merge::delay_corrected{},
+                                 stepsize::polynomial(0.1, 0.75), opt);
+  }
+  SECTION("error_feedback<qsgd> (general path, RNG lanes and residuals)") {
+    algorithm::local_sgd_options opt;
+    opt.seed = 3;
+    check_local_sgd<Comm, double>(compress::error_feedback(compress::qsgd(4, 21)),
+                                  merge::average{}, stepsize::constant(0.05), opt);
+  }
+  SECTION("ef21<top_k> and warmup<natural>") {
+    check_local_sgd<Comm, float>(compress::ef21(compress::top_k(0.25)), merge::average{},
+                                 stepsize::constant(0.05), {});
+    check_local_sgd<Comm, float>(compress::warmup(compress::natural(4), 2), merge::average{},
+                                 stepsize::constant(0.05), {});
+  }
+}
+
+}  // namespace
+
+TEST_CASE("local_sgd resumes bit-exactly on in_process", "[checkpoint][local_sgd]") {
+  local_sgd_cases<loco::comm::in_process>();
+}
+
+TEST_CASE("local_sgd resumes bit-exactly on the simulator, in virtual time too",
+          "[checkpoint][local_sgd][sim]") {
+  local_sgd_cases<loco::comm::simulated>();
+}
