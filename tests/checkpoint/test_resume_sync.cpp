@@ -134,7 +134,106 @@ void local_sgd_cases() {
   }
 }
 
+template <class T>
+struct amsgrad_outcome {
+  std::vector<T> model;
+  loco::algorithm::compressed_amsgrad_stats stats;
+  double clock = 0.0;
+};
+
+template <class Comm, class T, class Driver, class... Callbacks>
+std::vector<amsgrad_outcome<T>> run_amsgrad(const Driver& driver, Callbacks... callbacks) {
+  std::vector<amsgrad_outcome<T>> out(ranks);
+  run_world<Comm, T>(ranks, dim, [&](Comm& comm, auto& f) {
+    Driver algo = driver;
+    std::vector<T> x0(dim, T(0.25));
+    std::tuple<Callbacks...> own(callbacks...);
+    auto r = std::apply(
+        [&](auto&... cb) { return algo.run(comm, f, std::span<const T>(x0), cb...); }, own);
+    auto& o = out[static_cast<std::size_t>(comm.rank())];
+    o.model = r.model;
+    o.stats = r.stats;
+    o.clock = loco::comm::now(comm);
+  });
+  return out;
+}
+
+template <class T>
+void require_same_outcome(const std::vector<amsgrad_outcome<T>>& a,
+                          const std::vector<amsgrad_outcome<T>>& b, bool same_clock) {
+  for (std::size_t q = 0; q < a.size(); ++q) {
+    INFO("rank " << q);
+    REQUIRE(same_bytes(a[q].model, b[q].model));
+    REQUIRE(a[q].stats.iterations == b[q].stats.iterations);
+    REQUIRE(a[q].stats.bytes_up == b[q].stats.bytes_up);
+    REQUIRE(a[q].stats.bytes_down == b[q].stats.bytes_down);
+    REQUIRE(a[q].stats.last_batch_loss == b[q].stats.last_batch_loss);
+    if (same_clock) REQUIRE(a[q].clock == b[q].clock);
+  }
+}
+
+template <class Comm, class T, class C, class S>
+void check_amsgrad(C c, S s, loco::algorithm::compressed_amsgrad_options opt) {
+  using driver = loco::compressed_amsgrad<C, Comm, S>;
+  constexpr std::size_t half = 5;
+  temp_dir dir;
+  const auto with_iterations = [&](std::size_t iterations, ckpt::resume from = {}) {
+    auto o = opt;
+    o.iterations = iterations;
+    o.resume = std::move(from);
+    return driver(c, s, o);
+  };
+  const auto a = run_amsgrad<Comm, T>(with_iterations(2 * half), ckpt::every(half, dir / "a"));
+  (void)run_amsgrad<Comm, T>(with_iterations(half), ckpt::every(half, dir / "b"));
+  for (int q = 0; q < ranks; ++q) {
+    require_same_state(ckpt::file_path(dir / "a", "loco", q, half),
+                       ckpt::file_path(dir / "b", "loco", q, half));
+  }
+  const auto c_run =
+      run_amsgrad<Comm, T>(with_iterations(2 * half, ckpt::resume::latest(dir / "b", "loco")),
+                           ckpt::every(half, dir / "c"));
+  require_same_outcome(a, c_run, std::is_same_v<Comm, loco::comm::simulated>);
+  for (int q = 0; q < ranks; ++q) {
+    require_same_state(ckpt::file_path(dir / "a", "loco", q, 2 * half),
+                       ckpt::file_path(dir / "c", "loco", q, 2 * half));
+  }
+  const auto plain = run_amsgrad<Comm, T>(with_iterations(2 * half));
+  require_same_outcome(a, plain, false);
+}
+
+template <class Comm>
+void amsgrad_cases() {
+  using namespace loco;
+  using strategy = algorithm::compression_strategy;
+  SECTION("difference (CD-Adam) with qsgd") {
+    algorithm::compressed_amsgrad_options opt;
+    opt.seed = 4;
+    check_amsgrad<Comm, float>(compress::qsgd(4, 17), stepsize::constant(0.02), opt);
+  }
+  SECTION("error feedback on both sides with top_k, fp64") {
+    algorithm::compressed_amsgrad_options opt;
+    opt.strategy = strategy::error_feedback;
+    opt.weight_decay = 0.01;
+    check_amsgrad<Comm, double>(compress::top_k(0.3), stepsize::constant(0.02), opt);
+  }
+  SECTION("naive with natural compression and bias correction") {
+    algorithm::compressed_amsgrad_options opt;
+    opt.strategy = strategy::naive;
+    opt.bias_correction = true;
+    check_amsgrad<Comm, float>(compress::natural(8), stepsize::polynomial(0.05, 0.75), opt);
+  }
+}
+
 }  // namespace
+
+TEST_CASE("compressed_amsgrad resumes bit-exactly on in_process", "[checkpoint][amsgrad]") {
+  amsgrad_cases<loco::comm::in_process>();
+}
+
+TEST_CASE("compressed_amsgrad resumes bit-exactly on the simulator, in virtual time too",
+          "[checkpoint][amsgrad][sim]") {
+  amsgrad_cases<loco::comm::simulated>();
+}
 
 TEST_CASE("local_sgd resumes bit-exactly on in_process", "[checkpoint][local_sgd]") {
   local_sgd_cases<loco::comm::in_process>();

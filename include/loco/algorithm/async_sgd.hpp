@@ -659,11 +659,13 @@ class async_sgd {
             auto clock = checkpoint::get_clock(in);
             const auto size = in.get<std::uint64_t>("job size");
             if (size != 1 + 8 + d * sizeof(T)) in.fail("job size", "not a job for this d");
-            wire::buffer job;
-            job.assign(in.take(static_cast<std::size_t>(size), "job"));
-            if (static_cast<std::uint8_t>(job.data()[0]) != algorithm::detail::async_kind_job) {
+            const auto bytes = in.take(static_cast<std::size_t>(size), "job");
+            wire::view message(bytes, in.source());
+            if (algorithm::detail::read_async_job<T>(message, d).stop) {
               in.fail("job", "not a job message");
             }
+            wire::buffer job;
+            job.assign(bytes);
             held_jobs.emplace_back(clock, std::move(job));
           }
         });

@@ -38,7 +38,7 @@ inline std::uint32_t crc32c(std::span<const std::byte> bytes, std::uint32_t crc 
   std::uint32_t c = ~crc;
   const std::byte* p = bytes.data();
   std::size_t n = bytes.size();
-  const auto at = [p](std::size_t i) { return static_cast<std::uint32_t>(p[i]); };
+  const auto at = [&p](std::size_t i) { return static_cast<std::uint32_t>(p[i]); };
   while (n >= 8) {
     const std::uint32_t lo = c ^ (at(0) | at(1) << 8 | at(2) << 16 | at(3) << 24);
     c = t[7][lo & 0xffu] ^ t[6][(lo >> 8) & 0xffu] ^ t[5][(lo >> 16) & 0xffu] ^ t[4][lo >> 24] ^

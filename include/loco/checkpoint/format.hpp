@@ -22,6 +22,7 @@
 // a fuzzer can call it on any bytes; it throws loco::checkpoint_error.
 #include <algorithm>
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -122,6 +123,7 @@ class writer {
 
   // Appends one section; fill(wire::buffer&) writes its bytes.
   template <class Fill>
+    requires std::invocable<Fill&, wire::buffer&>
   void section(tag t, Fill&& fill) {
     out_.put<std::uint32_t>(t);
     const std::size_t length_at = out_.size();
