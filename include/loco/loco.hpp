@@ -8,6 +8,10 @@
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/algorithm/schedule.hpp>
 #include <loco/aliases.hpp>
+#include <loco/checkpoint/every.hpp>
+#include <loco/checkpoint/file.hpp>
+#include <loco/checkpoint/format.hpp>
+#include <loco/checkpoint/resume.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/comm/simulated.hpp>
 #include <loco/compress.hpp>

@@ -238,7 +238,7 @@ class async_sgd {
     double start_time = comm::now(comm);
     std::fill(last_report.begin(), last_report.end(), start_time);
     const bool budgeted = opt_.time_budget > 0.0;
-    const double tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
+    double tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
 
     std::uint64_t version = 0;
     std::uint64_t in_flight = 0;
@@ -371,6 +371,7 @@ class async_sgd {
         start_time += shift;
         for (auto& t : last_report) t += shift;
       }
+      tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
       if (saved_tail_start != tail_start) {
         // The tail window moved with `updates`: it starts again here.
         std::fill(tail_sum.begin(), tail_sum.end(), 0.0);
