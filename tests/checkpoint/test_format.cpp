@@ -5,6 +5,7 @@
 
 #include "common.hpp"
 
+#include <exception>
 #include <fstream>
 #include <loco/algorithm/compressed_amsgrad.hpp>
 #include <loco/algorithm/local_sgd.hpp>
@@ -13,12 +14,10 @@
 #include <loco/checkpoint/format.hpp>
 #include <loco/checkpoint/resume.hpp>
 #include <loco/checkpoint/state.hpp>
-#include <loco/compress/identity.hpp>
-#include <loco/compress/top_k.hpp>
+#include <loco/compress.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/stepsize/constant.hpp>
-#include <exception>
 #include <string_view>
 
 namespace {
@@ -72,8 +71,7 @@ loco::checkpoint_error catch_checkpoint_error(F&& f) {
 
 }  // namespace
 
-TEST_CASE("crc32c matches the Castagnoli check value and continues across pieces",
-          "[checkpoint]") {
+TEST_CASE("crc32c matches the Castagnoli check value and continues across pieces", "[checkpoint]") {
   const auto b = bytes_of("123456789");
   REQUIRE(ckpt::crc32c(b) == 0xE3069283u);
   REQUIRE(ckpt::crc32c({}) == 0u);
@@ -140,8 +138,7 @@ TEST_CASE("every truncation of a checkpoint is an error, never a crash", "[check
   }
 }
 
-TEST_CASE("malformed structure behind a valid checksum is a named format error",
-          "[checkpoint]") {
+TEST_CASE("malformed structure behind a valid checksum is a named format error", "[checkpoint]") {
   const auto good = sample_file();
   const auto expect = [&](std::vector<std::byte> bad, const std::string& field) {
     resign(bad);
@@ -280,8 +277,8 @@ namespace {
 constexpr std::size_t dim = 13;
 
 template <class C = loco::compress::identity>
-using sgd = loco::local_sgd<C, loco::comm::in_process, loco::merge::average,
-                            loco::stepsize::constant>;
+using sgd =
+    loco::local_sgd<C, loco::comm::in_process, loco::merge::average, loco::stepsize::constant>;
 
 // Runs the driver on n ranks; returns each rank's exception (or null).
 template <class Driver>
@@ -337,7 +334,8 @@ TEST_CASE("resuming from a file of another run names what differs", "[checkpoint
     REQUIRE(e.field() == "world size");
   }
   SECTION("different compressor") {
-    const auto e = error_of(run_sgd(3, dim, make_sgd(at2, loco::compress::top_k(0.5)), false, {}), 0);
+    const auto e =
+        error_of(run_sgd(3, dim, make_sgd(at2, loco::compress::top_k(0.5)), false, {}), 0);
     REQUIRE(e.why() == reason::mismatch);
     REQUIRE(e.field() == "policy");
     const std::string what = e.what();
@@ -374,7 +372,8 @@ TEST_CASE("resuming from a file of another run names what differs", "[checkpoint
     REQUIRE(e.field() == "rank");
   }
   SECTION("a renamed round") {
-    fs::rename(ckpt::file_path(dir.path(), "loco", 0, 4), ckpt::file_path(dir.path(), "loco", 0, 2));
+    fs::rename(ckpt::file_path(dir.path(), "loco", 0, 4),
+               ckpt::file_path(dir.path(), "loco", 0, 2));
     const auto e = error_of(run_sgd(3, dim, make_sgd(at2), false, {}), 0);
     REQUIRE(e.why() == reason::mismatch);
     REQUIRE(e.field() == "round");
@@ -432,4 +431,72 @@ TEST_CASE("resuming from a file of another run names what differs", "[checkpoint
     });
     REQUIRE(none == std::vector<std::uint64_t>{99, 99, 99});  // nothing saved: start from x0
   }
+}
+
+// ---------------------------------------------------------------- state pieces
+
+namespace {
+
+// After one encode, a state saved and restored into a fresh one encodes the
+// next vector to the same bytes as the original state does.
+template <class C>
+void require_state_round_trip(const C& c) {
+  constexpr std::size_t d = 37;
+  using state = loco::compress::state_t<C, float>;
+  state a(c, d, 5);
+  std::vector<float> v(d);
+  loco::random::stream rng(3);
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  loco::wire::buffer m1, m2, m3, saved;
+  c.encode(std::span<const float>(v), a, m1);
+  ckpt::put_state(saved, a);
+  state b(c, d, 5);
+  loco::wire::view in(saved, "saved");
+  ckpt::get_state(in, b, "state");
+  in.expect_end("state");
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  c.encode(std::span<const float>(v), a, m2);
+  c.encode(std::span<const float>(v), b, m3);
+  REQUIRE(m2 == m3);
+  // A state saved for another d is refused.
+  if constexpr (loco::compress::saves_state<state>) {
+    state other(c, d + 1, 5);
+    loco::wire::view again(saved, "saved");
+    REQUIRE_THROWS_AS(ckpt::get_state(again, other, "state"), loco::protocol_error);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("compressor states round-trip through a checkpoint", "[checkpoint][compress]") {
+  namespace compress = loco::compress;
+  require_state_round_trip(compress::qsgd(4, 9));
+  require_state_round_trip(compress::natural(2));
+  require_state_round_trip(compress::random_k(0.2, 4));
+  require_state_round_trip(compress::warmup(compress::qsgd(2, 1), 1));
+  require_state_round_trip(compress::error_feedback(compress::top_k(0.1)));
+  require_state_round_trip(compress::ef21(compress::natural(6)));
+  require_state_round_trip(compress::size_threshold(compress::ef21(compress::qsgd(8, 2)), 10));
+  require_state_round_trip(compress::top_k(0.3));  // stateless: nothing saved, still equal
+  STATIC_REQUIRE_FALSE(loco::compress::saves_state<compress::top_k::state<float>>);
+  STATIC_REQUIRE(loco::compress::saves_state<compress::qsgd::state<float>>);
+}
+
+TEST_CASE("random streams round-trip with their Box-Muller spare", "[checkpoint]") {
+  loco::random::stream s(7, 2);
+  (void)s.normal();  // leaves a spare
+  loco::wire::buffer b;
+  ckpt::put_stream(b, s);
+  loco::random::stream t;
+  loco::wire::view in(b, "stream");
+  ckpt::get_stream(in, t, "rng");
+  REQUIRE(t == s);
+  REQUIRE(t.normal() == s.normal());
+  REQUIRE(t() == s());
+  loco::wire::buffer zero;
+  for (int i = 0; i < 4; ++i) zero.put<std::uint64_t>(0);
+  zero.put<double>(0.0);
+  zero.put<std::uint8_t>(0);
+  loco::wire::view z(zero, "stream");
+  REQUIRE_THROWS_AS(ckpt::get_stream(z, t, "rng"), loco::protocol_error);
 }

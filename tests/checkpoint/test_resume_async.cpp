@@ -83,8 +83,7 @@ void require_same_state_but_tail(const fs::path& a, const fs::path& b, int rank)
   if (rank != 0) return require_same_state(a, b);
   loco::checkpoint::file fa(a), fb(b);
   for (const auto& s : fa.get().sections()) {
-    if (s.id == ckpt::tags::tail || s.id == ckpt::tags::server ||
-        s.id == ckpt::tags::wall_time) {
+    if (s.id == ckpt::tags::tail || s.id == ckpt::tags::server || s.id == ckpt::tags::wall_time) {
       continue;
     }
     INFO("section " << ckpt::tag_name(s.id));
@@ -113,8 +112,9 @@ void check_async_on_simulator(C c, S s, loco::algorithm::async_sgd_options opt) 
     require_same_state_but_tail(ckpt::file_path(dir / "a", "loco", q, half),
                                 ckpt::file_path(dir / "b", "loco", q, half), q);
   }
-  const auto resumed = run_async<Comm, T>(
-      with_updates(2 * half, ckpt::resume::at(dir / "b", "loco", half)), ckpt::every(half, dir / "c"));
+  const auto resumed =
+      run_async<Comm, T>(with_updates(2 * half, ckpt::resume::at(dir / "b", "loco", half)),
+                         ckpt::every(half, dir / "c"));
   require_same_outcome(a, resumed, true);
   for (int q = 0; q < ranks; ++q) {
     INFO("rank " << q);
@@ -139,8 +139,8 @@ TEST_CASE("async_sgd resumes bit-exactly on the simulator", "[checkpoint][async_
     opt.assignment = algorithm::job_assignment::random_worker;
     opt.concurrency = 5;
     opt.seed = 8;
-    check_async_on_simulator<double>(compress::ef21(compress::qsgd(8, 3)),
-                                     stepsize::rescaled(0.05), opt);
+    check_async_on_simulator<double>(compress::ef21(compress::qsgd(8, 3)), stepsize::rescaled(0.05),
+                                     opt);
   }
   SECTION("error_feedback<random_k>, delay-adaptive steps") {
     check_async_on_simulator<float>(compress::error_feedback(compress::random_k(0.5, 2)),

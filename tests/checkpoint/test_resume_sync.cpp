@@ -91,8 +91,9 @@ void check_local_sgd(C c, M m, S s, loco::algorithm::local_sgd_options opt) {
                        ckpt::file_path(dir / "b", "loco", q, half));
   }
   // C: load B's checkpoint and run to 2T.
-  const auto c_run = run_local<Comm, T>(
-      with_rounds(2 * half, ckpt::resume::at(dir / "b", "loco", half)), ckpt::every(half, dir / "c"));
+  const auto c_run =
+      run_local<Comm, T>(with_rounds(2 * half, ckpt::resume::at(dir / "b", "loco", half)),
+                         ckpt::every(half, dir / "c"));
   require_same_outcome(a, c_run, std::is_same_v<Comm, loco::comm::simulated>);
   for (int q = 0; q < ranks; ++q) {
     require_same_state(ckpt::file_path(dir / "a", "loco", q, 2 * half),
@@ -110,8 +111,8 @@ void local_sgd_cases() {
   SECTION("identity, average, Polyak average") {
     algorithm::local_sgd_options opt;
     opt.polyak_average = true;
-    check_local_sgd<Comm, float>(compress::identity{}, merge::average{},
-                                 stepsize::constant(0.05), opt);
+    check_local_sgd<Comm, float>(compress::identity{}, merge::average{}, stepsize::constant(0.05),
+                                 opt);
   }
   SECTION("random_k (shared support), delay-corrected, overlap, polynomial steps") {
     algorithm::local_sgd_options opt;
@@ -123,8 +124,8 @@ void local_sgd_cases() {
   SECTION("error_feedback<qsgd> (general path, RNG lanes and residuals)") {
     algorithm::local_sgd_options opt;
     opt.seed = 3;
-    check_local_sgd<Comm, double>(compress::error_feedback(compress::qsgd(4, 21)),
-                                  merge::average{}, stepsize::constant(0.05), opt);
+    check_local_sgd<Comm, double>(compress::error_feedback(compress::qsgd(4, 21)), merge::average{},
+                                  stepsize::constant(0.05), opt);
   }
   SECTION("ef21<top_k> and warmup<natural>") {
     check_local_sgd<Comm, float>(compress::ef21(compress::top_k(0.25)), merge::average{},

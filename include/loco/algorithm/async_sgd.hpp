@@ -21,9 +21,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
-#include <optional>
 #include <filesystem>
+#include <functional>
 #include <loco/algorithm/callbacks.hpp>
 #include <loco/algorithm/detail/async_messages.hpp>
 #include <loco/algorithm/detail/checkpoints.hpp>
@@ -38,6 +37,7 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -171,10 +171,12 @@ class async_sgd {
                          " exceeds the number of workers " + std::to_string(workers) +
                          " (reporting_worker assignment runs one job per worker)");
     }
-    const algorithm::detail::checkpoint_identity identity{
-        checkpoint::driver_kind::async_sgd, checkpoint::value_type_code<T>(), d,
-        comm.size(),                         comm.rank(),
-        description<T>(jobs)};
+    const algorithm::detail::checkpoint_identity identity{checkpoint::driver_kind::async_sgd,
+                                                          checkpoint::value_type_code<T>(),
+                                                          d,
+                                                          comm.size(),
+                                                          comm.rank(),
+                                                          description<T>(jobs)};
     const std::optional<std::uint64_t> resume_at = opt_.resume.agree(comm);
     if (resume_at && *resume_at > opt_.updates) {
       throw config_error("async_sgd: the checkpoint of update " + std::to_string(*resume_at) +
@@ -321,8 +323,8 @@ class async_sgd {
           start_time = in.get<double>("start time");
           saved_now = in.get<double>("saved at");
         });
-        checkpoint::read_section(
-            c, tags::model, [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
+        checkpoint::read_section(c, tags::model,
+                                 [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
         checkpoint::read_section(c, tags::tail, [&](wire::view& in) {
           wire::get_values<double>(in, tail_sum, "tail sum");
         });
@@ -526,8 +528,8 @@ class async_sgd {
   // the server has surely applied its gradient, so a checkpoint can record
   // the worker as it was before every job still outstanding at the server.
   struct job_slot {
-    wire::buffer job;                       // the server's message
-    random::stream::snapshot rng{};         // the worker's state before the job
+    wire::buffer job;                // the server's message
+    random::stream::snapshot rng{};  // the worker's state before the job
     std::uint64_t steps = 0;
     wire::buffer encoder;                   // checkpoint::put_state of the encoder
     std::optional<sim::clock_state> clock;  // its clock when it took the job
@@ -607,9 +609,8 @@ class async_sgd {
       wire::buffer now_encoder;
       if (!first) checkpoint::put_state(now_encoder, encoder);
       algorithm::detail::save_checkpoint(identity, round, where, [&](auto& wr) {
-        wr.section(tags::counters, [&](wire::buffer& b) {
-          b.put<std::uint64_t>(first ? first->steps : steps);
-        });
+        wr.section(tags::counters,
+                   [&](wire::buffer& b) { b.put<std::uint64_t>(first ? first->steps : steps); });
         wr.section(tags::rng, [&](wire::buffer& b) {
           random::stream s;
           if (first) {
@@ -642,11 +643,10 @@ class async_sgd {
       std::optional<sim::clock_state> resumed_clock;
       std::vector<std::pair<std::optional<sim::clock_state>, wire::buffer>> held_jobs;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *resume_at, [&](auto& c) {
-        checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
-          steps = in.get<std::uint64_t>("steps");
-        });
-        checkpoint::read_section(
-            c, tags::rng, [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
+        checkpoint::read_section(c, tags::counters,
+                                 [&](wire::view& in) { steps = in.get<std::uint64_t>("steps"); });
+        checkpoint::read_section(c, tags::rng,
+                                 [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
         checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
           checkpoint::get_state(in, encoder, "encoder state");
         });

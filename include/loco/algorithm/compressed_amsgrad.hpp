@@ -20,9 +20,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <optional>
 #include <filesystem>
+#include <functional>
 #include <loco/algorithm/callbacks.hpp>
 #include <loco/algorithm/detail/checkpoints.hpp>
 #include <loco/algorithm/detail/checks.hpp>
@@ -36,6 +35,7 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -187,7 +187,11 @@ class compressed_amsgrad {
     // Checkpoints: this rank's complete state after an iteration (docs/checkpoint.md).
     namespace tags = checkpoint::tags;
     const algorithm::detail::checkpoint_identity identity{
-        checkpoint::driver_kind::compressed_amsgrad, checkpoint::value_type_code<T>(), d, n, me,
+        checkpoint::driver_kind::compressed_amsgrad,
+        checkpoint::value_type_code<T>(),
+        d,
+        n,
+        me,
         description<T>()};
     // Every compressor state this rank holds, in a fixed order.
     const auto for_each_state = [&](auto&& f) {
@@ -240,16 +244,16 @@ class compressed_amsgrad {
     if (const auto saved = opt_.resume.agree(comm)) {
       if (*saved > opt_.iterations) {
         throw config_error("compressed_amsgrad: the checkpoint of iteration " +
-                           std::to_string(*saved) + " lies past iterations = " +
-                           std::to_string(opt_.iterations));
+                           std::to_string(*saved) +
+                           " lies past iterations = " + std::to_string(opt_.iterations));
       }
       std::optional<sim::clock_state> resumed_clock;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
         checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
           if (in.get<std::uint64_t>("iteration") != *saved) in.fail("iteration", "differs");
         });
-        checkpoint::read_section(
-            c, tags::model, [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
+        checkpoint::read_section(c, tags::model,
+                                 [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
         checkpoint::read_section(c, tags::moments, [&](wire::view& in) {
           wire::get_values<double>(in, m, "m");
           wire::get_values<double>(in, v, "v");
@@ -264,8 +268,8 @@ class compressed_amsgrad {
           wire::get_values<T>(in, worker_residual, "worker residual");
           wire::get_values<T>(in, server_residual, "server residual");
         });
-        checkpoint::read_section(
-            c, tags::rng, [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
+        checkpoint::read_section(c, tags::rng,
+                                 [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
         checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
           for_each_state([&](auto& st) { checkpoint::get_state(in, st, "compressor state"); });
         });

@@ -22,9 +22,8 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <optional>
 #include <filesystem>
+#include <functional>
 #include <loco/algorithm/callbacks.hpp>
 #include <loco/algorithm/detail/checkpoints.hpp>
 #include <loco/algorithm/detail/checks.hpp>
@@ -39,6 +38,7 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -267,9 +267,12 @@ class local_sgd {
 
     // Checkpoints: this rank's complete state after a round (docs/checkpoint.md).
     namespace tags = checkpoint::tags;
-    const algorithm::detail::checkpoint_identity identity{
-        checkpoint::driver_kind::local_sgd, checkpoint::value_type_code<T>(), d, n, me,
-        description<T>()};
+    const algorithm::detail::checkpoint_identity identity{checkpoint::driver_kind::local_sgd,
+                                                          checkpoint::value_type_code<T>(),
+                                                          d,
+                                                          n,
+                                                          me,
+                                                          description<T>()};
     const auto save = [&](const checkpoint::location& where) {
       return algorithm::detail::save_checkpoint(identity, round_number, where, [&](auto& w) {
         w.section(tags::counters, [&](wire::buffer& b) {
@@ -282,7 +285,8 @@ class local_sgd {
           w.section(tags::reference, [&](wire::buffer& b) { wire::put_values<T>(b, reference); });
         }
         if (opt_.polyak_average) {
-          w.section(tags::polyak, [&](wire::buffer& b) { wire::put_values<double>(b, polyak_sum); });
+          w.section(tags::polyak,
+                    [&](wire::buffer& b) { wire::put_values<double>(b, polyak_sum); });
         }
         w.section(tags::compressors, [&](wire::buffer& b) {
           checkpoint::put_state(b, own_state);
@@ -320,10 +324,10 @@ class local_sgd {
           t = in.get<std::uint64_t>("step");
           polyak_count = in.get<std::uint64_t>("polyak count");
         });
-        checkpoint::read_section(
-            c, tags::model, [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
-        checkpoint::read_section(
-            c, tags::rng, [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
+        checkpoint::read_section(c, tags::model,
+                                 [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
+        checkpoint::read_section(c, tags::rng,
+                                 [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
         if constexpr (general) {
           checkpoint::read_section(c, tags::reference, [&](wire::view& in) {
             wire::get_values<T>(in, reference, "reference");
@@ -355,8 +359,8 @@ class local_sgd {
           stats.seconds_compress = in.get<double>("seconds compress");
           stats.seconds_wait = in.get<double>("seconds wait");
         });
-        checkpoint::read_section(c, tags::clock,
-                                 [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
+        checkpoint::read_section(
+            c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
       first_round = static_cast<std::size_t>(*saved);
       round_number = first_round;

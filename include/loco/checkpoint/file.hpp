@@ -74,7 +74,8 @@ inline std::optional<file_id> parse_file_name(std::string_view file, std::string
   const std::string_view r = rest.substr(0, dash), n = rest.substr(dash + 1);
   if (!digits(r) || !digits(n)) return std::nullopt;
   file_id id;
-  if (std::from_chars(r.data(), r.data() + r.size(), id.rank).ec != std::errc{}) return std::nullopt;
+  if (std::from_chars(r.data(), r.data() + r.size(), id.rank).ec != std::errc{})
+    return std::nullopt;
   if (std::from_chars(n.data(), n.data() + n.size(), id.round).ec != std::errc{}) {
     return std::nullopt;
   }

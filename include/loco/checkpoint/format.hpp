@@ -123,7 +123,7 @@ class writer {
 
   // Appends one section; fill(wire::buffer&) writes its bytes.
   template <class Fill>
-    requires std::invocable<Fill&, wire::buffer&>
+  requires std::invocable<Fill&, wire::buffer&>
   void section(tag t, Fill&& fill) {
     out_.put<std::uint32_t>(t);
     const std::size_t length_at = out_.size();
@@ -211,7 +211,7 @@ inline contents parse(std::span<const std::byte> bytes, std::string_view source 
 }
 
 inline contents detail::parser::run(std::span<const std::byte> bytes, std::string_view source,
-                            bool verify_checksum) {
+                                    bool verify_checksum) {
   using reason = checkpoint_error::reason;
   contents c;
   c.source_ = std::string(source);
@@ -262,8 +262,8 @@ inline contents detail::parser::run(std::span<const std::byte> bytes, std::strin
   if (in.get<std::uint32_t>("reserved") != 0) c.fail(reason::format, "reserved", "not zero");
   if (count > in.remaining() / section_header_bytes) {
     c.fail(reason::format, "section count",
-           std::to_string(count) + " sections cannot fit in the " +
-               std::to_string(in.remaining()) + " bytes left");
+           std::to_string(count) + " sections cannot fit in the " + std::to_string(in.remaining()) +
+               " bytes left");
   }
   c.sections_.reserve(count);
   for (std::uint32_t i = 0; i < count; ++i) {

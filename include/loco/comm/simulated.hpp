@@ -67,7 +67,9 @@ class simulated {
   sim::clock_state clock_state() const noexcept {
     return {world_->at(rank_).now, world_->at(rank_).steps};
   }
-  void restore_clock(const sim::clock_state& s) { world_->restore_clock(rank_, s.time, s.compute_steps); }
+  void restore_clock(const sim::clock_state& s) {
+    world_->restore_clock(rank_, s.time, s.compute_steps);
+  }
   const sim::options& options() const noexcept { return world_->opt; }
 
   // ------------------------------------------------------------ point to point

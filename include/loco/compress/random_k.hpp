@@ -65,8 +65,8 @@ class basic_random_k {
       detail::restore_dimension(in, name, d_);
       const auto k = in.get<std::uint64_t>("k");
       if (k != k_) {
-        in.fail("k", "state saved with k = " + std::to_string(k) + ", this one has k = " +
-                         std::to_string(k_));
+        in.fail("k", "state saved with k = " + std::to_string(k) +
+                         ", this one has k = " + std::to_string(k_));
       }
       round_ = in.get<std::uint64_t>("round");
     }

@@ -48,7 +48,7 @@ std::optional<clock_state> saved_clock(const Comm& comm) {
 // Resumes a clock saved by saved_clock(); nothing on a real communicator.
 template <class Comm>
 void restore_clock(Comm& comm, const clock_state& s) {
-  if constexpr (requires(Comm& c) { c.restore_clock(s); }) comm.restore_clock(s);
+  if constexpr (requires(Comm & c) { c.restore_clock(s); }) comm.restore_clock(s);
 }
 
 // The rank's virtual time in seconds; nullopt on a real communicator.

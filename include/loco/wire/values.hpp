@@ -30,8 +30,8 @@ template <wire_scalar T>
 void get_values(view& in, std::span<T> out, std::string_view field) {
   const auto count = in.get<std::uint64_t>(field);
   if (count != out.size()) {
-    in.fail(field, "holds " + std::to_string(count) + " values, expected " +
-                       std::to_string(out.size()));
+    in.fail(field,
+            "holds " + std::to_string(count) + " values, expected " + std::to_string(out.size()));
   }
   const auto bytes = in.take(out.size_bytes(), field);
   if constexpr (std::endian::native == std::endian::little) {

@@ -41,9 +41,8 @@ template <class Write>
 std::filesystem::path save_checkpoint(const checkpoint_identity& id, std::uint64_t round,
                                       const checkpoint::location& where, Write&& write) {
   checkpoint::writer w(id.header(round));
-  w.section(checkpoint::tags::policy, [&](wire::buffer& b) {
-    b.append(id.description.data(), id.description.size());
-  });
+  w.section(checkpoint::tags::policy,
+            [&](wire::buffer& b) { b.append(id.description.data(), id.description.size()); });
   write(w);
   return checkpoint::save(where, id.rank, round, w.finish());
 }
