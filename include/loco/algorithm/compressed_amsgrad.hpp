@@ -186,6 +186,9 @@ class compressed_amsgrad {
 
     // Checkpoints: this rank's complete state after an iteration (docs/checkpoint.md).
     namespace tags = checkpoint::tags;
+    constexpr bool agrees_on_stop =
+        algorithm::detail::any_stopping_round_end_hook<algorithm::iteration_info<T>,
+                                                       Callbacks...>();
     const algorithm::detail::checkpoint_identity identity{
         checkpoint::driver_kind::compressed_amsgrad,
         checkpoint::value_type_code<T>(),
@@ -205,7 +208,10 @@ class compressed_amsgrad {
     std::size_t done = 0;  // iterations completed
     const auto save = [&](const checkpoint::location& where) {
       return algorithm::detail::save_checkpoint(identity, done, where, [&](auto& w) {
-        w.section(tags::counters, [&](wire::buffer& b) { b.put<std::uint64_t>(done); });
+        w.section(tags::counters, [&](wire::buffer& b) {
+          b.put<std::uint64_t>(done);
+          checkpoint::put_bool(b, agrees_on_stop);
+        });
         w.section(tags::model, [&](wire::buffer& b) { wire::put_values<T>(b, x); });
         w.section(tags::moments, [&](wire::buffer& b) {
           wire::put_values<double>(b, m);
@@ -248,9 +254,11 @@ class compressed_amsgrad {
                            " lies past iterations = " + std::to_string(opt_.iterations));
       }
       std::optional<sim::clock_state> resumed_clock;
+      bool saver_agreed = false;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
         checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
           if (in.get<std::uint64_t>("iteration") != *saved) in.fail("iteration", "differs");
+          saver_agreed = checkpoint::get_bool(in, "stop agreement");
         });
         checkpoint::read_section(c, tags::model,
                                  [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
@@ -290,9 +298,12 @@ class compressed_amsgrad {
       });
       done = static_cast<std::size_t>(*saved);
       if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
-      // The saving run agreed on its stop flag after the save: so does this one.
-      float flag[1] = {0.0f};
-      comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
+      // If the saving run agreed on its stop flag after the save, so does this
+      // one (the collective costs virtual time on the simulator).
+      if (saver_agreed) {
+        float flag[1] = {0.0f};
+        comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
+      }
     }
 
     for (std::size_t it = done + 1; it <= opt_.iterations; ++it) {

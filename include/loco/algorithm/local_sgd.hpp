@@ -267,6 +267,8 @@ class local_sgd {
 
     // Checkpoints: this rank's complete state after a round (docs/checkpoint.md).
     namespace tags = checkpoint::tags;
+    constexpr bool agrees_on_stop =
+        algorithm::detail::any_stopping_round_end_hook<algorithm::round_info<T>, Callbacks...>();
     const algorithm::detail::checkpoint_identity identity{checkpoint::driver_kind::local_sgd,
                                                           checkpoint::value_type_code<T>(),
                                                           d,
@@ -278,6 +280,7 @@ class local_sgd {
         w.section(tags::counters, [&](wire::buffer& b) {
           b.put<std::uint64_t>(t);
           b.put<std::uint64_t>(polyak_count);
+          checkpoint::put_bool(b, agrees_on_stop);
         });
         w.section(tags::model, [&](wire::buffer& b) { wire::put_values<T>(b, x); });
         w.section(tags::rng, [&](wire::buffer& b) { checkpoint::put_stream(b, rng); });
@@ -319,10 +322,12 @@ class local_sgd {
                            " rounds");
       }
       std::optional<sim::clock_state> resumed_clock;
+      bool saver_agreed = false;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
         checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
           t = in.get<std::uint64_t>("step");
           polyak_count = in.get<std::uint64_t>("polyak count");
+          saver_agreed = checkpoint::get_bool(in, "stop agreement");
         });
         checkpoint::read_section(c, tags::model,
                                  [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
@@ -365,9 +370,12 @@ class local_sgd {
       first_round = static_cast<std::size_t>(*saved);
       round_number = first_round;
       if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
-      // The saving run agreed on its stop flag after the save: so does this one.
-      float flag[1] = {0.0f};
-      comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
+      // If the saving run agreed on its stop flag after the save, so does this
+      // one (the collective costs virtual time on the simulator).
+      if (saver_agreed) {
+        float flag[1] = {0.0f};
+        comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
+      }
     }
 
     const auto step = [&] {

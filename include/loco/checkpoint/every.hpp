@@ -46,11 +46,11 @@ class every {
     check_name(where_.name);
   }
 
+  // Observes only (returns nothing), so it adds no stop agreement per round.
   template <class Info>
-  bool on_round_end(const Info& info) {
+  void on_round_end(const Info& info) {
     const std::uint64_t done = detail::progress(info);
     if (done != 0 && done % k_ == 0 && info.save) last_ = info.save(where_);
-    return false;
   }
 
   const location& where() const noexcept { return where_; }
