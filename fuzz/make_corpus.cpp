@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <loco/algorithm/detail/async_messages.hpp>
+#include <loco/checkpoint/format.hpp>
+#include <loco/checkpoint/state.hpp>
+#include <loco/wire/values.hpp>
 #include <loco/compress.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/wire/bit_pack.hpp>
@@ -285,6 +288,65 @@ void tcp_frames() {
 
 }  // namespace
 
+// Checkpoint files shaped like the drivers' (fixed contents, no wall time).
+void checkpoints() {
+  namespace ckpt = loco::checkpoint;
+  constexpr std::size_t d = 7;
+  const auto file = [&](ckpt::driver_kind kind, auto&& sections) {
+    ckpt::header h;
+    h.driver = kind;
+    h.value_type = 1;
+    h.dimension = d;
+    h.world_size = 3;
+    h.rank = 1;
+    h.fingerprint = ckpt::fingerprint("corpus");
+    h.round = 12;
+    ckpt::writer w(h);
+    w.section(ckpt::tags::policy, [](wire::buffer& b) { b.append("corpus", 6); });
+    sections(w);
+    const auto s = w.finish();
+    return bytes(s.begin(), s.end());
+  };
+  const auto x = sample<float>(d, 1);
+  lc::qsgd q(4, 2);
+  lc::state_t<lc::qsgd, float> qs(q, d, 1);
+  const auto sync = file(ckpt::driver_kind::local_sgd, [&](ckpt::writer& w) {
+    w.section(ckpt::tags::counters, [](wire::buffer& b) {
+      b.put<std::uint64_t>(48);
+      b.put<std::uint64_t>(48);
+      b.put<std::uint8_t>(0);
+    });
+    w.section(ckpt::tags::model, [&](wire::buffer& b) { wire::put_values<float>(b, x); });
+    w.section(ckpt::tags::rng,
+              [](wire::buffer& b) { ckpt::put_stream(b, loco::random::stream(3, 1)); });
+    w.section(ckpt::tags::compressors, [&](wire::buffer& b) { ckpt::put_state(b, qs); });
+    w.section(ckpt::tags::clock, [](wire::buffer& b) { ckpt::put_clock(b, {{1.5, 48}}); });
+  });
+  const auto async_worker = file(ckpt::driver_kind::async_sgd, [&](ckpt::writer& w) {
+    w.section(ckpt::tags::jobs, [&](wire::buffer& b) {
+      wire::buffer job;
+      loco::algorithm::detail::write_async_job<float>(job, 11, x);
+      b.put<std::uint32_t>(1);
+      ckpt::put_clock(b, {{2.0, 5}});
+      b.put<std::uint64_t>(job.size());
+      b.append(job.data(), job.size());
+    });
+    w.section(ckpt::tags::server, [](wire::buffer& b) {
+      loco::algorithm::detail::write_async_checkpoint(b, {12, 1, 3, "ckpt", "run"});
+    });
+  });
+  for (std::uint8_t mode : {0, 1}) {
+    bytes in;
+    put_u8(in, mode);
+    put_u8(in, static_cast<std::uint8_t>(d - 1));
+    put_bytes(in, sync);
+    write("fuzz_checkpoint", std::string("local_sgd_") + (mode ? "crc" : "nocrc"), in);
+    in.resize(2);
+    put_bytes(in, async_worker);
+    write("fuzz_checkpoint", std::string("async_worker_") + (mode ? "crc" : "nocrc"), in);
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s <corpus dir>\n", argv[0]);
@@ -296,6 +358,7 @@ int main(int argc, char** argv) {
   wire_header();
   async_messages();
   data_files();
+  checkpoints();
 #ifdef LOCO_FUZZ_HAVE_TCP
   tcp_frames();
 #endif
