@@ -49,7 +49,7 @@ outcome train(Driver& driver, const loco::data::synthetic<double>& problem) {
     auto result = driver.run(comm, f, std::span<const double>(x0));
     if (comm.rank() != 0) return;
     out = {distance(result.average, problem), distance(result.polyak, problem),
-           result.stats.bytes_sent, result.stats.rounds};
+           result.ledger.totals().bytes_sent, result.stats.rounds};
   });
   return out;
 }

@@ -21,12 +21,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <loco/algorithm/callbacks.hpp>
 #include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
+#include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
@@ -66,6 +69,8 @@ struct async_sgd_options {
   double tail_fraction = 0.5;
   std::uint64_t seed = 0;
   non_finite_policy on_non_finite = non_finite_policy::throw_error;
+  // Keep one ledger record per applied update (server) and per job (worker).
+  bool record_rounds = true;
 };
 
 struct async_sgd_stats {
@@ -81,9 +86,6 @@ struct async_sgd_stats {
   std::vector<std::uint64_t> delay_histogram;     // [tau] -> count (tau capped at 4n)
   std::vector<std::uint64_t> updates_per_worker;  // by worker index
   std::vector<int> lost_workers;                  // ranks lost in tolerate mode
-  std::uint64_t bytes_up = 0;                     // gradient messages received by the server
-  std::uint64_t bytes_down = 0;                   // model messages sent by the server
-  double elapsed = 0.0;  // on the communicator's clock (virtual on the simulator)
 };
 
 template <class T>
@@ -91,17 +93,22 @@ struct async_sgd_result {
   std::vector<T> model;         // the server's final x, on every rank
   std::vector<T> tail_average;  // mean of x over the last tail_fraction of updates
   async_sgd_stats stats;        // complete on the server (rank 0)
+  // This rank's bytes and time (the server's: gradients up, models down; a
+  // worker's: one record per job); all ranks' totals in all_ranks().
+  observe::ledger ledger;
 };
 
+// Callbacks run on the server only, once per applied update. progress_info:
+// round (= update), round_count, rank (0), size, model (the server's x),
+// loss (NaN: the server computes no gradient), time, ledger, average_model
+// (the server's x).
 template <class T>
-struct update_info {
-  std::uint64_t update = 0;
+struct update_info : progress_info<T> {
+  std::uint64_t update = 0;  // (= round)
   std::uint64_t update_count = 0;
-  int worker = 0;
+  int worker = 0;  // worker index (rank - 1) whose gradient was applied
   std::uint64_t delay = 0;
-  double step = 0.0;
-  double time = 0.0;
-  std::span<const T> model;
+  double step = 0.0;  // the step size eta applied
   const async_sgd_stats* stats = nullptr;
 };
 
@@ -158,10 +165,11 @@ class async_sgd {
     }
     algorithm::async_sgd_result<T> result;
     if (comm.rank() == server) {
-      result = serve<T>(comm, x0, jobs, callbacks...);
+      serve<T>(comm, x0, jobs, result, callbacks...);
     } else {
-      work<T>(comm, objective, d);
+      work<T>(comm, objective, d, result.ledger);
     }
+    result.ledger.finish(comm::now(comm));
     // Every rank ends with the server's model.
     wire::buffer final_model;
     if (comm.rank() == server) {
@@ -173,6 +181,24 @@ class async_sgd {
       wire::view in(final_model, "async_sgd final model");
       result.model = get_vector<T>(in, d, "final model");
       result.tail_average = get_vector<T>(in, d, "tail average");
+    }
+    result.ledger.gather(comm);
+    if constexpr (sizeof...(Callbacks) > 0) {
+      if (comm.rank() == server) {
+        algorithm::update_info<T> info;
+        info.round = result.stats.updates;
+        info.round_count = opt_.updates;
+        info.rank = server;
+        info.size = comm.size();
+        info.model = result.model;
+        info.time = result.ledger.totals().elapsed;
+        info.ledger = &result.ledger;
+        info.average_model = [&]() -> std::span<const T> { return result.model; };
+        info.update = result.stats.updates;
+        info.update_count = opt_.updates;
+        info.stats = &result.stats;
+        (algorithm::detail::call_run_end(callbacks, info), ...);
+      }
     }
     return result;
   }
@@ -197,22 +223,24 @@ class async_sgd {
 
   template <class T>
   void send_job(Comm& comm, int rank, std::uint64_t version, std::span<const T> x,
-                wire::buffer& msg, algorithm::async_sgd_stats& stats) {
+                wire::buffer& msg, observe::ledger& ledger) {
     msg.clear();
     msg.put<std::uint8_t>(kind_job);
     msg.put<std::uint64_t>(version);
     put_vector<T>(msg, x);
+    ledger.lap(observe::phase::compress, comm::now(comm));
     comm.send(rank, tag_job, msg.bytes());
-    stats.bytes_down += msg.size();
+    ledger.add_sent(msg.size(), x.size());
+    ledger.lap(observe::phase::communicate, comm::now(comm));
   }
 
   template <class T, class... Callbacks>
-  algorithm::async_sgd_result<T> serve(Comm& comm, std::span<const T> x0, std::size_t jobs,
-                                       Callbacks&... callbacks) {
+  void serve(Comm& comm, std::span<const T> x0, std::size_t jobs,
+             algorithm::async_sgd_result<T>& result, Callbacks&... callbacks) {
     const int n = comm.size();
     const std::size_t workers = static_cast<std::size_t>(n - 1), d = x0.size();
-    algorithm::async_sgd_result<T> result;
     auto& stats = result.stats;
+    auto& ledger = result.ledger;
     stats.updates_per_worker.assign(workers, 0);
     stats.delay_histogram.assign(4 * workers + 2, 0);
     std::vector<T> x(x0.begin(), x0.end()), g(d);
@@ -233,6 +261,9 @@ class async_sgd {
     std::fill(last_report.begin(), last_report.end(), start_time);
     const bool budgeted = opt_.time_budget > 0.0;
     const double tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
+    // The server sees every worker's gradient message.
+    ledger.start(server, n, observe::role::server, start_time, opt_.record_rounds, true);
+    ledger.reserve_rounds(static_cast<std::size_t>(opt_.updates));
 
     std::uint64_t version = 0;
     std::size_t in_flight = 0;
@@ -249,7 +280,7 @@ class async_sgd {
       const std::size_t w = opt_.assignment == algorithm::job_assignment::reporting_worker
                                 ? k
                                 : static_cast<std::size_t>(assign_rng.below(workers));
-      send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, stats);
+      send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, ledger);
       ++outstanding[w];
       ++in_flight;
     }
@@ -260,6 +291,7 @@ class async_sgd {
       int from = -1;
       try {
         from = comm.recv(comm::any_source, tag_gradient, in_msg);
+        ledger.lap(observe::phase::wait, comm::now(comm));
       } catch (const peer_lost& lost) {
         if (opt_.on_worker_failure == algorithm::worker_failure::fatal || lost.rank() <= 0 ||
             lost.rank() >= n) {
@@ -282,7 +314,8 @@ class async_sgd {
       const auto read_version = in.get<std::uint64_t>("version");
       if (read_version > version)
         in.fail("version", "from the future: " + std::to_string(read_version));
-      stats.bytes_up += in_msg.size();
+      ledger.add_received(in_msg.size(), d);
+      ledger.add_all_workers_sent(in_msg.size());
 
       if (stopped_early || version >= opt_.updates) {
         // Draining: the gradient arrived after the last update and is
@@ -293,6 +326,7 @@ class async_sgd {
       }
 
       compressor_.decode(in, decoders[w], std::span<T>(g));
+      ledger.lap(observe::phase::compress, comm::now(comm));
       const double now = comm::now(comm);
       const double observed = now - last_report[w];
       last_report[w] = now;
@@ -334,25 +368,35 @@ class async_sgd {
         for (std::size_t j = 0; j < d; ++j) tail_sum[j] += static_cast<double>(x[j]);
         ++tail_count;
       }
+      ledger.set_delay(tau);
+      const auto& record = ledger.end_round(version, version, comm::now(comm),
+                                            std::numeric_limits<double>::quiet_NaN());
 
       if constexpr (sizeof...(Callbacks) > 0) {
         algorithm::update_info<T> info;
+        info.round = version;
+        info.round_count = opt_.updates;
+        info.rank = server;
+        info.size = n;
+        info.model = x;
+        info.time = record.time;
+        info.ledger = &ledger;
+        info.average_model = [&]() -> std::span<const T> { return x; };
         info.update = version;
         info.update_count = opt_.updates;
         info.worker = static_cast<int>(w);
         info.delay = tau;
         info.step = eta;
-        info.time = now - start_time;
-        info.model = x;
         info.stats = &stats;
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         stopped_early = stop;
+        ledger.lap(observe::phase::other, comm::now(comm));
       }
       if (budgeted && now - start_time >= opt_.time_budget) stopped_early = true;
       if (version < opt_.updates && !stopped_early) {
         const std::size_t next = pick_worker(w);
-        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, stats);
+        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, ledger);
         ++outstanding[next];
         ++in_flight;
       }
@@ -361,38 +405,50 @@ class async_sgd {
     msg.clear();
     msg.put<std::uint8_t>(kind_stop);
     for (std::size_t w = 0; w < workers; ++w) {
-      if (alive[w]) comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
+      if (!alive[w]) continue;
+      comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
+      ledger.add_sent(msg.size(), 0);
     }
+    ledger.lap(observe::phase::communicate, comm::now(comm));
     stats.mean_delay = stats.updates ? delay_sum / static_cast<double>(stats.updates) : 0.0;
-    stats.elapsed = comm::now(comm) - start_time;
     result.model = x;
     result.tail_average.resize(d);
     for (std::size_t j = 0; j < d; ++j) {
       result.tail_average[j] =
           tail_count ? static_cast<T>(tail_sum[j] / static_cast<double>(tail_count)) : x[j];
     }
-    return result;
   }
 
+  // A worker's ledger has one record per job: wait for it, read the model,
+  // compute the gradient, compress, send.
   template <class T, class Objective>
-  void work(Comm& comm, Objective& objective, std::size_t d) {
+  void work(Comm& comm, Objective& objective, std::size_t d, observe::ledger& ledger) {
     const int me = comm.rank();
     random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
     compress::state_t<Compressor, T> encoder(compressor_, d, static_cast<std::uint64_t>(me));
     std::vector<T> x(d), g(d);
     wire::buffer job, out;
     std::uint64_t steps = 0;
+    ledger.start(me, comm.size(), observe::role::worker, comm::now(comm), opt_.record_rounds,
+                 false);
+    const auto lap = [&](observe::phase p) { ledger.lap(p, comm::now(comm)); };
     for (;;) {
       (void)comm.recv(server, tag_job, job);
+      lap(observe::phase::wait);
       wire::view in(job, "async_sgd server");
       const auto kind = in.get<std::uint8_t>("kind");
-      if (kind == kind_stop) return;
+      if (kind == kind_stop) {
+        ledger.add_received(job.size(), 0);
+        return;
+      }
       if (kind != kind_job) in.fail("kind", "unknown message kind " + std::to_string(kind));
       const auto version = in.get<std::uint64_t>("version");
       const auto bytes = in.take(d * sizeof(T), "model");
       in.expect_end("model");
       std::memcpy(x.data(), bytes.data(), bytes.size());
-      (void)objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
+      ledger.add_received(job.size(), d);
+      lap(observe::phase::compress);
+      const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
       ++steps;
       if (const auto bad = tensor::first_non_finite(std::span<const T>(g)); bad != tensor::npos) {
         if (opt_.on_non_finite == non_finite_policy::throw_error) {
@@ -407,10 +463,14 @@ class async_sgd {
           }
         }
       }
+      lap(observe::phase::compute);
       out.clear();
       out.put<std::uint64_t>(version);
       compressor_.encode(std::span<const T>(g), encoder, out);
+      ledger.add_sent(out.size(), d);
+      lap(observe::phase::compress);
       comm.send(server, tag_gradient, out.bytes());
+      ledger.end_round(steps, steps, comm::now(comm), loss, observe::phase::communicate);
     }
   }
 

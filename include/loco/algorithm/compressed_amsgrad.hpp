@@ -16,7 +16,6 @@
 // keeps the residual; h_tilde is the decoded downlink), naive (C(g_i) up,
 // C(mean) down, no memory).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +26,7 @@
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
+#include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
@@ -55,16 +55,15 @@ struct compressed_amsgrad_options {
   compression_strategy strategy = compression_strategy::difference;
   std::uint64_t seed = 0;
   non_finite_policy on_non_finite = non_finite_policy::throw_error;
+  // Keep one ledger record per iteration (result.ledger.rounds()).
+  bool record_rounds = true;
 };
 
+// What one worker counted. Bytes (uplink = sent, downlink = received) and
+// time are in the ledger.
 struct compressed_amsgrad_stats {
   std::size_t iterations = 0;
-  std::uint64_t bytes_up = 0;    // this worker's uplink messages
-  std::uint64_t bytes_down = 0;  // downlink messages received (each worker gets each one)
   std::uint64_t skipped_steps = 0;
-  double seconds_compute = 0.0;
-  double seconds_compress = 0.0;
-  double seconds_communicate = 0.0;
   double last_batch_loss = 0.0;
 };
 
@@ -72,16 +71,15 @@ template <class T>
 struct compressed_amsgrad_result {
   std::vector<T> model;  // identical on every rank
   compressed_amsgrad_stats stats;
+  observe::ledger ledger;  // per iteration and in total; all ranks' totals in all_ranks()
 };
 
+// progress_info: round (= iteration), round_count, rank, size, model
+// (identical on every rank), loss, time, ledger, average_model (the model).
 template <class T>
-struct iteration_info {
-  std::size_t iteration = 0;  // from 1
-  std::size_t iteration_count = 0;
-  int rank = 0;
-  int size = 1;
-  std::span<const T> model;
-  double batch_loss = 0.0;
+struct iteration_info : progress_info<T> {
+  std::size_t iteration = 0;  // from 1 (= round)
+  double batch_loss = 0.0;    // (= loss)
   const compressed_amsgrad_stats* stats = nullptr;
 };
 
@@ -127,10 +125,6 @@ class compressed_amsgrad {
   }
 
  private:
-  using clock = std::chrono::steady_clock;
-  static double seconds_since(clock::time_point start) {
-    return std::chrono::duration<double>(clock::now() - start).count();
-  }
   static constexpr int server = 0;
 
   template <class T, class Objective, class... Callbacks>
@@ -172,10 +166,16 @@ class compressed_amsgrad {
     wire::buffer up, down;
     std::vector<wire::buffer> gathered;
     const T inv_n = T{1} / static_cast<T>(n);
+    // Rank 0 is also the server: it sees every uplink message.
+    auto& ledger = result.ledger;
+    ledger.start(me, n, observe::role::worker, comm::now(comm), opt_.record_rounds, me == server);
+    ledger.reserve_rounds(opt_.iterations);
+    const auto lap = [&](observe::phase p) { ledger.lap(p, comm::now(comm)); };
+    const std::span<const T> model(x);
+    const std::function<std::span<const T>()> average_model = [model] { return model; };
 
     for (std::size_t it = 1; it <= opt_.iterations; ++it) {
       // 1. Gradient.
-      auto start = clock::now();
       const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
       stats.last_batch_loss = loss;
       if (const auto bad = tensor::first_non_finite(std::span<const T>(g)); bad != tensor::npos) {
@@ -189,10 +189,9 @@ class compressed_amsgrad {
         for (auto& e : g) e = T{0};
         ++stats.skipped_steps;
       }
-      stats.seconds_compute += seconds_since(start);
+      lap(observe::phase::compute);
 
       // 2. Uplink.
-      start = clock::now();
       switch (opt_.strategy) {
         case strategy::difference:
           for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] - h_i[j];
@@ -215,18 +214,17 @@ class compressed_amsgrad {
           for (std::size_t j = 0; j < d; ++j) worker_residual[j] = scratch[j] - decoded[j];
         }
       }
-      stats.bytes_up += up.size();
-      stats.seconds_compress += seconds_since(start);
+      ledger.add_sent(up.size(), d);
+      lap(observe::phase::compress);
 
-      start = clock::now();
       comm.gather(up.bytes(), gathered, server);
-      stats.seconds_communicate += seconds_since(start);
+      lap(observe::phase::communicate);
 
       // 3. Server: aggregate and compress the downlink.
       if (me == server) {
-        start = clock::now();
         std::fill(scratch.begin(), scratch.end(), T{0});
         for (int q = 0; q < n; ++q) {
+          ledger.add_all_workers_sent(gathered[static_cast<std::size_t>(q)].size());
           wire::view in(gathered[static_cast<std::size_t>(q)], "compressed_amsgrad worker message");
           compressor_.decode(in, from_worker[static_cast<std::size_t>(q)], std::span<T>(decoded));
           for (std::size_t j = 0; j < d; ++j) scratch[j] += decoded[j];
@@ -253,16 +251,14 @@ class compressed_amsgrad {
           compressor_.decode(own, server_self.front(), std::span<T>(decoded));
           for (std::size_t j = 0; j < d; ++j) server_residual[j] = scratch[j] - decoded[j];
         }
-        stats.seconds_compress += seconds_since(start);
+        lap(observe::phase::compress);
       }
 
       // 4. Downlink to every worker (the server included).
-      start = clock::now();
       comm.broadcast(down, server);
-      stats.seconds_communicate += seconds_since(start);
-      stats.bytes_down += down.size();
+      lap(observe::phase::communicate);
+      ledger.add_received(down.size(), d);
 
-      start = clock::now();
       {
         wire::view in(down, "compressed_amsgrad server message");
         compressor_.decode(in, down_decoder, std::span<T>(decoded));
@@ -272,10 +268,9 @@ class compressed_amsgrad {
       } else {
         std::copy(decoded.begin(), decoded.end(), h_tilde.begin());
       }
-      stats.seconds_compress += seconds_since(start);
+      lap(observe::phase::compress);
 
       // 5. AMSGrad on h_tilde, identical on every rank.
-      start = clock::now();
       stepsize::context ctx;
       ctx.t = it;
       ctx.worker = me;
@@ -292,16 +287,21 @@ class compressed_amsgrad {
         x[j] = static_cast<T>(static_cast<double>(x[j]) -
                               alpha * (m[j] / c1) / (std::sqrt(v_hat[j] / c2) + opt_.eps));
       }
-      stats.seconds_compute += seconds_since(start);
       stats.iterations = it;
+      const auto& record = ledger.end_round(it, it, comm::now(comm), loss);
 
       if constexpr (sizeof...(Callbacks) > 0) {
         algorithm::iteration_info<T> info;
-        info.iteration = it;
-        info.iteration_count = opt_.iterations;
+        info.round = it;
+        info.round_count = opt_.iterations;
         info.rank = me;
         info.size = n;
         info.model = x;
+        info.loss = loss;
+        info.time = record.time;
+        info.ledger = &ledger;
+        info.average_model = average_model;
+        info.iteration = it;
         info.batch_loss = loss;
         info.stats = &stats;
         bool stop = false;
@@ -312,7 +312,26 @@ class compressed_amsgrad {
           comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
           if (flag[0] > 0.0f) break;
         }
+        lap(observe::phase::other);
       }
+    }
+    ledger.finish(comm::now(comm));
+    ledger.gather(comm);
+    if constexpr (sizeof...(Callbacks) > 0) {
+      algorithm::iteration_info<T> info;
+      info.round = stats.iterations;
+      info.round_count = opt_.iterations;
+      info.rank = me;
+      info.size = n;
+      info.model = x;
+      info.loss = stats.last_batch_loss;
+      info.time = ledger.totals().elapsed;
+      info.ledger = &ledger;
+      info.average_model = average_model;
+      info.iteration = stats.iterations;
+      info.batch_loss = stats.last_batch_loss;
+      info.stats = &stats;
+      (algorithm::detail::call_run_end(callbacks, info), ...);
     }
     result.model = std::move(x);
     return result;
