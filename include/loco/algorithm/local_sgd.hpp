@@ -156,7 +156,6 @@ class local_sgd {
   }
 
  private:
-
   void validate(int n, std::size_t d, std::size_t x0_size) const {
     const auto per_worker = [&](const char* name, std::size_t size) {
       if (size != 0 && size != 1 && size != static_cast<std::size_t>(n)) {

@@ -122,7 +122,7 @@ struct round_record {
   // sees every worker, otherwise its own cumulative bytes_sent.
   std::uint64_t bytes_cumulative = 0;
   phase_seconds seconds;
-  double loss = std::numeric_limits<double>::quiet_NaN();  // this rank's mean batch loss
+  double loss = std::numeric_limits<double>::quiet_NaN();       // this rank's mean batch loss
   double accuracy = std::numeric_limits<double>::quiet_NaN();   // set by an evaluation
   double test_loss = std::numeric_limits<double>::quiet_NaN();  // set by an evaluation
   std::int64_t delay = -1;  // async_sgd server: staleness of the applied update; else -1
@@ -190,9 +190,31 @@ inline std::string format_bytes(double bytes) {
   if (u == 0) {
     std::snprintf(text, sizeof text, "%.0f B", bytes);
   } else {
-    std::snprintf(text, sizeof text, std::abs(bytes) < 9.995 ? "%.2f %s" : std::abs(bytes) < 99.95 ? "%.1f %s" : "%.0f %s",
+    std::snprintf(text, sizeof text,
+                  std::abs(bytes) < 9.995   ? "%.2f %s"
+                  : std::abs(bytes) < 99.95 ? "%.1f %s"
+                                            : "%.0f %s",
                   bytes, units[u]);
   }
+  return text;
+}
+
+// "37.6 ms": 3 significant digits in s, ms, us or ns; "0" for zero.
+inline std::string format_seconds(double seconds) {
+  if (seconds == 0.0) return "0";
+  static const char* units[] = {"s", "ms", "us", "ns"};
+  std::size_t u = 0;
+  while (std::abs(seconds) < 0.9995 && u + 1 < std::size(units)) {
+    seconds *= 1000.0;
+    ++u;
+  }
+  char text[32];
+  const double a = std::abs(seconds);
+  std::snprintf(text, sizeof text,
+                a < 9.995   ? "%.2f %s"
+                : a < 99.95 ? "%.1f %s"
+                            : "%.0f %s",
+                seconds, units[u]);
   return text;
 }
 
@@ -231,7 +253,9 @@ class ledger {
     current_.values_received += values;
   }
   void add_all_workers_sent(std::uint64_t bytes) noexcept { current_.all_workers_sent += bytes; }
-  void set_delay(std::uint64_t delay) noexcept { current_.delay = static_cast<std::int64_t>(delay); }
+  void set_delay(std::uint64_t delay) noexcept {
+    current_.delay = static_cast<std::int64_t>(delay);
+  }
 
   // Closes the round: time since the last lap goes to `last_phase`.
   const round_record& end_round(std::uint64_t round, std::uint64_t step, double now, double loss,
@@ -314,7 +338,8 @@ class ledger {
       sum.seconds += t.seconds;
       sum.elapsed = std::max(sum.elapsed, t.elapsed);
     }
-    for (const auto& t : all_ranks_) sum.all_workers_sent = std::max(sum.all_workers_sent, t.all_workers_sent);
+    for (const auto& t : all_ranks_)
+      sum.all_workers_sent = std::max(sum.all_workers_sent, t.all_workers_sent);
     return sum;
   }
 
@@ -336,11 +361,14 @@ class ledger {
   // CSV: the trace columns first (run,round,step,time_s,bytes,loss,accuracy),
   // then this ledger's own.
   static std::vector<std::string> csv_columns() {
-    return {"run",          "round",     "step",       "time_s",    "bytes",
-            "loss",         "accuracy",  "test_loss",  "rank",      "role",
-            "bytes_sent",   "bytes_received", "values_sent", "values_received",
-            "ratio_fp32",   "ratio_fp16", "compute_s", "compress_s", "communicate_s",
-            "wait_s",       "other_s",   "delay"};
+    return {"run",           "round",           "step",
+            "time_s",        "bytes",           "loss",
+            "accuracy",      "test_loss",       "rank",
+            "role",          "bytes_sent",      "bytes_received",
+            "values_sent",   "values_received", "ratio_fp32",
+            "ratio_fp16",    "compute_s",       "compress_s",
+            "communicate_s", "wait_s",          "other_s",
+            "delay"};
   }
   void write_csv_row(csv_writer& out, std::string_view run, const round_record& r) const {
     const double delay =
@@ -363,18 +391,21 @@ class ledger {
   }
 
   // One row per rank (or only this rank before gather) and a sum row over
-  // the non-server ranks. Bytes in decimal units; seconds on the
+  // the non-server ranks. Bytes in decimal units; time per phase on the
   // communicator's clock.
   table summary_table() const {
-    table t{"rank", "role", "rounds", "sent", "received", "vs fp32", "compute s", "compress s",
-            "comm s",  "wait s", "other s"};
+    table t{"rank",    "role",     "rounds", "sent", "received", "vs fp32",
+            "compute", "compress", "comm",   "wait", "other"};
     t.precision(3);
     const auto add = [&](const std::string& name, const rank_totals& r, const std::string& rounds) {
       t.add_row(name, std::string(role_name(r.role)), aligned_right{rounds},
                 aligned_right{format_bytes(static_cast<double>(r.bytes_sent))},
                 aligned_right{format_bytes(static_cast<double>(r.bytes_received))}, r.ratio_fp32(),
-                r.seconds.compute, r.seconds.compress, r.seconds.communicate, r.seconds.wait,
-                r.seconds.other);
+                aligned_right{format_seconds(r.seconds.compute)},
+                aligned_right{format_seconds(r.seconds.compress)},
+                aligned_right{format_seconds(r.seconds.communicate)},
+                aligned_right{format_seconds(r.seconds.wait)},
+                aligned_right{format_seconds(r.seconds.other)});
     };
     if (all_ranks_.empty()) {
       add(std::to_string(rank_), totals_, std::to_string(totals_.rounds));
@@ -397,7 +428,7 @@ class ledger {
       std::snprintf(text, sizeof text, "%.3g", r);
       out << " (" << text << " x fp32)";
     }
-    out << "; seconds on the communicator's clock\n";
+    out << "\ntime per phase on the communicator's clock (virtual on the simulator)\n";
     summary_table().print(out);
   }
 
@@ -438,7 +469,8 @@ class ledger {
                           std::to_string(expected_rank));
     }
     const auto r = in.get<std::uint8_t>("role");
-    if (r > static_cast<std::uint8_t>(role::server)) in.fail("role", "unknown role " + std::to_string(r));
+    if (r > static_cast<std::uint8_t>(role::server))
+      in.fail("role", "unknown role " + std::to_string(r));
     t.role = static_cast<observe::role>(r);
     t.rounds = in.get<std::uint64_t>("rounds");
     t.bytes_sent = in.get<std::uint64_t>("bytes_sent");
