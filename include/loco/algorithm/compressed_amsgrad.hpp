@@ -78,8 +78,9 @@ struct compressed_amsgrad_result {
 // (identical on every rank), loss, time, ledger, average_model (the model).
 template <class T>
 struct iteration_info : progress_info<T> {
-  std::size_t iteration = 0;  // from 1 (= round)
-  double batch_loss = 0.0;    // (= loss)
+  std::size_t iteration = 0;        // from 1 (= round)
+  std::size_t iteration_count = 0;  // (= round_count)
+  double batch_loss = 0.0;          // (= loss)
   const compressed_amsgrad_stats* stats = nullptr;
 };
 
@@ -300,8 +301,9 @@ class compressed_amsgrad {
         info.loss = loss;
         info.time = record.time;
         info.ledger = &ledger;
-        info.average_model = average_model;
+        info.average_model = std::ref(average_model);  // no copy, no allocation
         info.iteration = it;
+        info.iteration_count = opt_.iterations;
         info.batch_loss = loss;
         info.stats = &stats;
         bool stop = false;
@@ -329,6 +331,7 @@ class compressed_amsgrad {
       info.ledger = &ledger;
       info.average_model = average_model;
       info.iteration = stats.iterations;
+      info.iteration_count = opt_.iterations;
       info.batch_loss = stats.last_batch_loss;
       info.stats = &stats;
       (algorithm::detail::call_run_end(callbacks, info), ...);

@@ -381,7 +381,7 @@ class local_sgd {
         info.loss = stats.last_round_loss;
         info.time = record.time;
         info.ledger = &ledger;
-        info.average_model = average_model;
+        info.average_model = std::ref(average_model);  // no copy, no allocation
         info.step = t;
         info.mean_batch_loss = stats.last_round_loss;
         info.stats = &stats;
