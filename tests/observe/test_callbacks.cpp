@@ -1,6 +1,8 @@
 // The observe callbacks on the three drivers: one set of callbacks works on
 // all of them, stops are agreed across ranks, evaluations happen exactly on
 // the rounds they should, and the progress bar's plain output is stable.
+// Ranks are threads: they record what they saw, and the test thread checks
+// it afterwards (Catch2's assertions are not thread-safe).
 #include <catch2/catch.hpp>
 
 #include "observe_support.hpp"
@@ -109,23 +111,26 @@ TEST_CASE("early_stop on the training loss, decided on rank 0", "[observe][callb
   while (losses[first] > target) ++first;
   INFO("target " << target << " first reached at round " << first + 1);
 
-  std::vector<std::uint64_t> stop_round(workers, 99);
+  std::vector<std::uint64_t> stop_round(workers, 99), decided(workers, 99);
+  std::string reason;
   double reached = 0;
   loco::comm::run_in_process(workers, [&](in_process& comm) {
+    const auto me = static_cast<std::size_t>(comm.rank());
     auto f = float_quadratic::for_rank(comm.rank(), dim);
     const std::vector<float> x0(dim, 0.5f);
     observe::early_stop stop({.target_train_loss = target});
     auto result = driver.run(comm, f, std::span<const float>(x0), stop);
-    stop_round[static_cast<std::size_t>(comm.rank())] = result.stats.rounds;
-    if (comm.rank() == 0) {
-      CHECK(stop.stopped());
-      CHECK(stop.stop_round() == result.stats.rounds);
-      CHECK(stop.reason().find("training loss") != std::string::npos);
+    stop_round[me] = result.stats.rounds;
+    decided[me] = stop.stop_round();
+    if (me == 0) {
+      reason = stop.reason();
       reached = result.stats.last_round_loss;
-    } else {
-      CHECK_FALSE(stop.stopped());  // rank 1 and 2 do not decide
     }
   });
+  CHECK(decided[0] == stop_round[0]);
+  CHECK(decided[1] == 0);  // ranks 1 and 2 do not decide
+  CHECK(decided[2] == 0);
+  CHECK(reason.find("training loss") != std::string::npos);
   CHECK(reached <= target);
   CHECK(stop_round[0] == first + 1);
   CHECK(stop_round[1] == stop_round[0]);
@@ -137,6 +142,8 @@ TEST_CASE("evaluate_every calls fn exactly on multiples of k, on the average mod
   auto driver = make_local(10);
   std::vector<std::vector<std::uint64_t>> evaluated(workers);
   std::vector<std::vector<float>> seen(workers), average(workers);
+  std::vector<std::uint64_t> counted(workers);
+  std::vector<loco::observe::round_record> third(workers), fourth(workers);
   for (bool last : {false, true}) {
     for (auto& e : evaluated) e.clear();
     loco::comm::run_in_process(workers, [&](in_process& comm) {
@@ -156,11 +163,16 @@ TEST_CASE("evaluate_every calls fn exactly on multiples of k, on the average mod
       } record{&evaluated[me]};
       auto result = driver.run(comm, f, std::span<const float>(x0), eval, record);
       average[me] = result.average;
-      CHECK(eval.evaluations() == evaluated[me].size());
-      CHECK(result.ledger.rounds()[2].accuracy == 0.5);
-      CHECK(result.ledger.rounds()[2].test_loss == 2.0);
-      CHECK(std::isnan(result.ledger.rounds()[3].accuracy));
+      counted[me] = eval.evaluations();
+      third[me] = result.ledger.rounds()[2];
+      fourth[me] = result.ledger.rounds()[3];
     });
+    for (std::size_t r = 0; r < workers; ++r) {
+      CHECK(counted[r] == evaluated[r].size());
+      CHECK(third[r].accuracy == 0.5);
+      CHECK(third[r].test_loss == 2.0);
+      CHECK(std::isnan(fourth[r].accuracy));
+    }
     const std::vector<std::uint64_t> want =
         last ? std::vector<std::uint64_t>{3, 6, 9, 10} : std::vector<std::uint64_t>{3, 6, 9};
     for (const auto& e : evaluated) CHECK(e == want);
@@ -198,6 +210,7 @@ TEST_CASE("time_limit on the communicator's clock stops at the first round past 
   sim_sgd driver({}, {}, loco::stepsize::constant(0.05),
                  {.schedule = loco::algorithm::schedule::rounds(50, steps)});
   std::vector<std::size_t> rounds(workers);
+  std::vector<std::uint64_t> decided(workers);
   loco::sim::options opt;
   opt.compute = loco::sim::compute_model(tau);
   loco::comm::run_simulated(
@@ -208,10 +221,11 @@ TEST_CASE("time_limit on the communicator's clock stops at the first round past 
         observe::time_limit limit(5.0);  // rounds end at 2, 4, 6: stop after round 3
         auto result = driver.run(comm, f, std::span<const float>(x0), limit);
         rounds[static_cast<std::size_t>(comm.rank())] = result.stats.rounds;
-        CHECK(limit.stop_round() == 3);
+        decided[static_cast<std::size_t>(comm.rank())] = limit.stop_round();
       },
       opt);
   for (auto r : rounds) CHECK(r == 3);
+  for (auto r : decided) CHECK(r == 3);
 }
 
 TEST_CASE("time_limit on the wall clock stops", "[observe][callbacks]") {
@@ -232,13 +246,14 @@ TEST_CASE("progress_bar prints plain lines every k rounds when not on a terminal
     const std::vector<float> x0(dim, 0.5f);
     std::ostringstream out;
     observe::progress_bar bar({.out = &out, .every = 3, .terminal = 0});
-    CHECK_FALSE(bar.terminal());
     driver.run(comm, f, std::span<const float>(x0),
                observe::evaluate_every(2, [](std::span<const float>) { return 0.875; }), bar);
     text[static_cast<std::size_t>(comm.rank())] = out.str();
   });
   INFO(text[0]);
-  CHECK(text[1].empty());  // rank 0 only
+  std::ostringstream elsewhere;
+  CHECK_FALSE(observe::progress_bar({.out = &elsewhere}).terminal());  // not std::cout
+  CHECK(text[1].empty());                                              // rank 0 only
   CHECK(text[2].empty());
   std::istringstream lines(text[0]);
   std::vector<std::string> got;
@@ -279,6 +294,7 @@ TEST_CASE("progress_bar redraws one line in place on a terminal", "[observe][cal
 TEST_CASE("csv_log writes the ledger's rows as the run goes", "[observe][callbacks]") {
   auto driver = make_local(8);
   const std::string path = "test_observe_csv_log.csv", reference = "test_observe_reference.csv";
+  std::vector<std::size_t> written(workers);
   loco::comm::run_in_process(workers, [&](in_process& comm) {
     auto f = float_quadratic::for_rank(comm.rank(), dim);
     const std::vector<float> x0(dim, 0.5f);
@@ -286,13 +302,10 @@ TEST_CASE("csv_log writes the ledger's rows as the run goes", "[observe][callbac
     auto result =
         driver.run(comm, f, std::span<const float>(x0),
                    observe::evaluate_every(4, [](std::span<const float>) { return 0.5; }), log);
-    if (comm.rank() == 0) {
-      CHECK(log.rows() == 8);
-      result.ledger.to_csv(reference, "dense");
-    } else {
-      CHECK(log.rows() == 0);
-    }
+    written[static_cast<std::size_t>(comm.rank())] = log.rows();
+    if (comm.rank() == 0) result.ledger.to_csv(reference, "dense");
   });
+  CHECK(written == std::vector<std::size_t>{8, 0, 0});
   const auto rows = read_csv(path), want = read_csv(reference);
   REQUIRE(rows.size() == 9);
   CHECK(rows == want);
