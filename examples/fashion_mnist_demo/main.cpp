@@ -178,7 +178,8 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
       auto on_iteration = [&](const algorithm::iteration_info<float>& info) {
         if (info.iteration % every != 0 && info.iteration != info.iteration_count) return false;
         timed([&] {
-          const auto bytes = total_bytes(info.stats->bytes_up + info.stats->bytes_down);
+          const auto bytes =
+              total_bytes(info.ledger->totals().bytes_up() + info.ledger->totals().bytes_down());
           if (me != 0) return;
           const double loss = prober.loss(info.model), acc = tester.accuracy(info.model);
           bar.update(info.iteration, loss, acc, bytes);
@@ -192,9 +193,10 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
       } callback{on_iteration};
       auto result = driver.run(comm, objective, std::span<const float>(x0), callback);
       o.rounds = result.stats.iterations;
-      o.bytes = total_bytes(result.stats.bytes_up + result.stats.bytes_down);
-      o.compute = result.stats.seconds_compute;
-      o.communicate = result.stats.seconds_communicate + result.stats.seconds_compress;
+      const auto& spent = result.ledger.totals();
+      o.bytes = total_bytes(spent.bytes_up() + spent.bytes_down());
+      o.compute = spent.seconds.compute;
+      o.communicate = spent.seconds.communicate + spent.seconds.compress + spent.seconds.wait;
       if (me == 0) {
         o.accuracy = tester.accuracy(std::span<const float>(result.model));
         o.loss = prober.loss(std::span<const float>(result.model));
@@ -208,7 +210,7 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
         if (info.round % eval_rounds != 0 && info.round != info.round_count) return false;
         timed([&] {
           const auto avg = info.average_model();  // collective: every rank calls it
-          const auto bytes = total_bytes(info.stats->bytes_sent);
+          const auto bytes = total_bytes(info.ledger->totals().bytes_sent);
           if (me != 0) return;
           const double loss = prober.loss(avg), acc = tester.accuracy(avg);
           bar.update(static_cast<std::size_t>(info.step), loss, acc, bytes);
@@ -222,9 +224,10 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
       } callback{on_round};
       const auto finish = [&](auto result) {
         o.rounds = result.stats.rounds;
-        o.bytes = total_bytes(result.stats.bytes_sent);
-        o.compute = result.stats.seconds_compute;
-        o.communicate = result.stats.seconds_wait + result.stats.seconds_compress;
+        const auto& spent = result.ledger.totals();
+        o.bytes = total_bytes(spent.bytes_sent);
+        o.compute = spent.seconds.compute;
+        o.communicate = spent.seconds.communicate + spent.seconds.compress + spent.seconds.wait;
         if (me == 0) {
           o.accuracy = tester.accuracy(std::span<const float>(result.average));
           o.loss = prober.loss(std::span<const float>(result.average));

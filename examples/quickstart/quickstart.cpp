@@ -2,9 +2,11 @@
 // with mini-batch SGD, one-shot averaging, local SGD with growing gaps, and
 // LOSCAR-SGD (1% of coordinates averaged per round, with overlap), then
 // print the distance each reached (last and Polyak-Ruppert averaged
-// iterate) and the bytes each worker sent.
+// iterate) and the bytes each worker sent, then LOSCAR-SGD's ledger: bytes
+// and time per worker.
 #include <cmath>
 #include <cstdio>
+#include <iostream>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/compress/identity.hpp>
@@ -13,6 +15,7 @@
 #include <loco/data/synthetic.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
+#include <loco/observe/ledger.hpp>
 #include <loco/problems/least_squares.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <loco/stepsize/polynomial.hpp>
@@ -28,6 +31,7 @@ struct outcome {
   double polyak_error;  // ||x - x*|| of the averaged Polyak-Ruppert iterate
   std::uint64_t bytes;
   std::size_t rounds;
+  loco::observe::ledger ledger;  // rank 0's, with every rank's totals
 };
 
 double distance(const std::vector<double>& x, const loco::data::synthetic<double>& problem) {
@@ -49,7 +53,7 @@ outcome train(Driver& driver, const loco::data::synthetic<double>& problem) {
     auto result = driver.run(comm, f, std::span<const double>(x0));
     if (comm.rank() != 0) return;
     out = {distance(result.average, problem), distance(result.polyak, problem),
-           result.stats.bytes_sent, result.stats.rounds};
+           result.ledger.totals().bytes_sent, result.stats.rounds, std::move(result.ledger)};
   });
   return out;
 }
@@ -66,7 +70,7 @@ int main() {
   std::printf("distance to the true parameters, least squares n = %zu, d = %zu\n", rows, features);
   std::printf("%-34s %8s %8s %8s %12s\n", "method (4 workers, T = 4000)", "last", "polyak",
               "rounds", "bytes sent");
-  const auto report = [](const char* name, outcome o) {
+  const auto report = [](const char* name, const outcome& o) {
     char polyak[16] = "       -";  // not requested
     if (!std::isnan(o.polyak_error)) std::snprintf(polyak, sizeof polyak, "%8.4f", o.polyak_error);
     std::printf("%-34s %8.4f %s %8zu %12llu\n", name, o.error, polyak, o.rounds,
@@ -86,6 +90,10 @@ int main() {
             stepsize::constant>
       loscar(compress::random_k_unscaled(0.1, 1), {}, stepsize::constant(0.01),
              {.schedule = algorithm::schedule::rounds(400, 8), .overlap_steps = {2}});
-  report("LOSCAR-SGD (K/d = 0.1, Q = 2)", train(loscar, problem));
+  const outcome loscar_run = train(loscar, problem);
+  report("LOSCAR-SGD (K/d = 0.1, Q = 2)", loscar_run);
+  std::printf("\nLOSCAR-SGD, ");
+  std::fflush(stdout);
+  loscar_run.ledger.print_summary(std::cout);
   return 0;
 }

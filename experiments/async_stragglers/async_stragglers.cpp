@@ -111,7 +111,9 @@ struct budget_watch {
     out.max_delay = std::max(out.max_delay, u.delay);
     if (u.worker == straggler) ++out.straggler_updates;
     if (trace_every > 0 && u.time >= next_sample) {
-      out.trace.push_back({u.time, u.update, u.stats->bytes_up + u.stats->bytes_down, out.error});
+      out.trace.push_back({u.time, u.update,
+                           u.ledger->totals().bytes_sent + u.ledger->totals().bytes_received,
+                           out.error});
       next_sample += trace_every;
     }
     if (!(out.error < 1e12)) {

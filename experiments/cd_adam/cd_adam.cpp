@@ -142,7 +142,8 @@ struct epoch_log {
     point p = evaluate(*t, info.model);
     p.epoch = (info.iteration + t->iterations_per_epoch - 1) / t->iterations_per_epoch;
     p.iteration = info.iteration;
-    p.bytes = static_cast<std::uint64_t>(workers) * (info.stats->bytes_up + info.stats->bytes_down);
+    const auto& spent = info.ledger->totals();
+    p.bytes = static_cast<std::uint64_t>(workers) * (spent.bytes_up() + spent.bytes_down());
     p.seconds = seconds_since(started);
     p.batch_loss = loss_sum / static_cast<double>(loss_count);
     loss_sum = 0;
@@ -174,8 +175,8 @@ outcome run_driver(const task<Problem>& t, const settings& s, C compressor, stra
   });
   out.seconds = seconds_since(t0);
   for (const auto& r : results) {
-    out.bytes_up += r.stats.bytes_up;
-    out.bytes_down += r.stats.bytes_down;
+    out.bytes_up += r.ledger.totals().bytes_up();
+    out.bytes_down += r.ledger.totals().bytes_down();
     out.replicas_identical =
         out.replicas_identical && r.model.size() == results[0].model.size() &&
         std::memcmp(r.model.data(), results[0].model.data(), r.model.size() * sizeof(T)) == 0;

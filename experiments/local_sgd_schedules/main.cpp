@@ -82,7 +82,7 @@ void run_rank(Comm& comm, const std::string& problem, const experiment::populati
     if (comm.rank() != 0) return;
     out.error_polyak = pop.error(r.polyak);
     out.error_last = pop.error(r.average);
-    out.bytes = r.stats.bytes_sent * static_cast<std::uint64_t>(comm.size());
+    out.bytes = r.ledger.totals().bytes_sent * static_cast<std::uint64_t>(comm.size());
     out.rounds = r.stats.rounds;
   };
   if (problem == "least_squares") {

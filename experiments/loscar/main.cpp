@@ -197,7 +197,7 @@ struct observer {
   std::size_t every;
   void on_round_end(const alg::round_info<float>& info) {
     if (info.round % every != 0 && info.round != info.round_count) return;
-    rec->add(info.round, info.model, comm->now(), info.stats->bytes_sent, info.step);
+    rec->add(info.round, info.model, comm->now(), info.ledger->totals().bytes_sent, info.step);
   }
 };
 

@@ -97,9 +97,10 @@ struct keeper {
   std::size_t every;
   void on_round_end(const alg::round_info<float>& info) {
     if (info.round % every != 0 && info.round != info.round_count) return;
-    out->push_back(
-        {info.round, info.step, std::chrono::duration<double>(clock_type::now() - start).count(),
-         info.stats->bytes_sent, std::vector<float>(info.model.begin(), info.model.end())});
+    out->push_back({info.round, info.step,
+                    std::chrono::duration<double>(clock_type::now() - start).count(),
+                    info.ledger->totals().bytes_sent,
+                    std::vector<float>(info.model.begin(), info.model.end())});
   }
 };
 

@@ -112,7 +112,8 @@ struct async_watch {
       track.step_mass.resize(static_cast<std::size_t>(u.worker) + 1, 0.0);
     }
     track.step_mass[static_cast<std::size_t>(u.worker)] += u.step;
-    track.observe(u.time, u.update, u.stats->bytes_up + u.stats->bytes_down, u.model);
+    track.observe(u.time, u.update,
+                  u.ledger->totals().bytes_sent + u.ledger->totals().bytes_received, u.model);
   }
 };
 
@@ -130,8 +131,8 @@ struct sync_watch {
     }
     // Each worker's gradient enters the average with weight 1/n.
     for (auto& m : track->step_mass) m += step / static_cast<double>(r.size);
-    track->observe(comm.now(), r.round, r.stats->bytes_sent * static_cast<std::uint64_t>(r.size),
-                   r.model);
+    track->observe(comm.now(), r.round,
+                   r.ledger->totals().bytes_sent * static_cast<std::uint64_t>(r.size), r.model);
   }
 };
 

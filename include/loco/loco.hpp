@@ -23,6 +23,7 @@
 #include <loco/error.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
+#include <loco/observe/callbacks.hpp>
 #include <loco/problems/least_squares.hpp>
 #include <loco/problems/logistic_regression.hpp>
 #include <loco/problems/quadratic.hpp>

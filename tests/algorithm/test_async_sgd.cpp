@@ -66,7 +66,7 @@ TEST_CASE("async_sgd applies every gradient and every rank gets the model", "[as
     CHECK(v < 3.1);
   }
   for (int r = 1; r < 4; ++r) CHECK(got[static_cast<std::size_t>(r)].model == got[0].model);
-  CHECK(s.bytes_up > 600 * 4 * sizeof(double));
+  CHECK(got[0].ledger.totals().bytes_up() > 600 * 4 * sizeof(double));
 }
 
 TEST_CASE("with k jobs always in flight the delays sum to (k - 1) per update, in any event order",

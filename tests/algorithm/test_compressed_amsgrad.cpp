@@ -115,8 +115,8 @@ TEST_CASE("CD-Adam with a lossless compressor equals plain AMSGrad", "[cd_adam]"
     auto got = run(raw{}, opt);
     const vec want = amsgrad(40, 0.05, mean_gradient);
     for (std::size_t j = 0; j < dim; ++j) CHECK(got[0].model[j] == Approx(want[j]).margin(1e-12));
-    CHECK(got[0].stats.bytes_up == 40 * 8 * dim);
-    CHECK(got[1].stats.bytes_down == 40 * 8 * dim);
+    CHECK(got[0].ledger.totals().bytes_up() == 40 * 8 * dim);
+    CHECK(got[1].ledger.totals().bytes_down() == 40 * 8 * dim);
   }
 }
 
@@ -151,7 +151,7 @@ TEST_CASE("CD-Adam's difference strategy follows its update rule with a lossy co
     return h_tilde;
   });
   for (std::size_t j = 0; j < dim; ++j) CHECK(got[2].model[j] == Approx(want[j]).margin(1e-12));
-  CHECK(got[0].stats.bytes_up == 25 * 12);
+  CHECK(got[0].ledger.totals().bytes_up() == 25 * 12);
 }
 
 TEST_CASE("CD-Adam keeps every replica bitwise identical", "[cd_adam]") {

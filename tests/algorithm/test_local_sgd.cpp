@@ -89,7 +89,7 @@ TEST_CASE("local_sgd equals the plain-loop local SGD with decaying steps", "[loc
   require_close(got[0].polyak, want.polyak);
   CHECK(got[0].stats.rounds == 4);
   CHECK(got[0].stats.local_steps == 14);
-  CHECK(got[0].stats.bytes_sent == 4 * dim * sizeof(double));
+  CHECK(got[0].ledger.totals().bytes_sent == 4 * dim * sizeof(double));
 }
 
 // Every alias of loco/aliases.hpp against its plain-loop reference; the same
@@ -168,7 +168,7 @@ TEST_CASE("LOSCAR: sparse delay-corrected averaging with heterogeneous N_i and o
       CHECK(got[2].stats.overlap_steps == 0);
       CHECK(got[0].stats.overlap_steps == 10);
       // Only the K values on the support travel: 3 or 2 of 5 per round.
-      CHECK(got[0].stats.bytes_sent == (3 + 2 + 3 + 2 + 3) * sizeof(double));
+      CHECK(got[0].ledger.totals().bytes_sent == (3 + 2 + 3 + 2 + 3) * sizeof(double));
     }
   }
 }
@@ -203,8 +203,8 @@ TEST_CASE("a lossy compressor sends C(y - ref) and every worker tracks the same 
   }
   for (int i = 0; i < workers; ++i)
     require_close(got[static_cast<std::size_t>(i)].local, refpoint, 1e-12);
-  CHECK(got[0].stats.bytes_sent == 3 * 4 * dim);
-  CHECK(got[0].stats.bytes_received == 3 * 2 * 4 * dim);
+  CHECK(got[0].ledger.totals().bytes_sent == 3 * 4 * dim);
+  CHECK(got[0].ledger.totals().bytes_received == 3 * 2 * 4 * dim);
 }
 
 TEST_CASE("local steps derived from compute times: N_i = max(1, floor(B / tau_i))", "[local_sgd]") {

@@ -15,6 +15,7 @@
 #include <loco/checkpoint/file.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/comm/simulated.hpp>
+#include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/sim/timed.hpp>
 #include <span>
@@ -136,10 +137,23 @@ inline void require_same_state(const fs::path& a, const fs::path& b) {
   for (std::size_t i = 0; i < sa.size(); ++i) {
     INFO("section " << loco::checkpoint::tag_name(sa[i].id));
     REQUIRE(sa[i].id == sb[i].id);
-    if (sa[i].id == loco::checkpoint::tags::wall_time) continue;
+    if (sa[i].id == loco::checkpoint::tags::ledger) continue;  // wall-clock seconds
     REQUIRE(sa[i].bytes.size() == sb[i].bytes.size());
     REQUIRE(std::memcmp(sa[i].bytes.data(), sb[i].bytes.data(), sa[i].bytes.size()) == 0);
   }
+}
+
+// Ledger totals of a straight run and a resumed one: bytes, values and
+// rounds always equal; time only on the simulator (virtual, restored exactly).
+inline void require_same_totals(const loco::observe::rank_totals& a,
+                                const loco::observe::rank_totals& b, bool same_clock) {
+  REQUIRE(a.rounds == b.rounds);
+  REQUIRE(a.bytes_sent == b.bytes_sent);
+  REQUIRE(a.bytes_received == b.bytes_received);
+  REQUIRE(a.values_sent == b.values_sent);
+  REQUIRE(a.values_received == b.values_received);
+  REQUIRE(a.all_workers_sent == b.all_workers_sent);
+  if (same_clock) REQUIRE(a.elapsed == Approx(b.elapsed).epsilon(1e-12));
 }
 
 }  // namespace checkpoint_tests

@@ -307,7 +307,7 @@ async_outcome run_async_driver(std::uint64_t seed) {
         if (c.rank() == 0) {
           out.model = res.model;
           out.mean_delay = res.stats.mean_delay;
-          out.elapsed = res.stats.elapsed;
+          out.elapsed = res.ledger.totals().elapsed;
         }
       },
       opt);

@@ -158,8 +158,8 @@ inline std::string check_alias(alias a, int rank,
   if (auto m = mismatch(who + "average", got.average, want.average, tol); !m.empty()) return m;
   if (auto m = mismatch(who + "Polyak-Ruppert average", got.polyak, want.polyak, tol); !m.empty())
     return m;
-  if (got.stats.bytes_sent != expected_bytes_sent(a)) {
-    return who + "bytes_sent " + std::to_string(got.stats.bytes_sent) + ", expected " +
+  if (got.ledger.totals().bytes_sent != expected_bytes_sent(a)) {
+    return who + "bytes_sent " + std::to_string(got.ledger.totals().bytes_sent) + ", expected " +
            std::to_string(expected_bytes_sent(a));
   }
   return "";

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <loco/algorithm/callbacks.hpp>
 #include <loco/algorithm/detail/async_messages.hpp>
 #include <loco/algorithm/detail/checkpoints.hpp>
@@ -31,6 +32,7 @@
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
+#include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
@@ -76,6 +78,8 @@ struct async_sgd_options {
   // Start from a checkpoint instead of x0 (docs/checkpoint.md): the server
   // continues at the saved update, each worker with the jobs it held.
   checkpoint::resume resume{};
+  // Keep one ledger record per applied update (server) and per job (worker).
+  bool record_rounds = true;
 };
 
 struct async_sgd_stats {
@@ -91,9 +95,6 @@ struct async_sgd_stats {
   std::vector<std::uint64_t> delay_histogram;     // [tau] -> count (tau capped at 4n)
   std::vector<std::uint64_t> updates_per_worker;  // by worker index
   std::vector<int> lost_workers;                  // ranks lost in tolerate mode
-  std::uint64_t bytes_up = 0;                     // gradient messages received by the server
-  std::uint64_t bytes_down = 0;                   // model messages sent by the server
-  double elapsed = 0.0;  // on the communicator's clock (virtual on the simulator)
 };
 
 template <class T>
@@ -101,17 +102,22 @@ struct async_sgd_result {
   std::vector<T> model;         // the server's final x, on every rank
   std::vector<T> tail_average;  // mean of x over the last tail_fraction of updates
   async_sgd_stats stats;        // complete on the server (rank 0)
+  // This rank's bytes and time (the server's: gradients up, models down; a
+  // worker's: one record per job); all ranks' totals in all_ranks().
+  observe::ledger ledger;
 };
 
+// Callbacks run on the server only, once per applied update. progress_info:
+// round (= update), round_count, rank (0), size, model (the server's x),
+// loss (NaN: the server computes no gradient), time, ledger, average_model
+// (the server's x).
 template <class T>
-struct update_info {
-  std::uint64_t update = 0;
+struct update_info : progress_info<T> {
+  std::uint64_t update = 0;  // (= round)
   std::uint64_t update_count = 0;
-  int worker = 0;
+  int worker = 0;  // worker index (rank - 1) whose gradient was applied
   std::uint64_t delay = 0;
-  double step = 0.0;
-  double time = 0.0;
-  std::span<const T> model;
+  double step = 0.0;  // the step size eta applied
   const async_sgd_stats* stats = nullptr;
   // Writes a checkpoint of the whole run after this update and returns the
   // server's file: the server saves its own state and asks every worker to
@@ -184,10 +190,11 @@ class async_sgd {
     }
     algorithm::async_sgd_result<T> result;
     if (comm.rank() == server) {
-      result = serve<T>(comm, x0, jobs, identity, resume_at, callbacks...);
+      serve<T>(comm, x0, jobs, identity, resume_at, result, callbacks...);
     } else {
-      work<T>(comm, objective, d, jobs, identity, resume_at);
+      work<T>(comm, objective, d, jobs, identity, resume_at, result.ledger);
     }
+    result.ledger.finish(comm::now(comm));
     // Every rank ends with the server's model.
     wire::buffer final_model;
     if (comm.rank() == server) {
@@ -200,27 +207,47 @@ class async_sgd {
       result.model = algorithm::detail::get_raw_vector<T>(in, d, "final model");
       result.tail_average = algorithm::detail::get_raw_vector<T>(in, d, "tail average");
     }
+    result.ledger.gather(comm);
+    if constexpr (sizeof...(Callbacks) > 0) {
+      if (comm.rank() == server) {
+        algorithm::update_info<T> info;
+        info.round = result.stats.updates;
+        info.round_count = opt_.updates;
+        info.rank = server;
+        info.size = comm.size();
+        info.model = result.model;
+        info.time = result.ledger.totals().elapsed;
+        info.ledger = &result.ledger;
+        info.average_model = [&]() -> std::span<const T> { return result.model; };
+        info.update = result.stats.updates;
+        info.update_count = opt_.updates;
+        info.stats = &result.stats;
+        (algorithm::detail::call_run_end(callbacks, info), ...);
+      }
+    }
     return result;
   }
 
  private:
   template <class T>
   void send_job(Comm& comm, int rank, std::uint64_t version, std::span<const T> x,
-                wire::buffer& msg, algorithm::async_sgd_stats& stats) {
+                wire::buffer& msg, observe::ledger& ledger) {
     algorithm::detail::write_async_job<T>(msg, version, x);
+    ledger.lap(observe::phase::compress, comm::now(comm));
     comm.send(rank, tag_job, msg.bytes());
-    stats.bytes_down += msg.size();
+    ledger.add_sent(msg.size(), x.size());
+    ledger.lap(observe::phase::communicate, comm::now(comm));
   }
 
   template <class T, class... Callbacks>
-  algorithm::async_sgd_result<T> serve(Comm& comm, std::span<const T> x0, std::size_t jobs,
-                                       const algorithm::detail::checkpoint_identity& identity,
-                                       std::optional<std::uint64_t> resume_at,
-                                       Callbacks&... callbacks) {
+  void serve(Comm& comm, std::span<const T> x0, std::size_t jobs,
+             const algorithm::detail::checkpoint_identity& identity,
+             std::optional<std::uint64_t> resume_at, algorithm::async_sgd_result<T>& result,
+             Callbacks&... callbacks) {
     const int n = comm.size();
     const std::size_t workers = static_cast<std::size_t>(n - 1), d = x0.size();
-    algorithm::async_sgd_result<T> result;
     auto& stats = result.stats;
+    auto& ledger = result.ledger;
     stats.updates_per_worker.assign(workers, 0);
     stats.delay_histogram.assign(4 * workers + 2, 0);
     std::vector<T> x(x0.begin(), x0.end()), g(d);
@@ -241,6 +268,9 @@ class async_sgd {
     std::fill(last_report.begin(), last_report.end(), start_time);
     const bool budgeted = opt_.time_budget > 0.0;
     double tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
+    // The server sees every worker's gradient message.
+    ledger.start(server, n, observe::role::server, start_time, opt_.record_rounds, true);
+    ledger.reserve_rounds(static_cast<std::size_t>(opt_.updates));
 
     std::uint64_t version = 0;
     std::uint64_t in_flight = 0;
@@ -298,9 +328,8 @@ class async_sgd {
           wire::put_values<std::uint64_t>(b, stats.updates_per_worker);
           b.put<std::uint32_t>(static_cast<std::uint32_t>(stats.lost_workers.size()));
           for (int r : stats.lost_workers) b.put<std::int32_t>(r);
-          b.put<std::uint64_t>(stats.bytes_up);
-          b.put<std::uint64_t>(stats.bytes_down);
         });
+        wr.section(tags::ledger, [&](wire::buffer& b) { ledger.save(b, comm::now(comm)); });
         wr.section(tags::clock,
                    [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
       });
@@ -310,6 +339,7 @@ class async_sgd {
       std::optional<sim::clock_state> resumed_clock;
       std::uint64_t saved_tail_start = 0;
       double saved_now = 0.0;
+      observe::rank_totals saved_ledger;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *resume_at, [&](auto& c) {
         checkpoint::read_section(c, tags::server, [&](wire::view& in) {
           version = in.get<std::uint64_t>("version");
@@ -359,9 +389,9 @@ class async_sgd {
           for (std::uint32_t k = 0; k < lost; ++k) {
             stats.lost_workers.push_back(in.get<std::int32_t>("lost worker"));
           }
-          stats.bytes_up = in.get<std::uint64_t>("bytes up");
-          stats.bytes_down = in.get<std::uint64_t>("bytes down");
         });
+        checkpoint::read_section(
+            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
         checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
@@ -373,6 +403,7 @@ class async_sgd {
         start_time += shift;
         for (auto& t : last_report) t += shift;
       }
+      ledger.restore(saved_ledger, comm::now(comm));
       tail_time = start_time + (1.0 - opt_.tail_fraction) * opt_.time_budget;
       if (saved_tail_start != tail_start) {
         // The tail window moved with `updates`: it starts again here.
@@ -382,7 +413,7 @@ class async_sgd {
       // The job the saving run sent right after the save.
       if (version < opt_.updates) {
         const std::size_t next = pick_worker(last_reporter);
-        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, stats);
+        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, ledger);
         ++outstanding[next];
         ++in_flight;
       }
@@ -392,7 +423,7 @@ class async_sgd {
         const std::size_t w = opt_.assignment == algorithm::job_assignment::reporting_worker
                                   ? k
                                   : static_cast<std::size_t>(assign_rng.below(workers));
-        send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, stats);
+        send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, ledger);
         ++outstanding[w];
         ++in_flight;
       }
@@ -403,6 +434,7 @@ class async_sgd {
       int from = -1;
       try {
         from = comm.recv(comm::any_source, tag_gradient, in_msg);
+        ledger.lap(observe::phase::wait, comm::now(comm));
       } catch (const peer_lost& lost) {
         if (opt_.on_worker_failure == algorithm::worker_failure::fatal || lost.rank() <= 0 ||
             lost.rank() >= n) {
@@ -431,7 +463,8 @@ class async_sgd {
       --in_flight;
       wire::view in(in_msg, "async_sgd worker");
       const auto read_version = algorithm::detail::read_gradient_version(in, version);
-      stats.bytes_up += in_msg.size();
+      ledger.add_received(in_msg.size(), d);
+      ledger.add_all_workers_sent(in_msg.size());
 
       if (stopped_early || version >= opt_.updates) {
         // Draining: the gradient arrived after the last update and is
@@ -442,6 +475,7 @@ class async_sgd {
       }
 
       compressor_.decode(in, decoders[w], std::span<T>(g));
+      ledger.lap(observe::phase::compress, comm::now(comm));
       const double now = comm::now(comm);
       const double observed = now - last_report[w];
       last_report[w] = now;
@@ -484,26 +518,36 @@ class async_sgd {
         for (std::size_t j = 0; j < d; ++j) tail_sum[j] += static_cast<double>(x[j]);
         ++tail_count;
       }
+      ledger.set_delay(tau);
+      const auto& record = ledger.end_round(version, version, comm::now(comm),
+                                            std::numeric_limits<double>::quiet_NaN());
 
       if constexpr (sizeof...(Callbacks) > 0) {
         algorithm::update_info<T> info;
+        info.round = version;
+        info.round_count = opt_.updates;
+        info.rank = server;
+        info.size = n;
+        info.model = x;
+        info.time = record.time;
+        info.ledger = &ledger;
+        info.average_model = [&]() -> std::span<const T> { return x; };
         info.update = version;
         info.update_count = opt_.updates;
         info.worker = static_cast<int>(w);
         info.delay = tau;
         info.step = eta;
-        info.time = now - start_time;
-        info.model = x;
         info.stats = &stats;
         info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
         stopped_early = stop;
+        ledger.lap(observe::phase::other, comm::now(comm));
       }
       if (budgeted && now - start_time >= opt_.time_budget) stopped_early = true;
       if (version < opt_.updates && !stopped_early) {
         const std::size_t next = pick_worker(w);
-        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, stats);
+        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, ledger);
         ++outstanding[next];
         ++in_flight;
       }
@@ -511,17 +555,18 @@ class async_sgd {
     // Every job is answered; no model is queued anywhere: stop the workers.
     algorithm::detail::write_async_stop(msg);
     for (std::size_t w = 0; w < workers; ++w) {
-      if (alive[w]) comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
+      if (!alive[w]) continue;
+      comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
+      ledger.add_sent(msg.size(), 0);
     }
+    ledger.lap(observe::phase::communicate, comm::now(comm));
     stats.mean_delay = stats.updates ? delay_sum / static_cast<double>(stats.updates) : 0.0;
-    stats.elapsed = comm::now(comm) - start_time;
     result.model = x;
     result.tail_average.resize(d);
     for (std::size_t j = 0; j < d; ++j) {
       result.tail_average[j] =
           tail_count ? static_cast<T>(tail_sum[j] / static_cast<double>(tail_count)) : x[j];
     }
-    return result;
   }
 
   // A job a worker has taken, kept with the worker's state before it until
@@ -533,12 +578,16 @@ class async_sgd {
     std::uint64_t steps = 0;
     wire::buffer encoder;                   // checkpoint::put_state of the encoder
     std::optional<sim::clock_state> clock;  // its clock when it took the job
+    observe::rank_totals ledger;            // its ledger totals before the job
+    double elapsed = 0.0;                   // and its ledger's elapsed time
   };
 
+  // A worker's ledger has one record per job: wait for it, read the model,
+  // compute the gradient, compress, send.
   template <class T, class Objective>
   void work(Comm& comm, Objective& objective, std::size_t d, std::size_t jobs,
             const algorithm::detail::checkpoint_identity& identity,
-            std::optional<std::uint64_t> resume_at) {
+            std::optional<std::uint64_t> resume_at, observe::ledger& ledger) {
     const int me = comm.rank();
     random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
     compress::state_t<Compressor, T> encoder(compressor_, d, static_cast<std::uint64_t>(me));
@@ -551,6 +600,9 @@ class async_sgd {
         opt_.assignment == algorithm::job_assignment::reporting_worker ? 1 : jobs;
     std::vector<job_slot> ring(held);
     std::uint64_t taken = 0;  // jobs taken so far
+    ledger.start(me, comm.size(), observe::role::worker, comm::now(comm), opt_.record_rounds,
+                 false);
+    const auto lap = [&](observe::phase p) { ledger.lap(p, comm::now(comm)); };
 
     const auto take = [&](wire::buffer& job) -> job_slot& {
       auto& slot = ring[static_cast<std::size_t>(taken % held)];
@@ -560,6 +612,8 @@ class async_sgd {
       slot.encoder.clear();
       checkpoint::put_state(slot.encoder, encoder);
       slot.clock = sim::saved_clock(comm);
+      slot.ledger = ledger.totals();
+      slot.elapsed = ledger.elapsed_at(comm::now(comm));
       ++taken;
       return slot;
     };
@@ -568,7 +622,9 @@ class async_sgd {
       const auto next = algorithm::detail::read_async_job<T>(in, d);
       const auto version = next.version;
       std::memcpy(x.data(), next.model.data(), next.model.size());
-      (void)objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
+      ledger.add_received(job.size(), d);
+      lap(observe::phase::compress);
+      const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
       ++steps;
       if (const auto bad = tensor::first_non_finite(std::span<const T>(g)); bad != tensor::npos) {
         if (opt_.on_non_finite == non_finite_policy::throw_error) {
@@ -583,10 +639,14 @@ class async_sgd {
           }
         }
       }
+      lap(observe::phase::compute);
       out.clear();
       out.put<std::uint64_t>(version);
       compressor_.encode(std::span<const T>(g), encoder, out);
+      ledger.add_sent(out.size(), d);
+      lap(observe::phase::compress);
       comm.send(server, tag_gradient, out.bytes());
+      ledger.end_round(steps, steps, comm::now(comm), loss, observe::phase::communicate);
     };
 
     // Saves this worker as it was before its `pending` newest jobs (the
@@ -633,6 +693,13 @@ class async_sgd {
             b.append(slot.job.data(), slot.job.size());
           }
         });
+        wr.section(tags::ledger, [&](wire::buffer& b) {
+          if (first) {
+            observe::ledger::save_totals(b, first->ledger, first->elapsed);
+          } else {
+            ledger.save(b, comm::now(comm));
+          }
+        });
         wr.section(tags::clock, [&](wire::buffer& b) {
           checkpoint::put_clock(b, first ? first->clock : sim::saved_clock(comm));
         });
@@ -642,6 +709,7 @@ class async_sgd {
     if (resume_at) {
       std::optional<sim::clock_state> resumed_clock;
       std::vector<std::pair<std::optional<sim::clock_state>, wire::buffer>> held_jobs;
+      observe::rank_totals saved_ledger;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *resume_at, [&](auto& c) {
         checkpoint::read_section(c, tags::counters,
                                  [&](wire::view& in) { steps = in.get<std::uint64_t>("steps"); });
@@ -671,9 +739,12 @@ class async_sgd {
           }
         });
         checkpoint::read_section(
+            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
+        checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
       if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
+      ledger.restore(saved_ledger, comm::now(comm));
       // Redo the jobs the server had not applied, at the times they started.
       for (auto& [clock, job] : held_jobs) {
         if (clock) sim::restore_clock(comm, *clock);
@@ -683,12 +754,17 @@ class async_sgd {
 
     for (;;) {
       (void)comm.recv(server, tag_job, incoming);
+      lap(observe::phase::wait);
       wire::view in(incoming, "async_sgd server");
       if (algorithm::detail::is_async_checkpoint(in)) {
         save(in);
+        lap(observe::phase::other);
         continue;
       }
-      if (algorithm::detail::read_async_job<T>(in, d).stop) return;
+      if (algorithm::detail::read_async_job<T>(in, d).stop) {
+        ledger.add_received(incoming.size(), 0);
+        return;
+      }
       process(take(incoming).job);
     }
   }

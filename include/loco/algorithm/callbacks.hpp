@@ -3,16 +3,51 @@
 // objects; each hook is optional and detected at compile time; a hook that
 // returns true asks the run to stop (the driver agrees on it across ranks).
 //
-//   bool on_round_end(const round_info&)    after every merge; true stops
-//   void on_round_end(const round_info&)    after every merge; observes only
-//   void on_run_end(const round_info&)      once, after the last round
+//   bool on_round_end(const Info&)    after every round (local_sgd), applied
+//                                     update (async_sgd, on the server) or
+//                                     iteration (compressed_amsgrad); true stops
+//   void on_round_end(const Info&)    the same; observes only
+//   void on_run_end(const Info&)      once, after the last round
 //
 // Agreeing on a stop is a small collective every round; the synchronous
 // drivers make it only when some hook returns bool, so observers cost no
 // messages (and no virtual time on comm::simulated).
+//
+// Every driver's Info derives from progress_info<T>, so one callback written
+// against its fields works with all drivers (loco/observe/ has several).
 #include <concepts>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <loco/observe/ledger.hpp>
+#include <span>
 #include <type_traits>
 #include <utility>
+
+namespace loco::algorithm {
+
+template <class T>
+struct progress_info {
+  // Rounds completed, from 1: communication rounds (local_sgd), applied
+  // updates (async_sgd), iterations (compressed_amsgrad).
+  std::uint64_t round = 0;
+  std::uint64_t round_count = 0;  // planned
+  int rank = 0;
+  int size = 1;
+  std::span<const T> model;  // this rank's model (the server's for async_sgd)
+  // This rank's mean mini-batch loss this round; NaN where the rank computed
+  // no gradient (the async_sgd server).
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  double time = 0.0;  // seconds since the run started, on the communicator's clock
+  // This rank's ledger; last_round() is the round that just ended. Evaluators
+  // record results on it (record_evaluation), which later callbacks read.
+  observe::ledger* ledger = nullptr;
+  // The average of all workers' models. In local_sgd a collective: call it
+  // on every rank in the same round or on none. Elsewhere local and free.
+  std::function<std::span<const T>()> average_model;
+};
+
+}  // namespace loco::algorithm
 
 namespace loco::algorithm::detail {
 

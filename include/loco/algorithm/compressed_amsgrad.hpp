@@ -16,7 +16,6 @@
 // keeps the residual; h_tilde is the decoded downlink), naive (C(g_i) up,
 // C(mean) down, no memory).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -29,6 +28,7 @@
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
+#include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
@@ -63,16 +63,15 @@ struct compressed_amsgrad_options {
   // Start from a checkpoint instead of x0 (docs/checkpoint.md); iterations
   // continue from the saved one up to `iterations`.
   checkpoint::resume resume{};
+  // Keep one ledger record per iteration (result.ledger.rounds()).
+  bool record_rounds = true;
 };
 
+// What one worker counted. Bytes (uplink = sent, downlink = received) and
+// time are in the ledger.
 struct compressed_amsgrad_stats {
   std::size_t iterations = 0;
-  std::uint64_t bytes_up = 0;    // this worker's uplink messages
-  std::uint64_t bytes_down = 0;  // downlink messages received (each worker gets each one)
   std::uint64_t skipped_steps = 0;
-  double seconds_compute = 0.0;
-  double seconds_compress = 0.0;
-  double seconds_communicate = 0.0;
   double last_batch_loss = 0.0;
 };
 
@@ -80,16 +79,16 @@ template <class T>
 struct compressed_amsgrad_result {
   std::vector<T> model;  // identical on every rank
   compressed_amsgrad_stats stats;
+  observe::ledger ledger;  // per iteration and in total; all ranks' totals in all_ranks()
 };
 
+// progress_info: round (= iteration), round_count, rank, size, model
+// (identical on every rank), loss, time, ledger, average_model (the model).
 template <class T>
-struct iteration_info {
-  std::size_t iteration = 0;  // from 1
-  std::size_t iteration_count = 0;
-  int rank = 0;
-  int size = 1;
-  std::span<const T> model;
-  double batch_loss = 0.0;
+struct iteration_info : progress_info<T> {
+  std::size_t iteration = 0;        // from 1 (= round)
+  std::size_t iteration_count = 0;  // (= round_count)
+  double batch_loss = 0.0;          // (= loss)
   const compressed_amsgrad_stats* stats = nullptr;
   // Writes this rank's complete state after this iteration to a checkpoint
   // at `where`; returns its path. Call it on every rank in the same iteration.
@@ -138,10 +137,6 @@ class compressed_amsgrad {
   }
 
  private:
-  using clock = std::chrono::steady_clock;
-  static double seconds_since(clock::time_point start) {
-    return std::chrono::duration<double>(clock::now() - start).count();
-  }
   static constexpr int server = 0;
 
   template <class T, class Objective, class... Callbacks>
@@ -183,6 +178,13 @@ class compressed_amsgrad {
     wire::buffer up, down;
     std::vector<wire::buffer> gathered;
     const T inv_n = T{1} / static_cast<T>(n);
+    // Rank 0 is also the server: it sees every uplink message.
+    auto& ledger = result.ledger;
+    ledger.start(me, n, observe::role::worker, comm::now(comm), opt_.record_rounds, me == server);
+    ledger.reserve_rounds(opt_.iterations);
+    const auto lap = [&](observe::phase p) { ledger.lap(p, comm::now(comm)); };
+    const std::span<const T> model(x);
+    const std::function<std::span<const T>()> average_model = [model] { return model; };
 
     // Checkpoints: this rank's complete state after an iteration (docs/checkpoint.md).
     namespace tags = checkpoint::tags;
@@ -233,16 +235,10 @@ class compressed_amsgrad {
         });
         w.section(tags::stats, [&](wire::buffer& b) {
           b.put<std::uint64_t>(stats.iterations);
-          b.put<std::uint64_t>(stats.bytes_up);
-          b.put<std::uint64_t>(stats.bytes_down);
           b.put<std::uint64_t>(stats.skipped_steps);
           b.put<double>(stats.last_batch_loss);
         });
-        w.section(tags::wall_time, [&](wire::buffer& b) {
-          b.put<double>(stats.seconds_compute);
-          b.put<double>(stats.seconds_compress);
-          b.put<double>(stats.seconds_communicate);
-        });
+        w.section(tags::ledger, [&](wire::buffer& b) { ledger.save(b, comm::now(comm)); });
         w.section(tags::clock,
                   [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
       });
@@ -255,6 +251,7 @@ class compressed_amsgrad {
       }
       std::optional<sim::clock_state> resumed_clock;
       bool saver_agreed = false;
+      observe::rank_totals saved_ledger;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
         checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
           if (in.get<std::uint64_t>("iteration") != *saved) in.fail("iteration", "differs");
@@ -283,21 +280,17 @@ class compressed_amsgrad {
         });
         checkpoint::read_section(c, tags::stats, [&](wire::view& in) {
           stats.iterations = static_cast<std::size_t>(in.get<std::uint64_t>("iterations"));
-          stats.bytes_up = in.get<std::uint64_t>("bytes up");
-          stats.bytes_down = in.get<std::uint64_t>("bytes down");
           stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
           stats.last_batch_loss = in.get<double>("last batch loss");
         });
-        checkpoint::read_section(c, tags::wall_time, [&](wire::view& in) {
-          stats.seconds_compute = in.get<double>("seconds compute");
-          stats.seconds_compress = in.get<double>("seconds compress");
-          stats.seconds_communicate = in.get<double>("seconds communicate");
-        });
+        checkpoint::read_section(
+            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
         checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
       done = static_cast<std::size_t>(*saved);
       if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
+      ledger.restore(saved_ledger, comm::now(comm));
       // If the saving run agreed on its stop flag after the save, so does this
       // one (the collective costs virtual time on the simulator).
       if (saver_agreed) {
@@ -308,7 +301,6 @@ class compressed_amsgrad {
 
     for (std::size_t it = done + 1; it <= opt_.iterations; ++it) {
       // 1. Gradient.
-      auto start = clock::now();
       const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
       stats.last_batch_loss = loss;
       // Every rank still takes part in the collectives of a step it skips.
@@ -328,11 +320,10 @@ class compressed_amsgrad {
           skip = true;
         }
       }
-      stats.seconds_compute += seconds_since(start);
+      lap(observe::phase::compute);
 
       // 2. Uplink. A skipped step sends C(0), a zero contribution, and keeps
       // the worker's estimate h_i or residual as they were.
-      start = clock::now();
       if (skip) {
         std::fill(scratch.begin(), scratch.end(), T{0});
       } else {
@@ -361,18 +352,17 @@ class compressed_amsgrad {
           for (std::size_t j = 0; j < d; ++j) worker_residual[j] = scratch[j] - decoded[j];
         }
       }
-      stats.bytes_up += up.size();
-      stats.seconds_compress += seconds_since(start);
+      ledger.add_sent(up.size(), d);
+      lap(observe::phase::compress);
 
-      start = clock::now();
       comm.gather(up.bytes(), gathered, server);
-      stats.seconds_communicate += seconds_since(start);
+      lap(observe::phase::communicate);
 
       // 3. Server: aggregate and compress the downlink.
       if (me == server) {
-        start = clock::now();
         std::fill(scratch.begin(), scratch.end(), T{0});
         for (int q = 0; q < n; ++q) {
+          ledger.add_all_workers_sent(gathered[static_cast<std::size_t>(q)].size());
           wire::view in(gathered[static_cast<std::size_t>(q)], "compressed_amsgrad worker message");
           compressor_.decode(in, from_worker[static_cast<std::size_t>(q)], std::span<T>(decoded));
           for (std::size_t j = 0; j < d; ++j) scratch[j] += decoded[j];
@@ -399,16 +389,14 @@ class compressed_amsgrad {
           compressor_.decode(own, server_self.front(), std::span<T>(decoded));
           for (std::size_t j = 0; j < d; ++j) server_residual[j] = scratch[j] - decoded[j];
         }
-        stats.seconds_compress += seconds_since(start);
+        lap(observe::phase::compress);
       }
 
       // 4. Downlink to every worker (the server included).
-      start = clock::now();
       comm.broadcast(down, server);
-      stats.seconds_communicate += seconds_since(start);
-      stats.bytes_down += down.size();
+      lap(observe::phase::communicate);
+      ledger.add_received(down.size(), d);
 
-      start = clock::now();
       {
         wire::view in(down, "compressed_amsgrad server message");
         compressor_.decode(in, down_decoder, std::span<T>(decoded));
@@ -418,10 +406,9 @@ class compressed_amsgrad {
       } else {
         std::copy(decoded.begin(), decoded.end(), h_tilde.begin());
       }
-      stats.seconds_compress += seconds_since(start);
+      lap(observe::phase::compress);
 
       // 5. AMSGrad on h_tilde, identical on every rank.
-      start = clock::now();
       stepsize::context ctx;
       ctx.t = it;
       ctx.worker = me;
@@ -438,17 +425,23 @@ class compressed_amsgrad {
         x[j] = static_cast<T>(static_cast<double>(x[j]) -
                               alpha * (m[j] / c1) / (std::sqrt(v_hat[j] / c2) + opt_.eps));
       }
-      stats.seconds_compute += seconds_since(start);
       stats.iterations = it;
       done = it;
+      const auto& record = ledger.end_round(it, it, comm::now(comm), loss);
 
       if constexpr (sizeof...(Callbacks) > 0) {
         algorithm::iteration_info<T> info;
-        info.iteration = it;
-        info.iteration_count = opt_.iterations;
+        info.round = it;
+        info.round_count = opt_.iterations;
         info.rank = me;
         info.size = n;
         info.model = x;
+        info.loss = loss;
+        info.time = record.time;
+        info.ledger = &ledger;
+        info.average_model = std::ref(average_model);  // no copy, no allocation
+        info.iteration = it;
+        info.iteration_count = opt_.iterations;
         info.batch_loss = loss;
         info.stats = &stats;
         info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
@@ -460,7 +453,27 @@ class compressed_amsgrad {
           comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
           if (flag[0] > 0.0f) break;
         }
+        lap(observe::phase::other);
       }
+    }
+    ledger.finish(comm::now(comm));
+    ledger.gather(comm);
+    if constexpr (sizeof...(Callbacks) > 0) {
+      algorithm::iteration_info<T> info;
+      info.round = stats.iterations;
+      info.round_count = opt_.iterations;
+      info.rank = me;
+      info.size = n;
+      info.model = x;
+      info.loss = stats.last_batch_loss;
+      info.time = ledger.totals().elapsed;
+      info.ledger = &ledger;
+      info.average_model = average_model;
+      info.iteration = stats.iterations;
+      info.iteration_count = opt_.iterations;
+      info.batch_loss = stats.last_batch_loss;
+      info.stats = &stats;
+      (algorithm::detail::call_run_end(callbacks, info), ...);
     }
     result.model = std::move(x);
     return result;

@@ -18,7 +18,6 @@
 //                             allgathered, decoded and averaged: ref += mean
 // The driver never asks which communicator it runs on.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +31,7 @@
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
 #include <loco/merge/inputs.hpp>
+#include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
@@ -75,35 +75,27 @@ struct local_sgd_options {
   // Start from a checkpoint instead of x0 (docs/checkpoint.md); the schedule
   // continues at the saved round.
   checkpoint::resume resume{};
+  // Keep one ledger record per round (result.ledger.rounds()); the totals
+  // are kept either way.
+  bool record_rounds = true;
 };
 
-// What one worker measured during a run.
+// What one worker counted during a run. Bytes and time are in the ledger.
 struct local_sgd_stats {
   std::size_t rounds = 0;
   std::uint64_t local_steps = 0;
   std::uint64_t overlap_steps = 0;
-  std::uint64_t bytes_sent = 0;      // payload this worker contributed
-  std::uint64_t bytes_received = 0;  // aggregate or other workers' payloads it read
-  std::uint64_t skipped_steps = 0;   // non-finite gradients dropped or zeroed
-  double seconds_compute = 0.0;      // local steps, including overlap
-  double seconds_compress = 0.0;     // encode and decode
-  double seconds_wait = 0.0;         // blocked in wait() for the aggregate
-  double last_round_loss = 0.0;      // mean mini-batch loss of the last round
+  std::uint64_t skipped_steps = 0;  // non-finite gradients dropped or zeroed
+  double last_round_loss = 0.0;     // mean mini-batch loss of the last round
 };
 
+// progress_info: round, round_count, rank, size, model (this worker's, after
+// the merge), loss, time, ledger, average_model (a collective).
 template <class T>
-struct round_info {
-  std::size_t round = 0;  // rounds completed, from 1
-  std::size_t round_count = 0;
-  std::uint64_t step = 0;  // this worker's local steps so far
-  int rank = 0;
-  int size = 1;
-  std::span<const T> model;    // this worker's model after the merge
-  double mean_batch_loss = 0;  // this worker's mean mini-batch loss this round
+struct round_info : progress_info<T> {
+  std::uint64_t step = 0;      // this worker's local steps so far
+  double mean_batch_loss = 0;  // this worker's mean mini-batch loss this round (= loss)
   const local_sgd_stats* stats = nullptr;
-  // The average of all workers' models. A collective: call it on every rank
-  // in the same round or on none.
-  std::function<std::span<const T>()> average_model;
   // Writes this rank's complete state after this round to a checkpoint file
   // at `where` and returns its path (checkpoint::every calls it). Each rank
   // saves its own; call it on every rank in the same round.
@@ -116,6 +108,8 @@ struct local_sgd_result {
   std::vector<T> polyak;   // the averaged Polyak-Ruppert iterate, if requested
   std::vector<T> local;    // this worker's own final model
   local_sgd_stats stats;
+  // Bytes and time per round and in total; all ranks' totals in all_ranks().
+  observe::ledger ledger;
 };
 
 }  // namespace algorithm
@@ -174,11 +168,6 @@ class local_sgd {
   }
 
  private:
-  using clock = std::chrono::steady_clock;
-  static double seconds_since(clock::time_point start) {
-    return std::chrono::duration<double>(clock::now() - start).count();
-  }
-
   void validate(int n, std::size_t d, std::size_t x0_size) const {
     const auto per_worker = [&](const char* name, std::size_t size) {
       if (size != 0 && size != 1 && size != static_cast<std::size_t>(n)) {
@@ -221,6 +210,7 @@ class local_sgd {
 
     algorithm::local_sgd_result<T> result;
     auto& stats = result.stats;
+    auto& ledger = result.ledger;
     std::vector<T> x(x0.begin(), x0.end()), y(d), g(d), aggregate(d);
     std::vector<T> reference;  // general-compressor path: the last aggregate
     std::vector<double> polyak_sum(opt_.polyak_average ? d : 0, 0.0);
@@ -261,6 +251,11 @@ class local_sgd {
     };
 
     const auto& lengths = opt_.schedule.round_lengths();
+    // Every rank sees every worker's payload (equal sizes, or all gathered).
+    ledger.start(me, n, observe::role::peer, comm::now(comm), opt_.record_rounds, true);
+    ledger.reserve_rounds(lengths.size());
+    const auto lap = [&](observe::phase p) { ledger.lap(p, comm::now(comm)); };
+    const std::uint64_t dense = d;
     std::uint64_t t = 0;
     double round_loss = 0.0;
     std::size_t round_loss_count = 0;
@@ -300,16 +295,10 @@ class local_sgd {
           b.put<std::uint64_t>(stats.rounds);
           b.put<std::uint64_t>(stats.local_steps);
           b.put<std::uint64_t>(stats.overlap_steps);
-          b.put<std::uint64_t>(stats.bytes_sent);
-          b.put<std::uint64_t>(stats.bytes_received);
           b.put<std::uint64_t>(stats.skipped_steps);
           b.put<double>(stats.last_round_loss);
         });
-        w.section(tags::wall_time, [&](wire::buffer& b) {
-          b.put<double>(stats.seconds_compute);
-          b.put<double>(stats.seconds_compress);
-          b.put<double>(stats.seconds_wait);
-        });
+        w.section(tags::ledger, [&](wire::buffer& b) { ledger.save(b, comm::now(comm)); });
         w.section(tags::clock,
                   [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
       });
@@ -323,6 +312,7 @@ class local_sgd {
       }
       std::optional<sim::clock_state> resumed_clock;
       bool saver_agreed = false;
+      observe::rank_totals saved_ledger;
       algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
         checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
           t = in.get<std::uint64_t>("step");
@@ -354,22 +344,18 @@ class local_sgd {
           stats.rounds = static_cast<std::size_t>(in.get<std::uint64_t>("rounds"));
           stats.local_steps = in.get<std::uint64_t>("local steps");
           stats.overlap_steps = in.get<std::uint64_t>("overlap steps");
-          stats.bytes_sent = in.get<std::uint64_t>("bytes sent");
-          stats.bytes_received = in.get<std::uint64_t>("bytes received");
           stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
           stats.last_round_loss = in.get<double>("last round loss");
         });
-        checkpoint::read_section(c, tags::wall_time, [&](wire::view& in) {
-          stats.seconds_compute = in.get<double>("seconds compute");
-          stats.seconds_compress = in.get<double>("seconds compress");
-          stats.seconds_wait = in.get<double>("seconds wait");
-        });
+        checkpoint::read_section(
+            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
         checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
       first_round = static_cast<std::size_t>(*saved);
       round_number = first_round;
       if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
+      ledger.restore(saved_ledger, comm::now(comm));
       // If the saving run agreed on its stop flag after the save, so does this
       // one (the collective costs virtual time on the simulator).
       if (saver_agreed) {
@@ -379,7 +365,6 @@ class local_sgd {
     }
 
     const auto step = [&] {
-      const auto start = clock::now();
       ++t;
       const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
       round_loss += loss;
@@ -415,7 +400,6 @@ class local_sgd {
         for (std::size_t j = 0; j < d; ++j) polyak_sum[j] += static_cast<double>(x[j]);
         ++polyak_count;
       }
-      stats.seconds_compute += seconds_since(start);
     };
 
     for (std::size_t r = first_round; r < lengths.size(); ++r) {
@@ -425,31 +409,37 @@ class local_sgd {
       for (std::size_t s = 0; s < local; ++s) step();
       stats.local_steps += local;
       y = x;
+      lap(observe::phase::compute);
 
-      // Start aggregating the snapshot.
-      auto start = clock::now();
+      // Start aggregating the snapshot. Allreduced payloads count d (or K)
+      // values sent and the same read back; gathered messages count their
+      // bytes, each standing for a d-vector.
       auto request = [&] {
         if constexpr (lossless) {
           aggregate = y;
-          stats.bytes_sent += d * sizeof(T);
-          stats.bytes_received += d * sizeof(T);
+          ledger.add_sent(d * sizeof(T), dense);
+          ledger.add_received(d * sizeof(T), dense);
+          ledger.add_all_workers_sent(static_cast<std::uint64_t>(n) * d * sizeof(T));
           return comm.iallreduce(std::span<T>(aggregate), comm::reduce_op::average);
         } else if constexpr (shared) {
           support = compressor_.support(own_state, r);
           support_values.resize(support.size());
           for (std::size_t k = 0; k < support.size(); ++k) support_values[k] = y[support[k]];
-          stats.bytes_sent += support.size() * sizeof(T);
-          stats.bytes_received += support.size() * sizeof(T);
+          ledger.add_sent(support.size() * sizeof(T), dense);
+          ledger.add_received(support.size() * sizeof(T), dense);
+          ledger.add_all_workers_sent(static_cast<std::uint64_t>(n) * support.size() * sizeof(T));
+          lap(observe::phase::compress);
           return comm.iallreduce(std::span<T>(support_values), comm::reduce_op::average);
         } else {
           for (std::size_t j = 0; j < d; ++j) delta[j] = y[j] - reference[j];
           message.clear();
           compressor_.encode(std::span<const T>(delta), own_state, message);
-          stats.bytes_sent += message.size();
+          ledger.add_sent(message.size(), dense);
+          lap(observe::phase::compress);
           return comm.iallgather(message.bytes(), gathered);
         }
       }();
-      stats.seconds_compress += general ? seconds_since(start) : 0.0;
+      lap(observe::phase::communicate);
 
       // Overlap: keep stepping while the aggregate is in flight.
       std::size_t overlap = 0;
@@ -463,17 +453,17 @@ class local_sgd {
         for (std::size_t s = 0; s < overlap; ++s) step();
       }
       stats.overlap_steps += overlap;
+      lap(observe::phase::compute);
 
-      start = clock::now();
       request.wait();
-      stats.seconds_wait += seconds_since(start);
+      lap(observe::phase::wait);
 
       if constexpr (general) {
-        start = clock::now();
         std::fill(aggregate.begin(), aggregate.end(), T{0});
         for (int q = 0; q < n; ++q) {
           const auto& bytes = gathered[static_cast<std::size_t>(q)];
-          if (q != me) stats.bytes_received += bytes.size();
+          ledger.add_all_workers_sent(bytes.size());
+          if (q != me) ledger.add_received(bytes.size(), dense);
           wire::view in(bytes, "local_sgd peer message");
           compressor_.decode(in, sender_states[static_cast<std::size_t>(q)], std::span<T>(decoded));
           for (std::size_t j = 0; j < d; ++j) aggregate[j] += decoded[j];
@@ -483,7 +473,7 @@ class local_sgd {
           reference[j] += aggregate[j] * inv;
           aggregate[j] = reference[j];
         }
-        stats.seconds_compress += seconds_since(start);
+        lap(observe::phase::compress);
       }
 
       if constexpr (shared) {
@@ -495,18 +485,22 @@ class local_sgd {
       round_number = r + 1;
       stats.last_round_loss =
           round_loss_count ? round_loss / static_cast<double>(round_loss_count) : 0.0;
+      const auto& record = ledger.end_round(r + 1, t, comm::now(comm), stats.last_round_loss);
 
       if constexpr (sizeof...(Callbacks) > 0) {
         algorithm::round_info<T> info;
         info.round = r + 1;
         info.round_count = lengths.size();
-        info.step = t;
         info.rank = me;
         info.size = n;
         info.model = x;
+        info.loss = stats.last_round_loss;
+        info.time = record.time;
+        info.ledger = &ledger;
+        info.average_model = std::ref(average_model);  // no copy, no allocation
+        info.step = t;
         info.mean_batch_loss = stats.last_round_loss;
         info.stats = &stats;
-        info.average_model = average_model;
         info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
         bool stop = false;
         ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
@@ -516,8 +510,10 @@ class local_sgd {
           comm.allreduce(std::span<float>(flag), comm::reduce_op::max);  // stop together
           if (flag[0] > 0.0f) break;
         }
+        lap(observe::phase::other);
       }
     }
+    ledger.finish(comm::now(comm));
 
     result.local = x;
     result.average = x;
@@ -528,16 +524,21 @@ class local_sgd {
       for (std::size_t j = 0; j < d; ++j) result.polyak[j] = static_cast<T>(polyak_sum[j] * inv);
       comm.allreduce(std::span<T>(result.polyak), comm::reduce_op::average);
     }
+    ledger.gather(comm);
     if constexpr (sizeof...(Callbacks) > 0) {
       algorithm::round_info<T> info;
       info.round = stats.rounds;
       info.round_count = lengths.size();
-      info.step = t;
       info.rank = me;
       info.size = n;
       info.model = x;
-      info.stats = &stats;
+      info.loss = stats.last_round_loss;
+      info.time = ledger.totals().elapsed;
+      info.ledger = &ledger;
       info.average_model = [&]() -> std::span<const T> { return result.average; };
+      info.step = t;
+      info.mean_batch_loss = stats.last_round_loss;
+      info.stats = &stats;
       (algorithm::detail::call_run_end(callbacks, info), ...);
     }
     return result;

@@ -310,7 +310,7 @@ inline constexpr tag tail = make_tag("TAIL");         // async_sgd tail sums
 inline constexpr tag workers = make_tag("WRKS");      // async_sgd per-worker bookkeeping
 inline constexpr tag jobs = make_tag("JOBS");         // async_sgd jobs a worker holds
 inline constexpr tag stats = make_tag("STAT");        // driver counters (deterministic)
-inline constexpr tag wall_time = make_tag("TIME");    // driver wall-clock seconds
+inline constexpr tag ledger = make_tag("LDGR");       // observe::ledger totals so far
 inline constexpr tag clock = make_tag("CLCK");        // the virtual clock (simulator)
 }  // namespace tags
 inline constexpr tag policy_tag = tags::policy;

@@ -5,7 +5,7 @@
 //   t.add_row("minibatch", 0.841, std::uint64_t{1'234'567});
 //   t.print(std::cout);
 //
-// Numbers are right-aligned, text left-aligned; floating-point cells use
+// Numbers (and aligned_right text) are right-aligned, text left-aligned; floating-point cells use
 // the table's precision (4 significant digits by default).
 #include <algorithm>
 #include <concepts>
@@ -20,6 +20,11 @@
 #include <loco/error.hpp>
 
 namespace loco::observe {
+
+// A text cell aligned like a number ("1.23 MB" in a column of sizes).
+struct aligned_right {
+  std::string text;
+};
 
 class table {
  public:
@@ -98,7 +103,9 @@ class table {
 
   template <class V>
   cell format(const V& value) const {
-    if constexpr (std::is_same_v<V, bool>) {
+    if constexpr (std::is_same_v<V, aligned_right>) {
+      return {value.text, true};
+    } else if constexpr (std::is_same_v<V, bool>) {
       return {value ? "yes" : "no", false};
     } else if constexpr (std::is_floating_point_v<V>) {
       std::ostringstream s;
