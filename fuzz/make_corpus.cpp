@@ -286,8 +286,6 @@ void tcp_frames() {
 }
 #endif
 
-}  // namespace
-
 // Checkpoint files shaped like the drivers' (fixed contents, no wall time).
 void checkpoints() {
   namespace ckpt = loco::checkpoint;
@@ -335,7 +333,8 @@ void checkpoints() {
       loco::algorithm::detail::write_async_checkpoint(b, {12, 1, 3, "ckpt", "run"});
     });
   });
-  for (std::uint8_t mode : {0, 1}) {
+  for (const int m : {0, 1}) {
+    const auto mode = static_cast<std::uint8_t>(m);
     bytes in;
     put_u8(in, mode);
     put_u8(in, static_cast<std::uint8_t>(d - 1));
@@ -346,6 +345,8 @@ void checkpoints() {
     write("fuzz_checkpoint", std::string("async_worker_") + (mode ? "crc" : "nocrc"), in);
   }
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
