@@ -8,23 +8,109 @@
 //   tcp_worker fail <victim>          victim throws after a barrier
 //   tcp_worker shaped <floats> <secs> allreduce of <floats> values (checked); fails if
 //                                     faster than <secs> (proves the links are shaped)
+//   tcp_worker async <constant|rescaled> <updates> <base_us>
+//                                     async_sgd on a quadratic, worker r r-times slower;
+//                                     the server exits 5 unless the delay identity holds
+//                                     and x converged (tests/support/async_runs.hpp)
+//   tcp_worker async-kill <fatal|tolerate> <victim> <step> <updates>
+//                                     async_sgd; the victim SIGKILLs itself at its
+//                                     step-th gradient. Tolerate: the server exits 0
+//                                     if it finished with the others, recorded the
+//                                     victim and x is finite (5 otherwise); workers 0
+//                                     with a finite final model.
 // Survivors exit 3 on peer_lost naming the victim, 4 naming another rank,
 // 1 on any other error, 0 if nothing went wrong.
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <loco/aliases.hpp>
 #include <loco/comm/tcp.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "../comm/conformance.hpp"
+#include "../support/async_runs.hpp"
 
 namespace {
+
+// The model stays finite (tolerate mode must not let a lost worker corrupt it).
+bool finite(const std::vector<double>& x) {
+  for (double v : x) {
+    if (!std::isfinite(v)) return false;
+  }
+  return !x.empty();
+}
+
+int run_async(loco::comm::tcp& comm, const std::string& mode, int argc, char** argv) {
+  if (argc < (mode == "async" ? 5 : 6))
+    throw std::runtime_error("tcp_worker " + mode + ": too few arguments");
+  const int me = comm.rank();
+  const std::vector<double> x0(16, 0.0);
+  if (mode == "async") {
+    const std::string step = argv[2];
+    const auto updates = static_cast<std::uint64_t>(std::atol(argv[3]));
+    const auto base = std::chrono::microseconds(std::atol(argv[4]));
+    auto f = async_runs::objective_for(me, base);
+    loco::algorithm::async_sgd_options opt;
+    opt.updates = updates;
+    loco::algorithm::async_sgd_result<double> r;
+    if (step == "rescaled") {
+      loco::rescaled_asgd<loco::comm::tcp> algo({}, loco::stepsize::rescaled(0.05), opt);
+      r = algo.run(comm, f, std::span<const double>(x0));
+    } else {
+      loco::asgd<loco::comm::tcp> algo({}, loco::stepsize::constant(0.05), opt);
+      r = algo.run(comm, f, std::span<const double>(x0));
+    }
+    if (me != 0) return finite(r.model) ? 0 : 5;
+    const auto k = static_cast<std::uint64_t>(comm.size() - 1);
+    const auto why = async_runs::check_server(r, updates, k, 0.02);
+    std::printf("server (%s): %s%s%s\n", step.c_str(), async_runs::summary(r).c_str(),
+                why.empty() ? "" : "; FAILED: ", why.c_str());
+    return why.empty() ? 0 : 5;
+  }
+  // async-kill
+  const bool tolerate = std::string(argv[2]) == "tolerate";
+  const int victim = std::atoi(argv[3]);
+  const int at = std::atoi(argv[4]);
+  const auto updates = static_cast<std::uint64_t>(std::atol(argv[5]));
+  struct dying {
+    using value_type = double;
+    async_runs::slow_quadratic f;
+    int countdown;  // gradients until SIGKILL; < 0: never
+    std::size_t dimension() const { return f.dimension(); }
+    double loss(std::span<const double> x) const { return f.loss(x); }
+    double gradient(std::span<const double> x, std::span<double> g, loco::random::stream& s) {
+      if (countdown >= 0 && countdown-- == 0) ::raise(SIGKILL);
+      return f.gradient(x, g, s);
+    }
+  } f{async_runs::objective_for(me, std::chrono::microseconds(100)), me == victim ? at : -1};
+  loco::algorithm::async_sgd_options opt;
+  opt.updates = updates;
+  opt.on_worker_failure =
+      tolerate ? loco::algorithm::worker_failure::tolerate : loco::algorithm::worker_failure::fatal;
+  loco::asgd<loco::comm::tcp> algo({}, loco::stepsize::constant(0.05), opt);
+  try {
+    const auto r = algo.run(comm, f, std::span<const double>(x0));
+    if (me != 0) return finite(r.model) ? 0 : 5;
+    const auto& s = r.stats;
+    const bool ok = s.updates == updates && s.lost_workers == std::vector<int>{victim} &&
+                    s.lost_at_update.size() == 1 && finite(r.model) && finite(r.tail_average);
+    std::printf(
+        "server (%s, victim %d lost at update %llu): %s\n", argv[2], victim,
+        s.lost_at_update.empty() ? 0ULL : static_cast<unsigned long long>(s.lost_at_update[0]),
+        async_runs::summary(r).c_str());
+    return ok ? 0 : 5;
+  } catch (const loco::peer_lost& e) {
+    std::printf("rank %d (async %s, victim %d): %s\n", me, argv[2], victim, e.what());
+    return e.rank() == victim ? 3 : 4;
+  }
+}
 
 int run(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "conformance";
@@ -67,6 +153,7 @@ int run(int argc, char** argv) {
     comm.barrier();
     return secs >= min_seconds ? 0 : 2;
   }
+  if (mode == "async" || mode == "async-kill") return run_async(comm, mode, argc, argv);
   if (mode == "fail") {
     comm.barrier();
     if (me == victim) throw std::runtime_error("rank " + std::to_string(me) + " fails on purpose");

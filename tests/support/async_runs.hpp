@@ -58,8 +58,8 @@ inline double distance_to_target(const std::vector<double>& x) {
 inline std::string check_server(const loco::algorithm::async_sgd_result<double>& r,
                                 std::uint64_t updates, std::uint64_t k, double tolerance) {
   const auto& s = r.stats;
-  const auto applied = static_cast<std::uint64_t>(
-      std::llround(s.mean_delay * static_cast<double>(s.updates)));
+  const auto applied =
+      static_cast<std::uint64_t>(std::llround(s.mean_delay * static_cast<double>(s.updates)));
   std::string why;
   if (s.updates != updates) {
     why += "updates " + std::to_string(s.updates) + " != " + std::to_string(updates) + "; ";

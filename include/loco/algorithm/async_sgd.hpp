@@ -45,7 +45,7 @@ enum class job_assignment {
 };
 
 enum class worker_failure {
-  fatal,     // a lost worker ends the run with loco::peer_lost on every rank
+  fatal,     // a lost worker ends the run with loco::peer_lost (naming it) on every rank
   tolerate,  // the server records it and continues with the others
 };
 
@@ -81,6 +81,7 @@ struct async_sgd_stats {
   std::vector<std::uint64_t> delay_histogram;     // [tau] -> count (tau capped at 4n)
   std::vector<std::uint64_t> updates_per_worker;  // by worker index
   std::vector<int> lost_workers;                  // ranks lost in tolerate mode
+  std::vector<std::uint64_t> lost_at_update;      // the server's update count when each was lost
   std::uint64_t bytes_up = 0;                     // gradient messages received by the server
   std::uint64_t bytes_down = 0;                   // model messages sent by the server
   double elapsed = 0.0;  // on the communicator's clock (virtual on the simulator)
@@ -112,7 +113,9 @@ class async_sgd {
  public:
   using options = algorithm::async_sgd_options;
   static constexpr int server = 0;
-  static constexpr int tag_job = 101;       // server -> worker: [kind u8][version u64][x]
+  // server -> worker: [kind u8] then, for a job, [version u64][x]; for the
+  // stop, [x][tail average]; for an abort, [rank i32][reason].
+  static constexpr int tag_job = 101;
   static constexpr int tag_gradient = 102;  // worker -> server: [version u64][payload]
 
   async_sgd(Compressor compressor, Stepsize step, options opt = {})
@@ -156,29 +159,14 @@ class async_sgd {
                          " exceeds the number of workers " + std::to_string(workers) +
                          " (reporting_worker assignment runs one job per worker)");
     }
-    algorithm::async_sgd_result<T> result;
-    if (comm.rank() == server) {
-      result = serve<T>(comm, x0, jobs, callbacks...);
-    } else {
-      work<T>(comm, objective, d);
-    }
-    // Every rank ends with the server's model.
-    wire::buffer final_model;
-    if (comm.rank() == server) {
-      put_vector<T>(final_model, result.model);
-      put_vector<T>(final_model, result.tail_average);
-    }
-    comm.broadcast(final_model, server);
-    if (comm.rank() != server) {
-      wire::view in(final_model, "async_sgd final model");
-      result.model = get_vector<T>(in, d, "final model");
-      result.tail_average = get_vector<T>(in, d, "tail average");
-    }
-    return result;
+    // Every rank ends with the server's model, which travels in the stop
+    // message (point to point, so a world that lost a worker can finish).
+    if (comm.rank() == server) return serve<T>(comm, x0, jobs, callbacks...);
+    return work<T>(comm, objective, d);
   }
 
  private:
-  enum : std::uint8_t { kind_job = 1, kind_stop = 2 };
+  enum : std::uint8_t { kind_job = 1, kind_stop = 2, kind_abort = 3 };
 
   // Models travel as raw little-endian values.
   static_assert(std::endian::native == std::endian::little,
@@ -236,22 +224,65 @@ class async_sgd {
 
     std::uint64_t version = 0;
     std::size_t in_flight = 0;
+    const auto any_alive = [&] {
+      return std::any_of(alive.begin(), alive.end(), [](bool a) { return a; });
+    };
+    const bool to_reporter = opt_.assignment == algorithm::job_assignment::reporting_worker;
+    std::size_t reissue = 0;  // jobs of lost workers to hand to others (random assignment)
+    // A worker is gone: fatal mode tells the others who (best effort) and
+    // throws; tolerate mode drops its jobs and goes on while any remain
+    // (with random assignment the jobs go to other workers instead).
+    const auto lose = [&](const peer_lost& lost) {
+      const bool ours = lost.rank() > 0 && lost.rank() < n;
+      if (opt_.on_worker_failure == algorithm::worker_failure::fatal || !ours) {
+        if (ours) alive[static_cast<std::size_t>(lost.rank() - 1)] = false;
+        abort_workers(comm, alive, lost);
+        throw lost;
+      }
+      const auto w = static_cast<std::size_t>(lost.rank() - 1);
+      if (alive[w]) {
+        alive[w] = false;
+        stats.lost_workers.push_back(lost.rank());
+        stats.lost_at_update.push_back(version);
+        in_flight -= outstanding[w];
+        if (!to_reporter) reissue += outstanding[w];
+        outstanding[w] = 0;
+      }
+      if (!any_alive()) throw lost;
+    };
     const auto pick_worker = [&](std::size_t reporter) -> std::size_t {
-      if (opt_.assignment == algorithm::job_assignment::reporting_worker) return reporter;
+      if (to_reporter) return reporter;
       for (int attempt = 0; attempt < 1000; ++attempt) {
         const auto w = static_cast<std::size_t>(assign_rng.below(workers));
         if (alive[w]) return w;
       }
+      for (std::size_t w = 0; w < workers; ++w) {
+        if (alive[w]) return w;
+      }
       return reporter;
+    };
+    // Sends the current x to worker w (or, with random assignment, to another
+    // live worker if w turns out to be gone).
+    const auto dispatch = [&](std::size_t w) {
+      for (;;) {
+        if (!alive[w]) {
+          if (to_reporter) return;  // that job ends with its worker
+          w = pick_worker(w);
+          continue;
+        }
+        try {
+          send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, stats);
+          ++outstanding[w];
+          ++in_flight;
+          return;
+        } catch (const peer_lost& lost) {
+          lose(lost);
+        }
+      }
     };
     // Initial jobs: one per worker up to the concurrency, or random clients.
     for (std::size_t k = 0; k < jobs; ++k) {
-      const std::size_t w = opt_.assignment == algorithm::job_assignment::reporting_worker
-                                ? k
-                                : static_cast<std::size_t>(assign_rng.below(workers));
-      send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, stats);
-      ++outstanding[w];
-      ++in_flight;
+      dispatch(to_reporter ? k : static_cast<std::size_t>(assign_rng.below(workers)));
     }
 
     double delay_sum = 0.0;
@@ -261,21 +292,16 @@ class async_sgd {
       try {
         from = comm.recv(comm::any_source, tag_gradient, in_msg);
       } catch (const peer_lost& lost) {
-        if (opt_.on_worker_failure == algorithm::worker_failure::fatal || lost.rank() <= 0 ||
-            lost.rank() >= n) {
-          throw;
+        lose(lost);
+        if (version < opt_.updates && !stopped_early) {
+          for (; reissue > 0; --reissue) dispatch(pick_worker(0));
         }
-        const auto w = static_cast<std::size_t>(lost.rank() - 1);
-        if (alive[w]) {
-          alive[w] = false;
-          stats.lost_workers.push_back(lost.rank());
-          in_flight -= outstanding[w];
-          outstanding[w] = 0;
-        }
-        if (std::none_of(alive.begin(), alive.end(), [](bool a) { return a; })) throw;
         continue;
       }
       const auto w = static_cast<std::size_t>(from - 1);
+      // A gradient that arrived before its worker was found lost: its job
+      // was already written off (and, with random assignment, handed on).
+      if (!alive[w]) continue;
       --outstanding[w];
       --in_flight;
       wire::view in(in_msg, "async_sgd worker");
@@ -351,17 +377,9 @@ class async_sgd {
       }
       if (budgeted && now - start_time >= opt_.time_budget) stopped_early = true;
       if (version < opt_.updates && !stopped_early) {
-        const std::size_t next = pick_worker(w);
-        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, stats);
-        ++outstanding[next];
-        ++in_flight;
+        dispatch(pick_worker(w));
+        for (; reissue > 0; --reissue) dispatch(pick_worker(w));
       }
-    }
-    // Every job is answered; no model is queued anywhere: stop the workers.
-    msg.clear();
-    msg.put<std::uint8_t>(kind_stop);
-    for (std::size_t w = 0; w < workers; ++w) {
-      if (alive[w]) comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
     }
     stats.mean_delay = stats.updates ? delay_sum / static_cast<double>(stats.updates) : 0.0;
     stats.elapsed = comm::now(comm) - start_time;
@@ -371,11 +389,44 @@ class async_sgd {
       result.tail_average[j] =
           tail_count ? static_cast<T>(tail_sum[j] / static_cast<double>(tail_count)) : x[j];
     }
+    // Every job is answered; no model is queued anywhere: stop the workers,
+    // handing each the final model.
+    msg.clear();
+    msg.put<std::uint8_t>(kind_stop);
+    put_vector<T>(msg, std::span<const T>(result.model));
+    put_vector<T>(msg, std::span<const T>(result.tail_average));
+    for (std::size_t w = 0; w < workers; ++w) {
+      if (!alive[w]) continue;
+      try {
+        comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
+      } catch (const peer_lost& lost) {
+        lose(lost);  // lost after its last report: tolerated, or fatal
+      }
+    }
     return result;
   }
 
+  // Fatal mode: tell every live worker which rank ended the run, so each
+  // throws peer_lost naming it rather than waiting for the server.
+  static void abort_workers(Comm& comm, const std::vector<bool>& alive, const peer_lost& lost) {
+    wire::buffer note;
+    note.put<std::uint8_t>(kind_abort);
+    note.put<std::int32_t>(lost.rank());
+    std::string why = lost.what();
+    const std::string prefix = "loco: lost peer rank " + std::to_string(lost.rank()) + ": ";
+    if (why.rfind(prefix, 0) == 0) why.erase(0, prefix.size());
+    note.append(why.data(), why.size());
+    for (std::size_t w = 0; w < alive.size(); ++w) {
+      if (!alive[w]) continue;
+      try {
+        comm.send(static_cast<int>(w + 1), tag_job, note.bytes());
+      } catch (const std::exception&) {  // best effort: that one is gone too
+      }
+    }
+  }
+
   template <class T, class Objective>
-  void work(Comm& comm, Objective& objective, std::size_t d) {
+  algorithm::async_sgd_result<T> work(Comm& comm, Objective& objective, std::size_t d) {
     const int me = comm.rank();
     random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
     compress::state_t<Compressor, T> encoder(compressor_, d, static_cast<std::uint64_t>(me));
@@ -386,7 +437,14 @@ class async_sgd {
       (void)comm.recv(server, tag_job, job);
       wire::view in(job, "async_sgd server");
       const auto kind = in.get<std::uint8_t>("kind");
-      if (kind == kind_stop) return;
+      if (kind == kind_stop) {
+        algorithm::async_sgd_result<T> result;
+        result.model = get_vector<T>(in, d, "final model");
+        result.tail_average = get_vector<T>(in, d, "tail average");
+        in.expect_end("stop");
+        return result;
+      }
+      if (kind == kind_abort) throw_abort(in);
       if (kind != kind_job) in.fail("kind", "unknown message kind " + std::to_string(kind));
       const auto version = in.get<std::uint64_t>("version");
       const auto bytes = in.take(d * sizeof(T), "model");
@@ -410,8 +468,28 @@ class async_sgd {
       out.clear();
       out.put<std::uint64_t>(version);
       compressor_.encode(std::span<const T>(g), encoder, out);
-      comm.send(server, tag_gradient, out.bytes());
+      try {
+        comm.send(server, tag_gradient, out.bytes());
+      } catch (const peer_lost& gone) {
+        // A server that ended the run said why before it left: name the
+        // worker it lost, not the server.
+        try {
+          (void)comm.recv(server, tag_job, job);
+        } catch (const std::exception&) {
+          throw gone;
+        }
+        wire::view last(job, "async_sgd server");
+        if (last.get<std::uint8_t>("kind") == kind_abort) throw_abort(last);
+        throw gone;
+      }
     }
+  }
+
+  [[noreturn]] static void throw_abort(wire::view& in) {
+    const auto lost = in.get<std::int32_t>("abort.rank");
+    const auto why = in.rest();
+    throw peer_lost(lost, std::string(reinterpret_cast<const char*>(why.data()), why.size()) +
+                              " (the server ended the run)");
   }
 
   Compressor compressor_;
