@@ -17,7 +17,7 @@ import sys
 
 def run(build, min_time, sizes):
     exe = os.path.join(build, "bench", "comm", "bench_comm")
-    pattern = "allreduce/(tcp|tls)/(%s)$" % "|".join(str(s) for s in sizes)
+    pattern = "allreduce/(tcp|tls)/(%s)/" % "|".join(str(s) for s in sizes)
     out = subprocess.run([exe, "--benchmark_format=json", "--benchmark_filter=" + pattern,
                           "--benchmark_min_time=%g" % min_time],
                          check=True, capture_output=True, text=True).stdout
