@@ -1121,14 +1121,15 @@ class engine {
   }
 
   void fail_peer_locked(peer& p, std::exception_ptr failure, bool world) {
-    if (!p.failure) p.failure = failure;
+    const bool first = !p.failure;
+    if (first) p.failure = failure;
     if (world && !world_failure_) world_failure_ = failure;
     const bool told = fail_pending_locked(p.rank, failure);
     if (world) {
       // A lost peer is reported once to an any_source receive: the one
       // waiting now, or else the next one posted. Later ones go on with the
       // peers that remain (an asynchronous server tolerating a lost worker).
-      if (!told) unreported_losses_.push_back(failure);
+      if (!told && first) unreported_losses_.push_back(failure);
       fail_pending_locked(-3, world_failure_);
     }
   }
