@@ -1,10 +1,11 @@
 // async_sgd's messages (include/loco/algorithm/detail/async_messages.hpp):
-// the job a worker parses and the version prefix of a gradient the server
+// what a worker parses (a job, the stop with the final model, an abort) and
+// the version prefix of a gradient the server
 // parses (the compressor message after it is fuzz_compress's). Input:
 //   u8 which (even: job, odd: gradient), u8 float/double, u16 d (1 + d % 256),
 //   u64 the server's current version (gradient only), then the message.
-// Invariants: only protocol_error is thrown; an accepted job is rewritten
-// byte for byte from what was parsed; an accepted version is <= current and
+// Invariants: only protocol_error is thrown; an accepted message is
+// rewritten byte for byte from what was parsed; an accepted version is <= current and
 // leaves the view 8 bytes in.
 #include <cstddef>
 #include <cstdint>
@@ -32,17 +33,22 @@ void fuzz_job(std::size_t d, std::span<const std::byte> msg) {
     return;
   }
   wire::buffer again;
-  if (job.stop) {
-    LOCO_FUZZ_CHECK(in.position() == 1);
-    ad::write_async_stop(again);
-    LOCO_FUZZ_CHECK(std::memcmp(again.data(), msg.data(), 1) == 0);
-    return;
-  }
   LOCO_FUZZ_CHECK(in.remaining() == 0);
-  LOCO_FUZZ_CHECK(job.model.size() == d * sizeof(T));
-  std::vector<T> x(d);
-  std::memcpy(x.data(), job.model.data(), job.model.size());
-  ad::write_async_job<T>(again, job.version, std::span<const T>(x));
+  if (job.abort) {
+    LOCO_FUZZ_CHECK(job.reason.size() <= ad::async_abort_reason_limit);
+    ad::write_async_abort(again, job.lost_rank, job.reason);
+  } else {
+    LOCO_FUZZ_CHECK(job.model.size() == d * sizeof(T));
+    std::vector<T> x(d), tail(d);
+    std::memcpy(x.data(), job.model.data(), job.model.size());
+    if (job.stop) {
+      LOCO_FUZZ_CHECK(job.tail.size() == d * sizeof(T));
+      std::memcpy(tail.data(), job.tail.data(), job.tail.size());
+      ad::write_async_stop<T>(again, job.gather, std::span<const T>(x), std::span<const T>(tail));
+    } else {
+      ad::write_async_job<T>(again, job.version, std::span<const T>(x));
+    }
+  }
   LOCO_FUZZ_CHECK(again.size() == msg.size());
   LOCO_FUZZ_CHECK(std::memcmp(again.data(), msg.data(), msg.size()) == 0);
 }

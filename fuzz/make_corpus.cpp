@@ -10,11 +10,11 @@
 #include <loco/algorithm/detail/async_messages.hpp>
 #include <loco/checkpoint/format.hpp>
 #include <loco/checkpoint/state.hpp>
-#include <loco/wire/values.hpp>
 #include <loco/compress.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/wire/bit_pack.hpp>
 #include <loco/wire/payload.hpp>
+#include <loco/wire/values.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -161,13 +161,21 @@ void async_messages() {
   put_u16(in, 2);  // d = 3
   put_bytes(in, job.bytes());
   write("fuzz_async_messages", "job", in);
-  ad::write_async_stop(job);
+  const std::vector<float> tail = {1.0f, -1.0f, 0.5f};
+  ad::write_async_stop<float>(job, true, std::span<const float>(x), std::span<const float>(tail));
   in.clear();
   put_u8(in, 0);
   put_u8(in, 0);
   put_u16(in, 2);
   put_bytes(in, job.bytes());
   write("fuzz_async_messages", "stop", in);
+  ad::write_async_abort(job, 2, "connection reset by peer");
+  in.clear();
+  put_u8(in, 0);
+  put_u8(in, 0);
+  put_u16(in, 2);
+  put_bytes(in, job.bytes());
+  write("fuzz_async_messages", "abort", in);
   // A gradient at version 5 while the server is at 9, with a dense message.
   in.clear();
   put_u8(in, 1);

@@ -2,7 +2,8 @@
 // the benchmark thread, rank 1 a helper thread told by a point-to-point
 // command how many allreduces of what size to run. Real time throughout;
 // bytes_per_second counts the vector size once per allreduce, as MPI
-// benchmarks do.
+// benchmarks do. allreduce/tls is allreduce/tcp with TLS on both links
+// (certificates made at start-up), so their ratio is TLS's cost.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -13,6 +14,8 @@
 #include <span>
 #include <thread>
 #include <vector>
+
+#include "../../tests/support/test_certificates.hpp"
 
 namespace {
 
@@ -62,6 +65,19 @@ struct in_process_pair {
   }
 };
 
+// A CA and a certificate per rank, in memory.
+loco::comm::tcp_tls_options tls_for(int rank) {
+  static test_certificates::authority ca("bench CA");
+  static const test_certificates::pem_pair certs[2] = {ca.issue("rank0"), ca.issue("rank1")};
+  loco::comm::tcp_tls_options t;
+  t.enabled = true;
+  t.ca_pem = ca.cert_pem();
+  t.cert_pem = certs[rank].cert;
+  t.key_pem = certs[rank].key;
+  return t;
+}
+
+template <bool Tls>
 struct tcp_pair {
   std::unique_ptr<loco::comm::tcp> rank0;
   std::thread helper;
@@ -71,6 +87,7 @@ struct tcp_pair {
     o.world_size = 2;
     o.coordinator = "127.0.0.1:" + std::to_string(port);
     o.token = "bench-token";
+    if (Tls) o.tls = tls_for(rank);
     return o;
   }
   tcp_pair() {
@@ -121,7 +138,14 @@ BENCHMARK_TEMPLATE(bm_allreduce, in_process_pair)
     ->Name("allreduce/in_process")
     ->Apply(sizes)
     ->UseRealTime();
-BENCHMARK_TEMPLATE(bm_allreduce, tcp_pair)->Name("allreduce/tcp")->Apply(sizes)->UseRealTime();
+BENCHMARK_TEMPLATE(bm_allreduce, tcp_pair<false>)
+    ->Name("allreduce/tcp")
+    ->Apply(sizes)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(bm_allreduce, tcp_pair<true>)
+    ->Name("allreduce/tls")
+    ->Apply(sizes)
+    ->UseRealTime();
 
 }  // namespace
 

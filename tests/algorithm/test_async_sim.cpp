@@ -160,3 +160,85 @@ TEST_CASE("async_sgd stops at its time budget on the communicator's clock", "[as
                       raw{}, loco::stepsize::constant(0.1), {.time_budget = -1.0})),
                   loco::config_error);
 }
+
+namespace {
+
+// Workers 1..3 need 1, 1.5 and 2 s per gradient; worker 3 drops out at t = 20
+// (its compute ending at 20 never finishes: it reported at 2, 4, ..., 18).
+template <class S>
+loco::algorithm::async_sgd_result<double> run_with_drop_out(
+    S step, loco::algorithm::async_sgd_options opt, loco::sim::report* report = nullptr,
+    std::vector<std::vector<double>>* models = nullptr) {
+  loco::async_sgd<raw, loco::comm::simulated, S> algo(raw{}, step, opt);
+  loco::sim::options so;
+  so.compute = loco::sim::compute_model::fixed({0.0, 1.0, 1.5, 2.0}).drop_out(3, 20.0);
+  loco::algorithm::async_sgd_result<double> out;
+  if (models) models->assign(4, {});
+  auto rep = loco::comm::run_simulated(
+      4,
+      [&](loco::comm::simulated& comm) {
+        loco::sim::timed f(pull{static_cast<double>(comm.rank())}, comm.clock());
+        const vec x0(dim, 0.0);
+        auto r = algo.run(comm, f, std::span<const double>(x0));
+        if (comm.rank() == 0) out = r;
+        if (models) (*models)[static_cast<std::size_t>(comm.rank())] = r.model;
+      },
+      so);
+  if (report) *report = rep;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("async_sgd in tolerate mode goes on without a worker that drops out, deterministically",
+          "[async_sgd][sim][faults]") {
+  loco::algorithm::async_sgd_options opt;
+  opt.updates = 200;
+  opt.on_worker_failure = loco::algorithm::worker_failure::tolerate;
+  loco::sim::report rep;
+  std::vector<std::vector<double>> models;
+  const auto got = run_with_drop_out(loco::stepsize::constant(0.05), opt, &rep, &models);
+  const auto& s = got.stats;
+  CHECK(s.updates == 200);
+  CHECK(s.updates_per_worker[2] == 9);  // reports at t = 2, 4, ..., 18
+  CHECK(s.updates_per_worker[0] + s.updates_per_worker[1] == 191);
+  REQUIRE(s.lost_workers == std::vector<int>{3});
+  // The simulator reports the loss when nothing else can happen: after the
+  // last update, when the server waits for the dropped worker's job.
+  REQUIRE(s.lost_at_update.size() == 1);
+  CHECK(s.lost_at_update[0] == 200);
+  CHECK(rep.dropped[3]);
+  CHECK_FALSE(rep.dropped[1]);
+  for (double v : got.model) CHECK(std::isfinite(v));
+  // The two remaining workers pull toward 1 and 2 (weighted by their speed).
+  CHECK(got.tail_average[0] > 1.0);
+  CHECK(got.tail_average[0] < 2.0);
+  // Every live rank ends with the server's model.
+  CHECK(models[1] == got.model);
+  CHECK(models[2] == got.model);
+  // Deterministic: a second run gives the same bits.
+  const auto again = run_with_drop_out(loco::stepsize::constant(0.05), opt);
+  CHECK(again.model == got.model);
+  CHECK(again.stats.updates_per_worker == s.updates_per_worker);
+
+  // Random assignment: jobs sent to the dropped worker are handed to others
+  // once the loss is known, so the run still applies every update.
+  opt.assignment = loco::algorithm::job_assignment::random_worker;
+  opt.concurrency = 3;
+  const auto random = run_with_drop_out(loco::stepsize::constant(0.05), opt);
+  CHECK(random.stats.updates == 200);
+  CHECK(random.stats.lost_workers == std::vector<int>{3});
+  for (double v : random.model) CHECK(std::isfinite(v));
+}
+
+TEST_CASE("async_sgd in fatal mode ends with peer_lost naming a worker that drops out",
+          "[async_sgd][sim][faults]") {
+  loco::algorithm::async_sgd_options opt;
+  opt.updates = 200;
+  try {
+    (void)run_with_drop_out(loco::stepsize::constant(0.05), opt);
+    FAIL("a lost worker is fatal by default");
+  } catch (const loco::peer_lost& e) {
+    CHECK(e.rank() == 3);
+  }
+}

@@ -12,6 +12,16 @@
 //                                     finite model (the server: with the victim lost)
 //   tcp_worker shaped <floats> <secs> allreduce of <floats> values (checked); fails if
 //                                     faster than <secs> (proves the links are shaped)
+//   tcp_worker async <constant|rescaled> <updates> <base_us>
+//                                     async_sgd on a quadratic, worker r r-times slower;
+//                                     the server exits 5 unless the delay identity holds
+//                                     and x converged (tests/support/async_runs.hpp)
+//   tcp_worker async-kill <fatal|tolerate> <victim> <step> <updates>
+//                                     async_sgd; the victim SIGKILLs itself at its
+//                                     step-th gradient. Tolerate: the server exits 0
+//                                     if it finished with the others, recorded the
+//                                     victim and x is finite (5 otherwise); workers 0
+//                                     with a finite final model.
 // Survivors exit 3 on peer_lost naming the victim, 4 naming another rank,
 // 1 on any other error, 0 if nothing went wrong.
 #include <signal.h>
@@ -23,6 +33,7 @@
 #include <cstdlib>
 #include <exception>
 #include <loco/algorithm/async_sgd.hpp>
+#include <loco/aliases.hpp>
 #include <loco/comm/tcp.hpp>
 #include <loco/compress/identity.hpp>
 #include <loco/stepsize/constant.hpp>
@@ -31,8 +42,82 @@
 #include <vector>
 
 #include "../comm/conformance.hpp"
+#include "../support/async_runs.hpp"
 
 namespace {
+
+// The model stays finite (tolerate mode must not let a lost worker corrupt it).
+bool finite(const std::vector<double>& x) {
+  for (double v : x) {
+    if (!std::isfinite(v)) return false;
+  }
+  return !x.empty();
+}
+
+int run_async(loco::comm::tcp& comm, const std::string& mode, int argc, char** argv) {
+  if (argc < (mode == "async" ? 5 : 6))
+    throw std::runtime_error("tcp_worker " + mode + ": too few arguments");
+  const int me = comm.rank();
+  const std::vector<double> x0(16, 0.0);
+  if (mode == "async") {
+    const std::string step = argv[2];
+    const auto updates = static_cast<std::uint64_t>(std::atol(argv[3]));
+    const auto base = std::chrono::microseconds(std::atol(argv[4]));
+    auto f = async_runs::objective_for(me, base);
+    loco::algorithm::async_sgd_options opt;
+    opt.updates = updates;
+    loco::algorithm::async_sgd_result<double> r;
+    if (step == "rescaled") {
+      loco::rescaled_asgd<loco::comm::tcp> algo({}, loco::stepsize::rescaled(0.05), opt);
+      r = algo.run(comm, f, std::span<const double>(x0));
+    } else {
+      loco::asgd<loco::comm::tcp> algo({}, loco::stepsize::constant(0.05), opt);
+      r = algo.run(comm, f, std::span<const double>(x0));
+    }
+    if (me != 0) return finite(r.model) ? 0 : 5;
+    const auto k = static_cast<std::uint64_t>(comm.size() - 1);
+    const auto why = async_runs::check_server(r, updates, k, 0.02);
+    std::printf("server (%s): %s%s%s\n", step.c_str(), async_runs::summary(r).c_str(),
+                why.empty() ? "" : "; FAILED: ", why.c_str());
+    return why.empty() ? 0 : 5;
+  }
+  // async-kill
+  const bool tolerate = std::string(argv[2]) == "tolerate";
+  const int victim = std::atoi(argv[3]);
+  const int at = std::atoi(argv[4]);
+  const auto updates = static_cast<std::uint64_t>(std::atol(argv[5]));
+  struct dying {
+    using value_type = double;
+    async_runs::slow_quadratic f;
+    int countdown;  // gradients until SIGKILL; < 0: never
+    std::size_t dimension() const { return f.dimension(); }
+    double loss(std::span<const double> x) const { return f.loss(x); }
+    double gradient(std::span<const double> x, std::span<double> g, loco::random::stream& s) {
+      if (countdown >= 0 && countdown-- == 0) ::raise(SIGKILL);
+      return f.gradient(x, g, s);
+    }
+  } f{async_runs::objective_for(me, std::chrono::microseconds(100)), me == victim ? at : -1};
+  loco::algorithm::async_sgd_options opt;
+  opt.updates = updates;
+  opt.on_worker_failure =
+      tolerate ? loco::algorithm::worker_failure::tolerate : loco::algorithm::worker_failure::fatal;
+  loco::asgd<loco::comm::tcp> algo({}, loco::stepsize::constant(0.05), opt);
+  try {
+    const auto r = algo.run(comm, f, std::span<const double>(x0));
+    if (me != 0) return finite(r.model) ? 0 : 5;
+    const auto& s = r.stats;
+    const bool ok = s.updates == updates && s.lost_workers == std::vector<int>{victim} &&
+                    s.lost_at_update.size() == 1 && finite(r.model) && finite(r.tail_average);
+    std::printf(
+        "server (%s, victim %d lost at update %llu): %s\n", argv[2], victim,
+        s.lost_at_update.empty() ? 0ULL : static_cast<unsigned long long>(s.lost_at_update[0]),
+        async_runs::summary(r).c_str());
+    return ok ? 0 : 5;
+  } catch (const loco::peer_lost& e) {
+    std::printf("rank %d (async %s, victim %d): %s\n", me, argv[2], victim, e.what());
+    return e.rank() == victim ? 3 : 4;
+  }
+}
 
 int run(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "conformance";
@@ -75,40 +160,7 @@ int run(int argc, char** argv) {
     comm.barrier();
     return secs >= min_seconds ? 0 : 2;
   }
-  if (mode == "async") {
-    // f_r(x) = 0.5 ||x - r||^2 on each worker rank r.
-    struct pull {
-      using value_type = float;
-      int me, victim, at;
-      int calls = 0;
-      std::size_t dimension() const { return 8; }
-      double loss(std::span<const float>) const { return 0.0; }
-      double gradient(std::span<const float> x, std::span<float> g, loco::random::stream&) {
-        if (me == victim && ++calls == at) ::raise(SIGKILL);
-        for (std::size_t j = 0; j < x.size(); ++j) g[j] = x[j] - static_cast<float>(me);
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-        return 0.0;
-      }
-    };
-    loco::async_sgd<loco::compress::identity, loco::comm::tcp, loco::stepsize::constant> algo(
-        loco::compress::identity{}, loco::stepsize::constant(0.05),
-        {.updates = 300, .on_worker_failure = loco::algorithm::worker_failure::tolerate});
-    pull f{me, victim, at};
-    const std::vector<float> x0(8, 0.0f);
-    const auto r = algo.run(comm, f, std::span<const float>(x0));
-    for (float v : r.model) {
-      if (!std::isfinite(v)) return 5;
-    }
-    if (me == 0) {
-      const auto& lost = r.stats.lost_workers;
-      std::printf("rank 0: %llu updates, lost workers:",
-                  static_cast<unsigned long long>(r.stats.updates));
-      for (int q : lost) std::printf(" %d", q);
-      std::printf("\n");
-      if (lost != std::vector<int>{victim} || r.stats.updates != 300) return 6;
-    }
-    return 0;
-  }
+  if (mode == "async" || mode == "async-kill") return run_async(comm, mode, argc, argv);
   if (mode == "fail") {
     comm.barrier();
     if (me == victim) throw std::runtime_error("rank " + std::to_string(me) + " fails on purpose");

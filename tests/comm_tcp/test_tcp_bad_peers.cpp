@@ -426,3 +426,46 @@ TEST_CASE("tcp: the bad-input table, observed", "[comm][tcp][bad_peer]") {
     }
   }
 }
+
+TEST_CASE(
+    "tcp: an any_source receive hears of a lost peer once, then fails at once if none is left",
+    "[comm][tcp][bad_peer]") {
+  // Rank 1 (the test) joins, sends one message, and drops its connection
+  // without a goodbye, as a killed process does.
+  const auto port = tcp_test::free_port();
+  std::string first, second;
+  int received_from = -1;
+  long long second_ms = -1;
+  std::thread rank0([&] {
+    auto o = tcp_test::options(0, 2, port);
+    o.timeout = ms(5000);
+    o.log = [](const std::string&) {};
+    loco::comm::tcp c(o);
+    loco::wire::buffer in;
+    received_from = c.recv(loco::comm::any_source, 7, in);  // arrived before the loss
+    try {
+      c.recv(loco::comm::any_source, 7, in);
+    } catch (const loco::peer_lost& e) {
+      first = "peer_lost " + std::to_string(e.rank());
+    }
+    const auto start = clock_type::now();
+    try {
+      c.recv(loco::comm::any_source, 7, in);
+    } catch (const loco::peer_lost& e) {
+      second = "peer_lost " + std::to_string(e.rank());
+    }
+    second_ms = std::chrono::duration_cast<ms>(clock_type::now() - start).count();
+  });
+  {
+    tcp_test::raw_client c(port);
+    c.join("conformance-token", 2, 1);
+    const char payload[3] = {'a', 'b', 'c'};
+    c.send_header(loco::comm::detail::tcp::frame_type::data, 7, 0, sizeof payload);
+    c.send_bytes(payload, sizeof payload);
+  }  // closed: EOF without a goodbye
+  rank0.join();
+  CHECK(received_from == 1);
+  CHECK(first == "peer_lost 1");
+  CHECK(second == "peer_lost 1");  // nobody is left who could send
+  CHECK(second_ms < 1000);         // at once, not after the 5 s timeout
+}

@@ -54,7 +54,7 @@ enum class job_assignment {
 };
 
 enum class worker_failure {
-  fatal,     // a lost worker ends the run with loco::peer_lost on every rank
+  fatal,     // a lost worker ends the run with loco::peer_lost (naming it) on every rank
   tolerate,  // the server records it and continues with the others
 };
 
@@ -95,6 +95,7 @@ struct async_sgd_stats {
   std::vector<std::uint64_t> delay_histogram;     // [tau] -> count (tau capped at 4n)
   std::vector<std::uint64_t> updates_per_worker;  // by worker index
   std::vector<int> lost_workers;                  // ranks lost in tolerate mode
+  std::vector<std::uint64_t> lost_at_update;      // the server's update count when each was lost
 };
 
 template <class T>
@@ -188,26 +189,15 @@ class async_sgd {
       throw config_error("async_sgd: the checkpoint of update " + std::to_string(*resume_at) +
                          " lies past updates = " + std::to_string(opt_.updates));
     }
+    // Every rank ends with the server's model, which travels in the stop
+    // message (point to point, so a world that lost a worker can finish).
     algorithm::async_sgd_result<T> result;
-    if (comm.rank() == server) {
-      serve<T>(comm, x0, jobs, identity, resume_at, result, callbacks...);
-    } else {
-      work<T>(comm, objective, d, jobs, identity, resume_at, result.ledger);
-    }
+    const bool gather = comm.rank() == server
+                            ? serve<T>(comm, x0, jobs, identity, resume_at, result, callbacks...)
+                            : work<T>(comm, objective, d, jobs, identity, resume_at, result);
     result.ledger.finish(comm::now(comm));
-    // Every rank ends with the server's model.
-    wire::buffer final_model;
-    if (comm.rank() == server) {
-      algorithm::detail::put_raw_vector<T>(final_model, result.model);
-      algorithm::detail::put_raw_vector<T>(final_model, result.tail_average);
-    }
-    comm.broadcast(final_model, server);
-    if (comm.rank() != server) {
-      wire::view in(final_model, "async_sgd final model");
-      result.model = algorithm::detail::get_raw_vector<T>(in, d, "final model");
-      result.tail_average = algorithm::detail::get_raw_vector<T>(in, d, "tail average");
-    }
-    result.ledger.gather(comm);
+    // A collective: only when no worker was lost (the server decides).
+    if (gather) result.ledger.gather(comm);
     if constexpr (sizeof...(Callbacks) > 0) {
       if (comm.rank() == server) {
         algorithm::update_info<T> info;
@@ -239,8 +229,9 @@ class async_sgd {
     ledger.lap(observe::phase::communicate, comm::now(comm));
   }
 
+  // Returns whether the ranks gather their ledgers (no worker was lost).
   template <class T, class... Callbacks>
-  void serve(Comm& comm, std::span<const T> x0, std::size_t jobs,
+  bool serve(Comm& comm, std::span<const T> x0, std::size_t jobs,
              const algorithm::detail::checkpoint_identity& identity,
              std::optional<std::uint64_t> resume_at, algorithm::async_sgd_result<T>& result,
              Callbacks&... callbacks) {
@@ -260,7 +251,7 @@ class async_sgd {
     decoders.reserve(workers);
     for (std::size_t w = 0; w < workers; ++w) decoders.emplace_back(compressor_, d, w + 1);
     std::vector<std::uint64_t> outstanding(workers, 0);  // jobs sent, not yet answered
-    std::vector<std::uint8_t> alive(workers, 1);
+    std::vector<std::uint8_t> alive(workers, 1);         // a byte each: checkpoints save it
     std::vector<double> last_report(workers, 0.0), time_estimate(workers, 0.0);
     random::stream assign_rng(opt_.seed, 0xa551ULL);
     wire::buffer msg, in_msg;
@@ -276,13 +267,61 @@ class async_sgd {
     std::uint64_t in_flight = 0;
     std::size_t last_reporter = 0;  // the worker whose gradient made the latest update
     double delay_sum = 0.0;
+    const auto any_alive = [&] {
+      return std::any_of(alive.begin(), alive.end(), [](std::uint8_t a) { return a != 0; });
+    };
+    const bool to_reporter = opt_.assignment == algorithm::job_assignment::reporting_worker;
+    std::size_t reissue = 0;  // jobs of lost workers to hand to others (random assignment)
+    // A worker is gone: fatal mode tells the others who (best effort) and
+    // throws; tolerate mode drops its jobs and goes on while any remain
+    // (with random assignment the jobs go to other workers instead).
+    const auto lose = [&](const peer_lost& lost) {
+      const bool ours = lost.rank() > 0 && lost.rank() < n;
+      if (opt_.on_worker_failure == algorithm::worker_failure::fatal || !ours) {
+        if (ours) alive[static_cast<std::size_t>(lost.rank() - 1)] = 0;
+        abort_workers(comm, alive, lost);
+        throw lost;
+      }
+      const auto w = static_cast<std::size_t>(lost.rank() - 1);
+      if (alive[w]) {
+        alive[w] = 0;
+        stats.lost_workers.push_back(lost.rank());
+        stats.lost_at_update.push_back(version);
+        in_flight -= outstanding[w];
+        if (!to_reporter) reissue += outstanding[w];
+        outstanding[w] = 0;
+      }
+      if (!any_alive()) throw lost;
+    };
     const auto pick_worker = [&](std::size_t reporter) -> std::size_t {
-      if (opt_.assignment == algorithm::job_assignment::reporting_worker) return reporter;
+      if (to_reporter) return reporter;
       for (int attempt = 0; attempt < 1000; ++attempt) {
         const auto w = static_cast<std::size_t>(assign_rng.below(workers));
         if (alive[w]) return w;
       }
+      for (std::size_t w = 0; w < workers; ++w) {
+        if (alive[w]) return w;
+      }
       return reporter;
+    };
+    // Sends the current x to worker w (or, with random assignment, to another
+    // live worker if w turns out to be gone).
+    const auto dispatch = [&](std::size_t w) {
+      for (;;) {
+        if (!alive[w]) {
+          if (to_reporter) return;  // that job ends with its worker
+          w = pick_worker(w);
+          continue;
+        }
+        try {
+          send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, ledger);
+          ++outstanding[w];
+          ++in_flight;
+          return;
+        } catch (const peer_lost& lost) {
+          lose(lost);
+        }
+      }
     };
 
     // Checkpoints: the server's state after an update, plus a request to
@@ -328,6 +367,7 @@ class async_sgd {
           wire::put_values<std::uint64_t>(b, stats.updates_per_worker);
           b.put<std::uint32_t>(static_cast<std::uint32_t>(stats.lost_workers.size()));
           for (int r : stats.lost_workers) b.put<std::int32_t>(r);
+          for (auto u : stats.lost_at_update) b.put<std::uint64_t>(u);
         });
         wr.section(tags::ledger, [&](wire::buffer& b) { ledger.save(b, comm::now(comm)); });
         wr.section(tags::clock,
@@ -386,12 +426,16 @@ class async_sgd {
           const auto lost = in.get<std::uint32_t>("lost workers");
           if (lost > workers) in.fail("lost workers", "more than there are workers");
           stats.lost_workers.clear();
+          stats.lost_at_update.clear();
           for (std::uint32_t k = 0; k < lost; ++k) {
             stats.lost_workers.push_back(in.get<std::int32_t>("lost worker"));
           }
+          for (std::uint32_t k = 0; k < lost; ++k) {
+            stats.lost_at_update.push_back(in.get<std::uint64_t>("lost at update"));
+          }
         });
-        checkpoint::read_section(
-            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
+        checkpoint::read_section(c, tags::ledger,
+                                 [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
         checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
@@ -411,21 +455,11 @@ class async_sgd {
         tail_count = 0;
       }
       // The job the saving run sent right after the save.
-      if (version < opt_.updates) {
-        const std::size_t next = pick_worker(last_reporter);
-        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, ledger);
-        ++outstanding[next];
-        ++in_flight;
-      }
+      if (version < opt_.updates) dispatch(pick_worker(last_reporter));
     } else {
       // Initial jobs: one per worker up to the concurrency, or random clients.
       for (std::size_t k = 0; k < jobs; ++k) {
-        const std::size_t w = opt_.assignment == algorithm::job_assignment::reporting_worker
-                                  ? k
-                                  : static_cast<std::size_t>(assign_rng.below(workers));
-        send_job<T>(comm, static_cast<int>(w + 1), version, x, msg, ledger);
-        ++outstanding[w];
-        ++in_flight;
+        dispatch(to_reporter ? k : static_cast<std::size_t>(assign_rng.below(workers)));
       }
     }
 
@@ -436,24 +470,17 @@ class async_sgd {
         from = comm.recv(comm::any_source, tag_gradient, in_msg);
         ledger.lap(observe::phase::wait, comm::now(comm));
       } catch (const peer_lost& lost) {
-        if (opt_.on_worker_failure == algorithm::worker_failure::fatal || lost.rank() <= 0 ||
-            lost.rank() >= n) {
-          throw;
-        }
-        const auto w = static_cast<std::size_t>(lost.rank() - 1);
-        if (alive[w]) {
-          alive[w] = 0;
-          stats.lost_workers.push_back(lost.rank());
-          in_flight -= outstanding[w];
-          outstanding[w] = 0;
-        }
-        if (std::none_of(alive.begin(), alive.end(), [](std::uint8_t a) { return a != 0; })) {
-          throw;
+        lose(lost);
+        if (version < opt_.updates && !stopped_early) {
+          for (; reissue > 0; --reissue) dispatch(pick_worker(0));
         }
         continue;
       }
       // A gradient answers a job this server sent; anything else (a faulty
       // or hostile worker) would corrupt the count of jobs in flight.
+      // A gradient that arrived before its worker was found lost: its job
+      // was already written off (and, with random assignment, handed on).
+      if (from > server && from < n && !alive[static_cast<std::size_t>(from - 1)]) continue;
       if (from <= server || from >= n || outstanding[static_cast<std::size_t>(from - 1)] == 0) {
         throw protocol_error("async_sgd worker rank " + std::to_string(from), "gradient",
                              "a gradient without an outstanding job");
@@ -546,20 +573,10 @@ class async_sgd {
       }
       if (budgeted && now - start_time >= opt_.time_budget) stopped_early = true;
       if (version < opt_.updates && !stopped_early) {
-        const std::size_t next = pick_worker(w);
-        send_job<T>(comm, static_cast<int>(next + 1), version, x, msg, ledger);
-        ++outstanding[next];
-        ++in_flight;
+        dispatch(pick_worker(w));
+        for (; reissue > 0; --reissue) dispatch(pick_worker(w));
       }
     }
-    // Every job is answered; no model is queued anywhere: stop the workers.
-    algorithm::detail::write_async_stop(msg);
-    for (std::size_t w = 0; w < workers; ++w) {
-      if (!alive[w]) continue;
-      comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
-      ledger.add_sent(msg.size(), 0);
-    }
-    ledger.lap(observe::phase::communicate, comm::now(comm));
     stats.mean_delay = stats.updates ? delay_sum / static_cast<double>(stats.updates) : 0.0;
     result.model = x;
     result.tail_average.resize(d);
@@ -567,6 +584,45 @@ class async_sgd {
       result.tail_average[j] =
           tail_count ? static_cast<T>(tail_sum[j] / static_cast<double>(tail_count)) : x[j];
     }
+    // Every job is answered; no model is queued anywhere: stop the workers,
+    // handing each the final model.
+    const bool gather = stats.lost_workers.empty();
+    algorithm::detail::write_async_stop<T>(msg, gather, result.model, result.tail_average);
+    for (std::size_t w = 0; w < workers; ++w) {
+      if (!alive[w]) continue;
+      try {
+        comm.send(static_cast<int>(w + 1), tag_job, msg.bytes());
+        ledger.add_sent(msg.size(), 2 * d);
+      } catch (const peer_lost& lost) {
+        // Lost after its last report: tolerated, or fatal. A worker already
+        // told to gather then fails in the gather with peer_lost.
+        lose(lost);
+      }
+    }
+    ledger.lap(observe::phase::communicate, comm::now(comm));
+    return gather;
+  }
+
+  // Fatal mode: tell every live worker which rank ended the run, so each
+  // throws peer_lost naming it rather than waiting for the server.
+  static void abort_workers(Comm& comm, const std::vector<std::uint8_t>& alive,
+                            const peer_lost& lost) {
+    std::string why = lost.what();
+    const std::string prefix = "loco: lost peer rank " + std::to_string(lost.rank()) + ": ";
+    if (why.rfind(prefix, 0) == 0) why.erase(0, prefix.size());
+    wire::buffer note;
+    algorithm::detail::write_async_abort(note, lost.rank(), why);
+    for (std::size_t w = 0; w < alive.size(); ++w) {
+      if (!alive[w]) continue;
+      try {
+        comm.send(static_cast<int>(w + 1), tag_job, note.bytes());
+      } catch (const std::exception&) {  // best effort: that one is gone too
+      }
+    }
+  }
+
+  [[noreturn]] static void throw_abort(const algorithm::detail::async_job& abort) {
+    throw peer_lost(abort.lost_rank, std::string(abort.reason) + " (the server ended the run)");
   }
 
   // A job a worker has taken, kept with the worker's state before it until
@@ -584,15 +640,17 @@ class async_sgd {
 
   // A worker's ledger has one record per job: wait for it, read the model,
   // compute the gradient, compress, send.
+  // Returns the stop message's word on gathering the ledgers.
   template <class T, class Objective>
-  void work(Comm& comm, Objective& objective, std::size_t d, std::size_t jobs,
+  bool work(Comm& comm, Objective& objective, std::size_t d, std::size_t jobs,
             const algorithm::detail::checkpoint_identity& identity,
-            std::optional<std::uint64_t> resume_at, observe::ledger& ledger) {
+            std::optional<std::uint64_t> resume_at, algorithm::async_sgd_result<T>& result) {
+    auto& ledger = result.ledger;
     const int me = comm.rank();
     random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
     compress::state_t<Compressor, T> encoder(compressor_, d, static_cast<std::uint64_t>(me));
     std::vector<T> x(d), g(d);
-    wire::buffer incoming, out;
+    wire::buffer incoming, out, last_word;
     std::uint64_t steps = 0;
     // With reporting_worker a worker holds at most one outstanding job; with
     // random_worker up to every job in flight.
@@ -645,7 +703,26 @@ class async_sgd {
       compressor_.encode(std::span<const T>(g), encoder, out);
       ledger.add_sent(out.size(), d);
       lap(observe::phase::compress);
-      comm.send(server, tag_gradient, out.bytes());
+      try {
+        comm.send(server, tag_gradient, out.bytes());
+      } catch (const peer_lost& gone) {
+        // A server that ended the run said why before it left: name the
+        // worker it lost, not the server.
+        try {
+          (void)comm.recv(server, tag_job, last_word);
+        } catch (const std::exception&) {
+          throw gone;
+        }
+        wire::view last(last_word, "async_sgd server");
+        algorithm::detail::async_job said;
+        try {
+          said = algorithm::detail::read_async_job<T>(last, d);
+        } catch (const protocol_error&) {
+          throw gone;
+        }
+        if (said.abort) throw_abort(said);
+        throw gone;
+      }
       ledger.end_round(steps, steps, comm::now(comm), loss, observe::phase::communicate);
     };
 
@@ -661,8 +738,8 @@ class async_sgd {
       where.name = request.name;
       if (pending > std::min<std::uint64_t>(taken, held)) {
         in.fail("outstanding", "the server counts " + std::to_string(pending) +
-                                        " jobs outstanding, this worker holds " +
-                                        std::to_string(std::min<std::uint64_t>(taken, held)));
+                                   " jobs outstanding, this worker holds " +
+                                   std::to_string(std::min<std::uint64_t>(taken, held)));
       }
       const job_slot* first =
           pending ? &ring[static_cast<std::size_t>((taken - pending) % held)] : nullptr;
@@ -730,7 +807,7 @@ class async_sgd {
             if (size != 1 + 8 + d * sizeof(T)) in.fail("job size", "not a job for this d");
             const auto bytes = in.take(static_cast<std::size_t>(size), "job");
             wire::view message(bytes, in.source());
-            if (algorithm::detail::read_async_job<T>(message, d).stop) {
+            if (!algorithm::detail::read_async_job<T>(message, d).is_job()) {
               in.fail("job", "not a job message");
             }
             wire::buffer job;
@@ -738,8 +815,8 @@ class async_sgd {
             held_jobs.emplace_back(clock, std::move(job));
           }
         });
-        checkpoint::read_section(
-            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
+        checkpoint::read_section(c, tags::ledger,
+                                 [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
         checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
@@ -761,9 +838,17 @@ class async_sgd {
         lap(observe::phase::other);
         continue;
       }
-      if (algorithm::detail::read_async_job<T>(in, d).stop) {
-        ledger.add_received(incoming.size(), 0);
-        return;
+      const auto said = algorithm::detail::read_async_job<T>(in, d);
+      if (said.abort) throw_abort(said);
+      if (said.stop) {
+        result.model.resize(d);
+        result.tail_average.resize(d);
+        if (d != 0) {
+          std::memcpy(result.model.data(), said.model.data(), said.model.size());
+          std::memcpy(result.tail_average.data(), said.tail.data(), said.tail.size());
+        }
+        ledger.add_received(incoming.size(), 2 * d);
+        return said.gather;
       }
       process(take(incoming).job);
     }

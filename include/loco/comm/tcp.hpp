@@ -2,7 +2,8 @@
 // comm::tcp: one process per rank over TCP (Boost.Asio, OpenSSL), linked
 // with loco::tcp. Ranks meet at a coordinator address (rank 0 listens
 // there), prove they share the token (HMAC-SHA256 challenge-response), and
-// form a full mesh of TCP_NODELAY connections.
+// form a full mesh of TCP_NODELAY connections, optionally inside TLS with
+// mutual certificates (options.tls).
 //
 // An I/O thread reads every peer's frames all the time, so isend/irecv and
 // the non-blocking collectives progress while the caller computes; the
@@ -255,6 +256,7 @@ class tcp {
                          std::to_string(o.small_allreduce_bytes) + " exceeds max_message_bytes " +
                          std::to_string(o.max_message_bytes));
     }
+    detail::tcp::validate_tls(o.tls);
     if (o.world_size == 1) return;
     const auto coordinator = detail::tcp::parse_endpoint(o.coordinator, "coordinator");
     if (o.rank > 0 && coordinator.port() == 0) {

@@ -2,12 +2,17 @@
 // The messages of async_sgd, written and parsed in one place so the parsing
 // of untrusted bytes can be fuzzed on its own (fuzz/fuzz_async_messages.cpp):
 //   job       server -> worker  [kind u8 = 1][version u64][x: d raw T]
-//   stop      server -> worker  [kind u8 = 2]
+//   stop      server -> worker  [kind u8 = 2][gather u8][x: d raw T][tail average: d raw T]
 //   checkpoint server -> worker [kind u8 = 3][round u64][outstanding u64]
 //                               [keep_last u64][dir: u32 n, n bytes][name: u32 n, n bytes]
+//   abort     server -> worker  [kind u8 = 4][lost rank i32][reason: the rest, <= 4096 bytes]
 //   gradient  worker -> server  [version u64][one compressor message]
-//   final     server -> all     [x: d raw T][tail average: d raw T]
+// The final model travels in the stop message, point to point, so a world
+// that lost a worker can still finish; `gather` (0 or 1) says whether every
+// rank then takes part in the ledger's collective gather (only when none
+// was lost).
 // Values are little-endian (async_sgd requires a little-endian host).
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -15,8 +20,8 @@
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/view.hpp>
 #include <span>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace loco::algorithm::detail {
@@ -24,7 +29,13 @@ namespace loco::algorithm::detail {
 static_assert(std::endian::native == std::endian::little,
               "async_sgd sends models as raw little-endian values");
 
-enum : std::uint8_t { async_kind_job = 1, async_kind_stop = 2, async_kind_checkpoint = 3 };
+enum : std::uint8_t {
+  async_kind_job = 1,
+  async_kind_stop = 2,
+  async_kind_checkpoint = 3,
+  async_kind_abort = 4,
+};
+inline constexpr std::size_t async_abort_reason_limit = 4096;
 
 template <class T>
 void put_raw_vector(wire::buffer& b, std::span<const T> v) {
@@ -45,25 +56,64 @@ void write_async_job(wire::buffer& msg, std::uint64_t version, std::span<const T
   msg.put<std::uint64_t>(version);
   put_raw_vector<T>(msg, x);
 }
-inline void write_async_stop(wire::buffer& msg) {
+template <class T>
+void write_async_stop(wire::buffer& msg, bool gather, std::span<const T> x,
+                      std::span<const T> tail) {
   msg.clear();
   msg.put<std::uint8_t>(async_kind_stop);
+  msg.put<std::uint8_t>(gather ? 1 : 0);
+  put_raw_vector<T>(msg, x);
+  put_raw_vector<T>(msg, tail);
+}
+// The reason is cut to async_abort_reason_limit bytes.
+inline void write_async_abort(wire::buffer& msg, std::int32_t lost_rank, std::string_view reason) {
+  msg.clear();
+  msg.put<std::uint8_t>(async_kind_abort);
+  msg.put<std::int32_t>(lost_rank);
+  const auto n = std::min(reason.size(), async_abort_reason_limit);
+  msg.append(reason.data(), n);
 }
 
+// What the server sent a worker: a job, the stop with the final model, or
+// an abort naming the worker whose loss ended the run.
 struct async_job {
   bool stop = false;
-  std::uint64_t version = 0;
-  std::span<const std::byte> model;  // d values of T, within the message
+  bool abort = false;
+  std::uint64_t version = 0;         // job
+  std::span<const std::byte> model;  // job: x; stop: the final x (d values of T)
+  std::span<const std::byte> tail;   // stop: the tail average (d values of T)
+  bool gather = false;               // stop: the ledgers are gathered next
+  std::int32_t lost_rank = -1;       // abort
+  std::string_view reason;           // abort
+  bool is_job() const noexcept { return !stop && !abort; }
 };
 
-// A job or a stop; throws protocol_error for an unknown kind, a short model
-// or trailing bytes.
+// Throws protocol_error for an unknown kind, a short model, a bad flag, an
+// overlong reason or trailing bytes.
 template <class T>
 async_job read_async_job(wire::view& in, std::size_t d) {
   async_job job;
   const auto kind = in.get<std::uint8_t>("kind");
   if (kind == async_kind_stop) {
     job.stop = true;
+    const auto gather = in.get<std::uint8_t>("gather");
+    if (gather > 1) in.fail("gather", "not 0 or 1: " + std::to_string(gather));
+    job.gather = gather == 1;
+    job.model = in.take(d * sizeof(T), "final model");
+    job.tail = in.take(d * sizeof(T), "tail average");
+    in.expect_end("stop");
+    return job;
+  }
+  if (kind == async_kind_abort) {
+    job.abort = true;
+    job.lost_rank = in.get<std::int32_t>("lost rank");
+    const auto rest = in.rest();
+    if (rest.size() > async_abort_reason_limit) {
+      in.fail("reason", std::to_string(rest.size()) + " bytes exceed " +
+                            std::to_string(async_abort_reason_limit));
+    }
+    job.reason = std::string_view(reinterpret_cast<const char*>(rest.data()), rest.size());
+    (void)in.take(rest.size(), "reason");
     return job;
   }
   if (kind != async_kind_job) in.fail("kind", "unknown message kind " + std::to_string(kind));

@@ -6,6 +6,11 @@
 // payload gathered, no copy); reads of collective pieces go straight into
 // their destination when the receive was posted first.
 //
+// With TLS (options.tls) every link is an Asio OpenSSL stream owned by the
+// I/O thread: the handshake, frame reads and frame writes all run there, and
+// a caller's write waits for its completion (await_io) instead of calling
+// sendmsg. The token handshake runs inside TLS, unchanged.
+//
 // Failure model: a peer whose connection drops, who sends a malformed frame
 // or who reports an abort fails every receive waiting on it, and the world
 // (every collective) with it. Sockets are shut down, never closed, while
@@ -54,6 +59,7 @@
 #include <loco/comm/tcp/handshake.hpp>
 #include <loco/comm/tcp/options.hpp>
 #include <loco/comm/tcp/socket_io.hpp>
+#include <loco/comm/tcp/tls.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
 #include <loco/wire/buffer.hpp>
@@ -113,7 +119,8 @@ inline endpoint_t parse_endpoint(const std::string& text, const char* what) {
 class engine {
  public:
   engine(const tcp_options& o)
-      : options_(o),
+      : tls_(o.tls.enabled ? make_tls_context(o.tls) : nullptr),
+        options_(o),
         size_(o.world_size),
         rank_(o.rank),
         peers_(static_cast<std::size_t>(o.world_size)),
@@ -204,7 +211,7 @@ class engine {
     std::lock_guard guard(p.write_mutex);
     iovec iov[2] = {{head.data(), head.size()},
                     {const_cast<std::byte*>(payload.data()), payload.size()}};
-    const auto r = write_all(p.fd, iov, payload.empty() ? 1 : 2, clock::now() + options_.timeout);
+    const auto r = link_write(p, iov, payload.empty() ? 1 : 2, clock::now() + options_.timeout);
     if (r.status != io_status::ok) {
       throw peer_lost(dst, "sending " + std::to_string(payload.size()) + " bytes to " + p.name +
                                " failed: " + r.describe());
@@ -277,6 +284,7 @@ class engine {
       if (!world_failure_) {
         world_failure_ = std::make_exception_ptr(peer_lost(blamed, bare_reason(why)));
       }
+      world_aborted_ = true;
       fail_pending_locked(-2, world_failure_);
       announce = !announced_;
       announced_ = true;
@@ -329,13 +337,14 @@ class engine {
       if (failed) continue;
       auto head = encode_header({frame_type::goodbye, 0, 0, 0});
       std::lock_guard guard(p->write_mutex);
-      (void)write_all(p->fd, head.data(), head.size(), clock::now() + linger);
+      iovec iov{head.data(), head.size()};
+      (void)link_write(*p, &iov, 1, clock::now() + linger);
       ::shutdown(p->fd, SHUT_WR);
     }
     {
       std::unique_lock lock(mutex_);
       cv_.wait_for(lock, linger, [&] {
-        if (world_failure_) return true;  // a broken world does not linger
+        if (world_aborted_) return true;  // an aborted world does not linger
         for (auto& p : peers_) {
           if (p && !p->read_closed && !(p->failure && !p->goodbye)) return false;
         }
@@ -348,7 +357,7 @@ class engine {
       acceptor_.close(ignored);
       for (auto& p : peers_) {
         if (!p) continue;
-        p->socket.cancel(ignored);
+        p->sock().cancel(ignored);
         ::shutdown(p->fd, SHUT_RDWR);
       }
       for (auto& in : inbound_) {
@@ -377,10 +386,18 @@ class engine {
   struct peer {
     peer(int r, std::string n, socket_t s)
         : rank(r), name(std::move(n)), socket(std::move(s)), fd(socket.native_handle()) {}
+    peer(int r, std::string n, std::unique_ptr<tls_stream> t)
+        : rank(r),
+          name(std::move(n)),
+          socket(t->get_executor()),  // unused: the stream owns the connection
+          tls(std::move(t)),
+          fd(tls->next_layer().native_handle()) {}
     const int rank;
     const std::string name;
     socket_t socket;
+    std::unique_ptr<tls_stream> tls;  // set on TLS links (used by the I/O thread only)
     const int fd;
+    socket_t& sock() noexcept { return tls ? tls->next_layer() : socket; }
     std::mutex write_mutex;
     // I/O thread only.
     std::array<std::byte, header_bytes> header_in{};
@@ -411,18 +428,51 @@ class engine {
                        std::to_string(self->e_.options_.handshake_timeout.count()) + " ms");
         }
       });
-      asio::async_read(
-          socket_, asio::buffer(buf_.data(), hello_bytes),
-          [self](const boost::system::error_code& ec, std::size_t) { self->on_hello(ec); });
+      if (e_.tls_) {  // TLS first; the token handshake then runs inside it
+        tls_ = std::make_unique<tls_stream>(std::move(socket_), *e_.tls_);
+        tls_->async_handshake(
+            asio::ssl::stream_base::server, [self](const boost::system::error_code& ec) {
+              if (self->finished_) return;
+              if (ec) {
+                return self->reject("TLS handshake failed: " +
+                                    describe_tls_failure(ec, self->tls_->native_handle()));
+              }
+              self->read_hello();
+            });
+        return;
+      }
+      read_hello();
     }
     void close() {
       finished_ = true;
       boost::system::error_code ignored;
       timer_.cancel(ignored);
-      socket_.close(ignored);
+      lowest().close(ignored);
     }
 
    private:
+    socket_t& lowest() { return tls_ ? tls_->next_layer() : socket_; }
+    template <class Buffer, class Handler>
+    void read(const Buffer& b, Handler&& h) {
+      if (tls_) {
+        asio::async_read(*tls_, b, std::forward<Handler>(h));
+      } else {
+        asio::async_read(socket_, b, std::forward<Handler>(h));
+      }
+    }
+    template <class Buffer, class Handler>
+    void write(const Buffer& b, Handler&& h) {
+      if (tls_) {
+        asio::async_write(*tls_, b, std::forward<Handler>(h));
+      } else {
+        asio::async_write(socket_, b, std::forward<Handler>(h));
+      }
+    }
+    void read_hello() {
+      auto self = shared_from_this();
+      read(asio::buffer(buf_.data(), hello_bytes),
+           [self](const boost::system::error_code& ec, std::size_t) { self->on_hello(ec); });
+    }
     void reject(const std::string& why) {
       if (finished_) return;
       e_.log("rejected connection from " + name_ + ": " + why);
@@ -445,6 +495,13 @@ class engine {
                       std::to_string(e_.size_));
       }
       if (const auto why = e_.refuse_rank(theirs_.rank); !why.empty()) return reject(why);
+      if (tls_) {
+        try {
+          check_peer_name(tls_->native_handle(), e_.options_.tls.peer_name, theirs_.rank, name_);
+        } catch (const protocol_error& x) {
+          return reject(x.what());
+        }
+      }
       hello mine;
       mine.world_size = static_cast<std::uint32_t>(e_.size_);
       mine.rank = e_.rank_;
@@ -455,15 +512,14 @@ class engine {
                                      mine.world_size, theirs_.rank, e_.rank_);
       std::memcpy(buf_.data() + hello_bytes, proof.data(), mac_bytes);
       auto self = shared_from_this();
-      asio::async_write(
-          socket_, asio::buffer(buf_.data(), challenge_bytes),
-          [self](const boost::system::error_code& e, std::size_t) {
-            if (self->finished_) return;
-            if (e) return self->reject("closed during the handshake");
-            asio::async_read(
-                self->socket_, asio::buffer(self->buf_.data(), mac_bytes),
-                [self](const boost::system::error_code& e2, std::size_t) { self->on_proof(e2); });
-          });
+      write(asio::buffer(buf_.data(), challenge_bytes),
+            [self](const boost::system::error_code& e, std::size_t) {
+              if (self->finished_) return;
+              if (e) return self->reject("closed during the handshake");
+              self->read(
+                  asio::buffer(self->buf_.data(), mac_bytes),
+                  [self](const boost::system::error_code& e2, std::size_t) { self->on_proof(e2); });
+            });
     }
     void on_proof(const boost::system::error_code& ec) {
       if (finished_) return;
@@ -482,24 +538,23 @@ class engine {
       }
       wire::store_le(buf_.data(), verdict_magic);
       auto self = shared_from_this();
-      asio::async_write(socket_, asio::buffer(buf_.data(), 4),
-                        [self](const boost::system::error_code& e, std::size_t) {
-                          if (self->finished_) return;
-                          if (e) {
-                            self->e_.unclaim(self->theirs_.rank);
-                            return self->reject("closed before the verdict");
-                          }
-                          self->finished_ = true;
-                          boost::system::error_code ignored;
-                          self->timer_.cancel(ignored);
-                          self->e_.adopt_inbound(self->theirs_.rank, std::move(self->socket_),
-                                                 self->address_, self->theirs_.listen_port,
-                                                 self->name_);
-                        });
+      write(asio::buffer(buf_.data(), 4), [self](const boost::system::error_code& e, std::size_t) {
+        if (self->finished_) return;
+        if (e) {
+          self->e_.unclaim(self->theirs_.rank);
+          return self->reject("closed before the verdict");
+        }
+        self->finished_ = true;
+        boost::system::error_code ignored;
+        self->timer_.cancel(ignored);
+        self->e_.adopt_inbound(self->theirs_.rank, std::move(self->socket_), std::move(self->tls_),
+                               self->address_, self->theirs_.listen_port, self->name_);
+      });
     }
 
     engine& e_;
     socket_t socket_;
+    std::unique_ptr<tls_stream> tls_;  // TLS: owns the connection (socket_ is then empty)
     asio::steady_timer timer_;
     std::string name_;
     asio::ip::address address_;
@@ -577,11 +632,17 @@ class engine {
     claimed_[static_cast<std::size_t>(rank)] = false;
   }
 
-  void adopt_inbound(int rank, socket_t s, asio::ip::address address, unsigned short port,
-                     const std::string& name) {
-    configure(s);
-    auto p = std::make_unique<peer>(rank, "rank " + std::to_string(rank) + " (" + name + ")",
-                                    std::move(s));
+  void adopt_inbound(int rank, socket_t s, std::unique_ptr<tls_stream> tls,
+                     asio::ip::address address, unsigned short port, const std::string& name) {
+    auto label = "rank " + std::to_string(rank) + " (" + name + ")";
+    std::unique_ptr<peer> p;
+    if (tls) {
+      configure(tls->next_layer());
+      p = std::make_unique<peer>(rank, std::move(label), std::move(tls));
+    } else {
+      configure(s);
+      p = std::make_unique<peer>(rank, std::move(label), std::move(s));
+    }
     std::lock_guard lock(mutex_);
     if (rank_ == 0) table_[rank] = endpoint_t(address, port);
     peers_[static_cast<std::size_t>(rank)] = std::move(p);
@@ -614,6 +675,7 @@ class engine {
       if (err == 0) {
         configure(s);
         const auto hs_deadline = std::min(deadline, clock::now() + options_.handshake_timeout);
+        if (tls_) return connect_tls(std::move(s), q, name, hs_deadline);
         (void)client_handshake(s.native_handle(), name, q, options_.token,
                                static_cast<std::uint32_t>(size_), rank_, listen_port_, hs_deadline);
         return std::make_unique<peer>(q, name, std::move(s));
@@ -624,6 +686,131 @@ class engine {
     }
     throw peer_lost(q, "could not connect to " + name + " within " +
                            std::to_string(options_.timeout.count()) + " ms (" + last + ")");
+  }
+
+  // An io_result with the error code behind it (TLS operations).
+  struct io_outcome : io_result {
+    boost::system::error_code code;
+  };
+
+  // TLS handshake (we are the client), then the token handshake inside it.
+  std::unique_ptr<peer> connect_tls(socket_t s, int q, const std::string& name,
+                                    clock::time_point deadline) {
+    auto stream = std::make_unique<tls_stream>(std::move(s), *tls_);
+    const auto r = await_io(stream->next_layer(), deadline, [&stream](auto done) {
+      stream->async_handshake(asio::ssl::stream_base::client, std::move(done));
+    });
+    if (r.status == io_status::timeout) {
+      throw peer_lost(q, "TLS handshake with " + name + " timed out");
+    }
+    if (r.status != io_status::ok) {
+      throw protocol_error(name, "tls.handshake",
+                           describe_tls_failure(r.code, stream->native_handle()));
+    }
+    check_peer_name(stream->native_handle(), options_.tls.peer_name, q, name);
+    struct tls_channel {
+      engine& e;
+      tls_stream& stream;
+      const std::string& name;
+      io_result write(const void* data, std::size_t n, clock::time_point until) {
+        return e.checked(name, e.await_io(stream.next_layer(), until, [&](auto done) {
+          asio::async_write(stream, asio::buffer(data, n), std::move(done));
+        }));
+      }
+      io_result read(void* data, std::size_t n, clock::time_point until) {
+        return e.checked(name, e.await_io(stream.next_layer(), until, [&](auto done) {
+          asio::async_read(stream, asio::buffer(data, n), std::move(done));
+        }));
+      }
+    } channel{*this, *stream, name};
+    (void)client_handshake(channel, name, q, options_.token, static_cast<std::uint32_t>(size_),
+                           rank_, listen_port_, deadline);
+    return std::make_unique<peer>(q, name, std::move(stream));
+  }
+
+  // A TLS alert (the peer refused our certificate, say) is a protocol_error
+  // naming the peer; timeouts and closed connections go on as io_results.
+  static io_result checked(const std::string& name, const io_outcome& r) {
+    if (r.status == io_status::failed && r.code.category() == asio::error::get_ssl_category()) {
+      throw protocol_error(name, "tls", r.code.message());
+    }
+    return r;
+  }
+
+  // Runs an asynchronous operation on the I/O thread and waits for it until
+  // the deadline (TLS links: their stream belongs to the I/O thread). On
+  // timeout the operation is cancelled and the call returns only after its
+  // handler ran, so the buffers may go. start(done) initiates the operation.
+  template <class Start>
+  io_outcome await_io(socket_t& lowest, clock::time_point deadline, Start start) {
+    io_outcome r;
+    if (!io_thread_.joinable()) {
+      r.status = io_status::closed;
+      r.detail = "the I/O thread is not running";
+      return r;
+    }
+    auto result = std::make_shared<std::promise<boost::system::error_code>>();
+    auto finished = result->get_future();
+    asio::post(io_, [&start, result] {
+      start([result](const boost::system::error_code& ec, auto&&...) { result->set_value(ec); });
+    });
+    bool timed_out = false;
+    if (finished.wait_until(deadline) != std::future_status::ready) {
+      timed_out = true;
+      std::promise<void> cancelled;
+      asio::post(io_, [&lowest, &cancelled] {
+        boost::system::error_code ignored;
+        lowest.cancel(ignored);
+        cancelled.set_value();
+      });
+      cancelled.get_future().wait();
+    }
+    const auto ec = finished.get();  // the handler has run
+    if (!ec && !timed_out) return r;
+    if (!ec || ec == asio::error::operation_aborted) {
+      r.status = io_status::timeout;
+      return r;
+    }
+    const bool closed = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+    r.status = closed ? io_status::closed : io_status::failed;
+    r.error = ec.value();
+    r.detail = ec.message();
+    r.code = ec;
+    return r;
+  }
+
+  // Writes every byte of the iovecs before the deadline: sendmsg on the
+  // caller's thread, or through the TLS stream on the I/O thread. A timed
+  // out TLS write leaves a partial record behind, so the link fails.
+  io_result link_write(peer& p, iovec* iov, int count, clock::time_point deadline) {
+    if (!p.tls) return write_all(p.fd, iov, count, deadline);
+    std::array<asio::const_buffer, 2> buffers{};
+    for (int i = 0; i < count && i < 2; ++i) {
+      buffers[static_cast<std::size_t>(i)] =
+          asio::const_buffer(iov[i].iov_base, static_cast<std::size_t>(iov[i].iov_len));
+    }
+    auto r = await_io(p.sock(), deadline, [&p, &buffers](auto done) {
+      asio::async_write(*p.tls, buffers, std::move(done));
+    });
+    if (r.status != io_status::ok) {
+      auto failure = std::make_exception_ptr(
+          peer_lost(p.rank, "sending to " + p.name + " failed: " + r.describe()));
+      std::promise<void> failed;
+      asio::post(io_, [this, &p, failure, &failed] {
+        fail_link(p, failure);
+        failed.set_value();
+      });
+      failed.get_future().wait();
+    }
+    return r;
+  }
+
+  // Reads exactly n bytes before the deadline, before the I/O thread reads the link.
+  io_result link_read(peer& p, void* data, std::size_t n, clock::time_point deadline) {
+    if (!p.tls) return read_all(p.fd, data, n, deadline);
+    return checked(p.name, await_io(p.sock(), deadline, [&p, data, n](auto done) {
+                     asio::async_read(*p.tls, asio::buffer(data, n), std::move(done));
+                   }));
   }
 
   void adopt(std::unique_ptr<peer> p) {
@@ -653,7 +840,7 @@ class engine {
       auto& p = *peers_[static_cast<std::size_t>(q)];
       auto head = encode_header({frame_type::table, 0, 0, t.size()});
       iovec iov[2] = {{head.data(), head.size()}, {t.data(), t.size()}};
-      const auto r = write_all(p.fd, iov, 2, deadline);
+      const auto r = link_write(p, iov, 2, deadline);
       if (r.status != io_status::ok) {
         throw peer_lost(q, "sending the address table to " + p.name + " failed: " + r.describe());
       }
@@ -662,7 +849,7 @@ class engine {
 
   std::vector<endpoint_t> read_table(peer& coordinator, clock::time_point deadline) {
     std::array<std::byte, header_bytes> head{};
-    check_io(read_all(coordinator.fd, head.data(), head.size(), deadline), coordinator.name, 0,
+    check_io(link_read(coordinator, head.data(), head.size(), deadline), coordinator.name, 0,
              "address table");
     const auto h =
         decode_header(head, coordinator.name, 4 + 19 * static_cast<std::uint64_t>(size_));
@@ -671,7 +858,7 @@ class engine {
     }
     wire::buffer body;
     body.resize(static_cast<std::size_t>(h.length));
-    check_io(read_all(coordinator.fd, body.data(), body.size(), deadline), coordinator.name, 0,
+    check_io(link_read(coordinator, body.data(), body.size(), deadline), coordinator.name, 0,
              "address table");
     std::vector<endpoint_t> table;
     for (const auto& e : decode_table(body.bytes(), coordinator.name, size_)) {
@@ -686,9 +873,27 @@ class engine {
   }
 
   // ------------------------------------------------------------ reading (I/O thread)
+  // Reads on the link's stream: the socket, or TLS over it.
+  template <class Buffer, class Handler>
+  static void read_exactly(peer& p, const Buffer& b, Handler&& h) {
+    if (p.tls) {
+      asio::async_read(*p.tls, b, std::forward<Handler>(h));
+    } else {
+      asio::async_read(p.socket, b, std::forward<Handler>(h));
+    }
+  }
+  template <class Buffer, class Handler>
+  static void read_some(peer& p, const Buffer& b, Handler&& h) {
+    if (p.tls) {
+      p.tls->async_read_some(b, std::forward<Handler>(h));
+    } else {
+      p.socket.async_read_some(b, std::forward<Handler>(h));
+    }
+  }
+
   void read_header(peer& p) {
-    asio::async_read(
-        p.socket, asio::buffer(p.header_in),
+    read_exactly(
+        p, asio::buffer(p.header_in),
         [this, &p](const boost::system::error_code& ec, std::size_t) { on_header(p, ec); });
   }
 
@@ -735,9 +940,8 @@ class engine {
     }
     if (p.incoming.capacity() == 0) p.incoming = take_spare();
     p.incoming.resize(length);
-    asio::async_read(
-        p.socket, asio::buffer(p.incoming.data(), length),
-        [this, &p](const boost::system::error_code& e, std::size_t) { on_payload(p, e); });
+    read_exactly(p, asio::buffer(p.incoming.data(), length),
+                 [this, &p](const boost::system::error_code& e, std::size_t) { on_payload(p, e); });
   }
 
   // Reads into a collective's destination one read_some at a time. When
@@ -746,29 +950,28 @@ class engine {
   // a sink, so the link stays usable. Every recv runs on this thread, so
   // none can be in flight into the destination after the withdrawal.
   void read_in_place(peer& p, std::byte* dst, std::size_t left) {
-    p.socket.async_read_some(
-        asio::buffer(dst, left),
-        [this, &p, dst, left](const boost::system::error_code& ec, std::size_t n) {
-          if (!p.in_place) {  // withdrawn
-            if (ec == asio::error::operation_aborted && stopping_) return;
-            if (ec && ec != asio::error::operation_aborted) {
-              return on_read_error(p, ec, true);
-            }
-            return discard(p, left - n);
-          }
-          if (ec) return on_read_error(p, ec, true);
-          if (n < left) return read_in_place(p, dst + n, left - n);
-          on_in_place(p);
-        });
+    read_some(p, asio::buffer(dst, left),
+              [this, &p, dst, left](const boost::system::error_code& ec, std::size_t n) {
+                if (!p.in_place) {  // withdrawn
+                  if (ec == asio::error::operation_aborted && stopping_) return;
+                  if (ec && ec != asio::error::operation_aborted) {
+                    return on_read_error(p, ec, true);
+                  }
+                  return discard(p, left - n);
+                }
+                if (ec) return on_read_error(p, ec, true);
+                if (n < left) return read_in_place(p, dst + n, left - n);
+                on_in_place(p);
+              });
   }
   void discard(peer& p, std::size_t left) {
     if (left == 0) return read_header(p);
     p.incoming.resize(std::min<std::size_t>(left, 1 << 16));
-    p.socket.async_read_some(asio::buffer(p.incoming.data(), p.incoming.size()),
-                             [this, &p, left](const boost::system::error_code& ec, std::size_t n) {
-                               if (ec) return on_read_error(p, ec, true);
-                               discard(p, left - n);
-                             });
+    read_some(p, asio::buffer(p.incoming.data(), p.incoming.size()),
+              [this, &p, left](const boost::system::error_code& ec, std::size_t n) {
+                if (ec) return on_read_error(p, ec, true);
+                discard(p, left - n);
+              });
   }
 
   void on_in_place(peer& p) {
@@ -788,6 +991,7 @@ class engine {
           world_failure_ = std::make_exception_ptr(
               peer_lost(note.rank, note.reason + " (reported by " + p.name + ")"));
         }
+        world_aborted_ = true;
         fail_pending_locked(-2, world_failure_);
       } catch (const protocol_error&) {
         return fail_link(p, std::current_exception());
@@ -844,7 +1048,12 @@ class engine {
       return;
     }
     std::exception_ptr failure;
-    if (mid_frame && ec == asio::error::eof) {
+    // Without TLS's close_notify an ended connection reads as a truncated stream.
+    const bool eof = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+    if (p.tls && ec.category() == asio::error::get_ssl_category()) {
+      // A record that fails to decrypt or authenticate: bad bytes, not a death.
+      failure = std::make_exception_ptr(protocol_error(p.name, "tls", ec.message()));
+    } else if (mid_frame && eof) {
       failure = std::make_exception_ptr(
           protocol_error(p.name, "payload",
                          "truncated: the connection closed inside a frame of " +
@@ -886,41 +1095,68 @@ class engine {
       cv_.notify_all();
     }
     boost::system::error_code ignored;
-    p.socket.cancel(ignored);
+    p.sock().cancel(ignored);
     ::shutdown(p.fd, SHUT_RDWR);
     stop_direct_reads_here();
   }
 
   void fail_peer_locked(peer& p, std::exception_ptr failure, bool world) {
-    if (!p.failure) p.failure = failure;
+    const bool first = !p.failure;
+    if (first) p.failure = failure;
     if (world && !world_failure_) world_failure_ = failure;
-    fail_pending_locked(p.rank, failure);
-    if (world) fail_pending_locked(-2, world_failure_);
+    const bool told = fail_pending_locked(p.rank, failure);
+    if (world) {
+      // A lost peer is reported once to an any_source receive: the one
+      // waiting now, or else the next one posted. Later ones go on with the
+      // peers that remain (an asynchronous server tolerating a lost worker).
+      if (!told && first) unreported_losses_.push_back(failure);
+      fail_pending_locked(-3, world_failure_);
+    }
   }
 
   // Fails posted receives: from `rank` (and any_source) when rank >= 0;
-  // every collective and any_source receive when rank == -2.
-  void fail_pending_locked(int rank, std::exception_ptr failure) {
+  // every collective and any_source receive when rank == -2; every
+  // collective when rank == -3. Returns whether an any_source one failed.
+  bool fail_pending_locked(int rank, std::exception_ptr failure) {
+    bool any = false;
     for (auto it = pending_.begin(); it != pending_.end();) {
-      const bool hit = rank >= 0
-                           ? (it->source == rank || it->source == any_source)
-                           : (it->k.type == frame_type::collective || it->source == any_source);
+      const bool collective = it->k.type == frame_type::collective;
+      const bool hit = rank >= 0    ? (it->source == rank || it->source == any_source)
+                       : rank == -2 ? (collective || it->source == any_source)
+                                    : collective;
       if (hit) {
+        any = any || it->source == any_source;
         it->done->finish(-1, failure);
         it = pending_.erase(it);
       } else {
         ++it;
       }
     }
+    return any;
   }
 
-  std::exception_ptr failure_for(int src, key k) const {
+  std::exception_ptr failure_for(int src, key k) {
     if (src >= 0 && peers_[static_cast<std::size_t>(src)] &&
         peers_[static_cast<std::size_t>(src)]->failure) {
       return peers_[static_cast<std::size_t>(src)]->failure;
     }
-    if ((k.type == frame_type::collective || src == any_source) && world_failure_) {
-      return world_failure_;
+    if (k.type == frame_type::collective && world_failure_) return world_failure_;
+    if (src == any_source) {
+      if (!unreported_losses_.empty()) {
+        auto failure = unreported_losses_.front();
+        unreported_losses_.pop_front();
+        return failure;
+      }
+      if (world_aborted_) return world_failure_;
+      // Nobody is left who could send one.
+      std::exception_ptr last;
+      for (int q = 0; q < size_; ++q) {
+        const auto& p = peers_[static_cast<std::size_t>(q)];
+        if (q == rank_) continue;
+        if (!p || !p->failure) return nullptr;
+        last = p->failure;
+      }
+      return last;
     }
     return nullptr;
   }
@@ -936,7 +1172,7 @@ class engine {
         p->in_place.reset();
       }
       boost::system::error_code ignored;
-      p->socket.cancel(ignored);  // its handler goes on with discard()
+      p->sock().cancel(ignored);  // its handler goes on with discard()
     }
   }
   void stop_direct_reads() {
@@ -975,6 +1211,7 @@ class engine {
   }
 
  private:
+  std::unique_ptr<asio::ssl::context> tls_;  // null without TLS; outlives every stream
   const tcp_options options_;
   const int size_;
   const int rank_;
@@ -995,7 +1232,9 @@ class engine {
   std::deque<pending> pending_;
   std::vector<wire::buffer> spares_;
   std::exception_ptr world_failure_;
-  bool announced_ = false;  // abort frames sent
+  bool world_aborted_ = false;                        // a collective failed (any rank's abort)
+  std::deque<std::exception_ptr> unreported_losses_;  // lost peers no any_source receive saw
+  bool announced_ = false;                            // abort frames sent
 
   std::thread io_thread_;
 };

@@ -126,18 +126,31 @@ inline void check_io(const io_result& r, const std::string& peer, int peer_rank,
   if (r.status == io_status::closed) {
     throw protocol_error(peer, std::string("handshake.") + step,
                          "the peer closed the connection (it rejected our token, protocol "
-                         "version, world size or rank; see its log)");
+                         "version, world size or rank, or it expects TLS; see its log)");
   }
   throw peer_lost(peer_rank,
                   "handshake with " + peer + " failed during " + step + ": " + r.describe());
 }
 
-// The connecting side. Returns the server's hello once both sides proved
-// they hold the token; throws protocol_error (named peer and field) or
-// peer_lost (timeout) otherwise.
-inline hello client_handshake(int fd, const std::string& peer, int expected_rank,
-                              std::string_view token, std::uint32_t world, std::int32_t my_rank,
-                              std::uint16_t listen_port, clock::time_point deadline) {
+// Blocking reads and writes with a deadline on a plain socket.
+struct fd_channel {
+  int fd;
+  io_result write(const void* data, std::size_t n, clock::time_point deadline) {
+    return write_all(fd, data, n, deadline);
+  }
+  io_result read(void* data, std::size_t n, clock::time_point deadline) {
+    return read_all(fd, data, n, deadline);
+  }
+};
+
+// The connecting side, over any channel with blocking read(p, n, deadline)
+// and write(p, n, deadline) (a plain socket, or a TLS stream). Returns the
+// server's hello once both sides proved they hold the token; throws
+// protocol_error (named peer and field) or peer_lost (timeout) otherwise.
+template <class Channel>
+hello client_handshake(Channel& channel, const std::string& peer, int expected_rank,
+                       std::string_view token, std::uint32_t world, std::int32_t my_rank,
+                       std::uint16_t listen_port, clock::time_point deadline) {
   hello mine;
   mine.world_size = world;
   mine.rank = my_rank;
@@ -145,8 +158,8 @@ inline hello client_handshake(int fd, const std::string& peer, int expected_rank
   mine.random = make_nonce();
   std::array<std::byte, challenge_bytes> buf{};
   encode_hello(mine, buf.data());
-  check_io(write_all(fd, buf.data(), hello_bytes, deadline), peer, expected_rank, "hello");
-  check_io(read_all(fd, buf.data(), challenge_bytes, deadline), peer, expected_rank, "challenge");
+  check_io(channel.write(buf.data(), hello_bytes, deadline), peer, expected_rank, "hello");
+  check_io(channel.read(buf.data(), challenge_bytes, deadline), peer, expected_rank, "challenge");
   const hello theirs = decode_hello(std::span<const std::byte>(buf.data(), hello_bytes), peer);
   if (theirs.version != protocol_version) {
     throw protocol_error(peer, "handshake.version",
@@ -171,13 +184,21 @@ inline hello client_handshake(int fd, const std::string& peer, int expected_rank
   }
   const auto proof =
       compute_mac(token, client_label, mine.random, theirs.random, world, my_rank, theirs.rank);
-  check_io(write_all(fd, proof.data(), mac_bytes, deadline), peer, expected_rank, "proof");
+  check_io(channel.write(proof.data(), mac_bytes, deadline), peer, expected_rank, "proof");
   std::array<std::byte, 4> verdict{};
-  check_io(read_all(fd, verdict.data(), verdict.size(), deadline), peer, expected_rank, "verdict");
+  check_io(channel.read(verdict.data(), verdict.size(), deadline), peer, expected_rank, "verdict");
   if (wire::load_le<std::uint32_t>(verdict.data()) != verdict_magic) {
     throw protocol_error(peer, "handshake.verdict", "the peer did not accept us");
   }
   return theirs;
+}
+
+inline hello client_handshake(int fd, const std::string& peer, int expected_rank,
+                              std::string_view token, std::uint32_t world, std::int32_t my_rank,
+                              std::uint16_t listen_port, clock::time_point deadline) {
+  fd_channel channel{fd};
+  return client_handshake(channel, peer, expected_rank, token, world, my_rank, listen_port,
+                          deadline);
 }
 
 }  // namespace loco::comm::detail::tcp

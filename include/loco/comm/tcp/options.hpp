@@ -14,6 +14,23 @@
 
 namespace loco::comm {
 
+// TLS on every link of a TCP world (docs/communicators.md#tls): mutual
+// certificates signed by one CA, TLS 1.2 or newer. Each of the CA, the
+// certificate and the key is given as a file or as PEM text (one of the two).
+struct tcp_tls_options {
+  bool enabled = false;
+  // The CA every rank's certificate must chain to.
+  std::string ca_file, ca_pem;
+  // This rank's certificate (PEM; may carry intermediate certificates after it).
+  std::string cert_file, cert_pem;
+  // Its private key (PEM, unencrypted).
+  std::string key_file, key_pem;
+  // When not empty, a peer's certificate must also be valid for this DNS name
+  // (subjectAltName, or the CN when there is no DNS subjectAltName); "{rank}"
+  // stands for the rank the peer claims, binding each certificate to a rank.
+  std::string peer_name;
+};
+
 struct tcp_options {
   int rank = -1;
   int world_size = 0;
@@ -38,10 +55,14 @@ struct tcp_options {
   std::size_t ring_piece_bytes{256 * 1024};
   // Receives one line per rejected connection or lost peer; default: stderr.
   std::function<void(const std::string&)> log;
+  // Off by default: plain TCP (the token still authenticates every link).
+  tcp_tls_options tls;
 
   // Reads LOCO_RANK, LOCO_WORLD_SIZE, LOCO_COORDINATOR and LOCO_TOKEN
   // (required), and LOCO_TIMEOUT_MS, LOCO_HANDSHAKE_TIMEOUT_MS,
-  // LOCO_LISTEN_HOST (optional). Throws config_error naming the variable.
+  // LOCO_LISTEN_HOST, LOCO_TLS_CA, LOCO_TLS_CERT, LOCO_TLS_KEY,
+  // LOCO_TLS_PEER_NAME (optional; any of the first three turns TLS on, and
+  // then all three are needed). Throws config_error naming the variable.
   static tcp_options from_env() {
     tcp_options o;
     o.rank = env_int("LOCO_RANK", true, 0, 1 << 20);
@@ -56,6 +77,19 @@ struct tcp_options {
     }
     if (std::getenv("LOCO_LISTEN_HOST") != nullptr) {
       o.listen_host = env_string("LOCO_LISTEN_HOST", true);
+    }
+    o.tls.ca_file = env_string("LOCO_TLS_CA", false);
+    o.tls.cert_file = env_string("LOCO_TLS_CERT", false);
+    o.tls.key_file = env_string("LOCO_TLS_KEY", false);
+    o.tls.peer_name = env_string("LOCO_TLS_PEER_NAME", false);
+    o.tls.enabled = !o.tls.ca_file.empty() || !o.tls.cert_file.empty() || !o.tls.key_file.empty();
+    if (o.tls.enabled) {
+      for (const char* name : {"LOCO_TLS_CA", "LOCO_TLS_CERT", "LOCO_TLS_KEY"}) {
+        if (env_string(name, false).empty()) {
+          throw config_error(std::string("comm::tcp: ") + name +
+                             " is not set, but other LOCO_TLS_ variables turn TLS on");
+        }
+      }
     }
     return o;
   }

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace loco::comm::detail::tcp {
 
@@ -20,9 +21,14 @@ using clock = std::chrono::steady_clock;
 
 enum class io_status { ok, timeout, closed, failed };
 struct io_result {
+  io_result() = default;
+  io_result(io_status s, int e, std::string why = {})
+      : status(s), error(e), detail(std::move(why)) {}
   io_status status = io_status::ok;
-  int error = 0;  // errno when failed
+  int error = 0;       // errno when failed
+  std::string detail;  // a reason in words (TLS), preferred by describe()
   std::string describe() const {
+    if (!detail.empty()) return detail;
     switch (status) {
       case io_status::ok:
         return "ok";

@@ -157,6 +157,9 @@ struct rank_data {
   std::uint64_t collectives = 0;
   double poll_step = 0.0;
   double drop_out = never;
+  // Dead ranks already reported to this rank's any_source receives (each is
+  // reported once, so a server can go on with the ranks that remain).
+  std::vector<bool> told_dead;
 };
 
 class world {
@@ -169,6 +172,7 @@ class world {
     rep_.dropped.assign(static_cast<std::size_t>(n), false);
     for (int r = 0; r < n; ++r) {
       at(r).drop_out = opt.compute.drop_out_time(r);
+      at(r).told_dead.assign(static_cast<std::size_t>(n), false);
       set_key(r, 0.0);
     }
   }
@@ -651,18 +655,21 @@ class world {
   }
 
   // No rank can run and some are blocked: nothing they wait for can happen.
-  // Each gets peer_lost (when a dropped-out rank is involved) or a deadlock error.
+  // The ranks waiting on a dropped-out rank get peer_lost naming it (an
+  // any_source receive: a dead rank not yet reported to it); the others
+  // stay blocked, since the woken ones may still act. Only when no rank can
+  // be woken that way does every blocked rank get a deadlock error.
   void resolve_stall() {
-    int dead = -1;
-    for (int q = 0; q < size && dead < 0; ++q) {
-      if (at(q).state == rank_state::dead) dead = q;
-    }
-    for (int b = 0; b < size; ++b) {
+    const auto culprit_of = [&](int b) {
       auto& r = at(b);
-      if (r.state != rank_state::blocked) continue;
       int culprit = -1;
       if (r.wait.what == waiting::on::message) {
-        culprit = r.wait.source == comm::any_source ? dead : r.wait.source;
+        if (r.wait.source != comm::any_source) return r.wait.source;
+        for (int q = 0; q < size && culprit < 0; ++q) {
+          if (at(q).state == rank_state::dead && !r.told_dead[static_cast<std::size_t>(q)]) {
+            culprit = q;
+          }
+        }
       } else if (r.wait.what == waiting::on::collective) {
         for (int q = 0; q < size && culprit < 0; ++q) {
           if (!r.wait.coll->joined[static_cast<std::size_t>(q)] &&
@@ -671,14 +678,29 @@ class world {
           }
         }
       }
-      if (culprit >= 0 && at(culprit).state == rank_state::dead) {
-        r.wake_error = std::make_exception_ptr(
-            peer_lost(culprit, "dropped out at t=" + seconds_text(at(culprit).now)));
-      } else {
-        r.wake_error = std::make_exception_ptr(
-            error("comm::simulated: deadlock at t=" + seconds_text(r.now) + ": rank " +
-                  std::to_string(b) + " waits for " + describe(b) + " and no rank can run"));
+      return culprit;
+    };
+    bool woken = false;
+    for (int b = 0; b < size; ++b) {
+      auto& r = at(b);
+      if (r.state != rank_state::blocked) continue;
+      const int culprit = culprit_of(b);
+      if (culprit < 0 || at(culprit).state != rank_state::dead) continue;
+      if (r.wait.what == waiting::on::message && r.wait.source == comm::any_source) {
+        r.told_dead[static_cast<std::size_t>(culprit)] = true;
       }
+      r.wake_error = std::make_exception_ptr(
+          peer_lost(culprit, "dropped out at t=" + seconds_text(at(culprit).now)));
+      set_key(b, r.now);
+      woken = true;
+    }
+    if (woken) return;
+    for (int b = 0; b < size; ++b) {
+      auto& r = at(b);
+      if (r.state != rank_state::blocked) continue;
+      r.wake_error = std::make_exception_ptr(
+          error("comm::simulated: deadlock at t=" + seconds_text(r.now) + ": rank " +
+                std::to_string(b) + " waits for " + describe(b) + " and no rank can run"));
       set_key(b, r.now);
     }
   }
