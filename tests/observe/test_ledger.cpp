@@ -378,7 +378,9 @@ TEST_CASE("async_sgd ledger: jobs down, gradients up, mirrored on the server",
   const auto& server = all[0].totals();
   CHECK(server.role == role::server);
   CHECK(server.rounds == updates);
-  CHECK(server.bytes_sent == jobs * job_bytes + 3);       // and a 1-byte stop per worker
+  // and a stop per worker, carrying the final model and the tail average
+  const std::uint64_t stop_bytes = 1 + 1 + 2 * 4 * dim;
+  CHECK(server.bytes_sent == jobs * job_bytes + 3 * stop_bytes);
   CHECK(server.bytes_received == jobs * gradient_bytes);  // applied or discarded at the end
   CHECK(server.bytes_down() == server.bytes_sent);
   // The workers' sums mirror the server.

@@ -91,7 +91,7 @@ inline std::string summary(const loco::algorithm::async_sgd_result<double>& r) {
   text += ", discarded " + std::to_string(s.discarded);
   text += " (delay sum " + std::to_string(s.discarded_delay_sum) + ")";
   text += ", tail distance " + std::to_string(distance_to_target(r.tail_average));
-  text += ", elapsed " + std::to_string(s.elapsed) + " s";
+  text += ", elapsed " + std::to_string(r.ledger.totals().elapsed) + " s";
   return text;
 }
 
