@@ -10,13 +10,13 @@
 //
 // Writes <out>/trace.csv (one row per evaluation: run, round, step, time_s,
 // bytes, loss, accuracy) and <out>/summary.csv; tools/plot.py draws them.
-#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <limits>
 #include <loco/algorithm/compressed_amsgrad.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/in_process.hpp>
@@ -28,6 +28,7 @@
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
 #include <loco/observe/csv.hpp>
+#include <loco/observe/progress_bar.hpp>
 #include <loco/observe/table.hpp>
 #include <loco/problems/mlp.hpp>
 #include <loco/problems/softmax_regression.hpp>
@@ -104,32 +105,6 @@ struct model_kit {
   }
 };
 
-// Rank 0 prints a line per evaluation: in place on a terminal, else one per line.
-class progress {
- public:
-  progress(std::string name, std::size_t total_steps, bool active)
-      : name_(std::move(name)), total_(total_steps), active_(active), tty_(isatty(1) != 0) {}
-  void update(std::size_t step, double loss, double accuracy, std::uint64_t bytes) {
-    if (!active_) return;
-    const double elapsed = std::chrono::duration<double>(clock_type::now() - start_).count();
-    const double eta =
-        step == 0 ? 0.0 : elapsed * static_cast<double>(total_ - step) / static_cast<double>(step);
-    std::printf("%s%-10s step %5zu/%zu  loss %.4f  test acc %5.2f%%  sent %8.2f MB  ETA %4.0f s%s",
-                tty_ ? "\r" : "  ", name_.c_str(), step, total_, loss, 100.0 * accuracy,
-                static_cast<double>(bytes) / 1e6, eta, tty_ ? "" : "\n");
-    std::fflush(stdout);
-  }
-  void finish() {
-    if (active_ && tty_) std::printf("\n");
-  }
-
- private:
-  std::string name_;
-  std::size_t total_;
-  bool active_, tty_;
-  clock_type::time_point start_ = clock_type::now();
-};
-
 // Everything one rank does: train each requested algorithm from the same x0.
 template <class Model, class Comm>
 std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data& d,
@@ -158,7 +133,11 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
   std::vector<outcome> outcomes;
   for (const auto& name : s.algorithms) {
     outcome o{.name = name};
-    progress bar(name, s.steps, me == 0);
+    // Rank 0 shows progress: redrawn in place on a terminal, plain lines
+    // otherwise; accuracy as the evaluation hook records it on the ledger.
+    const std::size_t steps_per_round = name == "loscar" || name == "local" ? s.local_steps : 1;
+    observe::progress_bar bar(
+        {.every = std::max<std::size_t>(1, every / steps_per_round), .label = name});
     const auto start = clock_type::now();
     double evaluating = 0.0;  // seconds spent in the callbacks' evaluations
     const auto seconds = [&] {
@@ -182,7 +161,7 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
               total_bytes(info.ledger->totals().bytes_up() + info.ledger->totals().bytes_down());
           if (me != 0) return;
           const double loss = prober.loss(info.model), acc = tester.accuracy(info.model);
-          bar.update(info.iteration, loss, acc, bytes);
+          info.ledger->record_evaluation(acc, std::numeric_limits<double>::quiet_NaN());
           log(name, info.iteration, info.iteration, seconds(), bytes, loss, acc);
         });
         return false;
@@ -191,7 +170,7 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
         decltype(on_iteration)& fn;
         bool on_round_end(const algorithm::iteration_info<float>& info) { return fn(info); }
       } callback{on_iteration};
-      auto result = driver.run(comm, objective, std::span<const float>(x0), callback);
+      auto result = driver.run(comm, objective, std::span<const float>(x0), callback, bar);
       o.rounds = result.stats.iterations;
       const auto& spent = result.ledger.totals();
       o.bytes = total_bytes(spent.bytes_up() + spent.bytes_down());
@@ -213,7 +192,7 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
           const auto bytes = total_bytes(info.ledger->totals().bytes_sent);
           if (me != 0) return;
           const double loss = prober.loss(avg), acc = tester.accuracy(avg);
-          bar.update(static_cast<std::size_t>(info.step), loss, acc, bytes);
+          info.ledger->record_evaluation(acc, std::numeric_limits<double>::quiet_NaN());
           log(name, info.round, static_cast<std::size_t>(info.step), seconds(), bytes, loss, acc);
         });
         return false;
@@ -240,15 +219,14 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
         local_sgd<compress::random_k_unscaled, Comm, merge::delay_corrected, stepsize::constant>
             driver(compress::random_k_unscaled(s.fraction, s.seed), {}, stepsize::constant(s.lr),
                    opt);
-        finish(driver.run(comm, objective, std::span<const float>(x0), callback));
+        finish(driver.run(comm, objective, std::span<const float>(x0), callback, bar));
       } else {
         local_sgd<compress::identity, Comm, merge::average, stepsize::constant> driver(
             {}, {}, stepsize::constant(s.lr), opt);
-        finish(driver.run(comm, objective, std::span<const float>(x0), callback));
+        finish(driver.run(comm, objective, std::span<const float>(x0), callback, bar));
       }
     }
     o.seconds = seconds();
-    bar.finish();
     outcomes.push_back(o);
     (void)n;
   }

@@ -1,6 +1,6 @@
 // loco in one screen: four workers as threads train one least-squares model
 // with mini-batch SGD, one-shot averaging, local SGD with growing gaps, and
-// LOSCAR-SGD (1% of coordinates averaged per round, with overlap), then
+// LOSCAR-SGD (10% of coordinates averaged per round, with overlap), then
 // print the distance each reached (last and Polyak-Ruppert averaged
 // iterate) and the bytes each worker sent, then LOSCAR-SGD's ledger: bytes
 // and time per worker.

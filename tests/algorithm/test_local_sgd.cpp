@@ -10,6 +10,9 @@
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/comm/simulated.hpp>
+#include <loco/compress/ef21.hpp>
+#include <loco/compress/error_feedback.hpp>
+#include <loco/compress/random_k.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
 #include <loco/stepsize/constant.hpp>
@@ -49,6 +52,27 @@ struct alternate {
   void decode(loco::wire::view, state<T>&, std::span<T>) const {}
   std::size_t wire_bytes(std::size_t d) const { return 4 * (d / 2); }
 };
+// Lossy: a message is its sender's stream id (its rank); the message of
+// rank 2 is refused on decode, as a malformed payload would be.
+struct refuses_rank_two {
+  static constexpr bool unbiased = false, contractive = false;
+  template <class T>
+  struct state {
+    state(const refuses_rank_two&, std::size_t, std::uint64_t s) : stream(s) {}
+    std::uint64_t stream;
+  };
+  template <class T>
+  void encode(std::span<const T>, state<T>& s, loco::wire::buffer& out) const {
+    out.put<std::uint8_t>(static_cast<std::uint8_t>(s.stream));
+  }
+  template <class T>
+  void decode(loco::wire::view in, state<T>&, std::span<T> out) const {
+    if (in.get<std::uint8_t>("sender") == 2) in.fail("sender", "refused by the test");
+    for (auto& x : out) x = T{0};
+  }
+  std::size_t wire_bytes(std::size_t) const { return 1; }
+};
+
 std::vector<std::uint32_t> alternate_support(std::size_t r) {
   std::vector<std::uint32_t> idx;
   for (std::size_t j = r % 2; j < dim; j += 2) idx.push_back(static_cast<std::uint32_t>(j));
@@ -205,6 +229,45 @@ TEST_CASE("a lossy compressor sends C(y - ref) and every worker tracks the same 
     require_close(got[static_cast<std::size_t>(i)].local, refpoint, 1e-12);
   CHECK(got[0].ledger.totals().bytes_sent == 3 * 4 * dim);
   CHECK(got[0].ledger.totals().bytes_received == 3 * 2 * 4 * dim);
+}
+
+TEST_CASE("a feedback decorator around a shared-support compressor takes the message path",
+          "[local_sgd]") {
+  // The shared-support path sends only C's values at the common support and
+  // would bypass the decorator's residual or estimate; the decorators say so.
+  namespace lc = loco::compress;
+  STATIC_REQUIRE(lc::traits<lc::random_k_unscaled>::shared_support);
+  STATIC_REQUIRE_FALSE(lc::traits<lc::error_feedback<lc::random_k_unscaled>>::shared_support);
+  STATIC_REQUIRE_FALSE(lc::traits<lc::ef21<lc::random_k_unscaled>>::shared_support);
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(6, 2);
+  const auto plain = run(lc::random_k_unscaled(0.5, 7), loco::merge::average{},
+                         loco::stepsize::constant(0.25), opt);
+  const auto fed = run(lc::error_feedback(lc::random_k_unscaled(0.5, 7)), loco::merge::average{},
+                       loco::stepsize::constant(0.25), opt);
+  // Every worker applies the same aggregate, so all models agree, and the
+  // residual changes what is sent after the first round.
+  for (int i = 1; i < workers; ++i)
+    require_close(fed[static_cast<std::size_t>(i)].local, fed[0].local, 0.0);
+  double diff = 0.0;
+  for (std::size_t j = 0; j < dim; ++j) diff += std::abs(fed[0].local[j] - plain[0].local[j]);
+  CHECK(diff > 1e-6);
+  // Whole messages travel (header and values): more than the k values alone.
+  CHECK(fed[0].ledger.totals().bytes_sent > plain[0].ledger.totals().bytes_sent);
+}
+
+TEST_CASE("a peer's malformed message is reported naming its rank", "[local_sgd]") {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(2, 1);
+  std::string source, field;
+  try {
+    (void)run(refuses_rank_two{}, loco::merge::average{}, loco::stepsize::constant(0.25), opt);
+  } catch (const loco::protocol_error& e) {
+    source = e.source();
+    field = e.field();
+  }
+  CHECK(source == "local_sgd message of rank 2");
+  CHECK(field == "sender");
 }
 
 TEST_CASE("local steps derived from compute times: N_i = max(1, floor(B / tau_i))", "[local_sgd]") {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <loco/comm/tcp.hpp>
 #include <mutex>
 #include <string>
@@ -68,6 +69,25 @@ struct world {
   template <class Fn>
   static void run(int n, Fn fn) {
     run_threads(n, [&](loco::comm::tcp& c) { fn(c); });
+  }
+};
+
+// Collects a communicator's log lines (tcp_options::log) from any thread.
+struct log_capture {
+  std::mutex m;
+  std::vector<std::string> lines;
+  std::function<void(const std::string&)> sink() {
+    return [this](const std::string& l) {
+      std::lock_guard lock(m);
+      lines.push_back(l);
+    };
+  }
+  bool contains(const std::string& what) {
+    std::lock_guard lock(m);
+    for (const auto& l : lines) {
+      if (l.find(what) != std::string::npos) return true;
+    }
+    return false;
   }
 };
 

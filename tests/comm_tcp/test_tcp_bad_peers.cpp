@@ -24,24 +24,6 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using ms = std::chrono::milliseconds;
 
-struct log_capture {
-  std::mutex m;
-  std::vector<std::string> lines;
-  std::function<void(const std::string&)> sink() {
-    return [this](const std::string& l) {
-      std::lock_guard lock(m);
-      lines.push_back(l);
-    };
-  }
-  bool contains(const std::string& what) {
-    std::lock_guard lock(m);
-    for (const auto& l : lines) {
-      if (l.find(what) != std::string::npos) return true;
-    }
-    return false;
-  }
-};
-
 // Rank 0 of a world of 2, with the test playing rank 1 through `client`.
 // Returns what rank 0's constructor + one allreduce threw ("" if nothing).
 struct lone_rank0 {
@@ -49,7 +31,7 @@ struct lone_rank0 {
       : timeout(timeout_ms), handshake(handshake_ms) {}
   ms timeout, handshake;
   unsigned short port = tcp_test::free_port();
-  log_capture log;
+  tcp_test::log_capture log;
   loco::comm::tcp_options options() {
     auto o = tcp_test::options(0, 2, port);
     o.timeout = timeout;
@@ -89,7 +71,7 @@ TEST_CASE("tcp: a rank with the wrong token is refused and both sides name the e
   for (int rep = 0; rep < 20; ++rep) {
     INFO("repetition " << rep);
     const auto port = tcp_test::free_port();
-    log_capture log;
+    tcp_test::log_capture log;
     std::string r0, r1;
     const auto start = clock_type::now();
     std::thread t0([&] {
@@ -245,7 +227,7 @@ TEST_CASE("tcp: malformed frames after a valid handshake are protocol errors nam
 TEST_CASE("tcp: an attacker hammering the coordinator does not disturb a running world",
           "[comm][tcp][bad_peer]") {
   const auto port = tcp_test::free_port();
-  log_capture log;
+  tcp_test::log_capture log;
   std::atomic<bool> done{false};
   std::atomic<int> attempts{0};
   std::thread attacker([&] {

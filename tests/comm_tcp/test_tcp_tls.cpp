@@ -103,24 +103,6 @@ std::vector<std::vector<float>> allreduce_results(int n, std::size_t d, Tweak tw
   return out;
 }
 
-struct log_capture {
-  std::mutex m;
-  std::vector<std::string> lines;
-  std::function<void(const std::string&)> sink() {
-    return [this](const std::string& l) {
-      std::lock_guard lock(m);
-      lines.push_back(l);
-    };
-  }
-  bool contains(const std::string& what) {
-    std::lock_guard lock(m);
-    for (const auto& l : lines) {
-      if (l.find(what) != std::string::npos) return true;
-    }
-    return false;
-  }
-};
-
 // What constructing a communicator with these options threw ("" if nothing):
 // "protocol_error <field>", "peer_lost <rank>" or "other <what>".
 std::string join_outcome(const loco::comm::tcp_options& o, std::string* what = nullptr) {
@@ -147,7 +129,7 @@ template <class Attempt>
 void intruder_then_legitimate(Attempt attempt, const std::string& expected,
                               const std::string& logged) {
   const auto port = tcp_test::free_port();
-  log_capture log;
+  tcp_test::log_capture log;
   auto rank0 = std::async(std::launch::async, [&] {
     auto o = tcp_test::options(0, 2, port);
     o.tls = certificates().for_rank(0);
@@ -288,7 +270,7 @@ TEST_CASE("tcp over TLS: a peer without TLS is refused on both sides, the listen
   }
   // A TLS rank talking to a plain rank: the plain rank closes on the ClientHello.
   const auto port = tcp_test::free_port();
-  log_capture log;
+  tcp_test::log_capture log;
   std::string plain_outcome, tls_outcome, tls_what;
   std::thread plain([&] {
     auto o = tcp_test::options(0, 2, port);

@@ -42,7 +42,9 @@ static_assert(!lc::top_k::unbiased && lc::top_k::contractive);
 static_assert(lc::random_k::unbiased && !lc::random_k::contractive);
 static_assert(!lc::random_k_unscaled::unbiased && lc::random_k_unscaled::contractive);
 static_assert(lc::traits<lc::random_k>::shared_support && !lc::traits<lc::top_k>::shared_support);
-static_assert(lc::traits<lc::error_feedback<lc::random_k>>::shared_support);
+// Decorators with memory never take the shared-support path (it would bypass it).
+static_assert(!lc::traits<lc::error_feedback<lc::random_k>>::shared_support &&
+              !lc::traits<lc::ef21<lc::random_k>>::shared_support);
 static_assert(lc::qsgd::unbiased && !lc::qsgd::contractive);
 static_assert(!lc::scaled_sign::unbiased && lc::scaled_sign::contractive);
 static_assert(lc::natural::unbiased && !lc::natural::contractive);

@@ -245,7 +245,7 @@ TEST_CASE("progress_bar prints plain lines every k rounds when not on a terminal
     auto f = float_quadratic::for_rank(comm.rank(), dim);
     const std::vector<float> x0(dim, 0.5f);
     std::ostringstream out;
-    observe::progress_bar bar({.out = &out, .every = 3, .terminal = 0});
+    observe::progress_bar bar({.out = &out, .every = 3, .terminal = 0, .label = "loscar"});
     driver.run(comm, f, std::span<const float>(x0),
                observe::evaluate_every(2, [](std::span<const float>) { return 0.875; }), bar);
     text[static_cast<std::size_t>(comm.rank())] = out.str();
@@ -260,7 +260,7 @@ TEST_CASE("progress_bar prints plain lines every k rounds when not on a terminal
   for (std::string line; std::getline(lines, line);) got.push_back(line);
   REQUIRE(got.size() == 3);  // rounds 3, 6 and the last, 7
   const std::regex format(
-      R"(round (\d+)/7  loss [0-9.e+-]+  accuracy 0\.8750  bytes [0-9.]+ (B|kB)  time [0-9.]+ (s|ms|us|ns)(  eta ([0-9.]+ (s|ms|us|ns)|0))?)");
+      R"(loscar  round (\d+)/7  loss [0-9.e+-]+  accuracy 0\.8750  bytes [0-9.]+ (B|kB)  time [0-9.]+ (s|ms|us|ns)(  eta ([0-9.]+ (s|ms|us|ns)|0))?)");
   const char* rounds[] = {"3", "6", "7"};
   for (std::size_t i = 0; i < got.size(); ++i) {
     std::smatch m;

@@ -239,6 +239,7 @@ class async_sgd {
     const std::size_t workers = static_cast<std::size_t>(n - 1), d = x0.size();
     auto& stats = result.stats;
     auto& ledger = result.ledger;
+    const auto gradient_sources = algorithm::detail::rank_sources("async_sgd gradient", n);
     stats.updates_per_worker.assign(workers, 0);
     stats.delay_histogram.assign(4 * workers + 2, 0);
     std::vector<T> x(x0.begin(), x0.end()), g(d);
@@ -476,11 +477,11 @@ class async_sgd {
         }
         continue;
       }
-      // A gradient answers a job this server sent; anything else (a faulty
-      // or hostile worker) would corrupt the count of jobs in flight.
       // A gradient that arrived before its worker was found lost: its job
       // was already written off (and, with random assignment, handed on).
       if (from > server && from < n && !alive[static_cast<std::size_t>(from - 1)]) continue;
+      // A gradient answers a job this server sent; anything else (a faulty
+      // or hostile worker) would corrupt the count of jobs in flight.
       if (from <= server || from >= n || outstanding[static_cast<std::size_t>(from - 1)] == 0) {
         throw protocol_error("async_sgd worker rank " + std::to_string(from), "gradient",
                              "a gradient without an outstanding job");
@@ -488,7 +489,7 @@ class async_sgd {
       const auto w = static_cast<std::size_t>(from - 1);
       --outstanding[w];
       --in_flight;
-      wire::view in(in_msg, "async_sgd worker");
+      wire::view in(in_msg, gradient_sources[static_cast<std::size_t>(from)]);
       const auto read_version = algorithm::detail::read_gradient_version(in, version);
       ledger.add_received(in_msg.size(), d);
       ledger.add_all_workers_sent(in_msg.size());

@@ -177,6 +177,7 @@ class compressed_amsgrad {
     std::vector<T> worker_residual(opt_.strategy == strategy::error_feedback ? d : 0, T{0});
     wire::buffer up, down;
     std::vector<wire::buffer> gathered;
+    const auto uplink_sources = algorithm::detail::rank_sources("compressed_amsgrad uplink", n);
     const T inv_n = T{1} / static_cast<T>(n);
     // Rank 0 is also the server: it sees every uplink message.
     auto& ledger = result.ledger;
@@ -283,8 +284,8 @@ class compressed_amsgrad {
           stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
           stats.last_batch_loss = in.get<double>("last batch loss");
         });
-        checkpoint::read_section(
-            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
+        checkpoint::read_section(c, tags::ledger,
+                                 [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
         checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
@@ -363,7 +364,8 @@ class compressed_amsgrad {
         std::fill(scratch.begin(), scratch.end(), T{0});
         for (int q = 0; q < n; ++q) {
           ledger.add_all_workers_sent(gathered[static_cast<std::size_t>(q)].size());
-          wire::view in(gathered[static_cast<std::size_t>(q)], "compressed_amsgrad worker message");
+          wire::view in(gathered[static_cast<std::size_t>(q)],
+                        uplink_sources[static_cast<std::size_t>(q)]);
           compressor_.decode(in, from_worker[static_cast<std::size_t>(q)], std::span<T>(decoded));
           for (std::size_t j = 0; j < d; ++j) scratch[j] += decoded[j];
         }

@@ -228,7 +228,9 @@ class local_sgd {
     std::vector<T> delta, decoded;
     std::vector<T> support_values;
     std::span<const std::uint32_t> support;
+    std::vector<std::string> peer_sources;
     if constexpr (general) {
+      peer_sources = algorithm::detail::rank_sources("local_sgd message", n);
       reference = x;
       delta.resize(d);
       decoded.resize(d);
@@ -347,8 +349,8 @@ class local_sgd {
           stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
           stats.last_round_loss = in.get<double>("last round loss");
         });
-        checkpoint::read_section(
-            c, tags::ledger, [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
+        checkpoint::read_section(c, tags::ledger,
+                                 [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
         checkpoint::read_section(
             c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
       });
@@ -464,7 +466,7 @@ class local_sgd {
           const auto& bytes = gathered[static_cast<std::size_t>(q)];
           ledger.add_all_workers_sent(bytes.size());
           if (q != me) ledger.add_received(bytes.size(), dense);
-          wire::view in(bytes, "local_sgd peer message");
+          wire::view in(bytes, peer_sources[static_cast<std::size_t>(q)]);
           compressor_.decode(in, sender_states[static_cast<std::size_t>(q)], std::span<T>(decoded));
           for (std::size_t j = 0; j < d; ++j) aggregate[j] += decoded[j];
         }

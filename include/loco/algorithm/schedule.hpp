@@ -3,7 +3,7 @@
 // list of round lengths in local steps; the special cases of one driver:
 //   every_step(T)          T rounds of 1 step: mini-batch averaging
 //   once(T)                1 round of T steps: one-shot averaging
-//   evenly(T, N)           N rounds, boundaries at round(k T / N)
+//   evenly(T, N)           N rounds, boundaries at ceil(k T / N)
 //   growing(T, N, p)       N rounds, boundaries at ceil(T (k / N)^p): dense
 //                          early, sparse late (p = 2 by default)
 //   at({s_1, ..., s_N})    communicate after the listed steps (s_N = T)

@@ -30,7 +30,9 @@ class ef21 {
  public:
   static constexpr bool unbiased = false;
   static constexpr bool contractive = false;
-  static constexpr bool shared_support = traits<C>::shared_support;
+  // Never: with a shared support a driver would send only C's values at the
+  // common coordinates and bypass this decorator's memory.
+  static constexpr bool shared_support = false;
   static constexpr const char* name = "ef21";
 
   explicit ef21(C inner) : inner_(std::move(inner)) {}

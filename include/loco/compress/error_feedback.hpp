@@ -27,7 +27,9 @@ class error_feedback {
  public:
   static constexpr bool unbiased = false;
   static constexpr bool contractive = false;
-  static constexpr bool shared_support = traits<C>::shared_support;
+  // Never: with a shared support a driver would send only C's values at the
+  // common coordinates and bypass this decorator's memory.
+  static constexpr bool shared_support = false;
   static constexpr const char* name = "error_feedback";
 
   explicit error_feedback(C inner) : inner_(std::move(inner)) {}

@@ -32,6 +32,7 @@ struct progress_bar_options {
   int terminal = -1;
   std::size_t width = 20;       // characters of the bar (terminal mode)
   double redraw_seconds = 0.1;  // terminal mode: redraw at most this often (wall clock)
+  std::string label;            // printed before each status (e.g. the algorithm's name)
 };
 
 class progress_bar {
@@ -82,6 +83,7 @@ class progress_bar {
   std::string status(const Info& info, double eta_seconds) const {
     std::string s;
     if (opt_.rank < 0) s += "[rank " + std::to_string(info.rank) + "] ";
+    if (!opt_.label.empty()) s += opt_.label + "  ";
     s += "round " + std::to_string(info.round) + "/" + std::to_string(info.round_count);
     char text[64];
     if (!std::isnan(info.loss)) {

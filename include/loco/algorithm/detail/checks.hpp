@@ -5,6 +5,8 @@
 #include <loco/error.hpp>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace loco::algorithm::detail {
 
@@ -28,6 +30,15 @@ inline void require_start_size(std::size_t x0, std::size_t d, const char* driver
     throw config_error(std::string(driver) + ": x0 has " + std::to_string(x0) +
                        " entries, the objective's dimension is " + std::to_string(d));
   }
+}
+
+// "<what> of rank q" for q in [0, n): the names a decoder's protocol_error
+// gives for a peer's bytes, built once so decoding allocates nothing.
+inline std::vector<std::string> rank_sources(std::string_view what, int n) {
+  std::vector<std::string> names;
+  names.reserve(static_cast<std::size_t>(n));
+  for (int q = 0; q < n; ++q) names.push_back(std::string(what) + " of rank " + std::to_string(q));
+  return names;
 }
 
 }  // namespace loco::algorithm::detail
