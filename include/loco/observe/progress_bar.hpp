@@ -32,7 +32,7 @@ struct progress_bar_options {
   int terminal = -1;
   std::size_t width = 20;       // characters of the bar (terminal mode)
   double redraw_seconds = 0.1;  // terminal mode: redraw at most this often (wall clock)
-  std::string label;            // printed before each status (e.g. the algorithm's name)
+  std::string label{};          // printed before each status (e.g. the algorithm's name)
 };
 
 class progress_bar {

@@ -1126,7 +1126,8 @@ class engine {
                                     : collective;
       if (hit) {
         any = any || it->source == any_source;
-        it->done->finish(-1, failure);
+        // A collective fails with the world's root cause when there is one.
+        it->done->finish(-1, collective && world_failure_ ? world_failure_ : failure);
         it = pending_.erase(it);
       } else {
         ++it;
@@ -1136,11 +1137,13 @@ class engine {
   }
 
   std::exception_ptr failure_for(int src, key k) {
+    // A collective names the world's root cause: a peer that left after it
+    // (its goodbye follows its abort note) is a symptom, not the cause.
+    if (k.type == frame_type::collective && world_failure_) return world_failure_;
     if (src >= 0 && peers_[static_cast<std::size_t>(src)] &&
         peers_[static_cast<std::size_t>(src)]->failure) {
       return peers_[static_cast<std::size_t>(src)]->failure;
     }
-    if (k.type == frame_type::collective && world_failure_) return world_failure_;
     if (src == any_source) {
       if (!unreported_losses_.empty()) {
         auto failure = unreported_losses_.front();
