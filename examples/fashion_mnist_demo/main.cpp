@@ -247,9 +247,11 @@ void print_summary(const std::vector<outcome>& outcomes, const settings& s, int 
   }
   t.print(std::cout);
   std::printf(
-      "(\"vs %s\": how many times fewer bytes than the first algorithm; train s: wall\n"
-      " time without evaluations; compute/comm s: rank 0's seconds in gradient steps\n"
-      " and in compression, communication and waiting)\n",
+      "(MB sent: every worker's messages; cd_adam counts its uplink and each worker's\n"
+      " copy of the downlink, the progress lines its uplink. \"vs %s\": how many times\n"
+      " fewer bytes than the first algorithm; train s: wall time without evaluations;\n"
+      " compute/comm s: rank 0's seconds in gradient steps and in compression,\n"
+      " communication and waiting)\n",
       outcomes.front().name.c_str());
 }
 
