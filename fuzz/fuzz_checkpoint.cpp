@@ -48,7 +48,8 @@ void read_state(const ckpt::contents& c, ckpt::tag t, S&& state) {
 }
 
 void readers(const ckpt::contents& c, std::size_t d) {
-  const std::size_t model = static_cast<std::size_t>(std::min<std::uint64_t>(c.head().dimension, 4096));
+  const std::size_t model =
+      static_cast<std::size_t>(std::min<std::uint64_t>(c.head().dimension, 4096));
   for (const auto& s : c.sections()) {
     const auto t = s.id;
     attempt(c, t, [&](wire::view& in) {
@@ -76,7 +77,13 @@ void readers(const ckpt::contents& c, std::size_t d) {
     });
     attempt(c, t, [&](wire::view& in) {
       const auto job = loco::algorithm::detail::read_async_job<float>(in, model);
-      if (!job.stop) LOCO_FUZZ_CHECK(job.model.size() == model * sizeof(float));
+      if (job.abort) {
+        LOCO_FUZZ_CHECK(job.model.empty() &&
+                        job.reason.size() <= loco::algorithm::detail::async_abort_reason_limit);
+      } else {  // a job, or a stop with the final model and the tail average
+        LOCO_FUZZ_CHECK(job.model.size() == model * sizeof(float));
+        if (job.stop) LOCO_FUZZ_CHECK(job.tail.size() == model * sizeof(float));
+      }
     });
     read_state(c, t, lc::state_t<lc::qsgd, float>(lc::qsgd(4), d, 1));
     read_state(c, t, lc::state_t<lc::random_k, float>(lc::random_k(0.5), d, 1));
