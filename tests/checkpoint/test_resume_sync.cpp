@@ -33,7 +33,7 @@ struct rank_outcome {
   std::vector<T> local, average, polyak;
   loco::algorithm::local_sgd_stats stats;
   loco::observe::rank_totals spent;  // the ledger's totals
-  double clock = 0.0;  // virtual seconds at the end (simulator)
+  double clock = 0.0;                // virtual seconds at the end (simulator)
 };
 
 template <class Comm, class T, class Driver, class... Callbacks>
