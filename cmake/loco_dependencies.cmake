@@ -44,10 +44,9 @@ _loco_component(MPI MPI_CXX_FOUND)
 
 if(NOT LOCO_WITH_BLAS STREQUAL "OFF")
   find_package(xtensor-blas QUIET)
-  find_package(BLAS QUIET)
-  find_package(LAPACK QUIET)
+  include(loco_find_blas)
 endif()
-_loco_component(BLAS xtensor-blas_FOUND BLAS_FOUND LAPACK_FOUND)
+_loco_component(BLAS xtensor-blas_FOUND LOCO_BLAS_FOUND)
 
 if(NOT LOCO_WITH_ZLIB STREQUAL "OFF")
   find_package(ZLIB QUIET)

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # loco's whole test suite, as CI runs it. Usage (as root on Debian 12):
 #   bash tools/test.sh            all stages
-#   bash tools/test.sh release    one stage: deps | release | asan | tsan | fuzz | install
+#   bash tools/test.sh release    one stage: deps | release | asan | tsan | fuzz | install | conan
 # Stages:
 #   release  Release build of tests, examples and benchmarks; every CTest test
 #   asan     ASan+UBSan build of the tests; all but compile-fail and slow tests
 #   tsan     TSan build of the concurrency-labelled tests (communicators, drivers)
 #   fuzz     clang-14 libFuzzer (+ASan+UBSan) build of fuzz/; every target runs
 #            LOCO_FUZZ_SECONDS (20) s from its seed corpus (tools/fuzz.sh)
-#   install  cmake --install into a temporary prefix, then build and run
-#            test_package/ against it with find_package(loco CONFIG REQUIRED)
+#   install  the README's "Using loco from CMake" commands: cmake --install into
+#            a temporary prefix, then test_package/ built against it and run
+#   conan    the README's "Using loco from Conan 2" commands: conan create with
+#            the Debian profile (runs test_package/), then the consumer in
+#            tests/conan/consumer; CONAN_HOME is a temporary folder. Uses conan
+#            from PATH, else ../shared/tools/conan.sh; skipped (one line) if
+#            neither exists
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,7 +24,7 @@ jobs="$(nproc 2>/dev/null || echo 2)"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"
 build="${LOCO_BUILD_ROOT:-$root/build/ci}"
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(deps release asan tsan fuzz install)
+[ ${#stages[@]} -eq 0 ] && stages=(deps release asan tsan fuzz install conan)
 
 declare -a summary=()
 stage_start=0
@@ -45,6 +50,22 @@ ctest_run() {
     echo "loco: $passed passed, $failed failed"
     exit "$status"
   fi
+}
+
+# The fenced block that follows the line "<!-- tools/test.sh NAME -->" in
+# README.md: the stages run the commands and use the files the README shows.
+readme_commands() {
+  awk -v marker="<!-- tools/test.sh $1 -->" '
+    index($0, marker) { found = 1; next }
+    found && !inside && /^```/ { inside = 1; next }
+    inside && /^```/ { exit }
+    inside { print }' "$root/README.md"
+}
+# Runs README commands (stdin) in a bash with `set -ex`, in directory $1.
+run_commands() {
+  local dir="$1" script; script="$(cat)"
+  [ -n "$script" ] || { echo "tools/test.sh: no README commands found" >&2; return 1; }
+  (cd "$dir" && bash -ec "set -x; $script")
 }
 
 configure() {  # dir, extra cmake args...
@@ -102,18 +123,53 @@ for stage in "${stages[@]}"; do
     install)
       begin install
       prefix="$build/prefix"
-      rm -rf "$prefix" "$build/consumer"
-      configure "$build/install-src" -DLOCO_BUILD_TESTS=OFF -DLOCO_BUILD_BENCHMARKS=OFF \
-        -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
-      run cmake --install "$build/install-src" --prefix "$prefix"
-      run cmake -S "$root/test_package" -B "$build/consumer" -G Ninja \
-        -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
-      run cmake --build "$build/consumer" -j "$jobs"
-      run "$build/consumer/loco_consumer"
+      rm -rf "$prefix" "$build/my_app"
+      mkdir -p "$build"
+      cp -r "$root/test_package" "$build/my_app"
+      rm -rf "$build/my_app/build" "$build/my_app/CMakeUserPresets.json"
+      # The README installs into /opt/loco and builds my_app: here a temporary
+      # prefix and a copy of test_package/.
+      readme_commands install | sed -e "s|/opt/loco|$prefix|g" -e "s|my_app|$build/my_app|g" |
+        run_commands "$root"
+      run "$build/my_app/build/loco_consumer"
       passed=$((passed + 1))
       end install ;;
+    conan)
+      begin conan
+      conan_home="$(mktemp -d)"
+      if ! command -v conan >/dev/null 2>&1; then
+        if [ ! -f "$root/../shared/tools/conan.sh" ]; then
+          echo "loco: stage conan skipped: no conan on PATH and no ../shared/tools/conan.sh beside the clone"
+          rm -rf "$conan_home"; end conan; continue
+        fi
+        # The README's commands say `conan`: put a conan on PATH for them.
+        mkdir -p "$conan_home/bin"
+        printf '#!/bin/sh\nexec bash "%s" "$@"\n' "$(cd "$root/../shared/tools" && pwd)/conan.sh" \
+          >"$conan_home/bin/conan"
+        chmod +x "$conan_home/bin/conan"
+        export PATH="$conan_home/bin:$PATH"
+      fi
+      consumer="$build/conan-consumer"
+      rm -rf "$consumer"
+      mkdir -p "$build"
+      cp -r "$root/tests/conan/consumer" "$consumer"
+      export CONAN_HOME="$conan_home" LOCO="$root"
+      # The README's conanfile.txt is the consumer's.
+      readme_commands conan-conanfile | diff - "$consumer/conanfile.txt"
+      readme_commands conan-package | run_commands "$root"
+      readme_commands conan-consumer | run_commands "$consumer"
+      # loco::loco alone links no SSL, BLAS or zlib.
+      if ldd "$consumer/build/core_only" | grep -E "libssl|libcrypto|blas|lapack|libz\." ; then
+        echo "loco: core_only links a library the core does not need" >&2
+        exit 1
+      fi
+      echo "core_only links: $(ldd "$consumer/build/core_only" | awk '{print $1}' | tr '\n' ' ')"
+      rm -rf "$conan_home"
+      unset CONAN_HOME
+      passed=$((passed + 2))
+      end conan ;;
     *)
-      echo "tools/test.sh: unknown stage '$stage' (deps, release, asan, tsan, fuzz, install)" >&2
+      echo "tools/test.sh: unknown stage '$stage' (deps, release, asan, tsan, fuzz, install, conan)" >&2
       exit 2 ;;
   esac
 done
