@@ -70,9 +70,9 @@ int main() {
   double mean = 0;
   for (float v : m0) mean += static_cast<double>(v) / static_cast<double>(m0.size());
   const bool moved = mean > 0.75 && mean < 1.6;  // from 0, at least halfway to 1.5
-  std::printf("loco %s: in-process average %.2f; tcp local SGD with top_k(50%%): mean x = %.4f "
-              "(from 0; optimum 1.5), replicas %s, rank 0 sent %.0f bytes\n",
-              loco::version_string, static_cast<double>(core), mean,
-              same ? "identical" : "DIFFER", bytes);
+  std::printf(
+      "loco %s: in-process average %.2f; tcp local SGD with top_k(50%%): mean x = %.4f "
+      "(from 0; optimum 1.5), replicas %s, rank 0 sent %.0f bytes\n",
+      loco::version_string, static_cast<double>(core), mean, same ? "identical" : "DIFFER", bytes);
   return core == 1.5f && same && moved && bytes > 0 ? 0 : 1;
 }

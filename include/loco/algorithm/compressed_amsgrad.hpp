@@ -22,9 +22,10 @@
 #include <filesystem>
 #include <functional>
 #include <loco/algorithm/callbacks.hpp>
-#include <loco/algorithm/detail/checkpoints.hpp>
 #include <loco/algorithm/detail/checks.hpp>
+#include <loco/algorithm/detail/frame.hpp>
 #include <loco/algorithm/local_sgd.hpp>
+#include <loco/checkpoint/archive.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
@@ -97,6 +98,78 @@ struct iteration_info : progress_info<T> {
 
 }  // namespace algorithm
 
+namespace algorithm::detail {
+
+// Everything one rank's compressed_amsgrad run carries from iteration to
+// iteration, with its checkpoint sections listed next to the fields. Stream
+// ids: workers' compressors use their rank; the server's downlink uses n, so
+// its randomness differs from every worker's.
+template <class T, class Compressor>
+struct compressed_amsgrad_state {
+  using compressor_state = compress::state_t<Compressor, T>;
+
+  std::vector<T> x;                                 // the model, identical on every rank
+  std::vector<double> m, v, v_hat;                  // AMSGrad moments
+  std::vector<T> h_i, h_tilde;                      // worker memory (difference strategy)
+  std::vector<T> h;                                 // server memory (rank 0)
+  std::vector<T> worker_residual, server_residual;  // error_feedback strategy
+  random::stream rng;
+  compressor_state up, self_decoder, down_decoder, down;
+  std::vector<compressor_state> from_worker;  // server: a decoder per worker
+  std::vector<compressor_state> server_self;  // server, error_feedback: decodes its downlink
+  compressed_amsgrad_stats stats;
+  std::size_t done = 0;  // iterations completed
+
+  compressed_amsgrad_state(const Compressor& c, std::span<const T> x0, int n, int me,
+                           bool is_server, compression_strategy strategy, std::uint64_t seed)
+      : x(x0.begin(), x0.end()),
+        m(x0.size(), 0.0),
+        v(x0.size(), 0.0),
+        v_hat(x0.size(), 0.0),
+        h_i(x0.size(), T{0}),
+        h_tilde(x0.size(), T{0}),
+        h(is_server ? x0.size() : 0, T{0}),
+        worker_residual(strategy == compression_strategy::error_feedback ? x0.size() : 0, T{0}),
+        rng(seed, static_cast<std::uint64_t>(me)),
+        up(c, x0.size(), static_cast<std::uint64_t>(me)),
+        self_decoder(c, x0.size(), static_cast<std::uint64_t>(me)),
+        down_decoder(c, x0.size(), static_cast<std::uint64_t>(n)),
+        down(c, x0.size(), static_cast<std::uint64_t>(n)) {
+    if (!is_server) return;
+    from_worker.reserve(static_cast<std::size_t>(n));
+    for (int q = 0; q < n; ++q)
+      from_worker.emplace_back(c, x0.size(), static_cast<std::uint64_t>(q));
+    if (strategy == compression_strategy::error_feedback) {
+      server_residual.assign(x0.size(), T{0});
+      server_self.emplace_back(c, x0.size(), static_cast<std::uint64_t>(n));
+    }
+  }
+
+  template <class Archive>
+  void sections(Archive& a) {
+    using checkpoint::compressor_state, checkpoint::compressor_states, checkpoint::field;
+    namespace tags = checkpoint::tags;
+    a.section(tags::counters, checkpoint::expect(done, "iteration"), a.stop_agreement());
+    a.section(tags::model, field(x, "model"));
+    a.section(tags::moments, field(m, "m"), field(v, "v"), field(v_hat, "v_hat"));
+    a.section(tags::estimates, field(h_i, "h_i"), field(h_tilde, "h_tilde"), field(h, "h"));
+    a.section(tags::residuals, field(worker_residual, "worker residual"),
+              field(server_residual, "server residual"));
+    a.section(tags::rng, field(rng, "rng"));
+    a.section(tags::compressors, compressor_state(up, "compressor state"),
+              compressor_state(self_decoder, "compressor state"),
+              compressor_state(down_decoder, "compressor state"),
+              compressor_state(down, "compressor state"),
+              compressor_states(from_worker, "compressor state"),
+              compressor_states(server_self, "compressor state"));
+    a.section(tags::stats, field(stats.iterations, "iterations"),
+              field(stats.skipped_steps, "skipped steps"),
+              field(stats.last_batch_loss, "last batch loss"));
+  }
+};
+
+}  // namespace algorithm::detail
+
 template <class Compressor, class Comm, class Stepsize>
 class compressed_amsgrad {
  public:
@@ -139,6 +212,22 @@ class compressed_amsgrad {
  private:
   static constexpr int server = 0;
 
+  template <class T>
+  using state = algorithm::detail::compressed_amsgrad_state<T, Compressor>;
+  using strategy = algorithm::compression_strategy;
+
+  // The messages and scratch vectors of one iteration.
+  template <class T>
+  struct buffers {
+    std::vector<T> g, scratch, decoded;
+    wire::buffer up, down;
+    std::vector<wire::buffer> gathered;
+    std::vector<std::string> uplink_sources;
+  };
+
+  // One iteration as in the header comment: gradient, uplink compression,
+  // gather; the server aggregates and compresses the downlink; broadcast;
+  // every rank decodes it and takes the same AMSGrad step.
   template <class T, class Objective, class... Callbacks>
   algorithm::compressed_amsgrad_result<T> run_impl(Comm& comm, Objective& objective,
                                                    std::span<const T> x0, Callbacks&... callbacks) {
@@ -146,339 +235,205 @@ class compressed_amsgrad {
     const std::size_t d = objective.dimension();
     algorithm::detail::require_start_size(x0.size(), d, "compressed_amsgrad");
     algorithm::detail::require_same_dimension(comm, d, "compressed_amsgrad");
-    using strategy = algorithm::compression_strategy;
 
     algorithm::compressed_amsgrad_result<T> result;
-    auto& stats = result.stats;
-    std::vector<T> x(x0.begin(), x0.end()), g(d), scratch(d), decoded(d);
-    std::vector<T> h_i(d, T{0}), h_tilde(d, T{0});  // worker memory
-    std::vector<T> h(me == server ? d : 0, T{0});   // server memory
-    std::vector<double> m(d, 0.0), v(d, 0.0), v_hat(d, 0.0);
-    random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
-    // Stream ids: workers use their rank; the server's downlink compressor
-    // uses n, so its randomness differs from every worker's.
-    compress::state_t<Compressor, T> up_state(compressor_, d, static_cast<std::uint64_t>(me));
-    compress::state_t<Compressor, T> self_decoder(compressor_, d, static_cast<std::uint64_t>(me));
-    compress::state_t<Compressor, T> down_decoder(compressor_, d, static_cast<std::uint64_t>(n));
-    std::vector<compress::state_t<Compressor, T>> from_worker;
-    std::vector<T> server_residual;
-    std::vector<compress::state_t<Compressor, T>> server_self;  // decodes its own downlink
-    if (me == server) {
-      from_worker.reserve(static_cast<std::size_t>(n));
-      for (int q = 0; q < n; ++q) {
-        from_worker.emplace_back(compressor_, d, static_cast<std::uint64_t>(q));
-      }
-      if (opt_.strategy == strategy::error_feedback) {
-        server_residual.assign(d, T{0});
-        server_self.emplace_back(compressor_, d, static_cast<std::uint64_t>(n));
-      }
-    }
-    compress::state_t<Compressor, T> down_state(compressor_, d, static_cast<std::uint64_t>(n));
-    std::vector<T> worker_residual(opt_.strategy == strategy::error_feedback ? d : 0, T{0});
-    wire::buffer up, down;
-    std::vector<wire::buffer> gathered;
-    const auto uplink_sources = algorithm::detail::rank_sources("compressed_amsgrad uplink", n);
-    const T inv_n = T{1} / static_cast<T>(n);
-    // Rank 0 is also the server: it sees every uplink message.
     auto& ledger = result.ledger;
-    ledger.start(me, n, observe::role::worker, comm::now(comm), opt_.record_rounds, me == server);
+    state<T> s(compressor_, x0, n, me, me == server, opt_.strategy, opt_.seed);
+    buffers<T> b{std::vector<T>(d),
+                 std::vector<T>(d),
+                 std::vector<T>(d),
+                 {},
+                 {},
+                 {},
+                 algorithm::detail::rank_sources("compressed_amsgrad uplink", n)};
+    algorithm::detail::frame<Comm, algorithm::iteration_info<T>, Callbacks...> f(
+        comm, ledger, identity<T>(d, n, me), callbacks...);
+    // Rank 0 is also the server: it sees every uplink message.
+    ledger.start(me, n, observe::role::worker, f.now(), opt_.record_rounds, me == server);
     ledger.reserve_rounds(opt_.iterations);
-    const auto lap = [&](observe::phase p) { ledger.lap(p, comm::now(comm)); };
-    const std::span<const T> model(x);
-    const std::function<std::span<const T>()> average_model = [model] { return model; };
-
-    // Checkpoints: this rank's complete state after an iteration (docs/checkpoint.md).
-    namespace tags = checkpoint::tags;
-    constexpr bool agrees_on_stop =
-        algorithm::detail::any_stopping_round_end_hook<algorithm::iteration_info<T>,
-                                                       Callbacks...>();
-    const algorithm::detail::checkpoint_identity identity{
-        checkpoint::driver_kind::compressed_amsgrad,
-        checkpoint::value_type_code<T>(),
-        d,
-        n,
-        me,
-        description<T>()};
-    // Every compressor state this rank holds, in a fixed order.
-    const auto for_each_state = [&](auto&& f) {
-      f(up_state);
-      f(self_decoder);
-      f(down_decoder);
-      f(down_state);
-      for (auto& st : from_worker) f(st);
-      for (auto& st : server_self) f(st);
-    };
-    std::size_t done = 0;  // iterations completed
-    const auto save = [&](const checkpoint::location& where) {
-      return algorithm::detail::save_checkpoint(identity, done, where, [&](auto& w) {
-        w.section(tags::counters, [&](wire::buffer& b) {
-          b.put<std::uint64_t>(done);
-          checkpoint::put_bool(b, agrees_on_stop);
-        });
-        w.section(tags::model, [&](wire::buffer& b) { wire::put_values<T>(b, x); });
-        w.section(tags::moments, [&](wire::buffer& b) {
-          wire::put_values<double>(b, m);
-          wire::put_values<double>(b, v);
-          wire::put_values<double>(b, v_hat);
-        });
-        w.section(tags::estimates, [&](wire::buffer& b) {
-          wire::put_values<T>(b, h_i);
-          wire::put_values<T>(b, h_tilde);
-          wire::put_values<T>(b, h);
-        });
-        w.section(tags::residuals, [&](wire::buffer& b) {
-          wire::put_values<T>(b, worker_residual);
-          wire::put_values<T>(b, server_residual);
-        });
-        w.section(tags::rng, [&](wire::buffer& b) { checkpoint::put_stream(b, rng); });
-        w.section(tags::compressors, [&](wire::buffer& b) {
-          for_each_state([&](const auto& st) { checkpoint::put_state(b, st); });
-        });
-        w.section(tags::stats, [&](wire::buffer& b) {
-          b.put<std::uint64_t>(stats.iterations);
-          b.put<std::uint64_t>(stats.skipped_steps);
-          b.put<double>(stats.last_batch_loss);
-        });
-        w.section(tags::ledger, [&](wire::buffer& b) { ledger.save(b, comm::now(comm)); });
-        w.section(tags::clock,
-                  [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
-      });
-    };
-    if (const auto saved = opt_.resume.agree(comm)) {
-      if (*saved > opt_.iterations) {
+    f.resume(opt_.resume, s, [&](std::uint64_t saved) {
+      if (saved > opt_.iterations) {
         throw config_error("compressed_amsgrad: the checkpoint of iteration " +
-                           std::to_string(*saved) +
+                           std::to_string(saved) +
                            " lies past iterations = " + std::to_string(opt_.iterations));
       }
-      std::optional<sim::clock_state> resumed_clock;
-      bool saver_agreed = false;
-      observe::rank_totals saved_ledger;
-      algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
-        checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
-          if (in.get<std::uint64_t>("iteration") != *saved) in.fail("iteration", "differs");
-          saver_agreed = checkpoint::get_bool(in, "stop agreement");
-        });
-        checkpoint::read_section(c, tags::model,
-                                 [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
-        checkpoint::read_section(c, tags::moments, [&](wire::view& in) {
-          wire::get_values<double>(in, m, "m");
-          wire::get_values<double>(in, v, "v");
-          wire::get_values<double>(in, v_hat, "v_hat");
-        });
-        checkpoint::read_section(c, tags::estimates, [&](wire::view& in) {
-          wire::get_values<T>(in, h_i, "h_i");
-          wire::get_values<T>(in, h_tilde, "h_tilde");
-          wire::get_values<T>(in, h, "h");
-        });
-        checkpoint::read_section(c, tags::residuals, [&](wire::view& in) {
-          wire::get_values<T>(in, worker_residual, "worker residual");
-          wire::get_values<T>(in, server_residual, "server residual");
-        });
-        checkpoint::read_section(c, tags::rng,
-                                 [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
-        checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
-          for_each_state([&](auto& st) { checkpoint::get_state(in, st, "compressor state"); });
-        });
-        checkpoint::read_section(c, tags::stats, [&](wire::view& in) {
-          stats.iterations = static_cast<std::size_t>(in.get<std::uint64_t>("iterations"));
-          stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
-          stats.last_batch_loss = in.get<double>("last batch loss");
-        });
-        checkpoint::read_section(c, tags::ledger,
-                                 [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
-        checkpoint::read_section(
-            c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
-      });
-      done = static_cast<std::size_t>(*saved);
-      if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
-      ledger.restore(saved_ledger, comm::now(comm));
-      // If the saving run agreed on its stop flag after the save, so does this
-      // one (the collective costs virtual time on the simulator).
-      if (saver_agreed) {
-        float flag[1] = {0.0f};
-        comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
-      }
-    }
+      s.done = static_cast<std::size_t>(saved);
+    });
+    const std::span<const T> model(s.x);
+    const std::function<std::span<const T>()> average_model = [model] { return model; };
 
-    for (std::size_t it = done + 1; it <= opt_.iterations; ++it) {
-      // 1. Gradient.
-      const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
-      stats.last_batch_loss = loss;
+    for (std::size_t it = s.done + 1; it <= opt_.iterations; ++it) {
+      const double loss = objective.gradient(std::span<const T>(s.x), std::span<T>(b.g), s.rng);
+      s.stats.last_batch_loss = loss;
       // Every rank still takes part in the collectives of a step it skips.
-      bool skip = false;
-      if (const auto bad = tensor::first_non_finite(std::span<const T>(g)); bad != tensor::npos) {
-        if (opt_.on_non_finite == non_finite_policy::throw_error) {
-          throw non_finite_error("compressed_amsgrad: gradient of worker " + std::to_string(me) +
-                                     " at step " + std::to_string(it),
-                                 bad);
-        }
-        ++stats.skipped_steps;
-        if (opt_.on_non_finite == non_finite_policy::zero) {
-          for (auto& e : g) {
-            if (!tensor::is_finite(e)) e = T{0};
-          }
-        } else {
-          skip = true;
-        }
-      }
-      lap(observe::phase::compute);
+      const bool skip =
+          !algorithm::detail::screen_gradient(std::span<T>(b.g), opt_.on_non_finite,
+                                              s.stats.skipped_steps, "compressed_amsgrad", me, it);
+      f.lap(observe::phase::compute);
 
-      // 2. Uplink. A skipped step sends C(0), a zero contribution, and keeps
-      // the worker's estimate h_i or residual as they were.
-      if (skip) {
-        std::fill(scratch.begin(), scratch.end(), T{0});
-      } else {
-        switch (opt_.strategy) {
-          case strategy::difference:
-            for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] - h_i[j];
-            break;
-          case strategy::error_feedback:
-            for (std::size_t j = 0; j < d; ++j) scratch[j] = g[j] + worker_residual[j];
-            break;
-          case strategy::naive:
-            std::copy(g.begin(), g.end(), scratch.begin());
-            break;
-        }
-      }
-      up.clear();
-      compressor_.encode(std::span<const T>(scratch), up_state, up);
-      if (opt_.strategy != strategy::naive) {
-        // Decoded even when skipping, so this decoder's state stays in step
-        // with the server's decoder of this worker.
-        wire::view own(up, "compressed_amsgrad own message");
-        compressor_.decode(own, self_decoder, std::span<T>(decoded));
-        if (!skip && opt_.strategy == strategy::difference) {
-          for (std::size_t j = 0; j < d; ++j) h_i[j] += decoded[j];
-        } else if (!skip) {
-          for (std::size_t j = 0; j < d; ++j) worker_residual[j] = scratch[j] - decoded[j];
-        }
-      }
-      ledger.add_sent(up.size(), d);
-      lap(observe::phase::compress);
+      compress_uplink(s, b, skip);
+      ledger.add_sent(b.up.size(), d);
+      f.lap(observe::phase::compress);
+      comm.gather(b.up.bytes(), b.gathered, server);
+      f.lap(observe::phase::communicate);
 
-      comm.gather(up.bytes(), gathered, server);
-      lap(observe::phase::communicate);
-
-      // 3. Server: aggregate and compress the downlink.
       if (me == server) {
-        std::fill(scratch.begin(), scratch.end(), T{0});
-        for (int q = 0; q < n; ++q) {
-          ledger.add_all_workers_sent(gathered[static_cast<std::size_t>(q)].size());
-          wire::view in(gathered[static_cast<std::size_t>(q)],
-                        uplink_sources[static_cast<std::size_t>(q)]);
-          compressor_.decode(in, from_worker[static_cast<std::size_t>(q)], std::span<T>(decoded));
-          for (std::size_t j = 0; j < d; ++j) scratch[j] += decoded[j];
-        }
-        switch (opt_.strategy) {
-          case strategy::difference:
-            for (std::size_t j = 0; j < d; ++j) {
-              h[j] += scratch[j] * inv_n;
-              scratch[j] = h[j] - h_tilde[j];
-            }
-            break;
-          case strategy::error_feedback:
-            for (std::size_t j = 0; j < d; ++j)
-              scratch[j] = scratch[j] * inv_n + server_residual[j];
-            break;
-          case strategy::naive:
-            for (std::size_t j = 0; j < d; ++j) scratch[j] *= inv_n;
-            break;
-        }
-        down.clear();
-        compressor_.encode(std::span<const T>(scratch), down_state, down);
-        if (opt_.strategy == strategy::error_feedback) {
-          wire::view own(down, "compressed_amsgrad downlink");
-          compressor_.decode(own, server_self.front(), std::span<T>(decoded));
-          for (std::size_t j = 0; j < d; ++j) server_residual[j] = scratch[j] - decoded[j];
-        }
-        lap(observe::phase::compress);
+        aggregate_and_compress_downlink(s, b, n, ledger);
+        f.lap(observe::phase::compress);
       }
+      comm.broadcast(b.down, server);
+      f.lap(observe::phase::communicate);
+      ledger.add_received(b.down.size(), d);
+      decode_downlink(s, b);
+      f.lap(observe::phase::compress);
 
-      // 4. Downlink to every worker (the server included).
-      comm.broadcast(down, server);
-      lap(observe::phase::communicate);
-      ledger.add_received(down.size(), d);
-
-      {
-        wire::view in(down, "compressed_amsgrad server message");
-        compressor_.decode(in, down_decoder, std::span<T>(decoded));
-      }
-      if (opt_.strategy == strategy::difference) {
-        for (std::size_t j = 0; j < d; ++j) h_tilde[j] += decoded[j];
-      } else {
-        std::copy(decoded.begin(), decoded.end(), h_tilde.begin());
-      }
-      lap(observe::phase::compress);
-
-      // 5. AMSGrad on h_tilde, identical on every rank.
-      stepsize::context ctx;
-      ctx.t = it;
-      ctx.worker = me;
-      const double alpha = step_.eta(ctx);
-      const double b1 = opt_.beta1, b2 = opt_.beta2;
-      const double c1 = opt_.bias_correction ? 1.0 - std::pow(b1, static_cast<double>(it)) : 1.0;
-      const double c2 = opt_.bias_correction ? 1.0 - std::pow(b2, static_cast<double>(it)) : 1.0;
-      for (std::size_t j = 0; j < d; ++j) {
-        const double grad =
-            static_cast<double>(h_tilde[j]) + opt_.weight_decay * static_cast<double>(x[j]);
-        m[j] = b1 * m[j] + (1.0 - b1) * grad;
-        v[j] = b2 * v[j] + (1.0 - b2) * grad * grad;
-        v_hat[j] = std::max(v_hat[j], v[j]);
-        x[j] = static_cast<T>(static_cast<double>(x[j]) -
-                              alpha * (m[j] / c1) / (std::sqrt(v_hat[j] / c2) + opt_.eps));
-      }
-      stats.iterations = it;
-      done = it;
-      const auto& record = ledger.end_round(it, it, comm::now(comm), loss);
-
-      if constexpr (sizeof...(Callbacks) > 0) {
-        algorithm::iteration_info<T> info;
-        info.round = it;
-        info.round_count = opt_.iterations;
-        info.rank = me;
-        info.size = n;
-        info.model = x;
-        info.loss = loss;
-        info.time = record.time;
-        info.ledger = &ledger;
-        info.average_model = std::ref(average_model);  // no copy, no allocation
-        info.iteration = it;
-        info.iteration_count = opt_.iterations;
-        info.batch_loss = loss;
-        info.stats = &stats;
-        info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
-        bool stop = false;
-        ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
-        if constexpr (algorithm::detail::any_stopping_round_end_hook<algorithm::iteration_info<T>,
-                                                                     Callbacks...>()) {
-          float flag[1] = {stop ? 1.0f : 0.0f};
-          comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
-          if (flag[0] > 0.0f) break;
-        }
-        lap(observe::phase::other);
-      }
+      amsgrad_step(s, it, me);
+      s.stats.iterations = it;
+      s.done = it;
+      const auto& record = ledger.end_round(it, it, f.now(), loss);
+      const auto save = [&](const checkpoint::location& l) { return f.save(s, it, l); };
+      auto info = info_at(s, it, n, me, record.time, ledger);
+      info.average_model = std::ref(average_model);  // no copy, no allocation
+      info.save = std::ref(save);
+      if (f.round_end(info)) break;
     }
-    ledger.finish(comm::now(comm));
+    ledger.finish(f.now());
     ledger.gather(comm);
-    if constexpr (sizeof...(Callbacks) > 0) {
-      algorithm::iteration_info<T> info;
-      info.round = stats.iterations;
-      info.round_count = opt_.iterations;
-      info.rank = me;
-      info.size = n;
-      info.model = x;
-      info.loss = stats.last_batch_loss;
-      info.time = ledger.totals().elapsed;
-      info.ledger = &ledger;
-      info.average_model = average_model;
-      info.iteration = stats.iterations;
-      info.iteration_count = opt_.iterations;
-      info.batch_loss = stats.last_batch_loss;
-      info.stats = &stats;
-      (algorithm::detail::call_run_end(callbacks, info), ...);
-    }
-    result.model = std::move(x);
+    auto info = info_at(s, s.stats.iterations, n, me, ledger.totals().elapsed, ledger);
+    info.average_model = average_model;
+    f.run_end(info);
+    result.stats = s.stats;
+    result.model = std::move(s.x);
     return result;
+  }
+
+  // Worker: up = C(g - h_i), C(g + residual) or C(g) by strategy, and the
+  // worker's memory moves as the server's copy of it will. A skipped step
+  // sends C(0), a zero contribution, and keeps the memory as it was.
+  template <class T>
+  void compress_uplink(state<T>& s, buffers<T>& b, bool skip) {
+    const std::size_t d = s.x.size();
+    if (skip) {
+      std::fill(b.scratch.begin(), b.scratch.end(), T{0});
+    } else if (opt_.strategy == strategy::difference) {
+      for (std::size_t j = 0; j < d; ++j) b.scratch[j] = b.g[j] - s.h_i[j];
+    } else if (opt_.strategy == strategy::error_feedback) {
+      for (std::size_t j = 0; j < d; ++j) b.scratch[j] = b.g[j] + s.worker_residual[j];
+    } else {
+      std::copy(b.g.begin(), b.g.end(), b.scratch.begin());
+    }
+    b.up.clear();
+    compressor_.encode(std::span<const T>(b.scratch), s.up, b.up);
+    if (opt_.strategy == strategy::naive) return;
+    // Decoded even when skipping, so this decoder's state stays in step with
+    // the server's decoder of this worker.
+    wire::view own(b.up, "compressed_amsgrad own message");
+    compressor_.decode(own, s.self_decoder, std::span<T>(b.decoded));
+    if (skip) return;
+    if (opt_.strategy == strategy::difference) {
+      for (std::size_t j = 0; j < d; ++j) s.h_i[j] += b.decoded[j];
+    } else {
+      for (std::size_t j = 0; j < d; ++j) s.worker_residual[j] = b.scratch[j] - b.decoded[j];
+    }
+  }
+
+  // Server: decode and average the uplinks, then down = C(h - h_tilde),
+  // C(mean + residual) or C(mean) by strategy.
+  template <class T>
+  void aggregate_and_compress_downlink(state<T>& s, buffers<T>& b, int n, observe::ledger& ledger) {
+    const std::size_t d = s.x.size();
+    const T inv_n = T{1} / static_cast<T>(n);
+    std::fill(b.scratch.begin(), b.scratch.end(), T{0});
+    for (std::size_t q = 0; q < static_cast<std::size_t>(n); ++q) {
+      ledger.add_all_workers_sent(b.gathered[q].size());
+      wire::view in(b.gathered[q], b.uplink_sources[q]);
+      compressor_.decode(in, s.from_worker[q], std::span<T>(b.decoded));
+      for (std::size_t j = 0; j < d; ++j) b.scratch[j] += b.decoded[j];
+    }
+    switch (opt_.strategy) {
+      case strategy::difference:
+        for (std::size_t j = 0; j < d; ++j) {
+          s.h[j] += b.scratch[j] * inv_n;
+          b.scratch[j] = s.h[j] - s.h_tilde[j];
+        }
+        break;
+      case strategy::error_feedback:
+        for (std::size_t j = 0; j < d; ++j)
+          b.scratch[j] = b.scratch[j] * inv_n + s.server_residual[j];
+        break;
+      case strategy::naive:
+        for (std::size_t j = 0; j < d; ++j) b.scratch[j] *= inv_n;
+        break;
+    }
+    b.down.clear();
+    compressor_.encode(std::span<const T>(b.scratch), s.down, b.down);
+    if (opt_.strategy == strategy::error_feedback) {
+      wire::view own(b.down, "compressed_amsgrad downlink");
+      compressor_.decode(own, s.server_self.front(), std::span<T>(b.decoded));
+      for (std::size_t j = 0; j < d; ++j) s.server_residual[j] = b.scratch[j] - b.decoded[j];
+    }
+  }
+
+  // Every rank: h_tilde += decoded downlink (difference), or = it.
+  template <class T>
+  void decode_downlink(state<T>& s, buffers<T>& b) {
+    wire::view in(b.down, "compressed_amsgrad server message");
+    compressor_.decode(in, s.down_decoder, std::span<T>(b.decoded));
+    if (opt_.strategy == strategy::difference) {
+      for (std::size_t j = 0; j < s.x.size(); ++j) s.h_tilde[j] += b.decoded[j];
+    } else {
+      std::copy(b.decoded.begin(), b.decoded.end(), s.h_tilde.begin());
+    }
+  }
+
+  // AMSGrad on h_tilde, identical on every rank.
+  template <class T>
+  void amsgrad_step(state<T>& s, std::size_t it, int me) {
+    stepsize::context ctx;
+    ctx.t = it;
+    ctx.worker = me;
+    const double alpha = step_.eta(ctx);
+    const double b1 = opt_.beta1, b2 = opt_.beta2;
+    const double c1 = opt_.bias_correction ? 1.0 - std::pow(b1, static_cast<double>(it)) : 1.0;
+    const double c2 = opt_.bias_correction ? 1.0 - std::pow(b2, static_cast<double>(it)) : 1.0;
+    for (std::size_t j = 0; j < s.x.size(); ++j) {
+      const double grad =
+          static_cast<double>(s.h_tilde[j]) + opt_.weight_decay * static_cast<double>(s.x[j]);
+      s.m[j] = b1 * s.m[j] + (1.0 - b1) * grad;
+      s.v[j] = b2 * s.v[j] + (1.0 - b2) * grad * grad;
+      s.v_hat[j] = std::max(s.v_hat[j], s.v[j]);
+      s.x[j] = static_cast<T>(static_cast<double>(s.x[j]) -
+                              alpha * (s.m[j] / c1) / (std::sqrt(s.v_hat[j] / c2) + opt_.eps));
+    }
+  }
+
+  template <class T>
+  algorithm::iteration_info<T> info_at(const state<T>& s, std::size_t it, int n, int me,
+                                       double time, observe::ledger& ledger) const {
+    algorithm::iteration_info<T> info;
+    info.round = it;
+    info.round_count = opt_.iterations;
+    info.rank = me;
+    info.size = n;
+    info.model = s.x;
+    info.loss = s.stats.last_batch_loss;
+    info.time = time;
+    info.ledger = &ledger;
+    info.iteration = it;
+    info.iteration_count = opt_.iterations;
+    info.batch_loss = s.stats.last_batch_loss;
+    info.stats = &s.stats;
+    return info;
+  }
+
+  template <class T>
+  algorithm::detail::checkpoint_identity identity(std::size_t d, int n, int me) const {
+    return {checkpoint::driver_kind::compressed_amsgrad,
+            checkpoint::value_type_code<T>(),
+            d,
+            n,
+            me,
+            description<T>()};
   }
 
   // What a checkpoint must have been written by: the policies and the

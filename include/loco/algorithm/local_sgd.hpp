@@ -24,9 +24,10 @@
 #include <filesystem>
 #include <functional>
 #include <loco/algorithm/callbacks.hpp>
-#include <loco/algorithm/detail/checkpoints.hpp>
 #include <loco/algorithm/detail/checks.hpp>
+#include <loco/algorithm/detail/frame.hpp>
 #include <loco/algorithm/schedule.hpp>
+#include <loco/checkpoint/archive.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
 #include <loco/error.hpp>
@@ -44,13 +45,6 @@
 #include <vector>
 
 namespace loco {
-
-// What to do with a NaN or Inf in a gradient.
-enum class non_finite_policy {
-  throw_error,  // throw loco::non_finite_error naming the worker and step (default)
-  skip_update,  // drop this step's update
-  zero,         // zero the non-finite entries, apply the rest
-};
 
 namespace algorithm {
 
@@ -114,6 +108,155 @@ struct local_sgd_result {
 
 }  // namespace algorithm
 
+namespace algorithm::detail {
+
+// Everything one worker's local_sgd run carries from round to round, with
+// its checkpoint sections listed next to the fields.
+template <class T, class Compressor>
+struct local_sgd_state {
+  using compressor_state = compress::state_t<Compressor, T>;
+
+  std::vector<T> x;                // this worker's model
+  std::vector<T> reference;        // general compressors: the last aggregate (equal on all)
+  std::vector<double> polyak_sum;  // Polyak-Ruppert sums, when requested
+  std::uint64_t polyak_count = 0;
+  std::uint64_t t = 0;  // local steps taken
+  random::stream rng;
+  compressor_state own;                   // this worker's encoder
+  std::vector<compressor_state> senders;  // general compressors: a decoder per sender
+  local_sgd_stats stats;
+
+  local_sgd_state(const Compressor& c, std::span<const T> x0, int n, int me, std::uint64_t seed,
+                  bool general, bool polyak)
+      : x(x0.begin(), x0.end()),
+        reference(general ? x : std::vector<T>{}),
+        polyak_sum(polyak ? x0.size() : 0, 0.0),
+        rng(seed, static_cast<std::uint64_t>(me)),
+        own(c, x0.size(), static_cast<std::uint64_t>(me)) {
+    if (!general) return;
+    senders.reserve(static_cast<std::size_t>(n));
+    for (int q = 0; q < n; ++q) senders.emplace_back(c, x0.size(), static_cast<std::uint64_t>(q));
+  }
+
+  template <class Archive>
+  void sections(Archive& a) {
+    using checkpoint::field;
+    namespace tags = checkpoint::tags;
+    a.section(tags::counters, field(t, "step"), field(polyak_count, "polyak count"),
+              a.stop_agreement());
+    a.section(tags::model, field(x, "model"));
+    a.section(tags::rng, field(rng, "rng"));
+    if (!reference.empty()) a.section(tags::reference, field(reference, "reference"));
+    if (!polyak_sum.empty()) a.section(tags::polyak, field(polyak_sum, "polyak sum"));
+    a.section(tags::compressors, checkpoint::compressor_state(own, "compressor state"),
+              checkpoint::counted_compressor_states(senders, "sender states", "sender state"));
+    a.section(tags::stats, field(stats.rounds, "rounds"), field(stats.local_steps, "local steps"),
+              field(stats.overlap_steps, "overlap steps"),
+              field(stats.skipped_steps, "skipped steps"),
+              field(stats.last_round_loss, "last round loss"));
+  }
+};
+
+// How a round's snapshot y travels and comes back as the aggregate, chosen
+// from the compressor's traits (the driver never asks which compressor):
+//   lossless        y, averaged by iallreduce
+//   shared support  y on the round's support, averaged by iallreduce
+//   general         C(y - reference), allgathered; reference += mean decoded
+// Allreduced payloads count d (or K) values sent and as many read back;
+// gathered messages count their bytes, each standing for a d-vector.
+template <class T, class Compressor>
+class local_sgd_exchange {
+ public:
+  static constexpr bool lossless = compress::traits<Compressor>::lossless;
+  static constexpr bool shared = compress::traits<Compressor>::shared_support;
+  static constexpr bool general = !lossless && !shared;
+  using state = local_sgd_state<T, Compressor>;
+
+  local_sgd_exchange(Compressor& c, std::size_t d, int n, int me)
+      : compressor_(c), d_(d), n_(n), me_(me), aggregate_(d) {
+    if constexpr (general) {
+      sources_ = rank_sources("local_sgd message", n);
+      delta_.resize(d);
+      decoded_.resize(d);
+    }
+  }
+
+  // Starts aggregating the snapshot y of round r; returns its request.
+  template <class Frame>
+  auto start(Frame& f, state& s, std::span<const T> y, std::size_t r, observe::ledger& ledger) {
+    const std::uint64_t n = static_cast<std::uint64_t>(n_);
+    if constexpr (lossless) {
+      std::copy(y.begin(), y.end(), aggregate_.begin());
+      count_reduced(ledger, d_ * sizeof(T), n);
+      return f.comm().iallreduce(std::span<T>(aggregate_), comm::reduce_op::average);
+    } else if constexpr (shared) {
+      support_ = compressor_.support(s.own, r);
+      values_.resize(support_.size());
+      for (std::size_t k = 0; k < support_.size(); ++k) values_[k] = y[support_[k]];
+      count_reduced(ledger, support_.size() * sizeof(T), n);
+      f.lap(observe::phase::compress);
+      return f.comm().iallreduce(std::span<T>(values_), comm::reduce_op::average);
+    } else {
+      for (std::size_t j = 0; j < d_; ++j) delta_[j] = y[j] - s.reference[j];
+      message_.clear();
+      compressor_.encode(std::span<const T>(delta_), s.own, message_);
+      ledger.add_sent(message_.size(), d_);
+      f.lap(observe::phase::compress);
+      return f.comm().iallgather(message_.bytes(), gathered_);
+    }
+  }
+
+  // After the request completed: the general path decodes every message
+  // and moves the reference by their mean, which is the aggregate.
+  template <class Frame>
+  void finish(Frame& f, state& s, observe::ledger& ledger) {
+    if constexpr (general) {
+      std::fill(aggregate_.begin(), aggregate_.end(), T{0});
+      for (int q = 0; q < n_; ++q) {
+        const auto i = static_cast<std::size_t>(q);
+        ledger.add_all_workers_sent(gathered_[i].size());
+        if (q != me_) ledger.add_received(gathered_[i].size(), d_);
+        wire::view in(gathered_[i], sources_[i]);
+        compressor_.decode(in, s.senders[i], std::span<T>(decoded_));
+        for (std::size_t j = 0; j < d_; ++j) aggregate_[j] += decoded_[j];
+      }
+      const T inv = T{1} / static_cast<T>(n_);
+      for (std::size_t j = 0; j < d_; ++j) {
+        s.reference[j] += aggregate_[j] * inv;
+        aggregate_[j] = s.reference[j];
+      }
+      f.lap(observe::phase::compress);
+    }
+  }
+
+  // What the merge rule sees: the snapshot and the aggregate (on the
+  // support, for shared-support compressors).
+  merge::inputs<T> merge_inputs(std::span<const T> y) const {
+    if constexpr (shared) return {y, values_, support_};
+    return {y, aggregate_, {}};
+  }
+
+ private:
+  void count_reduced(observe::ledger& ledger, std::uint64_t bytes, std::uint64_t n) const {
+    ledger.add_sent(bytes, d_);
+    ledger.add_received(bytes, d_);
+    ledger.add_all_workers_sent(n * bytes);
+  }
+
+  Compressor& compressor_;
+  std::size_t d_;
+  int n_, me_;
+  std::vector<T> aggregate_;
+  std::span<const std::uint32_t> support_;
+  std::vector<T> values_;  // the snapshot's values on the support, then their average
+  std::vector<T> delta_, decoded_;
+  wire::buffer message_;
+  std::vector<wire::buffer> gathered_;
+  std::vector<std::string> sources_;
+};
+
+}  // namespace algorithm::detail
+
 template <class Compressor, class Comm, class MergeRule, class Stepsize>
 class local_sgd {
  public:
@@ -168,6 +311,11 @@ class local_sgd {
   }
 
  private:
+  template <class T>
+  using state = algorithm::detail::local_sgd_state<T, Compressor>;
+  template <class T>
+  using exchange = algorithm::detail::local_sgd_exchange<T, Compressor>;
+
   void validate(int n, std::size_t d, std::size_t x0_size) const {
     const auto per_worker = [&](const char* name, std::size_t size) {
       if (size != 0 && size != 1 && size != static_cast<std::size_t>(n)) {
@@ -200,6 +348,8 @@ class local_sgd {
     if (d == 0) throw config_error("local_sgd: dimension 0");
   }
 
+  // Round r on this worker, as in the header comment: N_i local steps,
+  // snapshot, start aggregating, Q_i overlap steps, wait, merge.
   template <class T, class Objective, class... Callbacks>
   algorithm::local_sgd_result<T> run_impl(Comm& comm, Objective& objective, std::span<const T> x0,
                                           Callbacks&... callbacks) {
@@ -209,341 +359,164 @@ class local_sgd {
     algorithm::detail::require_same_dimension(comm, d, "local_sgd");
 
     algorithm::local_sgd_result<T> result;
-    auto& stats = result.stats;
     auto& ledger = result.ledger;
-    std::vector<T> x(x0.begin(), x0.end()), y(d), g(d), aggregate(d);
-    std::vector<T> reference;  // general-compressor path: the last aggregate
-    std::vector<double> polyak_sum(opt_.polyak_average ? d : 0, 0.0);
-    std::uint64_t polyak_count = 0;
-    random::stream rng(opt_.seed, static_cast<std::uint64_t>(me));
-    compress::state_t<Compressor, T> own_state(compressor_, d, static_cast<std::uint64_t>(me));
-
-    // Only the general path encodes into bytes; it needs per-sender decoders.
-    constexpr bool lossless = compress::traits<Compressor>::lossless;
-    constexpr bool shared = compress::traits<Compressor>::shared_support;
-    constexpr bool general = !lossless && !shared;
-    std::vector<compress::state_t<Compressor, T>> sender_states;
-    wire::buffer message;
-    std::vector<wire::buffer> gathered;
-    std::vector<T> delta, decoded;
-    std::vector<T> support_values;
-    std::span<const std::uint32_t> support;
-    std::vector<std::string> peer_sources;
-    if constexpr (general) {
-      peer_sources = algorithm::detail::rank_sources("local_sgd message", n);
-      reference = x;
-      delta.resize(d);
-      decoded.resize(d);
-      sender_states.reserve(static_cast<std::size_t>(n));
-      for (int q = 0; q < n; ++q) {
-        sender_states.emplace_back(compressor_, d, static_cast<std::uint64_t>(q));
-      }
-    }
-
-    std::vector<T> average_buffer;
-    std::size_t average_round = 0;
-    std::size_t round_number = 0;
-    std::function<std::span<const T>()> average_model = [&]() -> std::span<const T> {
-      if (average_round != round_number || average_buffer.empty()) {
-        average_buffer = x;
-        comm.allreduce(std::span<T>(average_buffer), comm::reduce_op::average);
-        average_round = round_number;
-      }
-      return average_buffer;
-    };
-
+    state<T> s(compressor_, x0, n, me, opt_.seed, exchange<T>::general, opt_.polyak_average);
+    exchange<T> aggregation(compressor_, d, n, me);
+    std::vector<T> y(d), g(d);
+    algorithm::detail::frame<Comm, algorithm::round_info<T>, Callbacks...> f(
+        comm, ledger, identity<T>(d, n, me), callbacks...);
     const auto& lengths = opt_.schedule.round_lengths();
     // Every rank sees every worker's payload (equal sizes, or all gathered).
-    ledger.start(me, n, observe::role::peer, comm::now(comm), opt_.record_rounds, true);
+    ledger.start(me, n, observe::role::peer, f.now(), opt_.record_rounds, true);
     ledger.reserve_rounds(lengths.size());
-    const auto lap = [&](observe::phase p) { ledger.lap(p, comm::now(comm)); };
-    const std::uint64_t dense = d;
-    std::uint64_t t = 0;
-    double round_loss = 0.0;
-    std::size_t round_loss_count = 0;
-
-    // Checkpoints: this rank's complete state after a round (docs/checkpoint.md).
-    namespace tags = checkpoint::tags;
-    constexpr bool agrees_on_stop =
-        algorithm::detail::any_stopping_round_end_hook<algorithm::round_info<T>, Callbacks...>();
-    const algorithm::detail::checkpoint_identity identity{checkpoint::driver_kind::local_sgd,
-                                                          checkpoint::value_type_code<T>(),
-                                                          d,
-                                                          n,
-                                                          me,
-                                                          description<T>()};
-    const auto save = [&](const checkpoint::location& where) {
-      return algorithm::detail::save_checkpoint(identity, round_number, where, [&](auto& w) {
-        w.section(tags::counters, [&](wire::buffer& b) {
-          b.put<std::uint64_t>(t);
-          b.put<std::uint64_t>(polyak_count);
-          checkpoint::put_bool(b, agrees_on_stop);
-        });
-        w.section(tags::model, [&](wire::buffer& b) { wire::put_values<T>(b, x); });
-        w.section(tags::rng, [&](wire::buffer& b) { checkpoint::put_stream(b, rng); });
-        if constexpr (general) {
-          w.section(tags::reference, [&](wire::buffer& b) { wire::put_values<T>(b, reference); });
-        }
-        if (opt_.polyak_average) {
-          w.section(tags::polyak,
-                    [&](wire::buffer& b) { wire::put_values<double>(b, polyak_sum); });
-        }
-        w.section(tags::compressors, [&](wire::buffer& b) {
-          checkpoint::put_state(b, own_state);
-          b.put<std::uint32_t>(static_cast<std::uint32_t>(sender_states.size()));
-          for (const auto& s : sender_states) checkpoint::put_state(b, s);
-        });
-        w.section(tags::stats, [&](wire::buffer& b) {
-          b.put<std::uint64_t>(stats.rounds);
-          b.put<std::uint64_t>(stats.local_steps);
-          b.put<std::uint64_t>(stats.overlap_steps);
-          b.put<std::uint64_t>(stats.skipped_steps);
-          b.put<double>(stats.last_round_loss);
-        });
-        w.section(tags::ledger, [&](wire::buffer& b) { ledger.save(b, comm::now(comm)); });
-        w.section(tags::clock,
-                  [&](wire::buffer& b) { checkpoint::put_clock(b, sim::saved_clock(comm)); });
-      });
-    };
-    std::size_t first_round = 0;
-    if (const auto saved = opt_.resume.agree(comm)) {
-      if (*saved > lengths.size()) {
-        throw config_error("local_sgd: the checkpoint of round " + std::to_string(*saved) +
+    const auto first_round = f.resume(opt_.resume, s, [&](std::uint64_t saved) {
+      if (saved > lengths.size()) {
+        throw config_error("local_sgd: the checkpoint of round " + std::to_string(saved) +
                            " lies past the schedule's " + std::to_string(lengths.size()) +
                            " rounds");
       }
-      std::optional<sim::clock_state> resumed_clock;
-      bool saver_agreed = false;
-      observe::rank_totals saved_ledger;
-      algorithm::detail::load_checkpoint(comm, identity, opt_.resume, *saved, [&](const auto& c) {
-        checkpoint::read_section(c, tags::counters, [&](wire::view& in) {
-          t = in.get<std::uint64_t>("step");
-          polyak_count = in.get<std::uint64_t>("polyak count");
-          saver_agreed = checkpoint::get_bool(in, "stop agreement");
-        });
-        checkpoint::read_section(c, tags::model,
-                                 [&](wire::view& in) { wire::get_values<T>(in, x, "model"); });
-        checkpoint::read_section(c, tags::rng,
-                                 [&](wire::view& in) { checkpoint::get_stream(in, rng, "rng"); });
-        if constexpr (general) {
-          checkpoint::read_section(c, tags::reference, [&](wire::view& in) {
-            wire::get_values<T>(in, reference, "reference");
-          });
-        }
-        if (opt_.polyak_average) {
-          checkpoint::read_section(c, tags::polyak, [&](wire::view& in) {
-            wire::get_values<double>(in, polyak_sum, "polyak sum");
-          });
-        }
-        checkpoint::read_section(c, tags::compressors, [&](wire::view& in) {
-          checkpoint::get_state(in, own_state, "compressor state");
-          if (in.get<std::uint32_t>("sender states") != sender_states.size()) {
-            in.fail("sender states", "count differs from this run's");
-          }
-          for (auto& st : sender_states) checkpoint::get_state(in, st, "sender state");
-        });
-        checkpoint::read_section(c, tags::stats, [&](wire::view& in) {
-          stats.rounds = static_cast<std::size_t>(in.get<std::uint64_t>("rounds"));
-          stats.local_steps = in.get<std::uint64_t>("local steps");
-          stats.overlap_steps = in.get<std::uint64_t>("overlap steps");
-          stats.skipped_steps = in.get<std::uint64_t>("skipped steps");
-          stats.last_round_loss = in.get<double>("last round loss");
-        });
-        checkpoint::read_section(c, tags::ledger,
-                                 [&](wire::view& in) { saved_ledger = ledger.read_saved(in); });
-        checkpoint::read_section(
-            c, tags::clock, [&](wire::view& in) { resumed_clock = checkpoint::get_clock(in); });
-      });
-      first_round = static_cast<std::size_t>(*saved);
-      round_number = first_round;
-      if (resumed_clock) sim::restore_clock(comm, *resumed_clock);
-      ledger.restore(saved_ledger, comm::now(comm));
-      // If the saving run agreed on its stop flag after the save, so does this
-      // one (the collective costs virtual time on the simulator).
-      if (saver_agreed) {
-        float flag[1] = {0.0f};
-        comm.allreduce(std::span<float>(flag), comm::reduce_op::max);
-      }
-    }
-
+    });
+    average_model<T> average{comm, s.x, first_round};
+    double round_loss = 0.0;
+    std::size_t round_steps = 0;
     const auto step = [&] {
-      ++t;
-      const double loss = objective.gradient(std::span<const T>(x), std::span<T>(g), rng);
-      round_loss += loss;
-      ++round_loss_count;
-      const std::size_t bad = tensor::first_non_finite(std::span<const T>(g));
-      bool apply = true;
-      if (bad != tensor::npos) {
-        switch (opt_.on_non_finite) {
-          case non_finite_policy::throw_error:
-            throw non_finite_error("local_sgd: gradient of worker " + std::to_string(me) +
-                                       " at step " + std::to_string(t),
-                                   bad);
-          case non_finite_policy::skip_update:
-            apply = false;
-            ++stats.skipped_steps;
-            break;
-          case non_finite_policy::zero:
-            for (auto& v : g) {
-              if (!tensor::is_finite(v)) v = T{0};
-            }
-            ++stats.skipped_steps;
-            break;
-        }
-      }
-      if (apply) {
-        stepsize::context ctx;
-        ctx.t = t;
-        ctx.worker = me;
-        const auto eta = static_cast<T>(step_.eta(ctx));
-        for (std::size_t j = 0; j < d; ++j) x[j] -= eta * g[j];
-      }
-      if (opt_.polyak_average) {
-        for (std::size_t j = 0; j < d; ++j) polyak_sum[j] += static_cast<double>(x[j]);
-        ++polyak_count;
-      }
+      round_loss += local_step(objective, s, g, me);
+      ++round_steps;
     };
 
     for (std::size_t r = first_round; r < lengths.size(); ++r) {
       round_loss = 0.0;
-      round_loss_count = 0;
+      round_steps = 0;
       const std::size_t local = local_steps_of(me, n, lengths[r]);
-      for (std::size_t s = 0; s < local; ++s) step();
-      stats.local_steps += local;
-      y = x;
-      lap(observe::phase::compute);
+      for (std::size_t i = 0; i < local; ++i) step();
+      s.stats.local_steps += local;
+      y = s.x;  // the snapshot
+      f.lap(observe::phase::compute);
 
-      // Start aggregating the snapshot. Allreduced payloads count d (or K)
-      // values sent and the same read back; gathered messages count their
-      // bytes, each standing for a d-vector.
-      auto request = [&] {
-        if constexpr (lossless) {
-          aggregate = y;
-          ledger.add_sent(d * sizeof(T), dense);
-          ledger.add_received(d * sizeof(T), dense);
-          ledger.add_all_workers_sent(static_cast<std::uint64_t>(n) * d * sizeof(T));
-          return comm.iallreduce(std::span<T>(aggregate), comm::reduce_op::average);
-        } else if constexpr (shared) {
-          support = compressor_.support(own_state, r);
-          support_values.resize(support.size());
-          for (std::size_t k = 0; k < support.size(); ++k) support_values[k] = y[support[k]];
-          ledger.add_sent(support.size() * sizeof(T), dense);
-          ledger.add_received(support.size() * sizeof(T), dense);
-          ledger.add_all_workers_sent(static_cast<std::uint64_t>(n) * support.size() * sizeof(T));
-          lap(observe::phase::compress);
-          return comm.iallreduce(std::span<T>(support_values), comm::reduce_op::average);
-        } else {
-          for (std::size_t j = 0; j < d; ++j) delta[j] = y[j] - reference[j];
-          message.clear();
-          compressor_.encode(std::span<const T>(delta), own_state, message);
-          ledger.add_sent(message.size(), dense);
-          lap(observe::phase::compress);
-          return comm.iallgather(message.bytes(), gathered);
-        }
-      }();
-      lap(observe::phase::communicate);
+      auto request = aggregation.start(f, s, std::span<const T>(y), r, ledger);
+      f.lap(observe::phase::communicate);
 
       // Overlap: keep stepping while the aggregate is in flight.
       std::size_t overlap = 0;
       if (opt_.overlap_until_arrival) {
-        while (overlap < opt_.max_overlap_steps && !request.test()) {
-          step();
-          ++overlap;
-        }
+        for (; overlap < opt_.max_overlap_steps && !request.test(); ++overlap) step();
       } else {
         overlap = overlap_steps_of(me);
-        for (std::size_t s = 0; s < overlap; ++s) step();
+        for (std::size_t i = 0; i < overlap; ++i) step();
       }
-      stats.overlap_steps += overlap;
-      lap(observe::phase::compute);
+      s.stats.overlap_steps += overlap;
+      f.lap(observe::phase::compute);
 
       request.wait();
-      lap(observe::phase::wait);
+      f.lap(observe::phase::wait);
+      aggregation.finish(f, s, ledger);
+      merge_.apply(aggregation.merge_inputs(std::span<const T>(y)), std::span<T>(s.x));
 
-      if constexpr (general) {
-        std::fill(aggregate.begin(), aggregate.end(), T{0});
-        for (int q = 0; q < n; ++q) {
-          const auto& bytes = gathered[static_cast<std::size_t>(q)];
-          ledger.add_all_workers_sent(bytes.size());
-          if (q != me) ledger.add_received(bytes.size(), dense);
-          wire::view in(bytes, peer_sources[static_cast<std::size_t>(q)]);
-          compressor_.decode(in, sender_states[static_cast<std::size_t>(q)], std::span<T>(decoded));
-          for (std::size_t j = 0; j < d; ++j) aggregate[j] += decoded[j];
-        }
-        const T inv = T{1} / static_cast<T>(n);
-        for (std::size_t j = 0; j < d; ++j) {
-          reference[j] += aggregate[j] * inv;
-          aggregate[j] = reference[j];
-        }
-        lap(observe::phase::compress);
-      }
-
-      if constexpr (shared) {
-        merge_.apply(merge::inputs<T>{y, support_values, support}, std::span<T>(x));
-      } else {
-        merge_.apply(merge::inputs<T>{y, aggregate, {}}, std::span<T>(x));
-      }
-      ++stats.rounds;
-      round_number = r + 1;
-      stats.last_round_loss =
-          round_loss_count ? round_loss / static_cast<double>(round_loss_count) : 0.0;
-      const auto& record = ledger.end_round(r + 1, t, comm::now(comm), stats.last_round_loss);
-
-      if constexpr (sizeof...(Callbacks) > 0) {
-        algorithm::round_info<T> info;
-        info.round = r + 1;
-        info.round_count = lengths.size();
-        info.rank = me;
-        info.size = n;
-        info.model = x;
-        info.loss = stats.last_round_loss;
-        info.time = record.time;
-        info.ledger = &ledger;
-        info.average_model = std::ref(average_model);  // no copy, no allocation
-        info.step = t;
-        info.mean_batch_loss = stats.last_round_loss;
-        info.stats = &stats;
-        info.save = [&save](const checkpoint::location& l) { return save(l); };  // no allocation
-        bool stop = false;
-        ((stop = algorithm::detail::call_round_end(callbacks, info) || stop), ...);
-        if constexpr (algorithm::detail::any_stopping_round_end_hook<algorithm::round_info<T>,
-                                                                     Callbacks...>()) {
-          float flag[1] = {stop ? 1.0f : 0.0f};
-          comm.allreduce(std::span<float>(flag), comm::reduce_op::max);  // stop together
-          if (flag[0] > 0.0f) break;
-        }
-        lap(observe::phase::other);
-      }
+      ++s.stats.rounds;
+      average.round = r + 1;
+      s.stats.last_round_loss = round_steps ? round_loss / static_cast<double>(round_steps) : 0.0;
+      const auto& record = ledger.end_round(r + 1, s.t, f.now(), s.stats.last_round_loss);
+      const auto save = [&](const checkpoint::location& l) { return f.save(s, r + 1, l); };
+      auto info = info_at(s, r + 1, lengths.size(), n, me, record.time, ledger);
+      info.average_model = std::ref(average.get);  // no copy, no allocation
+      info.save = std::ref(save);
+      if (f.round_end(info)) break;
     }
-    ledger.finish(comm::now(comm));
-
-    result.local = x;
-    result.average = x;
-    comm.allreduce(std::span<T>(result.average), comm::reduce_op::average);
-    if (opt_.polyak_average) {
-      result.polyak.resize(d);
-      const double inv = polyak_count ? 1.0 / static_cast<double>(polyak_count) : 0.0;
-      for (std::size_t j = 0; j < d; ++j) result.polyak[j] = static_cast<T>(polyak_sum[j] * inv);
-      comm.allreduce(std::span<T>(result.polyak), comm::reduce_op::average);
-    }
-    ledger.gather(comm);
-    if constexpr (sizeof...(Callbacks) > 0) {
-      algorithm::round_info<T> info;
-      info.round = stats.rounds;
-      info.round_count = lengths.size();
-      info.rank = me;
-      info.size = n;
-      info.model = x;
-      info.loss = stats.last_round_loss;
-      info.time = ledger.totals().elapsed;
-      info.ledger = &ledger;
-      info.average_model = [&]() -> std::span<const T> { return result.average; };
-      info.step = t;
-      info.mean_batch_loss = stats.last_round_loss;
-      info.stats = &stats;
-      (algorithm::detail::call_run_end(callbacks, info), ...);
-    }
+    ledger.finish(f.now());
+    finish_run(f, s, result, lengths.size(), n, me);
     return result;
+  }
+
+  // One local SGD step on x; returns the mini-batch loss.
+  template <class Objective, class T>
+  double local_step(Objective& objective, state<T>& s, std::vector<T>& g, int me) {
+    ++s.t;
+    const double loss = objective.gradient(std::span<const T>(s.x), std::span<T>(g), s.rng);
+    if (algorithm::detail::screen_gradient(std::span<T>(g), opt_.on_non_finite,
+                                           s.stats.skipped_steps, "local_sgd", me, s.t)) {
+      stepsize::context ctx;
+      ctx.t = s.t;
+      ctx.worker = me;
+      const auto eta = static_cast<T>(step_.eta(ctx));
+      for (std::size_t j = 0; j < g.size(); ++j) s.x[j] -= eta * g[j];
+    }
+    if (opt_.polyak_average) {
+      for (std::size_t j = 0; j < g.size(); ++j) s.polyak_sum[j] += static_cast<double>(s.x[j]);
+      ++s.polyak_count;
+    }
+    return loss;
+  }
+
+  // The average of all workers' models, computed at most once per round: a
+  // collective, so callbacks call it on every rank in the same round or none.
+  template <class T>
+  struct average_model {
+    Comm& comm;
+    const std::vector<T>& x;
+    std::size_t round;
+    std::vector<T> buffer{};
+    std::size_t buffer_round = 0;
+    std::function<std::span<const T>()> get = [this]() -> std::span<const T> {
+      if (buffer_round != round || buffer.empty()) {
+        buffer = x;
+        comm.allreduce(std::span<T>(buffer), comm::reduce_op::average);
+        buffer_round = round;
+      }
+      return buffer;
+    };
+  };
+
+  template <class T>
+  static algorithm::round_info<T> info_at(const state<T>& s, std::uint64_t round,
+                                          std::size_t rounds, int n, int me, double time,
+                                          observe::ledger& ledger) {
+    algorithm::round_info<T> info;
+    info.round = round;
+    info.round_count = rounds;
+    info.rank = me;
+    info.size = n;
+    info.model = s.x;
+    info.loss = s.stats.last_round_loss;
+    info.time = time;
+    info.ledger = &ledger;
+    info.step = s.t;
+    info.mean_batch_loss = s.stats.last_round_loss;
+    info.stats = &s.stats;
+    return info;
+  }
+
+  // After the last round: the averaged model (and Polyak iterate), every
+  // rank's ledger totals, and the run-end hooks.
+  template <class T, class Frame>
+  void finish_run(Frame& f, state<T>& s, algorithm::local_sgd_result<T>& result, std::size_t rounds,
+                  int n, int me) {
+    auto& ledger = result.ledger;
+    result.local = s.x;
+    result.average = s.x;
+    f.comm().allreduce(std::span<T>(result.average), comm::reduce_op::average);
+    if (opt_.polyak_average) {
+      result.polyak.resize(s.x.size());
+      const double inv = s.polyak_count ? 1.0 / static_cast<double>(s.polyak_count) : 0.0;
+      for (std::size_t j = 0; j < s.x.size(); ++j) {
+        result.polyak[j] = static_cast<T>(s.polyak_sum[j] * inv);
+      }
+      f.comm().allreduce(std::span<T>(result.polyak), comm::reduce_op::average);
+    }
+    ledger.gather(f.comm());
+    auto info = info_at(s, s.stats.rounds, rounds, n, me, ledger.totals().elapsed, ledger);
+    info.average_model = [&]() -> std::span<const T> { return result.average; };
+    f.run_end(info);
+    result.stats = s.stats;
+  }
+
+  template <class T>
+  algorithm::detail::checkpoint_identity identity(std::size_t d, int n, int me) const {
+    return {checkpoint::driver_kind::local_sgd,
+            checkpoint::value_type_code<T>(),
+            d,
+            n,
+            me,
+            description<T>()};
   }
 
   // What a checkpoint must have been written by: the policies and the

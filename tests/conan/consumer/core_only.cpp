@@ -27,8 +27,9 @@ int main() {
   });
   double mean = 0;
   for (float v : model) mean += static_cast<double>(v) / d;
-  std::printf("conan consumer, core only: mean x = %.4f after local SGD with top_k (from 0; "
-              "optimum 1)\n",
-              mean);
+  std::printf(
+      "conan consumer, core only: mean x = %.4f after local SGD with top_k (from 0; "
+      "optimum 1)\n",
+      mean);
   return mean > 0.5 && mean < 1.1 ? 0 : 1;
 }
