@@ -21,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -37,17 +38,20 @@ enum class non_finite_policy {
 
 namespace loco::algorithm::detail {
 
-// Applies `policy` to a fresh gradient g of `worker` at `step`. Returns false
-// when the step must not be applied; counts skipped and zeroed steps.
+// Applies `policy` to a fresh gradient g of `worker` at `step` (what the
+// error calls it: `at`). Returns false when the step must not be applied;
+// counts skipped and zeroed steps.
 template <class T>
 bool screen_gradient(std::span<T> g, non_finite_policy policy, std::uint64_t& skipped,
-                     const char* driver, int worker, std::uint64_t step) {
+                     const char* driver, int worker, std::uint64_t step,
+                     std::string_view at = "step") {
   const std::size_t bad = tensor::first_non_finite(std::span<const T>(g));
   if (bad == tensor::npos) return true;
   switch (policy) {
     case non_finite_policy::throw_error:
       throw non_finite_error(std::string(driver) + ": gradient of worker " +
-                                 std::to_string(worker) + " at step " + std::to_string(step),
+                                 std::to_string(worker) + " at " + std::string(at) + " " +
+                                 std::to_string(step),
                              bad);
     case non_finite_policy::skip_update:
       ++skipped;
