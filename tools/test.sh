@@ -164,9 +164,28 @@ for stage in "${stages[@]}"; do
         exit 1
       fi
       echo "core_only links: $(ldd "$consumer/build/core_only" | awk '{print $1}' | tr '\n' ' ')"
+      # An unknown component is refused through Conan as with plain CMake.
+      nosuch_log="$consumer/nosuch.log"
+      if cmake -S "$consumer" -B "$consumer/build-nosuch" -G Ninja -DLOCO_EXTRA_COMPONENTS=nosuch \
+           -DCMAKE_TOOLCHAIN_FILE="$consumer/build/conan_toolchain.cmake" >"$nosuch_log" 2>&1 ||
+         ! grep -q "without component 'nosuch'" "$nosuch_log"; then
+        cat "$nosuch_log"; echo "loco: find_package(loco COMPONENTS nosuch) was not refused" >&2
+        exit 1
+      fi
+      echo "find_package(loco COMPONENTS nosuch): refused, as it should be"
+      # with_mpi=True: loco::mpi finds Debian's Open MPI on the consumer's side.
+      run conan create "$root" -pr:a "$root/conan/profiles/debian12" -o "&:with_mpi=True" \
+        -tf "" >/dev/null
+      (cd "$consumer" &&
+        run conan install . -pr:a "$root/conan/profiles/debian12" -o "loco/*:with_mpi=True" \
+          --output-folder=build-mpi >/dev/null &&
+        run cmake -S . -B build-mpi -G Ninja -DCMAKE_TOOLCHAIN_FILE=build-mpi/conan_toolchain.cmake \
+          -DCMAKE_BUILD_TYPE=Release -DLOCO_CONSUMER_MPI=ON >/dev/null &&
+        run cmake --build build-mpi --target mpi_app &&
+        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 run build-mpi/mpi_app)
       rm -rf "$conan_home"
       unset CONAN_HOME
-      passed=$((passed + 2))
+      passed=$((passed + 4))
       end conan ;;
     *)
       echo "tools/test.sh: unknown stage '$stage' (deps, release, asan, tsan, fuzz, install, conan)" >&2
