@@ -124,6 +124,23 @@ TEST_CASE("softmax_regression: gradients match finite differences", "[problems][
   check_gradients(o, random_point(o.dimension(), 0.5, 6));
 }
 
+TEST_CASE("mlp: its layout names each layer's weight and bias at their offsets",
+          "[problems][layout]") {
+  auto data = test_problems::random_classes<double>(30, 6, 3, 51);
+  lp::mlp<double> o(data, {{5, 4}, 9, 0.01});
+  const auto l = o.layout();
+  REQUIRE(l.size() == 6);
+  REQUIRE(l.dimension() == o.dimension());
+  REQUIRE(l[0].name == "layer1.weight");
+  REQUIRE(l[0].shape == std::vector<std::size_t>{5, 6});
+  REQUIRE(l.find("layer3.bias").shape == std::vector<std::size_t>{3});
+  for (std::size_t i = 0; i < o.layers(); ++i) {
+    REQUIRE(l[2 * i].offset == o.weight_offset(i));
+    REQUIRE(l[2 * i + 1].offset == o.bias_offset(i));
+  }
+  REQUIRE(loco::tensor::layout_of(o) == l);
+}
+
 TEST_CASE("mlp: gradients match finite differences", "[problems][gradient]") {
   auto data = test_problems::random_classes<double>(30, 6, 3, 51);
   SECTION("one hidden layer") {

@@ -21,6 +21,7 @@
 #include <loco/problems/detail/gemm.hpp>
 #include <loco/problems/detail/rows.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/tensor/layout.hpp>
 #include <loco/tensor/vector.hpp>
 #include <memory>
 #include <span>
@@ -81,6 +82,18 @@ class mlp {
   std::size_t layers() const noexcept { return sizes_.size() - 1; }
   // Widths p, h_1, [h_2,] K.
   std::span<const std::size_t> sizes() const noexcept { return sizes_; }
+  // The named tensors of x: "layer1.weight" (h_1 x p), "layer1.bias" (h_1),
+  // and so on up to the output layer, at weight_offset and bias_offset.
+  tensor::layout layout() const {
+    tensor::layout l;
+    for (std::size_t i = 0; i < layers(); ++i) {
+      const std::string name = "layer" + std::to_string(i + 1);
+      l.add(name + ".weight", {sizes_[i + 1], sizes_[i]});
+      l.add(name + ".bias", {sizes_[i + 1]});
+    }
+    return l;
+  }
+
   // Offsets of W_l and c_l in the flat parameter vector (l = 0 .. layers()-1).
   std::size_t weight_offset(std::size_t l) const noexcept { return weight_at_[l]; }
   std::size_t bias_offset(std::size_t l) const noexcept { return bias_at_[l]; }
