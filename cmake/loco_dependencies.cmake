@@ -52,3 +52,8 @@ if(NOT LOCO_WITH_ZLIB STREQUAL "OFF")
   find_package(ZLIB QUIET)
 endif()
 _loco_component(ZLIB ZLIB_FOUND)
+
+if(NOT LOCO_WITH_TORCH STREQUAL "OFF")
+  find_package(Torch QUIET)
+endif()
+_loco_component(TORCH Torch_FOUND)

@@ -13,6 +13,7 @@ packages=(
   dataset-fashion-mnist
   iproute2
   python3-matplotlib clang-14 libclang-rt-14-dev
+  libtorch-dev
   "$@"
 )
 
