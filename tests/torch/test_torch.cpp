@@ -10,6 +10,7 @@
 #include <loco/comm/in_process.hpp>
 #include <loco/libtorch/objective.hpp>
 #include <loco/stepsize/constant.hpp>
+#include <mutex>
 #include <vector>
 
 namespace {
@@ -174,9 +175,15 @@ TEST_CASE("libtorch adapter: 4 workers of mini-batch SGD equal one process with 
   loco::minibatch_sgd<loco::comm::in_process, loco::stepsize::constant> sync(
       loco::compress::identity{}, {}, loco::stepsize::constant(lr),
       {.schedule = loco::algorithm::schedule::every_step(steps), .seed = 9});
+  // One starting point for all: torch::manual_seed is global, so modules
+  // built on the workers' threads at once would not start alike.
+  const auto x0 = make_objective(make_cnn(), batch).parameters();
+  std::mutex building;
   loco::comm::run_in_process(4, [&](loco::comm::in_process& comm) {
-    auto f = make_objective(make_cnn(), batch);
-    const auto x0 = f.parameters();
+    auto f = [&] {
+      std::lock_guard lock(building);
+      return make_objective(make_cnn(), batch);
+    }();
     replicas[static_cast<std::size_t>(comm.rank())] =
         sync.run(comm, f, std::span<const float>(x0)).local;
   });
