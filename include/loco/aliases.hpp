@@ -10,10 +10,12 @@
 #include <loco/compress/top_k.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
+#include <loco/merge/outer.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <loco/stepsize/delay_adaptive.hpp>
 #include <loco/stepsize/polynomial.hpp>
 #include <loco/stepsize/rescaled.hpp>
+#include <loco/update/adamw.hpp>
 
 namespace loco {
 
@@ -30,6 +32,13 @@ template <class Comm, class Step = stepsize::constant>
 using loscar_sgd = local_sgd<compress::random_k_unscaled, Comm, merge::delay_corrected, Step>;
 template <class Comm, class Step = stepsize::constant>
 using loscar_overwrite = local_sgd<compress::random_k_unscaled, Comm, merge::overwrite, Step>;
+
+// DiLoCo (Douillard et al. 2023): H AdamW steps per round (the schedule's
+// round length), then Nesterov on the averaged outer gradient. Construct as
+//   diloco<Comm>({}, merge::outer_nesterov(0.7, 0.9), stepsize::constant(lr),
+//                {.schedule = algorithm::schedule::rounds(R, H)}, update::adamw());
+template <class Comm, class Step = stepsize::constant>
+using diloco = local_sgd<compress::identity, Comm, merge::outer_nesterov, Step, update::adamw>;
 
 // Asynchronous SGD: Koloskova et al. and Rescaled ASGD.
 template <class Comm>

@@ -14,8 +14,11 @@
 #include <loco/compress.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
+#include <loco/merge/outer.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <loco/stepsize/polynomial.hpp>
+#include <loco/update/adamw.hpp>
+#include <loco/update/momentum.hpp>
 #include <optional>
 #include <tuple>
 
@@ -81,16 +84,17 @@ struct never_stop {
 };
 
 // The 2T == T + save + load + T check for one local_sgd configuration.
-template <class Comm, class T, class C, class M, class S, class... Extra>
-void check_local_sgd(C c, M m, S s, loco::algorithm::local_sgd_options opt, Extra... extra) {
-  using driver = loco::local_sgd<C, Comm, M, S>;
+template <class Comm, class T, class C, class M, class S, class U, class... Extra>
+void check_local_sgd_with(C c, M m, S s, U u, loco::algorithm::local_sgd_options opt,
+                          Extra... extra) {
+  using driver = loco::local_sgd<C, Comm, M, S, U>;
   constexpr std::size_t half = 3, steps = 4;
   temp_dir dir;
   const auto with_rounds = [&](std::size_t rounds, ckpt::resume from = {}) {
     auto o = opt;
     o.schedule = loco::algorithm::schedule::rounds(rounds, steps);
     o.resume = std::move(from);
-    return driver(c, m, s, o);
+    return driver(c, m, s, o, u);
   };
   // A: 2T rounds in one go, saving every T.
   const auto a = run_local<Comm, T>(with_rounds(2 * half), ckpt::every(half, dir / "a"), extra...);
@@ -116,9 +120,24 @@ void check_local_sgd(C c, M m, S s, loco::algorithm::local_sgd_options opt, Extr
   require_same_outcome(a, plain, std::is_same_v<Comm, loco::comm::simulated>);
 }
 
+template <class Comm, class T, class C, class M, class S, class... Extra>
+void check_local_sgd(C c, M m, S s, loco::algorithm::local_sgd_options opt, Extra... extra) {
+  check_local_sgd_with<Comm, T>(c, m, s, loco::update::sgd{}, opt, extra...);
+}
+
 template <class Comm>
 void local_sgd_cases() {
   using namespace loco;
+  SECTION("DiLoCo: AdamW inner steps, Nesterov outer steps (both stateful)") {
+    check_local_sgd_with<Comm, float>(compress::identity{}, merge::outer_nesterov(0.7, 0.9),
+                                      stepsize::constant(0.01), update::adamw(),
+                                      algorithm::local_sgd_options{});
+  }
+  SECTION("momentum inner steps, outer SGD on a random_k support") {
+    check_local_sgd_with<Comm, double>(compress::random_k_unscaled(0.5, 3), merge::outer_sgd(0.8),
+                                       stepsize::constant(0.05), update::momentum(0.9, true),
+                                       algorithm::local_sgd_options{});
+  }
   SECTION("identity, average, Polyak average") {
     algorithm::local_sgd_options opt;
     opt.polyak_average = true;

@@ -30,12 +30,14 @@
 #include <loco/checkpoint/archive.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/concepts.hpp>
+#include <loco/concepts/update_rule.hpp>
 #include <loco/error.hpp>
 #include <loco/merge/inputs.hpp>
 #include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
+#include <loco/update/sgd.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
@@ -112,9 +114,11 @@ namespace algorithm::detail {
 
 // Everything one worker's local_sgd run carries from round to round, with
 // its checkpoint sections listed next to the fields.
-template <class T, class Compressor>
+template <class T, class Compressor, class Update, class MergeRule>
 struct local_sgd_state {
   using compressor_state = compress::state_t<Compressor, T>;
+  using update_state = typename Update::template state<T>;
+  using merge_state = merge::state_t<MergeRule, T>;
 
   std::vector<T> x;                // this worker's model
   std::vector<T> reference;        // general compressors: the last aggregate (equal on all)
@@ -124,15 +128,19 @@ struct local_sgd_state {
   random::stream rng;
   compressor_state own;                   // this worker's encoder
   std::vector<compressor_state> senders;  // general compressors: a decoder per sender
+  update_state update;                    // the inner optimizer's (sgd: none)
+  merge_state merged;                     // an outer optimizer's, equal on all workers
   local_sgd_stats stats;
 
-  local_sgd_state(const Compressor& c, std::span<const T> x0, int n, int me, std::uint64_t seed,
-                  bool general, bool polyak)
+  local_sgd_state(const Compressor& c, const Update& u, const MergeRule& m, std::span<const T> x0,
+                  int n, int me, std::uint64_t seed, bool general, bool polyak)
       : x(x0.begin(), x0.end()),
         reference(general ? x : std::vector<T>{}),
         polyak_sum(polyak ? x0.size() : 0, 0.0),
         rng(seed, static_cast<std::uint64_t>(me)),
-        own(c, x0.size(), static_cast<std::uint64_t>(me)) {
+        own(c, x0.size(), static_cast<std::uint64_t>(me)),
+        update(u, x0.size()),
+        merged(m, x0) {
     if (!general) return;
     senders.reserve(static_cast<std::size_t>(n));
     for (int q = 0; q < n; ++q) senders.emplace_back(c, x0.size(), static_cast<std::uint64_t>(q));
@@ -150,6 +158,14 @@ struct local_sgd_state {
     if (!polyak_sum.empty()) a.section(tags::polyak, field(polyak_sum, "polyak sum"));
     a.section(tags::compressors, checkpoint::compressor_state(own, "compressor state"),
               checkpoint::counted_compressor_states(senders, "sender states", "sender state"));
+    // Only rules with state add a section, so files of stateless runs keep
+    // their layout.
+    if constexpr (compress::saves_state<update_state>) {
+      a.section(tags::update, checkpoint::compressor_state(update, "update state"));
+    }
+    if constexpr (compress::saves_state<merge_state>) {
+      a.section(tags::merge, checkpoint::compressor_state(merged, "merge state"));
+    }
     a.section(tags::stats, field(stats.rounds, "rounds"), field(stats.local_steps, "local steps"),
               field(stats.overlap_steps, "overlap steps"),
               field(stats.skipped_steps, "skipped steps"),
@@ -164,13 +180,13 @@ struct local_sgd_state {
 //   general         C(y - reference), allgathered; reference += mean decoded
 // Allreduced payloads count d (or K) values sent and as many read back;
 // gathered messages count their bytes, each standing for a d-vector.
-template <class T, class Compressor>
+template <class T, class Compressor, class State>
 class local_sgd_exchange {
  public:
   static constexpr bool lossless = compress::traits<Compressor>::lossless;
   static constexpr bool shared = compress::traits<Compressor>::shared_support;
   static constexpr bool general = !lossless && !shared;
-  using state = local_sgd_state<T, Compressor>;
+  using state = State;
 
   local_sgd_exchange(Compressor& c, std::size_t d, int n, int me)
       : compressor_(c), d_(d), n_(n), me_(me), aggregate_(d) {
@@ -257,15 +273,19 @@ class local_sgd_exchange {
 
 }  // namespace algorithm::detail
 
-template <class Compressor, class Comm, class MergeRule, class Stepsize>
+// Update: the inner optimizer of the local steps (update::sgd, momentum,
+// adamw); MergeRule may keep state (merge::outer_nesterov: DiLoCo).
+template <class Compressor, class Comm, class MergeRule, class Stepsize, class Update = update::sgd>
 class local_sgd {
  public:
   using options = algorithm::local_sgd_options;
 
-  local_sgd(Compressor compressor, MergeRule merge, Stepsize step, options opt = {})
+  local_sgd(Compressor compressor, MergeRule merge, Stepsize step, options opt = {},
+            Update update = Update())
       : compressor_(std::move(compressor)),
         merge_(std::move(merge)),
         step_(std::move(step)),
+        update_(std::move(update)),
         opt_(std::move(opt)) {
     if (opt_.round_budget < 0.0 || !std::isfinite(opt_.round_budget)) {
       throw config_error("local_sgd: round_budget " + std::to_string(opt_.round_budget) +
@@ -289,6 +309,7 @@ class local_sgd {
     static_assert(check_communicator<Comm>());
     static_assert(check_merge_rule<MergeRule, T>());
     static_assert(check_stepsize<Stepsize>());
+    static_assert(check_update_rule<Update, T>());
     return run_impl<T>(comm, objective, x0, callbacks...);
   }
 
@@ -312,9 +333,9 @@ class local_sgd {
 
  private:
   template <class T>
-  using state = algorithm::detail::local_sgd_state<T, Compressor>;
+  using state = algorithm::detail::local_sgd_state<T, Compressor, Update, MergeRule>;
   template <class T>
-  using exchange = algorithm::detail::local_sgd_exchange<T, Compressor>;
+  using exchange = algorithm::detail::local_sgd_exchange<T, Compressor, state<T>>;
 
   void validate(int n, std::size_t d, std::size_t x0_size) const {
     const auto per_worker = [&](const char* name, std::size_t size) {
@@ -360,7 +381,8 @@ class local_sgd {
 
     algorithm::local_sgd_result<T> result;
     auto& ledger = result.ledger;
-    state<T> s(compressor_, x0, n, me, opt_.seed, exchange<T>::general, opt_.polyak_average);
+    state<T> s(compressor_, update_, merge_, x0, n, me, opt_.seed, exchange<T>::general,
+               opt_.polyak_average);
     exchange<T> aggregation(compressor_, d, n, me);
     std::vector<T> y(d), g(d);
     algorithm::detail::frame<Comm, algorithm::round_info<T>, Callbacks...> f(
@@ -410,7 +432,8 @@ class local_sgd {
       request.wait();
       f.lap(observe::phase::wait);
       aggregation.finish(f, s, ledger);
-      merge_.apply(aggregation.merge_inputs(std::span<const T>(y)), std::span<T>(s.x));
+      merge::apply_rule(merge_, s.merged, aggregation.merge_inputs(std::span<const T>(y)),
+                        std::span<T>(s.x));
 
       ++s.stats.rounds;
       average.round = r + 1;
@@ -437,8 +460,7 @@ class local_sgd {
       stepsize::context ctx;
       ctx.t = s.t;
       ctx.worker = me;
-      const auto eta = static_cast<T>(step_.eta(ctx));
-      for (std::size_t j = 0; j < g.size(); ++j) s.x[j] -= eta * g[j];
+      update_.step(s.update, std::span<T>(s.x), std::span<const T>(g), step_.eta(ctx));
     }
     if (opt_.polyak_average) {
       for (std::size_t j = 0; j < g.size(); ++j) s.polyak_sum[j] += static_cast<double>(s.x[j]);
@@ -527,12 +549,22 @@ class local_sgd {
            "; compressor=" + checkpoint::compressor_description<Compressor>() +
            "; merge=" + checkpoint::policy_name<MergeRule>() +
            "; stepsize=" + checkpoint::policy_name<Stepsize>() +
-           "; polyak=" + (opt_.polyak_average ? "1" : "0") + ">";
+           "; polyak=" + (opt_.polyak_average ? "1" : "0") + update_description() + ">";
+  }
+  // Runs with the plain sgd step keep the description (and the checkpoints)
+  // they had before update rules existed.
+  static std::string update_description() {
+    if constexpr (std::is_same_v<Update, update::sgd>) {
+      return "";
+    } else {
+      return "; update=" + checkpoint::policy_name<Update>();
+    }
   }
 
   Compressor compressor_;
   MergeRule merge_;
   Stepsize step_;
+  Update update_;
   options opt_;
 };
 

@@ -1,0 +1,194 @@
+// Inner update rules and outer optimizers in local_sgd (DiLoCo), against
+// plain loops written here: 3 workers on noisy quadratics, AdamW or Nesterov
+// momentum inside, Nesterov or SGD outside, on in_process and the simulator;
+// and the special cases that reduce to local and mini-batch SGD.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <loco/algorithm/local_sgd.hpp>
+#include <loco/aliases.hpp>
+#include <loco/comm/in_process.hpp>
+#include <loco/comm/simulated.hpp>
+#include <loco/merge/outer.hpp>
+#include <loco/update/adamw.hpp>
+#include <loco/update/momentum.hpp>
+#include <vector>
+
+namespace {
+
+constexpr int workers = 3;
+constexpr std::size_t dim = 5;
+
+// f_i(x) = 0.5 sum_j a_ij (x_j - b_ij)^2, gradient with N(0, 0.1^2) noise.
+struct noisy_quadratic {
+  using value_type = float;
+  std::vector<float> a, b;
+  explicit noisy_quadratic(int i) {
+    for (std::size_t j = 0; j < dim; ++j) {
+      a.push_back(0.5f + 0.25f * static_cast<float>((j + static_cast<std::size_t>(i)) % 3));
+      b.push_back(static_cast<float>(i) - 1.0f + 0.3f * static_cast<float>(j));
+    }
+  }
+  std::size_t dimension() const { return dim; }
+  double loss(std::span<const float> x) const {
+    double s = 0;
+    for (std::size_t j = 0; j < dim; ++j)
+      s += 0.5 * static_cast<double>(a[j]) * std::pow(static_cast<double>(x[j] - b[j]), 2);
+    return s;
+  }
+  double gradient(std::span<const float> x, std::span<float> g, loco::random::stream& rng) const {
+    for (std::size_t j = 0; j < dim; ++j) {
+      g[j] = a[j] * (x[j] - b[j]) + static_cast<float>(0.1 * rng.normal());
+    }
+    return loss(x);
+  }
+};
+
+struct inner_adamw {
+  float lr, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
+  std::vector<float> m = std::vector<float>(dim), v = std::vector<float>(dim);
+  int t = 0;
+  void step(std::vector<float>& x, const std::vector<float>& g) {
+    ++t;
+    const float c1 = static_cast<float>(1.0 - std::pow(0.9, t));
+    const float c2 = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, t)));
+    for (std::size_t j = 0; j < dim; ++j) {
+      x[j] *= 1.0f - lr * wd;
+      m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+      v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+      x[j] -= (lr / c1) * m[j] / (std::sqrt(v[j]) / c2 + eps);
+    }
+  }
+};
+struct inner_nesterov {
+  float lr, mu = 0.9f;
+  std::vector<float> buf = std::vector<float>(dim);
+  void step(std::vector<float>& x, const std::vector<float>& g) {
+    for (std::size_t j = 0; j < dim; ++j) {
+      buf[j] = mu * buf[j] + g[j];
+      x[j] -= lr * (g[j] + mu * buf[j]);
+    }
+  }
+};
+
+// R rounds of H inner steps; the outer rule sees the mean of the workers'
+// models: x_global <- outer(x_global, x_global - mean).
+template <class Inner, class Outer>
+std::vector<float> reference(Inner inner, Outer outer, std::size_t rounds, std::size_t h,
+                             std::uint64_t seed) {
+  std::vector<float> global(dim, 0.0f);
+  std::vector<std::vector<float>> x(workers, global);
+  std::vector<Inner> inners(workers, inner);
+  std::vector<loco::random::stream> rng;
+  std::vector<noisy_quadratic> f;
+  for (int i = 0; i < workers; ++i) {
+    rng.emplace_back(seed, static_cast<std::uint64_t>(i));
+    f.emplace_back(i);
+  }
+  std::vector<float> g(dim);
+  for (std::size_t r = 0; r < rounds; ++r) {
+    for (std::size_t i = 0; i < workers; ++i) {
+      for (std::size_t s = 0; s < h; ++s) {
+        (void)f[i].gradient(x[i], g, rng[i]);
+        inners[i].step(x[i], g);
+      }
+    }
+    std::vector<float> mean(dim, 0.0f);
+    for (std::size_t j = 0; j < dim; ++j) {
+      for (std::size_t i = 0; i < workers; ++i) mean[j] += x[i][j];
+      mean[j] /= static_cast<float>(workers);
+    }
+    outer(global, mean);
+    for (auto& xi : x) xi = global;
+  }
+  return global;
+}
+
+struct outer_nesterov_loop {
+  float lr = 0.7f, mu = 0.9f;
+  std::vector<float> buf = std::vector<float>(dim);
+  void operator()(std::vector<float>& global, const std::vector<float>& mean) {
+    for (std::size_t j = 0; j < dim; ++j) {
+      const float delta = global[j] - mean[j];
+      buf[j] = mu * buf[j] + delta;
+      global[j] -= lr * (delta + mu * buf[j]);
+    }
+  }
+};
+struct outer_sgd_loop {
+  float lr;
+  void operator()(std::vector<float>& global, const std::vector<float>& mean) {
+    for (std::size_t j = 0; j < dim; ++j) global[j] -= lr * (global[j] - mean[j]);
+  }
+};
+
+template <class Comm, class Driver>
+std::vector<std::vector<float>> run(const Driver& driver) {
+  std::vector<std::vector<float>> out(workers);
+  const auto body = [&](Comm& comm) {
+    noisy_quadratic f(comm.rank());
+    const std::vector<float> x0(dim, 0.0f);
+    out[static_cast<std::size_t>(comm.rank())] =
+        Driver(driver).run(comm, f, std::span<const float>(x0)).local;
+  };
+  if constexpr (std::is_same_v<Comm, loco::comm::simulated>) {
+    loco::comm::run_simulated(workers, body);
+  } else {
+    loco::comm::run_in_process(workers, body);
+  }
+  return out;
+}
+
+void require_close(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  for (std::size_t j = 0; j < got.size(); ++j) {
+    INFO("coordinate " << j);
+    REQUIRE(got[j] == Approx(want[j]).margin(1e-6));
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("diloco: AdamW inside, Nesterov outside, equals the plain loop", "[diloco]",
+                   loco::comm::in_process, loco::comm::simulated) {
+  using namespace loco;
+  diloco<TestType> d({}, merge::outer_nesterov(0.7, 0.9), stepsize::constant(0.02),
+                     {.schedule = algorithm::schedule::rounds(6, 10), .seed = 4}, update::adamw());
+  const auto got = run<TestType>(d);
+  const auto want = reference(inner_adamw{0.02f}, outer_nesterov_loop{}, 6, 10, 4);
+  for (const auto& x : got) require_close(x, want);
+  REQUIRE(got[0] == got[1]);  // replicas are identical
+}
+
+TEMPLATE_TEST_CASE("local_sgd: Nesterov momentum inside, outer SGD, equals the plain loop",
+                   "[diloco]", loco::comm::in_process, loco::comm::simulated) {
+  using namespace loco;
+  local_sgd<compress::identity, TestType, merge::outer_sgd, stepsize::constant, update::momentum> d(
+      {}, merge::outer_sgd(0.8), stepsize::constant(0.05),
+      {.schedule = algorithm::schedule::rounds(5, 4), .seed = 8}, update::momentum(0.9, true));
+  const auto got = run<TestType>(d);
+  const auto want = reference(inner_nesterov{0.05f}, outer_sgd_loop{0.8f}, 5, 4, 8);
+  for (const auto& x : got) require_close(x, want);
+}
+
+TEST_CASE("outer_sgd with lr 1 is plain averaging: local and mini-batch SGD", "[diloco]") {
+  using namespace loco;
+  for (const auto& sched :
+       {algorithm::schedule::rounds(6, 5), algorithm::schedule::every_step(8)}) {
+    local_sgd<compress::identity, comm::in_process, merge::outer_sgd, stepsize::constant> outer(
+        {}, merge::outer_sgd(1.0), stepsize::constant(0.1), {.schedule = sched, .seed = 2});
+    local_sgd<compress::identity, comm::in_process, merge::average, stepsize::constant> plain(
+        {}, {}, stepsize::constant(0.1), {.schedule = sched, .seed = 2});
+    const auto a = run<comm::in_process>(outer);
+    const auto b = run<comm::in_process>(plain);
+    for (std::size_t i = 0; i < workers; ++i) require_close(a[i], b[i]);
+  }
+}
+
+TEST_CASE("update rules and outer optimizers refuse bad hyperparameters by name", "[diloco]") {
+  using namespace loco;
+  REQUIRE_THROWS_WITH(update::adamw(1.0), Catch::Contains("beta1 1.0"));
+  REQUIRE_THROWS_WITH(update::momentum(-0.1), Catch::Contains("mu -0.1"));
+  REQUIRE_THROWS_WITH(merge::outer_nesterov(0.7, 1.0), Catch::Contains("momentum 1.0"));
+  REQUIRE_THROWS_WITH(merge::outer_sgd(0.0), Catch::Contains("lr 0.0"));
+}
