@@ -12,15 +12,7 @@
 #include <memory>
 #include <string>
 
-// GCC's late -Wnull-dereference fires inside Asio after inlining (as in engine.hpp).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
-#pragma GCC diagnostic pop
+#include <loco/comm/tcp/asio.hpp>
 
 #include <loco/comm/tcp/options.hpp>
 #include <loco/error.hpp>
