@@ -18,8 +18,8 @@
 # loco's config finds its dependencies with find_dependency(xtensor),
 # find_dependency(Boost), find_dependency(OpenSSL), find_dependency(MPI),
 # find_dependency(ZLIB), and BLAS as OpenBLAS::OpenBLAS or FindBLAS. With
-# ConanCenter's packages, CMakeDeps generates those configs (file and target
-# names of the ConanCenter recipes: xtensor, xsimd, xtl, xtensor-blas, Boost ->
+# ConanCenter's packages, CMakeDeps generates those configs (the file and target
+# names expected of the ConanCenter recipes, not yet checked against them: xtensor, xsimd, xtl, xtensor-blas, Boost ->
 # Boost::headers, OpenSSL -> OpenSSL::SSL/Crypto, ZLIB -> ZLIB::ZLIB, MPI ->
 # MPI::MPI_CXX, OpenBLAS -> OpenBLAS::OpenBLAS) and CMakeToolchain makes CMake
 # prefer them; with the Debian profile they are Debian's own configs and find
