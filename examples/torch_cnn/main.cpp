@@ -44,6 +44,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef LOCO_EXAMPLE_WITH_TCP
@@ -77,6 +78,9 @@ struct settings {
   std::int64_t hidden = 64;
   std::size_t evaluations = 10;  // per method
   std::size_t test_rows = 10000;
+  // A slow worker: this rank (-1: the last) sleeps this long in every step.
+  int straggler_rank = -1;
+  double straggler_ms = 0.0;
   std::string out = "results/torch_cnn";
   std::string data;
   std::uint64_t seed = 1;
@@ -132,9 +136,12 @@ struct images {
   }
 };
 
-// Draws `batch` of this worker's images uniformly with replacement.
-objective::batch_source sampler(images shard, std::size_t batch) {
-  return [shard = std::move(shard), batch](loco::random::stream& rng) {
+// Draws `batch` of this worker's images uniformly with replacement, after
+// `delay` (a slow worker's extra time per step).
+objective::batch_source sampler(images shard, std::size_t batch,
+                                std::chrono::microseconds delay = {}) {
+  return [shard = std::move(shard), batch, delay](loco::random::stream& rng) {
+    if (delay.count() > 0) std::this_thread::sleep_for(delay);
     const auto n = static_cast<std::uint64_t>(shard.x.size(0));
     auto idx = torch::empty({static_cast<std::int64_t>(batch)}, torch::kLong);
     auto* p = idx.data_ptr<std::int64_t>();
@@ -151,7 +158,8 @@ struct shared_data {
 // Test accuracy and loss of a flat model, in chunks, without autograd.
 struct tester {
   tester(const settings& s, const images& test)
-      : net(make_net(s)), f(net, cross_entropy, sampler(test, 1), example{test.x, test.y}),
+      : net(make_net(s)),
+        f(net, cross_entropy, sampler(test, 1), example{test.x, test.y}),
         data(test) {}
   std::pair<double, double> operator()(std::span<const float> x) {
     f.set_parameters(x);
@@ -182,12 +190,15 @@ struct outcome {
   std::uint64_t bytes = 0;  // every rank's bytes sent
 };
 
-// Evaluates the average model every `every` rounds on rank 0 (every rank
-// takes part in local_sgd's average), keeping the evaluation time out of
-// the training clock.
+// Evaluates the model every `every` rounds on rank 0, keeping the
+// evaluation time out of the training clock. Where a round leaves every
+// replica equal (full averaging, CD-Adam, the async server) that is rank 0's
+// model; otherwise (LOSCAR) the average, which in local_sgd every rank
+// computes together and which costs an allreduce of the model.
 struct evaluator {
   std::string name;
   std::uint64_t every, steps_per_round;
+  bool replicas_agree;
   tester* test;  // rank 0's; null elsewhere
   loco::observe::csv_writer* trace;
   clock_type::time_point start = clock_type::now();
@@ -202,7 +213,7 @@ struct evaluator {
     if (info.round % every != 0 && info.round != info.round_count) return;
     const auto t0 = clock_type::now();
     const double t = seconds();
-    const auto model = info.average_model();  // a collective in local_sgd: every rank
+    const auto model = replicas_agree ? info.model : info.average_model();
     if (test != nullptr) {
       last = (*test)(model);
       info.ledger->record_evaluation(last.first, last.second);
@@ -222,17 +233,20 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
   using namespace loco;
   const int me = comm.rank(), n = comm.size();
   auto net = make_net(s);
-  objective f(net, cross_entropy, sampler(d.train.rows(d.shards[static_cast<std::size_t>(me)]),
-                                          s.batch),
+  const bool slow = me == (s.straggler_rank < 0 ? n + s.straggler_rank : s.straggler_rank);
+  const std::chrono::microseconds delay(slow ? static_cast<long>(s.straggler_ms * 1000.0) : 0);
+  objective f(net, cross_entropy,
+              sampler(d.train.rows(d.shards[static_cast<std::size_t>(me)]), s.batch, delay),
               example{d.test.x.narrow(0, 0, std::min<std::int64_t>(1000, d.test.x.size(0))),
                       d.test.y.narrow(0, 0, std::min<std::int64_t>(1000, d.test.y.size(0)))});
   const std::span<const float> start(x0);
   const bool local = name != "minibatch" && name != "cd_adam" && name != "async";
   const std::size_t h = local ? s.local_steps : 1;
   // async_sgd: rank 0 serves, the others compute `steps` gradients each.
-  const std::uint64_t rounds =
-      name == "async" ? s.steps * static_cast<std::size_t>(n - 1) : std::max<std::size_t>(1, s.steps / h);
-  evaluator eval{name, std::max<std::uint64_t>(1, rounds / s.evaluations), h, test, trace};
+  const std::uint64_t rounds = name == "async" ? s.steps * static_cast<std::size_t>(n - 1)
+                                               : std::max<std::size_t>(1, s.steps / h);
+  evaluator eval{
+      name, std::max<std::uint64_t>(1, rounds / s.evaluations), h, name != "loscar", test, trace};
   observe::progress_bar bar({.every = eval.every, .label = name});
   outcome o{.name = name};
   const auto finish = [&](auto&& result, std::uint64_t done) {
@@ -276,9 +290,9 @@ std::vector<outcome> train_all(Comm& comm, const settings& s, const shared_data&
                                loco::observe::csv_writer* trace) {
   std::optional<tester> test;
   if (comm.rank() == 0) test.emplace(s, d.test);
-  const auto x0 = objective(make_net(s), cross_entropy, sampler(d.test, 1),
-                            example{d.test.x, d.test.y})
-                      .parameters();
+  const auto x0 =
+      objective(make_net(s), cross_entropy, sampler(d.test, 1), example{d.test.x, d.test.y})
+          .parameters();
   std::vector<outcome> outcomes;
   for (const auto& name : s.methods) {
     outcomes.push_back(train_one(comm, name, s, d, x0, test ? &*test : nullptr, trace));
@@ -293,16 +307,16 @@ shared_data load(const settings& s, int workers) {
     const auto n = static_cast<std::int64_t>(s.test_rows);
     d.test = {d.test.x.narrow(0, 0, n), d.test.y.narrow(0, 0, n)};
   }
-  d.shards =
-      loco::data::partition_iid(fm.train.rows(), static_cast<std::size_t>(workers), s.seed);
+  d.shards = loco::data::partition_iid(fm.train.rows(), static_cast<std::size_t>(workers), s.seed);
   return d;
 }
 
 void print_summary(const std::vector<outcome>& outcomes, const settings& s, int workers,
                    std::size_t parameters) {
-  std::printf("\nFashion-MNIST CNN (%zu parameters), %d workers, %zu steps of batch %zu per "
-              "worker (%s)\n",
-              parameters, workers, s.steps, s.batch, s.comm.c_str());
+  std::printf(
+      "\nFashion-MNIST CNN (%zu parameters), %d workers, %zu steps of batch %zu per "
+      "worker (%s)\n",
+      parameters, workers, s.steps, s.batch, s.comm.c_str());
   loco::observe::table t{"method", "test acc %", "test loss", "rounds", "MB sent", "train s"};
   for (const auto& o : outcomes) {
     t.add_row(o.name, 100.0 * o.accuracy, o.loss, o.rounds, static_cast<double>(o.bytes) / 1e6,
@@ -327,6 +341,10 @@ void validate(const settings& s) {
   if (s.channels.size() != 2 || s.channels[0] < 1 || s.channels[1] < 1 || s.hidden < 1) {
     throw loco::config_error("--channels takes two widths >= 1 and --hidden one >= 1");
   }
+  if (!(s.straggler_ms >= 0.0 && s.straggler_ms <= 60000.0)) {
+    throw loco::config_error("--straggler-ms " + std::to_string(s.straggler_ms) +
+                             " must be in [0, 60000]");
+  }
   if (!(s.fraction > 0.0 && s.fraction <= 1.0)) {
     throw loco::config_error("--fraction " + std::to_string(s.fraction) + " must be in (0, 1]");
   }
@@ -337,20 +355,20 @@ int run_rank(Comm& comm, const settings& s) {
   const auto d = load(s, comm.size());
   std::optional<loco::observe::csv_writer> trace;
   if (comm.rank() == 0) {
-    trace.emplace(std::filesystem::path(s.out) / "trace.csv",
-                  std::vector<std::string>{"run", "round", "step", "time_s", "bytes", "loss",
-                                           "accuracy"});
+    trace.emplace(
+        std::filesystem::path(s.out) / "trace.csv",
+        std::vector<std::string>{"run", "round", "step", "time_s", "bytes", "loss", "accuracy"});
   }
   const auto outcomes = train_all(comm, s, d, trace ? &*trace : nullptr);
   if (comm.rank() != 0) return 0;
-  const auto parameters = objective(make_net(s), cross_entropy, sampler(d.test, 1),
-                                    example{d.test.x, d.test.y})
-                              .dimension();
+  const auto parameters =
+      objective(make_net(s), cross_entropy, sampler(d.test, 1), example{d.test.x, d.test.y})
+          .dimension();
   print_summary(outcomes, s, comm.size(), parameters);
-  loco::observe::csv_writer summary(
-      std::filesystem::path(s.out) / "summary.csv",
-      {"method", "accuracy", "loss", "rounds", "bytes", "seconds"});
-  for (const auto& o : outcomes) summary.row(o.name, o.accuracy, o.loss, o.rounds, o.bytes, o.seconds);
+  loco::observe::csv_writer summary(std::filesystem::path(s.out) / "summary.csv",
+                                    {"method", "accuracy", "loss", "rounds", "bytes", "seconds"});
+  for (const auto& o : outcomes)
+    summary.row(o.name, o.accuracy, o.loss, o.rounds, o.bytes, o.seconds);
   trace->flush();
   std::printf("\nwrote %s and %s\nplots: tools/plot.py %s -o %s\n", trace->path().c_str(),
               summary.path().c_str(), trace->path().c_str(), s.out.c_str());
@@ -424,6 +442,10 @@ int main(int argc, char** argv) {
   app.add_option("--evaluations", s.evaluations, "test evaluations per method")
       ->capture_default_str();
   app.add_option("--test-rows", s.test_rows, "test images evaluated (at most 10000)")
+      ->capture_default_str();
+  app.add_option("--straggler-rank", s.straggler_rank, "the slow rank (-1: the last)")
+      ->capture_default_str();
+  app.add_option("--straggler-ms", s.straggler_ms, "the slow rank's extra sleep per step")
       ->capture_default_str();
   app.add_option("--out", s.out, "folder for trace.csv and summary.csv")->capture_default_str();
   app.add_option("--data", s.data, "Fashion-MNIST folder (default: the Debian package's)");
