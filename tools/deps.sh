@@ -14,6 +14,7 @@ packages=(
   iproute2
   python3-matplotlib clang-14 libclang-rt-14-dev
   libtorch-dev
+  python3-torch  # PyTorch's side of experiments/vs_pytorch
   "$@"
 )
 

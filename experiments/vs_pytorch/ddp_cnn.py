@@ -8,6 +8,8 @@ with torch.distributed (gloo) by PyTorch's own data-parallel methods.
   fp16       DDP with the fp16 compression hook
   localsgd   no DDP: PostLocalSGDOptimizer with a PeriodicModelAverager
              (parameters averaged every --period steps from the first)
+  localadamw the same around AdamW (--adam-lr): local AdamW steps with
+             periodic averaging, the nearest PyTorch has to DiLoCo
 
 The same network (conv 3x3, conv 3x3, max-pool 2, fc, fc; widths from
 --channels/--hidden; weights from torch.manual_seed(--seed)), the same
@@ -84,8 +86,8 @@ def evaluate(model, x, y):
 def run_name(a):
     if a.method == "powersgd":
         return f"torch_powersgd_r{a.rank_r}"
-    if a.method == "localsgd":
-        return f"torch_localsgd_p{a.period}"
+    if a.method in ("localsgd", "localadamw"):
+        return f"torch_{a.method}_p{a.period}"
     return f"torch_{a.method}"
 
 
@@ -103,10 +105,11 @@ def train(a):
     torch.manual_seed(a.seed)  # every rank starts from the same weights
     net = CNN(a.channels[0], a.channels[1], a.hidden)
     model, averager = net, None
-    if a.method == "localsgd":
+    if a.method in ("localsgd", "localadamw"):
         averager = PeriodicModelAverager(period=a.period, warmup_steps=0)
-        opt = PostLocalSGDOptimizer(optim=torch.optim.SGD(net.parameters(), lr=a.lr),
-                                    averager=averager)
+        inner = (torch.optim.SGD(net.parameters(), lr=a.lr) if a.method == "localsgd" else
+                 torch.optim.AdamW(net.parameters(), lr=a.adam_lr))
+        opt = PostLocalSGDOptimizer(optim=inner, averager=averager)
     else:
         model = nn.parallel.DistributedDataParallel(net)
         if a.method == "powersgd":
@@ -119,7 +122,7 @@ def train(a):
         opt = torch.optim.SGD(model.parameters(), lr=a.lr)
 
     every = max(1, a.steps // a.evaluations)
-    if a.method == "localsgd":  # evaluate right after an average: replicas agree
+    if averager is not None:  # evaluate right after an average: replicas agree
         every = max(a.period, every // a.period * a.period)
     trace = None
     if rank == 0:
@@ -179,14 +182,16 @@ def main_rank(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", choices=["ddp", "powersgd", "fp16", "localsgd"], default="ddp")
+    p.add_argument("--method", choices=["ddp", "powersgd", "fp16", "localsgd", "localadamw"],
+                   default="ddp")
     p.add_argument("--rank-r", type=int, default=1, help="PowerSGD's matrix rank")
     p.add_argument("--start-iter", type=int, default=10,
                    help="PowerSGD: dense allreduce before this step (torch's default is 1000)")
     p.add_argument("--period", type=int, default=8, help="localsgd: steps between averages")
     p.add_argument("--steps", type=int, default=600, help="SGD steps per worker")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.05, help="SGD's step size")
+    p.add_argument("--adam-lr", type=float, default=0.001, help="AdamW's (localadamw)")
     p.add_argument("--channels", type=lambda s: [int(v) for v in s.split(",")], default=[8, 16])
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--evaluations", type=int, default=10)

@@ -11,9 +11,11 @@
 # BUILD_DIR/examples/torch_cnn/torch_cnn over comm::tcp. Every run gets the
 # same steps per worker, batch, step size and network. The bytes each run put
 # on the wire (the hosts' interface counters) go to DIR/bytes.csv; every
-# evaluation to DIR/seed<k>/trace.csv; then summarize.py writes DIR/table.md
-# and the plots. --straggler-ms makes the last rank sleep that long after
-# every step on both sides (a slow worker).
+# evaluation to DIR/seed<k>/<run>/trace.csv; then summarize.py writes
+# DIR/table.md and the plot. Methods already measured in DIR stay: a second
+# call with --torch/--loco adds or redoes only those. --straggler-ms makes
+# the last rank sleep that long after every step on both sides (a slow
+# worker).
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-}"
@@ -31,7 +33,8 @@ quick=0
 straggler=0
 steps=1000
 evaluations=15
-torch_methods="ddp powersgd:1 powersgd:2 powersgd:4 localsgd:4 localsgd:16 localsgd:64 fp16"
+torch_methods="ddp powersgd:1 powersgd:2 powersgd:4 localsgd:4 localsgd:16 localsgd:64 fp16
+  localadamw:64"
 loco_methods="minibatch local loscar diloco cd_adam"
 common="--batch 32 --lr 0.05 --channels 8,16 --hidden 64"
 test_rows=2000
@@ -49,13 +52,16 @@ while [ $# -gt 0 ]; do
   shift
 done
 mkdir -p "$out" || exit 1
-printf 'run,seed,wire_bytes\n' > "$out/bytes.csv"
+# Appended to, so that a later call can add or redo methods (the last row of
+# a run and seed counts).
+[ -f "$out/bytes.csv" ] || printf 'run,seed,wire_bytes\n' > "$out/bytes.csv"
 
 # torch method spec "powersgd:2" -> ddp_cnn.py flags
 torch_flags() {
   case "$1" in
     powersgd:*) echo "--method powersgd --rank-r ${1#powersgd:}" ;;
     localsgd:*) echo "--method localsgd --period ${1#localsgd:}" ;;
+    localadamw:*) echo "--method localadamw --period ${1#localadamw:}" ;;
     *) echo "--method $1" ;;
   esac
 }
@@ -64,6 +70,7 @@ torch_name() {
   case "$1" in
     powersgd:*) echo "torch_powersgd_r${1#powersgd:}" ;;
     localsgd:*) echo "torch_localsgd_p${1#localsgd:}" ;;
+    localadamw:*) echo "torch_localadamw_p${1#localadamw:}" ;;
     *) echo "torch_$1" ;;
   esac
 }
@@ -81,9 +88,10 @@ if [ "$quick" = 1 ]; then
   dir="$out/seed1"
   mkdir -p "$dir"
   q="--steps 24 --evaluations 2 --test-rows 500"
-  for m in ddp powersgd:1 localsgd:4 fp16; do
+  for m in ddp powersgd:1 localsgd:4 fp16 localadamw:4; do
     # shellcheck disable=SC2046
-    "$py" "$here/ddp_cnn.py" --spawn 2 $(torch_flags "$m") $common $q --out "$dir" || exit 1
+    "$py" "$here/ddp_cnn.py" --spawn 2 $(torch_flags "$m") $common $q \
+      --out "$dir/$(torch_name "$m")" || exit 1
   done
   "$here/../../tools/loco-launch" -n 2 -- "$bin" --comm tcp \
     --methods minibatch,local,diloco --local-steps 4 $common $q --out "$dir/loco" || exit 1
@@ -151,18 +159,17 @@ run_4() {
 for seed in $seeds; do
   dir="$out/seed$seed"
   mkdir -p "$dir"
-  rm -f "$dir/trace.csv"
   s="--steps $steps --evaluations $evaluations --test-rows $test_rows --seed $seed"
   s="$s --straggler-ms $straggler $common"
   for m in $torch_methods; do
     echo "seed $seed: torch $m" >&2
     # shellcheck disable=SC2046
-    run_4 "$(torch_name "$m")" "$py" "$here/ddp_cnn.py" $(torch_flags "$m") $s \
-      --out "$dir" || exit 1
+    name="$(torch_name "$m")"
+    rm -f "$dir/$name/trace.csv"
+    run_4 "$name" "$py" "$here/ddp_cnn.py" $(torch_flags "$m") $s --out "$dir/$name" || exit 1
   done
   for m in $loco_methods; do
     echo "seed $seed: loco $m" >&2
-    # torch_cnn writes one trace per launch: keep each method's rows.
     # shellcheck disable=SC2046
     run_4 "$m" "$bin" --comm tcp $(loco_flags "$m") $s --out "$dir/loco_$m" || exit 1
   done

@@ -2,13 +2,16 @@
 """Summarizes a vs_pytorch run: wall time to a target test accuracy per method,
 as ratios to plain DDP measured in the same run, with the seeds' spread.
 
-  summarize.py DIR [--target ACC] [--baseline torch_ddp]
+  summarize.py DIR [--target ACC] [--budget SECONDS] [--baseline torch_ddp]
 
 Reads DIR/seed*/**/trace.csv (run, round, step, time_s, bytes, loss, accuracy)
 and DIR/bytes.csv (run, seed, wire_bytes); writes DIR/table.md and
 DIR/accuracy_vs_time.png, and prints the table. Without --target, the target
 is the lowest best accuracy of the baseline over the seeds, rounded down to
-half a point: an accuracy the baseline reaches in every seed.
+half a point: an accuracy the baseline reaches in every seed. Without
+--budget, the accuracy column "at T" reads each run at T = the fastest
+PyTorch method's median time to the target; "run s" is the time of the last
+evaluation (at the last step).
 """
 import argparse
 import csv
@@ -49,6 +52,16 @@ def time_to(points, target):
     return math.nan
 
 
+def accuracy_at(points, budget):
+    seen = [acc for t, acc in sorted(points) if t <= budget]
+    return 100 * seen[-1] if seen else math.nan
+
+
+def natural(name):
+    head = name.rstrip("0123456789")
+    return (not name.startswith("torch_"), head, int(name[len(head):] or 0))
+
+
 def spread(values):
     ok = [v for v in values if not math.isnan(v)]
     if not ok:
@@ -65,6 +78,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder")
     p.add_argument("--target", type=float, default=None)
+    p.add_argument("--budget", type=float, default=None)
     p.add_argument("--baseline", default="torch_ddp")
     a = p.parse_args()
     runs = read_traces(a.folder)
@@ -72,7 +86,7 @@ def main():
         print(f"summarize.py: no traces under {a.folder}/seed*/", file=sys.stderr)
         return 1
     wire = read_bytes(a.folder)
-    names = sorted({n for n, _ in runs}, key=lambda n: (not n.startswith("torch_"), n))
+    names = sorted({n for n, _ in runs}, key=natural)
     seeds = sorted({s for _, s in runs})
     base = [runs[(a.baseline, s)] for s in seeds if (a.baseline, s) in runs]
     target = a.target
@@ -84,12 +98,20 @@ def main():
     base_time = {s: time_to(runs[(a.baseline, s)], target) for s in seeds
                  if (a.baseline, s) in runs}
 
-    lines = [f"Target test accuracy {100 * target:.1f}%; seeds {', '.join(seeds)}; "
-             f"median [min, max] over seeds.", "",
-             f"| method | s to target | speed-up vs {a.baseline} | final acc % | wire MB |",
-             "|---|---:|---:|---:|---:|"]
+    budget = a.budget
+    if budget is None:
+        medians = [statistics.median([time_to(runs[(n, s)], target) for s in seeds
+                                      if (n, s) in runs]) for n in names if n.startswith("torch_")]
+        medians = [m for m in medians if not math.isnan(m)]
+        budget = min(medians) if medians else math.inf
+
+    lines = [f"Target test accuracy {100 * target:.1f}%; T = {budget:.1f} s; seeds "
+             f"{', '.join(seeds)}; median [min, max] over seeds.", "",
+             f"| method | s to target | speed-up vs {a.baseline} | acc % at T | final acc % "
+             "| run s | wire MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for n in names:
-        times, ratios, finals, mb = [], [], [], []
+        times, ratios, finals, mb, at, ends = [], [], [], [], [], []
         for s in seeds:
             if (n, s) not in runs:
                 continue
@@ -98,13 +120,15 @@ def main():
             b = base_time.get(s, math.nan)
             ratios.append(b / t if t > 0 and not math.isnan(b) else math.nan)
             finals.append(100 * sorted(runs[(n, s)])[-1][1])
+            ends.append(sorted(runs[(n, s)])[-1][0])
+            at.append(accuracy_at(runs[(n, s)], budget))
             if (n, s) in wire:
                 mb.append(wire[(n, s)] / 1e6)
         ratio = [r for r in ratios if not math.isnan(r)]
         ratio_text = (f"{statistics.median(ratio):.2f}x" +
                       (f" [{min(ratio):.2f}, {max(ratio):.2f}]" if len(ratio) > 1 else "")
                       if ratio else "-")
-        lines.append(f"| {n} | {spread(times)} | {ratio_text} | {spread(finals)} | "
+        lines.append(f"| {n} | {spread(times)} | {ratio_text} | {spread(at)} | {spread(finals)} | {spread(ends)} | "
                      f"{spread(mb) if mb else '-'} |")
     table = "\n".join(lines)
     print(table)

@@ -1,8 +1,11 @@
 // libtorch::module_objective against LibTorch itself: the adapter's gradient
 // is autograd's, one loco SGD step is torch::optim::SGD's, the layout covers
-// the parameters exactly, 4 in-process workers of mini-batch SGD equal one
-// LibTorch process with a 4x batch, and misuse is refused by name.
+// the parameters exactly, 4 workers of mini-batch SGD (on in_process and on
+// tcp) agree and equal one LibTorch process with a 4x batch, and misuse is
+// refused by name.
 #include <catch2/catch.hpp>
+
+#include "../comm_tcp/tcp_world.hpp"  // brings Boost.Asio
 
 #include <torch/torch.h>
 #include <loco/algorithm/local_sgd.hpp>
@@ -11,6 +14,7 @@
 #include <loco/libtorch/objective.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -166,20 +170,32 @@ TEST_CASE("libtorch adapter: one loco SGD step equals torch::optim::SGD's", "[to
   REQUIRE(f.module()->fc->bias.data_ptr<float>()[0] == model[model.size() - 3]);
 }
 
-TEST_CASE("libtorch adapter: 4 workers of mini-batch SGD equal one process with a 4x batch",
-          "[torch]") {
+// Runs fn(comm) on n ranks: threads of comm::in_process, or of comm::tcp
+// over loopback.
+template <class Comm, class Fn>
+void run_world(int n, Fn fn) {
+  if constexpr (std::is_same_v<Comm, loco::comm::in_process>) {
+    loco::comm::run_in_process(n, fn);
+  } else {
+    tcp_test::run_threads(n, fn, [](loco::comm::tcp_options&) {});
+  }
+}
+
+TEMPLATE_TEST_CASE(
+    "libtorch adapter: 4 workers of mini-batch SGD equal one process with a 4x batch", "[torch]",
+    loco::comm::in_process, loco::comm::tcp) {
   constexpr double lr = 0.05;
   constexpr std::size_t steps = 20, batch = 4;
   // loco: worker i draws its batch from stream (seed, i).
   std::vector<std::vector<float>> replicas(4);
-  loco::minibatch_sgd<loco::comm::in_process, loco::stepsize::constant> sync(
+  loco::minibatch_sgd<TestType, loco::stepsize::constant> sync(
       loco::compress::identity{}, {}, loco::stepsize::constant(lr),
       {.schedule = loco::algorithm::schedule::every_step(steps), .seed = 9});
   // One starting point for all: torch::manual_seed is global, so modules
   // built on the workers' threads at once would not start alike.
   const auto x0 = make_objective(make_cnn(), batch).parameters();
   std::mutex building;
-  loco::comm::run_in_process(4, [&](loco::comm::in_process& comm) {
+  run_world<TestType>(4, [&](TestType& comm) {
     auto f = [&] {
       std::lock_guard lock(building);
       return make_objective(make_cnn(), batch);
