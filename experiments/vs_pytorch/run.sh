@@ -2,7 +2,8 @@
 # loco against PyTorch on the same CNN, data and links (docs/experiments/vs_pytorch.md).
 #
 #   sudo experiments/vs_pytorch/run.sh BUILD_DIR [--out DIR] [--seeds "1 2 3"]
-#        [--straggler-ms MS] [--steps N] [--torch "ddp powersgd:1 ..."] [--loco "minibatch ..."]
+#        [--cpu PCT [--slow-cpu PCT]] [--straggler-ms MS] [--steps N]
+#        [--torch "ddp powersgd:1 ..."] [--loco "minibatch ..."]
 #   experiments/vs_pytorch/run.sh BUILD_DIR --quick      2 ranks on loopback, a few steps
 #
 # Each method runs as 4 processes, one per network namespace, joined by links
@@ -13,9 +14,15 @@
 # on the wire (the hosts' interface counters) go to DIR/bytes.csv; every
 # evaluation to DIR/seed<k>/<run>/trace.csv; then summarize.py writes
 # DIR/table.md and the plot. Methods already measured in DIR stay: a second
-# call with --torch/--loco adds or redoes only those. --straggler-ms makes
-# the last rank sleep that long after every step on both sides (a slow
-# worker).
+# call with --torch/--loco adds or redoes only those.
+#
+# Slow workers: --cpu PCT puts every rank in its own CPU cgroup with a quota
+# of PCT% of one core (4 ranks at 50% use the 2 cores of the development
+# machine without contending), and --slow-cpu PCT gives the last rank that
+# quota instead: a worker that is slower and frees nothing for the others.
+# --straggler-ms makes the last rank sleep that long in every step instead;
+# on a machine with fewer cores than ranks its sleep frees CPU for the
+# others, so it hardly slows the run.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-}"
@@ -31,6 +38,8 @@ out="results/vs_pytorch"
 seeds="1"
 quick=0
 straggler=0
+cpu=0
+slow_cpu=0
 steps=1000
 evaluations=15
 torch_methods="ddp powersgd:1 powersgd:2 powersgd:4 localsgd:4 localsgd:16 localsgd:64 fp16
@@ -45,6 +54,8 @@ while [ $# -gt 0 ]; do
     --seeds) seeds="$2"; shift ;;
     --steps) steps="$2"; shift ;;
     --straggler-ms) straggler="$2"; shift ;;
+    --cpu) cpu="$2"; shift ;;
+    --slow-cpu) slow_cpu="$2"; shift ;;
     --torch) torch_methods="$2"; shift ;;
     --loco) loco_methods="$2"; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
@@ -101,9 +112,45 @@ fi
 
 NETNS_TAG="vsp$$" NETNS_SUBNET=10.79.0 NETNS_HOSTS=4 NETNS_RATE="${RATE:-100mbit}"
 . "$here/../common/netns.sh"
-trap netns_down EXIT
+
+# A CPU cgroup per rank (cgroup v1 cpu controller or cgroup v2), when --cpu.
+cgroup_of() { [ "$cpu" = 0 ] || echo "$cg_root/${NETNS_TAG}_r$1"; }
+cgroups_up() {
+  [ "$cpu" = 0 ] && return 0
+  last=$((NETNS_HOSTS - 1))
+  [ "$slow_cpu" = 0 ] && slow_cpu="$cpu"
+  for k in $(netns_hosts); do
+    d="$(cgroup_of "$k")"
+    pct="$cpu"; [ "$k" = "$last" ] && pct="$slow_cpu"
+    mkdir -p "$d" || return 1
+    if [ "$cg_v1" = 1 ]; then
+      echo 100000 > "$d/cpu.cfs_period_us" && echo $((pct * 1000)) > "$d/cpu.cfs_quota_us" || return 1
+    else
+      echo "$((pct * 1000)) 100000" > "$d/cpu.max" || return 1
+    fi
+  done
+  echo "CPU quotas: $cpu% of a core per rank, rank $last $slow_cpu%" >&2
+}
+cgroups_down() {
+  [ "$cpu" = 0 ] && return 0
+  for k in $(netns_hosts); do rmdir "$(cgroup_of "$k")" 2>/dev/null; done
+}
+if [ "$cpu" != 0 ]; then
+  if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+    cg_v1=1; cg_root=/sys/fs/cgroup/cpu
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    cg_v1=0; cg_root=/sys/fs/cgroup
+    echo "+cpu" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null
+  else
+    echo "run.sh: --cpu needs a CPU cgroup controller (/sys/fs/cgroup/cpu or cgroup v2)" >&2
+    exit 2
+  fi
+fi
+cleanup() { netns_down; cgroups_down; }
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 netns_up || exit 1
+cgroups_up || { echo "run.sh: cannot set the CPU quotas" >&2; exit 1; }
 
 wire_bytes() {
   total=0
@@ -118,7 +165,9 @@ run_4() {
   before=$(wire_bytes)
   for k in $(netns_hosts); do rm -f "$dir/$name.rank$k.rc"; done
   for k in $(netns_hosts); do
-    ( netns_exec "$k" env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 GLOO_SOCKET_IFNAME=vh \
+    # sh -c: the rank joins its cgroup (if any), then becomes the program.
+    ( netns_exec "$k" sh -c '[ -z "$1" ] || echo $$ > "$1/cgroup.procs"; shift; exec "$@"' \
+        sh "$(cgroup_of "$k")" env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 GLOO_SOCKET_IFNAME=vh \
         RANK=$k WORLD_SIZE=4 MASTER_ADDR="$(netns_addr 0)" MASTER_PORT=$port \
         LOCO_RANK=$k LOCO_WORLD_SIZE=4 LOCO_COORDINATOR="$(netns_addr 0):$port" \
         LOCO_TOKEN="vs-pytorch-$$" LOCO_LISTEN_HOST="$(netns_addr "$k")" LOCO_TIMEOUT_MS=120000 \
