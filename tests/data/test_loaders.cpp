@@ -182,9 +182,11 @@ TEST_CASE("libsvm: a huge feature index is refused before the dense matrix is bu
 TEST_CASE("fashion_mnist: a split parses from memory as from files", "[data][idx]") {
   // The in-memory entry point the IDX fuzz target uses.
   auto idx = [](const std::vector<std::uint8_t>& dims_be, std::size_t payload, std::uint8_t fill) {
-    std::vector<std::uint8_t> b{0, 0, 8, static_cast<std::uint8_t>(dims_be.size() / 4)};
-    b.insert(b.end(), dims_be.begin(), dims_be.end());
-    b.resize(b.size() + payload, fill);
+    std::vector<std::uint8_t> b(4 + dims_be.size() + payload, fill);
+    b[0] = b[1] = 0;
+    b[2] = 8;
+    b[3] = static_cast<std::uint8_t>(dims_be.size() / 4);
+    for (std::size_t i = 0; i < dims_be.size(); ++i) b[4 + i] = dims_be[i];
     return b;
   };
   const auto images = idx({0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28}, 2 * 784, 51);
