@@ -9,13 +9,19 @@
 //   start aggregating y (non-blocking)
 //   Q_i more local steps while it is in flight            -> z (x holds it)
 //   wait; merge rule combines z, y and the aggregate      -> x
+// With fragments (Streaming DiLoCo), round r exchanges and merges only the
+// coordinates of fragment r mod P; with mixing alpha the merged values are
+// alpha z + (1 - alpha) merge(...).
 // What travels depends on the compressor:
 //   lossless (identity fp32)  the dense snapshot, averaged by iallreduce
 //   shared support (random_k) the K snapshot values on the round's support,
 //                             averaged by iallreduce; indices are never sent
 //   any other compressor      C(y - ref), where ref is the last aggregate
-//                             (equal on all workers); messages are
-//                             allgathered, decoded and averaged: ref += mean
+//                             (equal on all workers), or the last global
+//                             model of an outer optimizer, so what is
+//                             compressed is DiLoCo's outer gradient;
+//                             messages are allgathered, decoded and
+//                             averaged: ref += mean
 // The driver never asks which communicator it runs on.
 #include <algorithm>
 #include <cmath>
@@ -26,6 +32,7 @@
 #include <loco/algorithm/callbacks.hpp>
 #include <loco/algorithm/detail/checks.hpp>
 #include <loco/algorithm/detail/frame.hpp>
+#include <loco/algorithm/fragments.hpp>
 #include <loco/algorithm/schedule.hpp>
 #include <loco/checkpoint/archive.hpp>
 #include <loco/comm/types.hpp>
@@ -37,6 +44,7 @@
 #include <loco/random/stream.hpp>
 #include <loco/sim/hooks.hpp>
 #include <loco/tensor/finite.hpp>
+#include <loco/tensor/layout.hpp>
 #include <loco/update/sgd.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
@@ -64,6 +72,13 @@ struct local_sgd_options {
   // (at most max_overlap_steps). Real transports only: not reproducible.
   bool overlap_until_arrival = false;
   std::size_t max_overlap_steps = 64;
+  // Streaming DiLoCo: round r synchronises fragment r mod P of the model
+  // (algorithm/fragments.hpp), so a fragment syncs every P rounds.
+  algorithm::fragments fragments{};
+  // alpha in [0, 1): after a merge, x = alpha z + (1 - alpha) merged on the
+  // synchronised coordinates, z being the worker's own values (0: the merge
+  // rule's result as it is).
+  double mixing = 0.0;
   // Also return the Polyak-Ruppert average of the iterates.
   bool polyak_average = false;
   std::uint64_t seed = 0;
@@ -126,24 +141,30 @@ struct local_sgd_state {
   std::uint64_t polyak_count = 0;
   std::uint64_t t = 0;  // local steps taken
   random::stream rng;
-  compressor_state own;                   // this worker's encoder
-  std::vector<compressor_state> senders;  // general compressors: a decoder per sender
+  std::vector<compressor_state> own;      // this worker's encoder, one per fragment
+  std::vector<compressor_state> senders;  // general compressors: per fragment, a decoder per sender
   update_state update;                    // the inner optimizer's (sgd: none)
   merge_state merged;                     // an outer optimizer's, equal on all workers
   local_sgd_stats stats;
 
+  // `fragment_sizes`: the number of values of each fragment (one entry: the
+  // whole model).
   local_sgd_state(const Compressor& c, const Update& u, const MergeRule& m, std::span<const T> x0,
-                  int n, int me, std::uint64_t seed, bool general, bool polyak)
+                  int n, int me, std::uint64_t seed, bool general, bool polyak,
+                  std::span<const std::size_t> fragment_sizes)
       : x(x0.begin(), x0.end()),
         reference(general ? x : std::vector<T>{}),
         polyak_sum(polyak ? x0.size() : 0, 0.0),
         rng(seed, static_cast<std::uint64_t>(me)),
-        own(c, x0.size(), static_cast<std::uint64_t>(me)),
         update(u, x0.size()),
         merged(m, x0) {
+    own.reserve(fragment_sizes.size());
+    for (std::size_t size : fragment_sizes) own.emplace_back(c, size, static_cast<std::uint64_t>(me));
     if (!general) return;
-    senders.reserve(static_cast<std::size_t>(n));
-    for (int q = 0; q < n; ++q) senders.emplace_back(c, x0.size(), static_cast<std::uint64_t>(q));
+    senders.reserve(fragment_sizes.size() * static_cast<std::size_t>(n));
+    for (std::size_t size : fragment_sizes) {
+      for (int q = 0; q < n; ++q) senders.emplace_back(c, size, static_cast<std::uint64_t>(q));
+    }
   }
 
   template <class Archive>
@@ -156,8 +177,15 @@ struct local_sgd_state {
     a.section(tags::rng, field(rng, "rng"));
     if (!reference.empty()) a.section(tags::reference, field(reference, "reference"));
     if (!polyak_sum.empty()) a.section(tags::polyak, field(polyak_sum, "polyak sum"));
-    a.section(tags::compressors, checkpoint::compressor_state(own, "compressor state"),
-              checkpoint::counted_compressor_states(senders, "sender states", "sender state"));
+    // One fragment keeps the layout files had before fragments existed;
+    // the description records the count, so files of other counts are refused.
+    if (own.size() == 1) {
+      a.section(tags::compressors, checkpoint::compressor_state(own[0], "compressor state"),
+                checkpoint::counted_compressor_states(senders, "sender states", "sender state"));
+    } else {
+      a.section(tags::compressors, checkpoint::compressor_states(own, "fragment compressor state"),
+                checkpoint::counted_compressor_states(senders, "sender states", "sender state"));
+    }
     // Only rules with state add a section, so files of stateless runs keep
     // their layout.
     if constexpr (compress::saves_state<update_state>) {
@@ -178,8 +206,11 @@ struct local_sgd_state {
 //   lossless        y, averaged by iallreduce
 //   shared support  y on the round's support, averaged by iallreduce
 //   general         C(y - reference), allgathered; reference += mean decoded
-// Allreduced payloads count d (or K) values sent and as many read back;
-// gathered messages count their bytes, each standing for a d-vector.
+// Only the round's fragment travels: its coordinates (all of them without
+// fragments) are gathered into a contiguous buffer, and the compressor state
+// of that fragment encodes them.
+// Allreduced payloads count the values sent and as many read back;
+// gathered messages count their bytes, each standing for the fragment.
 template <class T, class Compressor, class State>
 class local_sgd_exchange {
  public:
@@ -188,35 +219,68 @@ class local_sgd_exchange {
   static constexpr bool general = !lossless && !shared;
   using state = State;
 
-  local_sgd_exchange(Compressor& c, std::size_t d, int n, int me)
-      : compressor_(c), d_(d), n_(n), me_(me), aggregate_(d) {
+  // `parts`: the fragments' coordinates (empty: one fragment, the model).
+  local_sgd_exchange(Compressor& c, std::size_t d, int n, int me,
+                     std::vector<std::vector<std::uint32_t>> parts)
+      : compressor_(c), d_(d), n_(n), me_(me), parts_(std::move(parts)) {
+    std::size_t largest = d;
+    if (!parts_.empty()) {
+      largest = 0;
+      for (const auto& p : parts_) largest = std::max(largest, p.size());
+    }
+    aggregate_.resize(largest);
+    own_.reserve(largest);
+    if constexpr (shared) mapped_.reserve(largest);
     if constexpr (general) {
       sources_ = rank_sources("local_sgd message", n);
-      delta_.resize(d);
-      decoded_.resize(d);
+      delta_.resize(largest);
+      decoded_.resize(largest);
     }
   }
 
-  // Starts aggregating the snapshot y of round r; returns its request.
+  std::size_t fragment_count() const noexcept { return parts_.empty() ? 1 : parts_.size(); }
+  std::size_t fragment_of(std::size_t round) const noexcept { return round % fragment_count(); }
+  // The coordinates of fragment p, ascending; empty for the whole model.
+  std::span<const std::uint32_t> coordinates(std::size_t p) const noexcept {
+    if (parts_.empty()) return {};
+    return parts_[p];
+  }
+  std::size_t size_of(std::size_t p) const noexcept {
+    return parts_.empty() ? d_ : parts_[p].size();
+  }
+
+  // Starts aggregating fragment p of the snapshot y in round r; returns its
+  // request.
   template <class Frame>
-  auto start(Frame& f, state& s, std::span<const T> y, std::size_t r, observe::ledger& ledger) {
+  auto start(Frame& f, state& s, std::span<const T> y, std::size_t r, std::size_t p,
+             observe::ledger& ledger) {
     const std::uint64_t n = static_cast<std::uint64_t>(n_);
+    p_ = p;
+    const auto at = coordinates(p);
+    const std::size_t m = size_of(p);
     if constexpr (lossless) {
-      std::copy(y.begin(), y.end(), aggregate_.begin());
-      count_reduced(ledger, d_ * sizeof(T), n);
-      return f.comm().iallreduce(std::span<T>(aggregate_), comm::reduce_op::average);
+      gather(y, at, aggregate_.data(), m);
+      count_reduced(ledger, m * sizeof(T), m, n);
+      return f.comm().iallreduce(std::span<T>(aggregate_.data(), m), comm::reduce_op::average);
     } else if constexpr (shared) {
-      support_ = compressor_.support(s.own, r);
+      support_ = compressor_.support(s.own[p], r);
+      if (!at.empty()) {  // the support is drawn in fragment coordinates
+        mapped_.clear();
+        for (const auto k : support_) mapped_.push_back(at[k]);
+        support_ = mapped_;
+      }
       values_.resize(support_.size());
       for (std::size_t k = 0; k < support_.size(); ++k) values_[k] = y[support_[k]];
-      count_reduced(ledger, support_.size() * sizeof(T), n);
+      count_reduced(ledger, support_.size() * sizeof(T), m, n);
       f.lap(observe::phase::compress);
       return f.comm().iallreduce(std::span<T>(values_), comm::reduce_op::average);
     } else {
-      for (std::size_t j = 0; j < d_; ++j) delta_[j] = y[j] - s.reference[j];
+      gather(y, at, delta_.data(), m);
+      gather(std::span<const T>(s.reference), at, decoded_.data(), m);
+      for (std::size_t k = 0; k < m; ++k) delta_[k] -= decoded_[k];
       message_.clear();
-      compressor_.encode(std::span<const T>(delta_), s.own, message_);
-      ledger.add_sent(message_.size(), d_);
+      compressor_.encode(std::span<const T>(delta_.data(), m), s.own[p], message_);
+      ledger.add_sent(message_.size(), m);
       f.lap(observe::phase::compress);
       return f.comm().iallgather(message_.bytes(), gathered_);
     }
@@ -227,45 +291,96 @@ class local_sgd_exchange {
   template <class Frame>
   void finish(Frame& f, state& s, observe::ledger& ledger) {
     if constexpr (general) {
-      std::fill(aggregate_.begin(), aggregate_.end(), T{0});
+      const auto at = coordinates(p_);
+      const std::size_t m = size_of(p_);
+      std::fill(aggregate_.begin(), aggregate_.begin() + static_cast<std::ptrdiff_t>(m), T{0});
       for (int q = 0; q < n_; ++q) {
         const auto i = static_cast<std::size_t>(q);
         ledger.add_all_workers_sent(gathered_[i].size());
-        if (q != me_) ledger.add_received(gathered_[i].size(), d_);
+        if (q != me_) ledger.add_received(gathered_[i].size(), m);
         wire::view in(gathered_[i], sources_[i]);
-        compressor_.decode(in, s.senders[i], std::span<T>(decoded_));
-        for (std::size_t j = 0; j < d_; ++j) aggregate_[j] += decoded_[j];
+        compressor_.decode(in, s.senders[p_ * static_cast<std::size_t>(n_) + i],
+                           std::span<T>(decoded_.data(), m));
+        for (std::size_t k = 0; k < m; ++k) aggregate_[k] += decoded_[k];
       }
       const T inv = T{1} / static_cast<T>(n_);
-      for (std::size_t j = 0; j < d_; ++j) {
-        s.reference[j] += aggregate_[j] * inv;
-        aggregate_[j] = s.reference[j];
+      for (std::size_t k = 0; k < m; ++k) {
+        T& ref = s.reference[at.empty() ? k : at[k]];
+        ref += aggregate_[k] * inv;
+        aggregate_[k] = ref;
       }
       f.lap(observe::phase::compress);
     }
   }
 
-  // What the merge rule sees: the snapshot and the aggregate (on the
-  // support, for shared-support compressors).
+  // What the merge rule sees: the snapshot and the aggregate over the
+  // round's coordinates (the support, or the fragment).
   merge::inputs<T> merge_inputs(std::span<const T> y) const {
     if constexpr (shared) return {y, values_, support_};
-    return {y, aggregate_, {}};
+    return {y, std::span<const T>(aggregate_.data(), size_of(p_)), coordinates(p_)};
+  }
+  // After the merge: an outer optimizer's new global model becomes the
+  // reference, so the next message compresses the outer gradient itself.
+  void rebase(state& s) const {
+    if constexpr (general) {
+      const auto global = merge::global_model<T>(s.merged);
+      if (global.empty()) return;
+      const auto at = coordinates(p_);
+      for (std::size_t k = 0; k < size_of(p_); ++k) {
+        const std::size_t j = at.empty() ? k : at[k];
+        s.reference[j] = global[j];
+      }
+    }
+  }
+
+  // Mixing (Streaming DiLoCo's alpha): keep_own(x) before the merge, then
+  // mix(x, alpha) sets x = alpha own + (1 - alpha) x on the merged coordinates.
+  void keep_own(std::span<const T> x) {
+    const auto at = merged_coordinates();
+    own_.resize(at.empty() ? d_ : at.size());
+    gather(x, at, own_.data(), own_.size());
+  }
+  void mix(std::span<T> x, T alpha) const {
+    const auto at = merged_coordinates();
+    for (std::size_t k = 0; k < own_.size(); ++k) {
+      T& v = x[at.empty() ? k : at[k]];
+      v = alpha * own_[k] + (T{1} - alpha) * v;
+    }
   }
 
  private:
-  void count_reduced(observe::ledger& ledger, std::uint64_t bytes, std::uint64_t n) const {
-    ledger.add_sent(bytes, d_);
-    ledger.add_received(bytes, d_);
+  // The coordinates the merge writes (empty: all).
+  std::span<const std::uint32_t> merged_coordinates() const noexcept {
+    if constexpr (shared) return support_;
+    return coordinates(p_);
+  }
+
+  static void gather(std::span<const T> from, std::span<const std::uint32_t> at, T* to,
+                     std::size_t m) {
+    if (at.empty()) {
+      std::copy(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(m), to);
+    } else {
+      for (std::size_t k = 0; k < m; ++k) to[k] = from[at[k]];
+    }
+  }
+  void count_reduced(observe::ledger& ledger, std::uint64_t bytes, std::uint64_t values,
+                     std::uint64_t n) const {
+    ledger.add_sent(bytes, values);
+    ledger.add_received(bytes, values);
     ledger.add_all_workers_sent(n * bytes);
   }
 
   Compressor& compressor_;
   std::size_t d_;
   int n_, me_;
+  std::vector<std::vector<std::uint32_t>> parts_;
+  std::size_t p_ = 0;  // the fragment in flight
   std::vector<T> aggregate_;
   std::span<const std::uint32_t> support_;
+  std::vector<std::uint32_t> mapped_;  // a fragment's support in model coordinates
   std::vector<T> values_;  // the snapshot's values on the support, then their average
   std::vector<T> delta_, decoded_;
+  std::vector<T> own_;  // the worker's values on the merged coordinates, when mixing
   wire::buffer message_;
   std::vector<wire::buffer> gathered_;
   std::vector<std::string> sources_;
@@ -291,6 +406,11 @@ class local_sgd {
       throw config_error("local_sgd: round_budget " + std::to_string(opt_.round_budget) +
                          " must be finite and >= 0");
     }
+    if (!(opt_.mixing >= 0.0 && opt_.mixing < 1.0)) {
+      throw config_error("local_sgd: mixing " + std::to_string(opt_.mixing) +
+                         " is outside [0, 1)");
+    }
+    if (opt_.fragments.count == 0) throw config_error("local_sgd: fragments.count 0 must be >= 1");
     if (opt_.overlap_until_arrival && opt_.max_overlap_steps == 0) {
       throw config_error("local_sgd: max_overlap_steps 0 must be >= 1 with overlap_until_arrival");
     }
@@ -379,11 +499,19 @@ class local_sgd {
     validate(n, d, x0.size());
     algorithm::detail::require_same_dimension(comm, d, "local_sgd");
 
+    auto parts = opt_.fragments.of(tensor::layout_of(objective));
+    std::vector<std::size_t> fragment_sizes{d};
+    if (!parts.empty()) {
+      fragment_sizes.clear();
+      for (const auto& p : parts) fragment_sizes.push_back(p.size());
+    }
+
     algorithm::local_sgd_result<T> result;
     auto& ledger = result.ledger;
     state<T> s(compressor_, update_, merge_, x0, n, me, opt_.seed, exchange<T>::general,
-               opt_.polyak_average);
-    exchange<T> aggregation(compressor_, d, n, me);
+               opt_.polyak_average, fragment_sizes);
+    exchange<T> aggregation(compressor_, d, n, me, std::move(parts));
+    const bool mixing = opt_.mixing != 0.0;
     std::vector<T> y(d), g(d);
     algorithm::detail::frame<Comm, algorithm::round_info<T>, Callbacks...> f(
         comm, ledger, identity<T>(d, n, me), callbacks...);
@@ -415,7 +543,8 @@ class local_sgd {
       y = s.x;  // the snapshot
       f.lap(observe::phase::compute);
 
-      auto request = aggregation.start(f, s, std::span<const T>(y), r, ledger);
+      auto request =
+          aggregation.start(f, s, std::span<const T>(y), r, aggregation.fragment_of(r), ledger);
       f.lap(observe::phase::communicate);
 
       // Overlap: keep stepping while the aggregate is in flight.
@@ -432,8 +561,11 @@ class local_sgd {
       request.wait();
       f.lap(observe::phase::wait);
       aggregation.finish(f, s, ledger);
+      if (mixing) aggregation.keep_own(s.x);
       merge::apply_rule(merge_, s.merged, aggregation.merge_inputs(std::span<const T>(y)),
                         std::span<T>(s.x));
+      aggregation.rebase(s);
+      if (mixing) aggregation.mix(std::span<T>(s.x), static_cast<T>(opt_.mixing));
 
       ++s.stats.rounds;
       average.round = r + 1;
@@ -549,7 +681,8 @@ class local_sgd {
            "; compressor=" + checkpoint::compressor_description<Compressor>() +
            "; merge=" + checkpoint::policy_name<MergeRule>() +
            "; stepsize=" + checkpoint::policy_name<Stepsize>() +
-           "; polyak=" + (opt_.polyak_average ? "1" : "0") + update_description() + ">";
+           "; polyak=" + (opt_.polyak_average ? "1" : "0") + update_description() +
+           fragments_description() + ">";
   }
   // Runs with the plain sgd step keep the description (and the checkpoints)
   // they had before update rules existed.
@@ -559,6 +692,13 @@ class local_sgd {
     } else {
       return "; update=" + checkpoint::policy_name<Update>();
     }
+  }
+
+  // Likewise runs without fragments.
+  std::string fragments_description() const {
+    if (opt_.fragments.count == 1) return "";
+    return "; fragments=" + std::to_string(opt_.fragments.count) + " " +
+           algorithm::fragments::name_of(opt_.fragments.by);
   }
 
   Compressor compressor_;

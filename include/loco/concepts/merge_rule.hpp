@@ -60,6 +60,19 @@ void apply_rule(const M& rule, S& state, const inputs<T>& in, std::span<T> x) {
   }
 }
 
+// The last global model, for rules whose state keeps one (the outer
+// optimizers); empty for the others. Compressed exchanges take outer
+// gradients against it.
+template <class T, class S>
+std::span<const T> global_model(const S& state) noexcept {
+  if constexpr (requires { state.global; }) {
+    return state.global;
+  } else {
+    (void)state;
+    return {};
+  }
+}
+
 }  // namespace loco::merge
 
 namespace loco {
