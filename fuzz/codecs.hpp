@@ -4,8 +4,8 @@
 //   u8  codec        which compressor (modulo codec::count)
 //   u8  setting      bit 0: double values (else float); bits 1..7: p
 //   u16 d            vector length is 1 + d % max_d
-// and p picks k (top_k, random_k: 1 + p % d, or d when p = 127) or the
-// levels s of qsgd (one of qsgd_levels).
+// and p picks k (top_k, random_k: 1 + p % d, or d when p = 127), the
+// levels s of qsgd (one of qsgd_levels) or fp4's block (1 + p).
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -26,11 +26,13 @@ enum class codec : std::uint8_t {
   qsgd,
   scaled_sign,
   natural,
+  fp4,
   count
 };
 inline constexpr const char* codec_names[] = {"identity", "fp16",        "bf16",
                                               "top_k",    "random_k",    "random_k_unscaled",
-                                              "qsgd",     "scaled_sign", "natural"};
+                                              "qsgd",     "scaled_sign", "natural",
+                                              "fp4"};
 
 // Longer than a dense block (2048 entries), so the block loop is covered.
 inline constexpr std::size_t max_d = 2560;
@@ -94,6 +96,8 @@ void with_codec(const codec_config& c, F&& f) {
       return typed(lc::scaled_sign{});
     case codec::natural:
       return typed(lc::natural(5));
+    case codec::fp4:
+      return typed(lc::fp4(1u + c.p));
     case codec::count:
       break;
   }

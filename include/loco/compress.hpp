@@ -4,6 +4,7 @@
 #include <loco/compress/ef21.hpp>
 #include <loco/compress/error_feedback.hpp>
 #include <loco/compress/fp16.hpp>
+#include <loco/compress/fp4.hpp>
 #include <loco/compress/identity.hpp>
 #include <loco/compress/natural.hpp>
 #include <loco/compress/qsgd.hpp>

@@ -61,6 +61,10 @@ inline lc::natural make<lc::natural>() {
   return lc::natural(11);
 }
 template <>
+inline lc::fp4 make<lc::fp4>() {
+  return lc::fp4(8);  // several blocks, the last one short, in small test vectors
+}
+template <>
 inline lc::error_feedback<lc::top_k> make<lc::error_feedback<lc::top_k>>() {
   return lc::error_feedback<lc::top_k>(lc::top_k(0.1));
 }
@@ -93,7 +97,8 @@ using all_plain =
                with<lc::random_k, double>, with<lc::random_k_unscaled, float>,
                with<lc::random_k_unscaled, double>, with<lc::qsgd, float>, with<lc::qsgd, double>,
                with<lc::scaled_sign, float>, with<lc::scaled_sign, double>,
-               with<lc::natural, float>, with<lc::natural, double>>;
+               with<lc::natural, float>, with<lc::natural, double>, with<lc::fp4, float>,
+               with<lc::fp4, double>>;
 
 // Plain compressors and decorators: everything that encodes a message.
 using all_compressors = decltype(std::tuple_cat(
@@ -109,7 +114,8 @@ using checks_every_entry = std::tuple<
     with<lc::identity, float>, with<lc::identity, double>, with<lc::fp16, float>,
     with<lc::bf16, double>, with<lc::top_k, float>, with<lc::top_k, double>, with<lc::qsgd, float>,
     with<lc::qsgd, double>, with<lc::scaled_sign, float>, with<lc::scaled_sign, double>,
-    with<lc::natural, float>, with<lc::natural, double>, with<lc::error_feedback<lc::top_k>, float>,
+    with<lc::natural, float>, with<lc::natural, double>, with<lc::fp4, float>,
+    with<lc::fp4, double>, with<lc::error_feedback<lc::top_k>, float>,
     with<lc::error_feedback<lc::random_k_unscaled>, double>, with<lc::ef21<lc::top_k>, float>>;
 
 // Randomised compressors: the same seed and stream replay the same bytes.

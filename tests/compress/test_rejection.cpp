@@ -187,6 +187,33 @@ TEST_CASE("scaled_sign and natural reject bad scales, exponents and padding", "[
   CHECK(field_of<lc::natural, double>(lc::natural{}, bad, d) == "exponents");
 }
 
+TEST_CASE("fp4 rejects bad blocks, scales and padding", "[compress][wire]") {
+  const std::size_t d = 13;  // blocks of 8: two scales, 7 code bytes with 4 padding bits
+  const lc::fp4 c(8);
+  const buffer good = encode_one<lc::fp4, float>(c, d);
+  REQUIRE(good.size() == c.wire_bytes<float>(d));
+  CHECK(field_of<lc::fp4, float>(lc::fp4(16), good, d) == "block");
+  auto bad = good;
+  poke<std::uint32_t>(bad, 16, 0);
+  CHECK(field_of<lc::fp4, float>(c, bad, d) == "block");
+  for (const float scale : {-1.0f, std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::max() / 5.0f}) {
+    INFO("scale " << scale);
+    bad = good;
+    poke<float>(bad, 16 + 4 + 4, scale);  // the second block's
+    CHECK(field_of<lc::fp4, float>(c, bad, d) == "scales");
+  }
+  bad = good;
+  poke8(bad, bad.size() - 1,
+        static_cast<std::uint8_t>(static_cast<unsigned>(good.data()[good.size() - 1]) | 0x10u));
+  CHECK(field_of<lc::fp4, float>(c, bad, d) == "codes");
+  // The largest valid scale decodes to finite values.
+  bad = good;
+  poke<float>(bad, 16 + 4, lc::fp4::max_scale<float>());
+  CHECK(field_of<lc::fp4, float>(c, bad, d).empty());
+}
+
 TEST_CASE("dense messages reject non-finite values", "[compress][wire]") {
   const std::size_t d = 9;
   auto b = encode_one<lc::identity, double>(lc::identity{}, d);

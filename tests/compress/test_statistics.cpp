@@ -2,6 +2,8 @@
 // tolerance is a number of standard errors of the quantity estimated.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -219,6 +221,45 @@ TEST_CASE("qsgd and natural produce values on their grids", "[compress][stats]")
     }
   });
   CHECK(std::abs(mean.mean - static_cast<double>(tiny[0])) <= 5 * mean.se());
+}
+
+TEST_CASE("fp4 rounds each entry to the nearest point of its block's e2m1 grid", "[compress][stats]") {
+  const std::size_t block = 16;
+  const auto v = test_vector<float>(100, 3);  // 7 blocks, the last of 4 entries
+  const auto out = round_trip(lc::fp4(block), std::span<const float>(v));
+  for (std::size_t b = 0; b * block < v.size(); ++b) {
+    const std::size_t end = std::min(v.size(), (b + 1) * block);
+    float amax = 0;
+    for (std::size_t j = b * block; j < end; ++j) amax = std::max(amax, std::abs(v[j]));
+    const float scale = amax / 6;
+    for (std::size_t j = b * block; j < end; ++j) {
+      INFO("entry " << j << ": " << v[j] << " -> " << out[j] << ", scale " << scale);
+      // The nearest of the 8 magnitudes (ties to the smaller), with v's sign.
+      float best = 0;
+      for (const float m : lc::fp4::magnitudes) {
+        if (std::abs(std::abs(v[j]) - m * scale) < std::abs(std::abs(v[j]) - best * scale)) best = m;
+      }
+      CHECK(std::abs(out[j]) == Approx(best * scale).epsilon(1e-6));
+      if (out[j] != 0) CHECK(std::signbit(out[j]) == std::signbit(v[j]));
+      CHECK(std::abs(out[j] - v[j]) <= std::abs(v[j]) * (1 + 1e-6f));
+    }
+    // The block's largest entry is sent exactly (up to the scale's rounding).
+    const auto peak = std::max_element(v.begin() + static_cast<std::ptrdiff_t>(b * block),
+                                       v.begin() + static_cast<std::ptrdiff_t>(end),
+                                       [](float a, float c) { return std::abs(a) < std::abs(c); });
+    const auto at = static_cast<std::size_t>(peak - v.begin());
+    CHECK(out[at] == Approx(v[at]).epsilon(1e-6));
+  }
+  // A zero block has scale 0 and decodes to zeros; an entry at FLT_MAX stays finite.
+  std::vector<float> edge(block, 0.0f);
+  edge.push_back(std::numeric_limits<float>::max());
+  edge.push_back(-1.0f);
+  const auto e = round_trip(lc::fp4(block), std::span<const float>(edge));
+  for (std::size_t j = 0; j < block; ++j) CHECK(e[j] == 0.0f);
+  CHECK(std::isfinite(e[block]));
+  CHECK(e[block] > 0.99f * std::numeric_limits<float>::max());
+  CHECK(e[block + 1] == 0.0f);  // far below the block's scale
+  CHECK(lc::fp4().wire_bytes(1000) == 16 + 4 + 32 * 4 + 500);  // 5.1 bits per entry
 }
 
 TEST_CASE("qsgd handles vectors whose norm is subnormal or beyond T's range", "[compress][stats]") {

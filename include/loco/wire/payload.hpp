@@ -33,6 +33,7 @@ enum class payload_kind : std::uint8_t {
   qsgd = 6,
   scaled_sign = 7,
   natural = 8,
+  fp4 = 9,
 };
 
 inline constexpr std::uint8_t payload_version = 1;
@@ -64,6 +65,8 @@ constexpr std::string_view to_string(payload_kind k) noexcept {
       return "scaled_sign";
     case payload_kind::natural:
       return "natural";
+    case payload_kind::fp4:
+      return "fp4";
   }
   return "unknown";
 }
