@@ -5,6 +5,7 @@
 #include <loco/algorithm/async_sgd.hpp>
 #include <loco/algorithm/compressed_amsgrad.hpp>
 #include <loco/algorithm/local_sgd.hpp>
+#include <loco/compress/fp4.hpp>
 #include <loco/compress/identity.hpp>
 #include <loco/compress/random_k.hpp>
 #include <loco/compress/top_k.hpp>
@@ -39,6 +40,19 @@ using loscar_overwrite = local_sgd<compress::random_k_unscaled, Comm, merge::ove
 //                {.schedule = algorithm::schedule::rounds(R, H)}, update::adamw());
 template <class Comm, class Step = stepsize::constant>
 using diloco = local_sgd<compress::identity, Comm, merge::outer_nesterov, Step, update::adamw>;
+
+// Streaming DiLoCo (Douillard et al. 2025): DiLoCo whose round r syncs only
+// fragment r mod P, its exchange overlapping tau inner steps, its result
+// mixed with the worker's own values. With P fragments a fragment syncs
+// every H inner steps when the round length is H/P - tau:
+//   streaming_diloco<Comm, compress::fp4>(
+//       compress::fp4(), merge::outer_nesterov(0.7, 0.9), stepsize::constant(lr),
+//       {.schedule = algorithm::schedule::rounds(R, H / P - tau), .overlap_steps = {tau},
+//        .fragments = {.count = P}, .mixing = alpha},
+//       update::adamw());
+// The compressor carries the outer gradients (identity: fp32; fp4: 4 bits).
+template <class Comm, class Compressor = compress::identity, class Step = stepsize::constant>
+using streaming_diloco = local_sgd<Compressor, Comm, merge::outer_nesterov, Step, update::adamw>;
 
 // Asynchronous SGD: Koloskova et al. and Rescaled ASGD.
 template <class Comm>

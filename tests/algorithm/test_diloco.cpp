@@ -192,3 +192,127 @@ TEST_CASE("update rules and outer optimizers refuse bad hyperparameters by name"
   REQUIRE_THROWS_WITH(merge::outer_nesterov(0.7, 1.0), Catch::Contains("momentum 1.0"));
   REQUIRE_THROWS_WITH(merge::outer_sgd(0.0), Catch::Contains("lr 0.0"));
 }
+
+namespace {
+
+// Streaming DiLoCo as a plain loop: round r, every worker takes `local`
+// AdamW steps, snapshots y, takes `tau` more; then fragment p = r mod P of
+// the global model takes a Nesterov step on the mean outer gradient
+// global - mean(y), and each worker keeps alpha of its own values there.
+std::vector<std::vector<float>> streaming_reference(
+    const std::vector<std::vector<std::size_t>>& parts, std::size_t rounds, std::size_t local,
+    std::size_t tau, float alpha, float lr, std::uint64_t seed) {
+  std::vector<float> global(dim, 0.0f), momentum(dim, 0.0f);
+  std::vector<std::vector<float>> x(workers, global), y(workers);
+  std::vector<inner_adamw> inners(workers, inner_adamw{lr});
+  std::vector<loco::random::stream> rng;
+  std::vector<noisy_quadratic> f;
+  for (int i = 0; i < workers; ++i) {
+    rng.emplace_back(seed, static_cast<std::uint64_t>(i));
+    f.emplace_back(i);
+  }
+  std::vector<float> g(dim);
+  const auto steps = [&](std::size_t i, std::size_t count) {
+    for (std::size_t s = 0; s < count; ++s) {
+      (void)f[i].gradient(x[i], g, rng[i]);
+      inners[i].step(x[i], g);
+    }
+  };
+  for (std::size_t r = 0; r < rounds; ++r) {
+    for (std::size_t i = 0; i < workers; ++i) {
+      steps(i, local);
+      y[i] = x[i];
+      steps(i, tau);
+    }
+    for (const std::size_t j : parts[r % parts.size()]) {
+      float mean = 0.0f;
+      for (std::size_t i = 0; i < workers; ++i) mean += y[i][j];
+      mean /= static_cast<float>(workers);
+      const float delta = global[j] - mean;
+      momentum[j] = 0.9f * momentum[j] + delta;
+      global[j] -= 0.7f * (delta + 0.9f * momentum[j]);
+      for (auto& xi : x) xi[j] = alpha * xi[j] + (1.0f - alpha) * global[j];
+    }
+  }
+  return x;
+}
+
+template <class Comm>
+loco::streaming_diloco<Comm> streaming(std::size_t rounds, std::size_t local, std::size_t tau,
+                                       std::size_t p, double alpha) {
+  using namespace loco;
+  return {{},
+          merge::outer_nesterov(0.7, 0.9),
+          stepsize::constant(0.02),
+          {.schedule = algorithm::schedule::rounds(rounds, local),
+           .overlap_steps = {tau},
+           .fragments = {.count = p},
+           .mixing = alpha,
+           .seed = 6},
+          update::adamw()};
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("streaming_diloco: 2 fragments, overlap 1, mixing 0.5, equals the plain loop",
+                   "[diloco][streaming]", loco::comm::in_process, loco::comm::simulated) {
+  // Without a layout the 5 values are cut into shards {0, 1} and {2, 3, 4}.
+  const auto got = run<TestType>(streaming<TestType>(8, 4, 1, 2, 0.5));
+  const auto want = streaming_reference({{0, 1}, {2, 3, 4}}, 8, 4, 1, 0.5f, 0.02f, 6);
+  for (std::size_t i = 0; i < workers; ++i) require_close(got[i], want[i]);
+}
+
+TEST_CASE("streaming_diloco with one fragment, no overlap and no mixing is DiLoCo", "[diloco]") {
+  using namespace loco;
+  const auto streamed = run<comm::in_process>(streaming<comm::in_process>(6, 10, 0, 1, 0.0));
+  diloco<comm::in_process> plain({}, merge::outer_nesterov(0.7, 0.9), stepsize::constant(0.02),
+                                 {.schedule = algorithm::schedule::rounds(6, 10), .seed = 6},
+                                 update::adamw());
+  const auto want = run<comm::in_process>(plain);
+  for (std::size_t i = 0; i < workers; ++i) REQUIRE(streamed[i] == want[i]);  // bit for bit
+}
+
+TEST_CASE("fragments: strided, balanced and shards cover the model once", "[diloco][streaming]") {
+  using loco::algorithm::fragments;
+  loco::tensor::layout l;
+  l.add("fc1.weight", {6, 4});  // 24 values at 0
+  l.add("fc1.bias", {6});       // 6 at 24
+  l.add("fc2.weight", {2, 6});  // 12 at 30
+  l.add("fc2.bias", {2});       // 2 at 42
+  const auto range = [](std::uint32_t begin, std::uint32_t end) {
+    std::vector<std::uint32_t> r;
+    for (auto j = begin; j < end; ++j) r.push_back(j);
+    return r;
+  };
+  const auto join = [](std::vector<std::uint32_t> a, const std::vector<std::uint32_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  const auto strided = fragments{.count = 2, .by = fragments::split::strided}.of(l);
+  REQUIRE(strided.size() == 2);
+  CHECK(strided[0] == join(range(0, 24), range(30, 42)));
+  CHECK(strided[1] == join(range(24, 30), range(42, 44)));
+  const auto balanced = fragments{.count = 2, .by = fragments::split::balanced}.of(l);
+  CHECK(balanced[0] == range(0, 24));  // the largest alone; 12 + 6 + 2 in the other
+  CHECK(balanced[1] == range(24, 44));
+  const auto shards = fragments{.count = 3, .by = fragments::split::shards}.of(l);
+  CHECK(shards[0] == range(0, 14));
+  CHECK(shards[1] == range(14, 29));
+  CHECK(shards[2] == range(29, 44));
+  CHECK(fragments{}.of(l).empty());  // one fragment: the whole model
+  // A flat model is always cut into shards.
+  CHECK(fragments{.count = 2}.of(loco::tensor::layout::flat(5)) ==
+        std::vector<std::vector<std::uint32_t>>{{0, 1}, {2, 3, 4}});
+  REQUIRE_THROWS_WITH(fragments{.count = 5}.of(l),
+                      Catch::Contains("count (5)") && Catch::Contains("has 4"));
+  REQUIRE_THROWS_WITH(fragments{.count = 45}.of(l), Catch::Contains("count 45"));
+  REQUIRE_THROWS_WITH(
+      loco::streaming_diloco<loco::comm::in_process>(
+          {}, loco::merge::outer_nesterov(), loco::stepsize::constant(0.1),
+          {.fragments = {.count = 0}}),
+      Catch::Contains("fragments.count 0"));
+  REQUIRE_THROWS_WITH(loco::streaming_diloco<loco::comm::in_process>(
+                          {}, loco::merge::outer_nesterov(), loco::stepsize::constant(0.1),
+                          {.mixing = 1.0}),
+                      Catch::Contains("mixing 1.0"));
+}

@@ -133,6 +133,20 @@ void local_sgd_cases() {
                                       stepsize::constant(0.01), update::adamw(),
                                       algorithm::local_sgd_options{});
   }
+  SECTION("Streaming DiLoCo: 2 fragments of fp4 outer gradients, overlap, mixing") {
+    algorithm::local_sgd_options opt;
+    opt.fragments = {.count = 2};
+    opt.overlap_steps = {1};
+    opt.mixing = 0.5;
+    check_local_sgd_with<Comm, float>(compress::fp4(4), merge::outer_nesterov(0.7, 0.9),
+                                      stepsize::constant(0.01), update::adamw(), opt);
+  }
+  SECTION("3 fragments with a random_k support drawn in each") {
+    algorithm::local_sgd_options opt;
+    opt.fragments = {.count = 3};
+    check_local_sgd_with<Comm, double>(compress::random_k_unscaled(0.5, 3), merge::outer_sgd(0.8),
+                                       stepsize::constant(0.05), update::sgd(), opt);
+  }
   SECTION("momentum inner steps, outer SGD on a random_k support") {
     check_local_sgd_with<Comm, double>(compress::random_k_unscaled(0.5, 3), merge::outer_sgd(0.8),
                                        stepsize::constant(0.05), update::momentum(0.9, true),
