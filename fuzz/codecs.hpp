@@ -29,10 +29,9 @@ enum class codec : std::uint8_t {
   fp4,
   count
 };
-inline constexpr const char* codec_names[] = {"identity", "fp16",        "bf16",
-                                              "top_k",    "random_k",    "random_k_unscaled",
-                                              "qsgd",     "scaled_sign", "natural",
-                                              "fp4"};
+inline constexpr const char* codec_names[] = {
+    "identity",          "fp16", "bf16",        "top_k",   "random_k",
+    "random_k_unscaled", "qsgd", "scaled_sign", "natural", "fp4"};
 
 // Longer than a dense block (2048 entries), so the block loop is covered.
 inline constexpr std::size_t max_d = 2560;

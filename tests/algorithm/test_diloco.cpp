@@ -306,13 +306,12 @@ TEST_CASE("fragments: strided, balanced and shards cover the model once", "[dilo
   REQUIRE_THROWS_WITH(fragments{.count = 5}.of(l),
                       Catch::Contains("count (5)") && Catch::Contains("has 4"));
   REQUIRE_THROWS_WITH(fragments{.count = 45}.of(l), Catch::Contains("count 45"));
-  REQUIRE_THROWS_WITH(
-      loco::streaming_diloco<loco::comm::in_process>(
-          {}, loco::merge::outer_nesterov(), loco::stepsize::constant(0.1),
-          {.fragments = {.count = 0}}),
-      Catch::Contains("fragments.count 0"));
   REQUIRE_THROWS_WITH(loco::streaming_diloco<loco::comm::in_process>(
                           {}, loco::merge::outer_nesterov(), loco::stepsize::constant(0.1),
-                          {.mixing = 1.0}),
-                      Catch::Contains("mixing 1.0"));
+                          {.fragments = {.count = 0}}),
+                      Catch::Contains("fragments.count 0"));
+  REQUIRE_THROWS_WITH(
+      loco::streaming_diloco<loco::comm::in_process>(
+          {}, loco::merge::outer_nesterov(), loco::stepsize::constant(0.1), {.mixing = 1.0}),
+      Catch::Contains("mixing 1.0"));
 }

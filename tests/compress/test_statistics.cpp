@@ -223,7 +223,8 @@ TEST_CASE("qsgd and natural produce values on their grids", "[compress][stats]")
   CHECK(std::abs(mean.mean - static_cast<double>(tiny[0])) <= 5 * mean.se());
 }
 
-TEST_CASE("fp4 rounds each entry to the nearest point of its block's e2m1 grid", "[compress][stats]") {
+TEST_CASE("fp4 rounds each entry to the nearest point of its block's e2m1 grid",
+          "[compress][stats]") {
   const std::size_t block = 16;
   const auto v = test_vector<float>(100, 3);  // 7 blocks, the last of 4 entries
   const auto out = round_trip(lc::fp4(block), std::span<const float>(v));
@@ -237,7 +238,8 @@ TEST_CASE("fp4 rounds each entry to the nearest point of its block's e2m1 grid",
       // The nearest of the 8 magnitudes (ties to the smaller), with v's sign.
       float best = 0;
       for (const float m : lc::fp4::magnitudes) {
-        if (std::abs(std::abs(v[j]) - m * scale) < std::abs(std::abs(v[j]) - best * scale)) best = m;
+        if (std::abs(std::abs(v[j]) - m * scale) < std::abs(std::abs(v[j]) - best * scale))
+          best = m;
       }
       CHECK(std::abs(out[j]) == Approx(best * scale).epsilon(1e-6));
       if (out[j] != 0) CHECK(std::signbit(out[j]) == std::signbit(v[j]));
@@ -258,7 +260,7 @@ TEST_CASE("fp4 rounds each entry to the nearest point of its block's e2m1 grid",
   for (std::size_t j = 0; j < block; ++j) CHECK(e[j] == 0.0f);
   CHECK(std::isfinite(e[block]));
   CHECK(e[block] > 0.99f * std::numeric_limits<float>::max());
-  CHECK(e[block + 1] == 0.0f);  // far below the block's scale
+  CHECK(e[block + 1] == 0.0f);                                 // far below the block's scale
   CHECK(lc::fp4().wire_bytes(1000) == 16 + 4 + 32 * 4 + 500);  // 5.1 bits per entry
 }
 

@@ -70,7 +70,8 @@ struct fragments {
       return parts;
     }
     if (model.size() < count) {
-      throw config_error("fragments: " + std::string(name_of(by)) + " fragments of whole tensors need at least count (" +
+      throw config_error("fragments: " + std::string(name_of(by)) +
+                         " fragments of whole tensors need at least count (" +
                          std::to_string(count) + ") tensors; the layout has " +
                          std::to_string(model.size()) + " (use split::shards)");
     }

@@ -159,7 +159,8 @@ struct local_sgd_state {
         update(u, x0.size()),
         merged(m, x0) {
     own.reserve(fragment_sizes.size());
-    for (std::size_t size : fragment_sizes) own.emplace_back(c, size, static_cast<std::uint64_t>(me));
+    for (std::size_t size : fragment_sizes)
+      own.emplace_back(c, size, static_cast<std::uint64_t>(me));
     if (!general) return;
     senders.reserve(fragment_sizes.size() * static_cast<std::size_t>(n));
     for (std::size_t size : fragment_sizes) {
@@ -378,7 +379,7 @@ class local_sgd_exchange {
   std::vector<T> aggregate_;
   std::span<const std::uint32_t> support_;
   std::vector<std::uint32_t> mapped_;  // a fragment's support in model coordinates
-  std::vector<T> values_;  // the snapshot's values on the support, then their average
+  std::vector<T> values_;              // the snapshot's values on the support, then their average
   std::vector<T> delta_, decoded_;
   std::vector<T> own_;  // the worker's values on the merged coordinates, when mixing
   wire::buffer message_;
@@ -407,8 +408,7 @@ class local_sgd {
                          " must be finite and >= 0");
     }
     if (!(opt_.mixing >= 0.0 && opt_.mixing < 1.0)) {
-      throw config_error("local_sgd: mixing " + std::to_string(opt_.mixing) +
-                         " is outside [0, 1)");
+      throw config_error("local_sgd: mixing " + std::to_string(opt_.mixing) + " is outside [0, 1)");
     }
     if (opt_.fragments.count == 0) throw config_error("local_sgd: fragments.count 0 must be >= 1");
     if (opt_.overlap_until_arrival && opt_.max_overlap_steps == 0) {
