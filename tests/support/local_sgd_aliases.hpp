@@ -19,13 +19,16 @@ enum class alias {
   one_shot_averaging,
   local_sgd_decaying,
   loscar_sgd,
-  loscar_overwrite
+  loscar_overwrite,
+  diloco,
+  streaming_diloco
 };
 
 inline const std::vector<alias>& all_aliases() {
   static const std::vector<alias> all{alias::minibatch_sgd, alias::one_shot_averaging,
                                       alias::local_sgd_decaying, alias::loscar_sgd,
-                                      alias::loscar_overwrite};
+                                      alias::loscar_overwrite,     alias::diloco,
+                                      alias::streaming_diloco};
   return all;
 }
 
@@ -41,6 +44,10 @@ inline std::string name_of(alias a) {
       return "loscar_sgd";
     case alias::loscar_overwrite:
       return "loscar_overwrite";
+    case alias::diloco:
+      return "diloco";
+    case alias::streaming_diloco:
+      return "streaming_diloco (2 fragments, overlap 1, mixing 0.5)";
   }
   return "?";
 }
@@ -52,6 +59,14 @@ constexpr std::size_t loscar_rounds = 5;
 constexpr double loscar_step = 0.2, loscar_fraction = 0.4;  // K = 2 of 5 coordinates
 constexpr std::uint64_t loscar_seed = 3;
 inline const std::vector<std::size_t> loscar_local{1, 2, 3}, loscar_overlap{2, 1, 0};
+
+// DiLoCo: R rounds of H AdamW steps, Nesterov outside. Streaming: rounds
+// of `streaming_local` steps plus `streaming_tau` in flight, fragments
+// {0, 1} and {2, 3, 4} (shards of the flat model), mixing alpha.
+constexpr std::size_t diloco_rounds = 4, diloco_h = 5;
+constexpr std::size_t streaming_rounds = 6, streaming_local = 3, streaming_tau = 1;
+constexpr double diloco_lr = 0.05, outer_lr = 0.7, outer_mu = 0.9, streaming_alpha = 0.5;
+inline const std::vector<std::vector<std::size_t>> streaming_parts{{0, 1}, {2, 3, 4}};
 
 inline loco::compress::random_k_unscaled loscar_compressor() {
   return loco::compress::random_k_unscaled(loscar_fraction, loscar_seed);
@@ -95,6 +110,22 @@ loco::algorithm::local_sgd_result<double> run_alias(alias a, Comm& comm) {
       loco::loscar_overwrite<Comm> driver(loscar_compressor(), {}, step, opt);
       return driver.run(comm, f, from);
     }
+    case alias::diloco: {
+      opt.schedule = alg::schedule::rounds(diloco_rounds, diloco_h);
+      loco::diloco<Comm> driver({}, loco::merge::outer_nesterov(outer_lr, outer_mu),
+                                loco::stepsize::constant(diloco_lr), opt, loco::update::adamw());
+      return driver.run(comm, f, from);
+    }
+    case alias::streaming_diloco: {
+      opt.schedule = alg::schedule::rounds(streaming_rounds, streaming_local);
+      opt.overlap_steps = {streaming_tau};
+      opt.fragments = {.count = streaming_parts.size()};
+      opt.mixing = streaming_alpha;
+      loco::streaming_diloco<Comm> driver({}, loco::merge::outer_nesterov(outer_lr, outer_mu),
+                                          loco::stepsize::constant(diloco_lr), opt,
+                                          loco::update::adamw());
+      return driver.run(comm, f, from);
+    }
   }
   throw std::logic_error("run_alias: unknown alias");
 }
@@ -124,6 +155,12 @@ inline outcome expected(alias a) {
     case alias::loscar_overwrite:
       return loscar(loscar_rounds, loscar_local, loscar_overlap, loscar_support,
                     a == alias::loscar_sgd, constant_eta(loscar_step));
+    case alias::diloco:
+      return streaming_diloco(diloco_rounds, diloco_h, 0, {{0, 1, 2, 3, 4}}, 0.0, diloco_lr,
+                              outer_lr, outer_mu);
+    case alias::streaming_diloco:
+      return streaming_diloco(streaming_rounds, streaming_local, streaming_tau, streaming_parts,
+                              streaming_alpha, diloco_lr, outer_lr, outer_mu);
   }
   throw std::logic_error("expected: unknown alias");
 }
@@ -141,6 +178,14 @@ inline std::uint64_t expected_bytes_sent(alias a) {
     case alias::loscar_sgd:
     case alias::loscar_overwrite:
       return loscar_rounds * 2 * sizeof(double);
+    case alias::diloco:
+      return diloco_rounds * dim * sizeof(double);
+    case alias::streaming_diloco: {
+      std::uint64_t values = 0;  // the fragment of each round
+      for (std::size_t r = 0; r < streaming_rounds; ++r)
+        values += streaming_parts[r % streaming_parts.size()].size();
+      return values * sizeof(double);
+    }
   }
   return 0;
 }

@@ -131,6 +131,49 @@ inline outcome loscar(std::size_t rounds, const std::vector<std::size_t>& local_
   return finish(ref);
 }
 
+// Streaming DiLoCo (DiLoCo with one part, tau = 0 and alpha = 0): per round
+// r, worker i takes `local` AdamW steps (snapshot y_i), then `tau` more;
+// part r mod P of the global model takes a Nesterov step on the outer
+// gradient global - mean(y), and every worker keeps alpha of its own values
+// there. AdamW as torch.optim.AdamW (betas 0.9, 0.999, eps 1e-8, decay 0.01).
+inline outcome streaming_diloco(std::size_t rounds, std::size_t local, std::size_t tau,
+                                const std::vector<std::vector<std::size_t>>& parts, double alpha,
+                                double lr, double outer_lr, double mu) {
+  reference ref;
+  std::vector<vec> m(workers, vec(dim, 0.0)), v(workers, vec(dim, 0.0));
+  vec global = start(), buffer(dim, 0.0);
+  const auto adamw_step = [&](std::size_t w) {
+    const auto f = make_worker(static_cast<int>(w));
+    const double t = static_cast<double>(++ref.t[w]);
+    const double c1 = 1.0 - std::pow(0.9, t), c2 = std::sqrt(1.0 - std::pow(0.999, t));
+    auto& x = ref.x[w];
+    for (std::size_t j = 0; j < dim; ++j) {
+      const double g = f.a * (x[j] - f.b[j]);
+      x[j] *= 1.0 - lr * 0.01;
+      m[w][j] = 0.9 * m[w][j] + 0.1 * g;
+      v[w][j] = 0.999 * v[w][j] + 0.001 * g * g;
+      x[j] -= (lr / c1) * m[w][j] / (std::sqrt(v[w][j]) / c2 + 1e-8);
+      ref.polyak_sum[w][j] += x[j];
+    }
+  };
+  for (std::size_t r = 0; r < rounds; ++r) {
+    std::vector<vec> y(workers);
+    for (std::size_t w = 0; w < static_cast<std::size_t>(workers); ++w) {
+      for (std::size_t s = 0; s < local; ++s) adamw_step(w);
+      y[w] = ref.x[w];
+      for (std::size_t s = 0; s < tau; ++s) adamw_step(w);
+    }
+    const vec mean = mean_of(y);
+    for (const std::size_t j : parts[r % parts.size()]) {
+      const double delta = global[j] - mean[j];
+      buffer[j] = mu * buffer[j] + delta;
+      global[j] -= outer_lr * (delta + mu * buffer[j]);
+      for (auto& x : ref.x) x[j] = alpha * x[j] + (1.0 - alpha) * global[j];
+    }
+  }
+  return finish(ref);
+}
+
 // "" when got equals want within tol, else a description of the first
 // difference (usable where a Catch2 assertion is not: off the main thread,
 // or on one MPI rank).
