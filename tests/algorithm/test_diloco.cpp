@@ -4,7 +4,9 @@
 // and the special cases that reduce to local and mini-batch SGD.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/aliases.hpp>
 #include <loco/comm/in_process.hpp>
@@ -199,9 +201,12 @@ namespace {
 // AdamW steps, snapshots y, takes `tau` more; then fragment p = r mod P of
 // the global model takes a Nesterov step on the mean outer gradient
 // global - mean(y), and each worker keeps alpha of its own values there.
+// With a quantizer q, each worker sends q(y_i - global) over the fragment
+// and the mean of what arrives moves the global model's copy.
+using quantizer = std::function<std::vector<float>(std::vector<float>)>;
 std::vector<std::vector<float>> streaming_reference(
     const std::vector<std::vector<std::size_t>>& parts, std::size_t rounds, std::size_t local,
-    std::size_t tau, float alpha, float lr, std::uint64_t seed) {
+    std::size_t tau, float alpha, float lr, std::uint64_t seed, const quantizer& q = {}) {
   std::vector<float> global(dim, 0.0f), momentum(dim, 0.0f);
   std::vector<std::vector<float>> x(workers, global), y(workers);
   std::vector<inner_adamw> inners(workers, inner_adamw{lr});
@@ -224,10 +229,25 @@ std::vector<std::vector<float>> streaming_reference(
       y[i] = x[i];
       steps(i, tau);
     }
-    for (const std::size_t j : parts[r % parts.size()]) {
+    const auto& part = parts[r % parts.size()];
+    std::vector<float> sent_sum(part.size(), 0.0f);
+    if (q) {
+      for (std::size_t i = 0; i < workers; ++i) {
+        std::vector<float> diff;
+        for (const std::size_t j : part) diff.push_back(y[i][j] - global[j]);
+        const auto sent = q(diff);
+        for (std::size_t k = 0; k < part.size(); ++k) sent_sum[k] += sent[k];
+      }
+    }
+    for (std::size_t k = 0; k < part.size(); ++k) {
+      const std::size_t j = part[k];
       float mean = 0.0f;
-      for (std::size_t i = 0; i < workers; ++i) mean += y[i][j];
-      mean /= static_cast<float>(workers);
+      if (q) {
+        mean = global[j] + sent_sum[k] * (1.0f / static_cast<float>(workers));
+      } else {
+        for (std::size_t i = 0; i < workers; ++i) mean += y[i][j];
+        mean /= static_cast<float>(workers);
+      }
       const float delta = global[j] - mean;
       momentum[j] = 0.9f * momentum[j] + delta;
       global[j] -= 0.7f * (delta + 0.9f * momentum[j]);
@@ -235,6 +255,26 @@ std::vector<std::vector<float>> streaming_reference(
     }
   }
   return x;
+}
+
+// e2m1 written out: per block of `block` values, scale = max |v| / 6 and
+// each value goes to the nearest of +-{0, 0.5, 1, 1.5, 2, 3, 4, 6} scale.
+std::vector<float> e2m1(std::vector<float> v, std::size_t block) {
+  const float grid[] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  for (std::size_t b = 0; b < v.size(); b += block) {
+    const std::size_t end = std::min(v.size(), b + block);
+    float amax = 0.0f;
+    for (std::size_t j = b; j < end; ++j) amax = std::max(amax, std::abs(v[j]));
+    const float scale = amax / 6.0f;
+    for (std::size_t j = b; j < end; ++j) {
+      float best = 0.0f;
+      for (const float m : grid) {
+        if (std::abs(std::abs(v[j]) - m * scale) < std::abs(std::abs(v[j]) - best * scale)) best = m;
+      }
+      v[j] = std::copysign(best * scale, v[j]);
+    }
+  }
+  return v;
 }
 
 template <class Comm>
@@ -260,6 +300,24 @@ TEMPLATE_TEST_CASE("streaming_diloco: 2 fragments, overlap 1, mixing 0.5, equals
   const auto got = run<TestType>(streaming<TestType>(8, 4, 1, 2, 0.5));
   const auto want = streaming_reference({{0, 1}, {2, 3, 4}}, 8, 4, 1, 0.5f, 0.02f, 6);
   for (std::size_t i = 0; i < workers; ++i) require_close(got[i], want[i]);
+}
+
+TEMPLATE_TEST_CASE("streaming_diloco with 4-bit outer gradients equals the plain loop",
+                   "[diloco][streaming]", loco::comm::in_process, loco::comm::simulated) {
+  using namespace loco;
+  streaming_diloco<TestType, compress::fp4> d(
+      compress::fp4(2), merge::outer_nesterov(0.7, 0.9), stepsize::constant(0.02),
+      {.schedule = algorithm::schedule::rounds(8, 4),
+       .overlap_steps = {1},
+       .fragments = {.count = 2},
+       .seed = 6},
+      update::adamw());
+  const auto got = run<TestType>(d);
+  const auto want = streaming_reference({{0, 1}, {2, 3, 4}}, 8, 4, 1, 0.0f, 0.02f, 6,
+                                        [](std::vector<float> v) { return e2m1(std::move(v), 2); });
+  const auto exact = streaming_reference({{0, 1}, {2, 3, 4}}, 8, 4, 1, 0.0f, 0.02f, 6);
+  for (std::size_t i = 0; i < workers; ++i) require_close(got[i], want[i]);
+  REQUIRE(want[0] != exact[0]);  // the quantization is visible
 }
 
 TEST_CASE("streaming_diloco with one fragment, no overlap and no mixing is DiLoCo", "[diloco]") {
