@@ -26,6 +26,13 @@ class timed {
   timed(U&& objective, sim::clock c) : inner_(std::forward<U>(objective)), clock_(c) {}
 
   std::size_t dimension() const { return inner_.dimension(); }
+  // The wrapped objective's tensor layout, when it has one (fragments and
+  // per-tensor compressors read it).
+  auto layout() const
+    requires requires(const objective_type& o) { o.layout(); }
+  {
+    return inner_.layout();
+  }
   double loss(std::span<const value_type> x) const { return inner_.loss(x); }
   // The gradient is computed, then its compute time charged: the result
   // exists at the end of the step.

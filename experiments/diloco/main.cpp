@@ -1,0 +1,397 @@
+// DiLoCo and Streaming DiLoCo in virtual time (docs/experiments/diloco.md).
+//
+// n workers train the Fashion-MNIST MLP (784-128-10) on iid shards for the
+// same number of inner steps each, on comm::simulated with a fixed compute
+// time per step and a link model (100 Mbit/s, 1 ms by default):
+//   sync        data-parallel AMSGrad: the gradients are averaged every step
+//               (compressed_amsgrad with identity compression)
+//   diloco      H AdamW steps, then Nesterov (lr 0.7, momentum 0.9) on the
+//               averaged outer gradient, for every H in --hs
+//   average     the same inner steps, the models plainly averaged (local SGD
+//               with AdamW inside), for every H in --hs
+//   streaming   Streaming DiLoCo at H = --stream-h: every P in --fragments,
+//               tau in --taus, alpha in --alphas, fp32 or 4-bit (fp4) outer
+//               gradients, fragments from --split
+// The metric is the test accuracy of the workers' averaged model, taken by
+// an observer that costs no virtual time.
+//
+//   diloco [--quick] [--out DIR] [--seed S] [--workers 8] [--steps 3000]
+//          [--hs 10,50,200,500] [--stream-h 100] [--fragments 1,2,4] [--taus 0,5]
+//          [--alphas 0,0.5] [--split shards|strided|balanced] [--only sync,diloco,...]
+//
+// Writes trace.csv (one row per evaluation) and summary.csv (one row per run).
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <loco/aliases.hpp>
+#include <loco/comm/simulated.hpp>
+#include <loco/data/fashion_mnist.hpp>
+#include <loco/data/partition.hpp>
+#include <loco/observe/csv.hpp>
+#include <loco/observe/table.hpp>
+#include <loco/problems/mlp.hpp>
+#include <loco/sim/timed.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "experiment.hpp"
+
+namespace {
+
+namespace alg = loco::algorithm;
+using dataset = loco::data::dataset<float>;
+using sim_comm = loco::comm::simulated;
+using model_type = loco::problems::mlp<float>;
+
+struct settings {
+  int workers = 8;
+  std::size_t steps = 3000;  // inner steps per worker, equal for every run
+  std::vector<std::size_t> hs{10, 50, 200, 500};
+  std::size_t stream_h = 100;
+  std::vector<std::size_t> fragments{1, 2, 4};
+  std::vector<std::size_t> taus{0, 5};
+  std::vector<double> alphas{0.0, 0.5};
+  std::string split = "shards";
+  std::vector<std::string> only{"sync", "diloco", "average", "streaming"};
+  double inner_lr = 1e-3, sync_lr = 1e-3, outer_lr = 0.7, outer_momentum = 0.9;
+  double step_time = 0.01;    // virtual seconds per inner step
+  double latency = 1e-3;      // link latency, seconds
+  double bandwidth = 12.5e6;  // bytes per second (100 Mbit/s)
+  std::size_t batch = 32;
+  std::size_t evaluations = 10;  // per run, evenly spaced in steps
+};
+
+struct config {
+  std::string method;  // sync, diloco, average, streaming
+  std::size_t h = 1, fragments = 1, tau = 0;
+  double alpha = 0.0;
+  bool fp4 = false;
+  std::string name() const {
+    std::ostringstream s;
+    s << method;
+    if (method == "sync") return s.str();
+    s << " H=" << h;
+    if (method == "streaming") {
+      s << " P=" << fragments << " tau=" << tau << " alpha=" << alpha << (fp4 ? " fp4" : " fp32");
+    }
+    return s.str();
+  }
+};
+
+struct point {
+  std::uint64_t step = 0;   // inner steps per worker
+  double time = 0;          // virtual seconds
+  std::uint64_t bytes = 0;  // all workers
+  double accuracy = 0;
+};
+
+// Collects every rank's model at the evaluation points; the last rank to
+// report evaluates the average. No messages: the ranks share memory.
+class recorder {
+ public:
+  recorder(int n, const model_type& tester) : n_(n), tester_(tester) {}
+
+  void add(std::uint64_t step, std::span<const float> model, double now, std::uint64_t bytes) {
+    std::lock_guard lock(m_);
+    auto& p = open_[step];
+    if (p.sum.empty()) p.sum.assign(model.size(), 0.0);
+    for (std::size_t j = 0; j < model.size(); ++j) p.sum[j] += static_cast<double>(model[j]);
+    p.time = std::max(p.time, now);
+    p.bytes += bytes;
+    if (++p.count < n_) return;
+    std::vector<float> avg(model.size());
+    for (std::size_t j = 0; j < avg.size(); ++j)
+      avg[j] = static_cast<float>(p.sum[j] / static_cast<double>(n_));
+    points_.push_back({step, p.time, p.bytes, tester_.accuracy(avg)});
+    open_.erase(step);
+  }
+  std::vector<point> points() const {
+    auto v = points_;
+    std::sort(v.begin(), v.end(), [](const point& a, const point& b) { return a.step < b.step; });
+    return v;
+  }
+
+ private:
+  struct pending {
+    std::vector<double> sum;
+    int count = 0;
+    double time = 0;
+    std::uint64_t bytes = 0;
+  };
+  int n_;
+  const model_type& tester_;
+  std::mutex m_;
+  std::map<std::uint64_t, pending> open_;
+  std::vector<point> points_;
+};
+
+// Reports the model when the step count crosses the next evaluation point
+// (and at the end). Returns void: no stop agreement, no virtual time.
+struct observer {
+  recorder* rec;
+  sim_comm* comm;
+  std::uint64_t every;
+  std::uint64_t next = 0;
+  template <class Info>
+  void on_round_end(const Info& info) {
+    const std::uint64_t step = info.round * steps_per_round;
+    if (step < next && info.round != info.round_count) return;
+    next = (step / every + 1) * every;
+    rec->add(step, info.model, comm->now(), info.ledger->totals().bytes_sent);
+  }
+  std::uint64_t steps_per_round = 1;
+};
+
+struct run_result {
+  std::vector<point> points;
+  double end_time = 0;
+  std::uint64_t peak_bytes = 0;  // the most one worker sent in one round
+};
+
+std::uint64_t peak_round_bytes(const loco::observe::ledger& ledger) {
+  std::uint64_t peak = 0;
+  for (const auto& r : ledger.rounds()) peak = std::max(peak, r.bytes_sent);
+  return peak;
+}
+
+struct problem_data {
+  std::shared_ptr<const dataset> train, test;
+  std::vector<std::size_t> test_rows;
+  loco::data::partition shards;
+};
+
+problem_data load(int workers, std::uint64_t seed, bool quick) {
+  auto fm = loco::data::fashion_mnist<float>::load();
+  problem_data d;
+  d.train = std::make_shared<const dataset>(std::move(fm.train));
+  d.test = std::make_shared<const dataset>(std::move(fm.test));
+  const std::size_t test_rows = quick ? 1000 : d.test->rows();
+  for (std::size_t r = 0; r < test_rows; ++r) d.test_rows.push_back(r);
+  d.shards = loco::data::partition_iid(d.train->rows(), static_cast<std::size_t>(workers), seed);
+  return d;
+}
+
+alg::fragments::split split_of(const std::string& s) {
+  if (s == "shards") return alg::fragments::split::shards;
+  if (s == "strided") return alg::fragments::split::strided;
+  if (s == "balanced") return alg::fragments::split::balanced;
+  throw loco::config_error("diloco: --split '" + s + "' is not shards, strided or balanced");
+}
+
+run_result run_one(const settings& s, const problem_data& d, const config& c, std::uint64_t seed) {
+  const model_type tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = s.batch});
+  recorder rec(s.workers, tester);
+  const auto x0v = tester.initial_point(seed);
+  const std::vector<float> x0(x0v.begin(), x0v.end());
+  for (int i = 0; i < s.workers; ++i) rec.add(0, x0, 0.0, 0);
+
+  loco::sim::options sim;
+  sim.compute = loco::sim::compute_model(s.step_time);
+  sim.link = loco::sim::link_model(s.latency, s.bandwidth);
+  const std::uint64_t every = std::max<std::size_t>(1, s.steps / s.evaluations);
+
+  // A round of local_sgd is `local` steps plus `tau` in flight; with P
+  // fragments each fragment syncs every H = P (local + tau) steps.
+  alg::local_sgd_options opt;
+  opt.seed = seed;
+  std::size_t per_round = c.h;
+  if (c.method == "streaming") {
+    per_round = c.h / c.fragments;
+    if (per_round * c.fragments != c.h || per_round <= c.tau) {
+      throw loco::config_error("diloco: H " + std::to_string(c.h) + " must split into " +
+                               std::to_string(c.fragments) + " rounds longer than tau " +
+                               std::to_string(c.tau));
+    }
+    opt.overlap_steps = {c.tau};
+    opt.fragments = {.count = c.fragments, .by = split_of(s.split)};
+    opt.mixing = c.alpha;
+  }
+  opt.schedule = alg::schedule::rounds(s.steps / per_round, per_round - c.tau);
+
+  run_result out;
+  std::mutex m;
+  const loco::stepsize::constant inner(s.inner_lr);
+  const loco::merge::outer_nesterov outer(s.outer_lr, s.outer_momentum);
+  const auto report = loco::comm::run_simulated(
+      s.workers,
+      [&](sim_comm& comm) {
+        const auto& rows = d.shards[static_cast<std::size_t>(comm.rank())];
+        loco::sim::timed f(model_type(d.train, rows, {.hidden = {128}, .batch_size = s.batch}),
+                           comm.clock());
+        observer obs{&rec, &comm, every};
+        obs.steps_per_round = per_round;
+        const std::span<const float> from(x0);
+        std::uint64_t peak = 0;
+        if (c.method == "sync") {
+          alg::compressed_amsgrad_options o;
+          o.iterations = s.steps;
+          o.bias_correction = true;
+          o.beta2 = 0.999;
+          o.seed = seed;
+          loco::cd_adam<sim_comm, loco::compress::identity> driver({}, loco::stepsize::constant(s.sync_lr), o);
+          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+        } else if (c.method == "average") {
+          loco::local_sgd<loco::compress::identity, sim_comm, loco::merge::average,
+                          loco::stepsize::constant, loco::update::adamw>
+              driver({}, {}, inner, opt, loco::update::adamw());
+          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+        } else if (c.fp4) {
+          loco::streaming_diloco<sim_comm, loco::compress::fp4> driver(
+              loco::compress::fp4(), outer, inner, opt, loco::update::adamw());
+          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+        } else {
+          loco::diloco<sim_comm> driver({}, outer, inner, opt, loco::update::adamw());
+          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+        }
+        std::lock_guard lock(m);
+        out.peak_bytes = std::max(out.peak_bytes, peak);
+      },
+      sim);
+  out.points = rec.points();
+  out.end_time = report.end_time();
+  return out;
+}
+
+std::string cell(const std::optional<double>& v, int precision = 4) {
+  if (!v) return "-";
+  std::ostringstream s;
+  s.precision(precision);
+  s << *v;
+  return s.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"DiLoCo and Streaming DiLoCo on the simulated communicator"};
+  experiment::common_flags flags;
+  flags.add_to(app);
+  settings s;
+  app.add_option("--workers", s.workers, "workers n")->capture_default_str();
+  app.add_option("--steps", s.steps, "inner steps per worker")->capture_default_str();
+  app.add_option("--hs", s.hs, "DiLoCo's H values")->delimiter(',')->capture_default_str();
+  app.add_option("--stream-h", s.stream_h, "H of the streaming runs")->capture_default_str();
+  app.add_option("--fragments", s.fragments, "P values")->delimiter(',')->capture_default_str();
+  app.add_option("--taus", s.taus, "overlap steps tau")->delimiter(',')->capture_default_str();
+  app.add_option("--alphas", s.alphas, "mixing alpha")->delimiter(',')->capture_default_str();
+  app.add_option("--split", s.split, "fragments: shards, strided or balanced")
+      ->capture_default_str();
+  app.add_option("--only", s.only, "sync, diloco, average, streaming")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--inner-lr", s.inner_lr, "AdamW's lr")->capture_default_str();
+  app.add_option("--sync-lr", s.sync_lr, "the synchronous baseline's lr")->capture_default_str();
+  app.add_option("--outer-lr", s.outer_lr, "Nesterov's lr")->capture_default_str();
+  app.add_option("--outer-momentum", s.outer_momentum, "Nesterov's momentum")
+      ->capture_default_str();
+  app.add_option("--step-time", s.step_time, "virtual seconds per inner step")
+      ->capture_default_str();
+  app.add_option("--latency", s.latency, "link latency (s)")->capture_default_str();
+  app.add_option("--bandwidth", s.bandwidth, "link bandwidth (bytes/s)")->capture_default_str();
+  app.add_option("--batch", s.batch, "mini-batch per worker")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (flags.quick) {
+    s.workers = 4;
+    s.steps = 200;
+    s.hs = {20};
+    s.stream_h = 20;
+    s.fragments = {2};
+    s.taus = {0, 5};
+    s.alphas = {0.5};
+    s.evaluations = 2;
+  }
+  const auto wanted = [&](const std::string& m) {
+    return std::find(s.only.begin(), s.only.end(), m) != s.only.end();
+  };
+
+  std::vector<config> configs;
+  if (wanted("sync")) configs.push_back({"sync"});
+  for (std::size_t h : s.hs) {
+    if (wanted("diloco")) configs.push_back({"diloco", h});
+    if (wanted("average")) configs.push_back({"average", h});
+  }
+  if (wanted("streaming")) {
+    for (std::size_t p : s.fragments)
+      for (std::size_t tau : s.taus)
+        for (double alpha : s.alphas)
+          for (bool fp4 : {false, true}) {
+            if (p == 1 && tau == 0 && alpha == 0.0 && !fp4) continue;  // = diloco at stream_h
+            configs.push_back({"streaming", s.stream_h, p, tau, alpha, fp4});
+          }
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  const auto d = load(s.workers, flags.seed, flags.quick);
+  auto columns = experiment::trace_columns();
+  for (const char* c : {"method", "h", "fragments", "tau", "alpha", "bits"}) columns.push_back(c);
+  loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
+  loco::observe::csv_writer summary(
+      flags.file("summary.csv"),
+      {"run", "method", "h", "fragments", "tau", "alpha", "bits", "final_accuracy",
+       "best_accuracy", "end_time_s", "total_bytes", "peak_round_bytes"});
+  struct row {
+    config c;
+    run_result r;
+  };
+  std::vector<row> rows;
+  for (const auto& c : configs) {
+    const auto wall = std::chrono::steady_clock::now();
+    auto r = run_one(s, d, c, flags.seed);
+    double best = 0;
+    for (const auto& p : r.points) {
+      best = std::max(best, p.accuracy);
+      trace.row(c.name(), p.step, p.step, p.time, p.bytes, "", p.accuracy, c.method, c.h,
+                c.fragments, c.tau, c.alpha, c.fp4 ? 4 : 32);
+    }
+    trace.flush();
+    const auto& last = r.points.back();
+    summary.row(c.name(), c.method, c.h, c.fragments, c.tau, c.alpha, c.fp4 ? 4 : 32,
+                last.accuracy, best, r.end_time, last.bytes, r.peak_bytes);
+    summary.flush();
+    std::cerr << c.name() << ": acc " << last.accuracy << " (best " << best << ") time "
+              << r.end_time << " s ("
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count()
+              << " s wall)\n";
+    rows.push_back({c, std::move(r)});
+  }
+
+  // Time to a target: one point below the synchronous baseline's best.
+  std::optional<double> target;
+  for (const auto& r : rows) {
+    if (r.c.method != "sync") continue;
+    double best = 0;
+    for (const auto& p : r.r.points) best = std::max(best, p.accuracy);
+    target = best - 0.01;
+  }
+  std::cout << "\n"
+            << s.workers << " workers, " << s.steps << " inner steps each; virtual time at "
+            << s.step_time << " s per step, " << s.bandwidth * 8 / 1e6 << " Mbit/s, "
+            << s.latency * 1e3 << " ms"
+            << (target ? "; target " + cell(*target * 100) + "% (sync's best - 1 point)" : "")
+            << "\n";
+  loco::observe::table t{"run",       "final acc %",     "best acc %",   "time to target s",
+                         "end time s", "MB (all workers)", "peak MB/round"};
+  for (const auto& r : rows) {
+    double best = 0;
+    std::optional<double> at;
+    for (const auto& p : r.r.points) {
+      best = std::max(best, p.accuracy);
+      if (target && !at && p.accuracy >= *target) at = p.time;
+    }
+    const auto& last = r.r.points.back();
+    t.add_row(r.c.name(), cell(last.accuracy * 100), cell(best * 100), cell(at),
+              cell(r.r.end_time), cell(static_cast<double>(last.bytes) / 1e6),
+              cell(static_cast<double>(r.r.peak_bytes) / 1e6, 3));
+  }
+  t.print(std::cout);
+  std::cout << "wall time "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+            << " s; CSV in " << flags.out << "/\n";
+  return 0;
+}
