@@ -12,6 +12,9 @@
 //   streaming   Streaming DiLoCo at H = --stream-h: every P in --fragments,
 //               tau in --taus, alpha in --alphas, fp32 or 4-bit (fp4) outer
 //               gradients, fragments from --split
+//   sparseloco  SparseLoCo as loco policies at H = --stream-h: outer
+//               gradients through error_feedback<top_k> at --density, outer
+//               SGD (lr 1), the residual in place of outer momentum
 // The metric is the test accuracy of the workers' averaged model, taken by
 // an observer that costs no virtual time.
 //
@@ -26,6 +29,7 @@
 #include <iostream>
 #include <loco/aliases.hpp>
 #include <loco/comm/simulated.hpp>
+#include <loco/compress/error_feedback.hpp>
 #include <loco/data/fashion_mnist.hpp>
 #include <loco/data/partition.hpp>
 #include <loco/observe/csv.hpp>
@@ -58,7 +62,8 @@ struct settings {
   std::vector<std::size_t> taus{0, 5};
   std::vector<double> alphas{0.0, 0.5};
   std::string split = "shards";
-  std::vector<std::string> only{"sync", "diloco", "average", "streaming"};
+  std::vector<std::string> only{"sync", "diloco", "average", "streaming", "sparseloco"};
+  double density = 0.02;
   double inner_lr = 1e-3, sync_lr = 1e-3, outer_lr = 0.7, outer_momentum = 0.9;
   double step_time = 0.01;    // virtual seconds per inner step
   double latency = 1e-3;      // link latency, seconds
@@ -68,10 +73,11 @@ struct settings {
 };
 
 struct config {
-  std::string method;  // sync, diloco, average, streaming
+  std::string method;  // sync, diloco, average, streaming, sparseloco
   std::size_t h = 1, fragments = 1, tau = 0;
   double alpha = 0.0;
   bool fp4 = false;
+  double density = 1.0;
   std::string name() const {
     std::ostringstream s;
     s << method;
@@ -80,6 +86,7 @@ struct config {
     if (method == "streaming") {
       s << " P=" << fragments << " tau=" << tau << " alpha=" << alpha << (fp4 ? " fp4" : " fp32");
     }
+    if (method == "sparseloco") s << " top " << density * 100 << "%";
     return s.str();
   }
 };
@@ -241,6 +248,13 @@ run_result run_one(const settings& s, const problem_data& d, const config& c, st
                           loco::stepsize::constant, loco::update::adamw>
               driver({}, {}, inner, opt, loco::update::adamw());
           peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+        } else if (c.method == "sparseloco") {
+          using sparse = loco::compress::error_feedback<loco::compress::top_k>;
+          loco::local_sgd<sparse, sim_comm, loco::merge::outer_sgd, loco::stepsize::constant,
+                          loco::update::adamw>
+              driver(sparse(loco::compress::top_k(c.density)), loco::merge::outer_sgd(1.0), inner,
+                     opt, loco::update::adamw());
+          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
         } else if (c.fp4) {
           loco::streaming_diloco<sim_comm, loco::compress::fp4> driver(
               loco::compress::fp4(), outer, inner, opt, loco::update::adamw());
@@ -256,6 +270,12 @@ run_result run_one(const settings& s, const problem_data& d, const config& c, st
   out.points = rec.points();
   out.end_time = report.end_time();
   return out;
+}
+
+// How outer gradients travel: bits per value, or "top" for top-k.
+std::string bits(const config& c) {
+  if (c.method == "sparseloco") return "top";
+  return c.fp4 ? "4" : "32";
 }
 
 std::string cell(const std::optional<double>& v, int precision = 4) {
@@ -280,9 +300,10 @@ int main(int argc, char** argv) {
   app.add_option("--fragments", s.fragments, "P values")->delimiter(',')->capture_default_str();
   app.add_option("--taus", s.taus, "overlap steps tau")->delimiter(',')->capture_default_str();
   app.add_option("--alphas", s.alphas, "mixing alpha")->delimiter(',')->capture_default_str();
+  app.add_option("--density", s.density, "SparseLoCo's top-k fraction")->capture_default_str();
   app.add_option("--split", s.split, "fragments: shards, strided or balanced")
       ->capture_default_str();
-  app.add_option("--only", s.only, "sync, diloco, average, streaming")
+  app.add_option("--only", s.only, "sync, diloco, average, streaming, sparseloco")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--inner-lr", s.inner_lr, "AdamW's lr")->capture_default_str();
@@ -326,6 +347,12 @@ int main(int argc, char** argv) {
           }
   }
 
+  if (wanted("sparseloco")) {
+    config c{"sparseloco", s.stream_h};
+    c.density = s.density;
+    configs.push_back(c);
+  }
+
   const auto start = std::chrono::steady_clock::now();
   const auto d = load(s.workers, flags.seed, flags.quick);
   auto columns = experiment::trace_columns();
@@ -347,11 +374,11 @@ int main(int argc, char** argv) {
     for (const auto& p : r.points) {
       best = std::max(best, p.accuracy);
       trace.row(c.name(), p.step, p.step, p.time, p.bytes, "", p.accuracy, c.method, c.h,
-                c.fragments, c.tau, c.alpha, c.fp4 ? 4 : 32);
+                c.fragments, c.tau, c.alpha, bits(c));
     }
     trace.flush();
     const auto& last = r.points.back();
-    summary.row(c.name(), c.method, c.h, c.fragments, c.tau, c.alpha, c.fp4 ? 4 : 32,
+    summary.row(c.name(), c.method, c.h, c.fragments, c.tau, c.alpha, bits(c),
                 last.accuracy, best, r.end_time, last.bytes, r.peak_bytes);
     summary.flush();
     std::cerr << c.name() << ": acc " << last.accuracy << " (best " << best << ") time "
