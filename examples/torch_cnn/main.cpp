@@ -6,6 +6,7 @@
 //
 //   torch_cnn                                   4 threads (comm::in_process)
 //   torch_cnn --methods minibatch,diloco --steps 1000
+//   torch_cnn --methods diloco,streaming --local-steps 64 --fragments 4 --overlap 4 --fp4
 //   loco-launch -n 4 -- torch_cnn --comm tcp
 //   mpirun -np 4 torch_cnn --comm mpi
 //
@@ -30,6 +31,7 @@
 #include <iostream>
 #include <loco/aliases.hpp>
 #include <loco/comm/in_process.hpp>
+#include <loco/compress/fp4.hpp>
 #include <loco/compress/identity.hpp>
 #include <loco/compress/random_k.hpp>
 #include <loco/compress/top_k.hpp>
@@ -58,8 +60,8 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 using example = torch::data::Example<>;
-const std::vector<std::string> all_methods{"minibatch", "local", "loscar",
-                                           "cd_adam",   "async", "diloco"};
+const std::vector<std::string> all_methods{"minibatch", "local",  "loscar",   "cd_adam",
+                                           "async",     "diloco", "streaming"};
 
 struct settings {
   std::vector<std::string> methods{"minibatch", "local", "loscar", "diloco"};
@@ -74,6 +76,12 @@ struct settings {
   double adam_lr = 0.001;  // CD-Adam, and DiLoCo's inner AdamW
   double outer_lr = 0.7;   // DiLoCo's outer Nesterov
   double outer_momentum = 0.9;
+  // Streaming DiLoCo: P fragments (every fragment syncs every local_steps
+  // steps; `overlap` steps in flight), mixing alpha, 4-bit outer gradients.
+  std::size_t fragments = 2;
+  std::string split = "shards";
+  double mixing = 0.0;
+  bool fp4 = false;
   std::vector<std::int64_t> channels{8, 16};
   std::int64_t hidden = 64;
   std::size_t evaluations = 10;  // per method
@@ -227,6 +235,14 @@ struct evaluator {
   }
 };
 
+loco::algorithm::fragments::split split_of(const std::string& s) {
+  using split = loco::algorithm::fragments::split;
+  if (s == "shards") return split::shards;
+  if (s == "strided") return split::strided;
+  if (s == "balanced") return split::balanced;
+  throw loco::config_error("--split '" + s + "' is not shards, strided or balanced");
+}
+
 template <class Comm>
 outcome train_one(Comm& comm, const std::string& name, const settings& s, const shared_data& d,
                   const std::vector<float>& x0, tester* test, loco::observe::csv_writer* trace) {
@@ -241,12 +257,15 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
                       d.test.y.narrow(0, 0, std::min<std::int64_t>(1000, d.test.y.size(0)))});
   const std::span<const float> start(x0);
   const bool local = name != "minibatch" && name != "cd_adam" && name != "async";
-  const std::size_t h = local ? s.local_steps : 1;
+  // A streaming round syncs one of P fragments: H/P steps, tau of them in flight.
+  const std::size_t h =
+      !local ? 1 : (name == "streaming" ? s.local_steps / s.fragments : s.local_steps);
   // async_sgd: rank 0 serves, the others compute `steps` gradients each.
   const std::uint64_t rounds = name == "async" ? s.steps * static_cast<std::size_t>(n - 1)
                                                : std::max<std::size_t>(1, s.steps / h);
-  evaluator eval{
-      name, std::max<std::uint64_t>(1, rounds / s.evaluations), h, name != "loscar", test, trace};
+  const bool replicas_agree = name != "loscar" && name != "streaming";
+  evaluator eval{name, std::max<std::uint64_t>(1, rounds / s.evaluations), h, replicas_agree, test,
+                 trace};
   observe::progress_bar bar({.every = eval.every, .label = name});
   outcome o{.name = name};
   const auto finish = [&](auto&& result, std::uint64_t done) {
@@ -255,9 +274,11 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
     for (const auto& r : result.ledger.all_ranks()) o.bytes += r.bytes_sent;
     std::tie(o.accuracy, o.loss) = eval.last;
   };
-  const algorithm::local_sgd_options opt{.schedule = algorithm::schedule::rounds(rounds, h),
-                                         .overlap_steps = {name == "loscar" ? s.overlap : 0},
-                                         .seed = s.seed};
+  const bool overlaps = name == "loscar" || name == "streaming";
+  algorithm::local_sgd_options opt{
+      .schedule = algorithm::schedule::rounds(rounds, h - (name == "streaming" ? s.overlap : 0)),
+      .overlap_steps = {overlaps ? s.overlap : 0},
+      .seed = s.seed};
   const stepsize::constant sgd_lr(s.lr);
   if (name == "minibatch" || name == "local") {
     minibatch_sgd<Comm, stepsize::constant> driver({}, {}, sgd_lr, opt);
@@ -272,6 +293,20 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
                         stepsize::constant(s.adam_lr), opt, update::adamw());
     const auto r = driver.run(comm, f, start, eval, bar);
     finish(r, r.stats.rounds);
+  } else if (name == "streaming") {
+    opt.fragments = {.count = s.fragments, .by = split_of(s.split)};
+    opt.mixing = s.mixing;
+    const merge::outer_nesterov outer(s.outer_lr, s.outer_momentum);
+    if (s.fp4) {
+      streaming_diloco<Comm, compress::fp4> driver(
+          compress::fp4(), outer, stepsize::constant(s.adam_lr), opt, update::adamw());
+      const auto r = driver.run(comm, f, start, eval, bar);
+      finish(r, r.stats.rounds);
+    } else {
+      streaming_diloco<Comm> driver({}, outer, stepsize::constant(s.adam_lr), opt, update::adamw());
+      const auto r = driver.run(comm, f, start, eval, bar);
+      finish(r, r.stats.rounds);
+    }
   } else if (name == "cd_adam") {
     cd_adam<Comm> driver(compress::top_k(s.fraction), stepsize::constant(s.adam_lr),
                          {.iterations = rounds, .seed = s.seed});
@@ -330,8 +365,17 @@ void validate(const settings& s) {
   for (const auto& m : s.methods) {
     if (std::find(all_methods.begin(), all_methods.end(), m) == all_methods.end()) {
       throw loco::config_error("--methods: unknown method '" + m +
-                               "' (minibatch, local, loscar, cd_adam, async, diloco)");
+                               "' (minibatch, local, loscar, cd_adam, async, diloco, streaming)");
     }
+  }
+  if (std::find(s.methods.begin(), s.methods.end(), "streaming") != s.methods.end()) {
+    if (s.fragments == 0 || s.local_steps % s.fragments != 0 ||
+        s.local_steps / s.fragments <= s.overlap) {
+      throw loco::config_error("streaming: --local-steps " + std::to_string(s.local_steps) +
+                               " must split into --fragments " + std::to_string(s.fragments) +
+                               " rounds longer than --overlap " + std::to_string(s.overlap));
+    }
+    (void)split_of(s.split);
   }
   if (s.steps == 0 || s.local_steps == 0 || s.batch == 0 || s.evaluations == 0 ||
       s.test_rows == 0) {
@@ -413,7 +457,8 @@ int run(const settings& s) {
 int main(int argc, char** argv) {
   settings s;
   CLI::App app{"A LibTorch CNN on Fashion-MNIST, trained by loco's drivers"};
-  app.add_option("--methods", s.methods, "minibatch, local, loscar, cd_adam, async, diloco")
+  app.add_option("--methods", s.methods,
+                 "minibatch, local, loscar, cd_adam, async, diloco, streaming")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--comm", s.comm, "in_process, tcp (under loco-launch), mpi (under mpirun)")
@@ -424,7 +469,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--fraction", s.fraction, "K/d for loscar's random_k, k/d for cd_adam's top_k")
       ->capture_default_str();
-  app.add_option("--overlap", s.overlap, "loscar's steps while the average is in flight")
+  app.add_option("--overlap", s.overlap,
+                 "loscar's and streaming's steps while the average is in flight")
       ->capture_default_str();
   app.add_option("--batch", s.batch, "mini-batch size per worker")->capture_default_str();
   app.add_option("--lr", s.lr, "SGD step size (minibatch, local, loscar, async)")
@@ -434,6 +480,12 @@ int main(int argc, char** argv) {
   app.add_option("--outer-lr", s.outer_lr, "DiLoCo's outer Nesterov step")->capture_default_str();
   app.add_option("--outer-momentum", s.outer_momentum, "DiLoCo's outer momentum")
       ->capture_default_str();
+  app.add_option("--fragments", s.fragments, "streaming: fragments P")->capture_default_str();
+  app.add_option("--split", s.split, "streaming: shards, strided or balanced fragments")
+      ->capture_default_str();
+  app.add_option("--mixing", s.mixing, "streaming: alpha, the weight of a worker's own values")
+      ->capture_default_str();
+  app.add_flag("--fp4", s.fp4, "streaming: 4-bit outer gradients");
   app.add_option("--channels", s.channels, "the two conv layers' widths")
       ->delimiter(',')
       ->capture_default_str();

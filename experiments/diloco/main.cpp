@@ -241,7 +241,8 @@ run_result run_one(const settings& s, const problem_data& d, const config& c, st
           o.bias_correction = true;
           o.beta2 = 0.999;
           o.seed = seed;
-          loco::cd_adam<sim_comm, loco::compress::identity> driver({}, loco::stepsize::constant(s.sync_lr), o);
+          loco::cd_adam<sim_comm, loco::compress::identity> driver(
+              {}, loco::stepsize::constant(s.sync_lr), o);
           peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
         } else if (c.method == "average") {
           loco::local_sgd<loco::compress::identity, sim_comm, loco::merge::average,
@@ -360,8 +361,8 @@ int main(int argc, char** argv) {
   loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
   loco::observe::csv_writer summary(
       flags.file("summary.csv"),
-      {"run", "method", "h", "fragments", "tau", "alpha", "bits", "final_accuracy",
-       "best_accuracy", "end_time_s", "total_bytes", "peak_round_bytes"});
+      {"run", "method", "h", "fragments", "tau", "alpha", "bits", "final_accuracy", "best_accuracy",
+       "end_time_s", "total_bytes", "peak_round_bytes"});
   struct row {
     config c;
     run_result r;
@@ -378,8 +379,8 @@ int main(int argc, char** argv) {
     }
     trace.flush();
     const auto& last = r.points.back();
-    summary.row(c.name(), c.method, c.h, c.fragments, c.tau, c.alpha, bits(c),
-                last.accuracy, best, r.end_time, last.bytes, r.peak_bytes);
+    summary.row(c.name(), c.method, c.h, c.fragments, c.tau, c.alpha, bits(c), last.accuracy, best,
+                r.end_time, last.bytes, r.peak_bytes);
     summary.flush();
     std::cerr << c.name() << ": acc " << last.accuracy << " (best " << best << ") time "
               << r.end_time << " s ("
@@ -402,7 +403,7 @@ int main(int argc, char** argv) {
             << s.latency * 1e3 << " ms"
             << (target ? "; target " + cell(*target * 100) + "% (sync's best - 1 point)" : "")
             << "\n";
-  loco::observe::table t{"run",       "final acc %",     "best acc %",   "time to target s",
+  loco::observe::table t{"run",        "final acc %",      "best acc %",   "time to target s",
                          "end time s", "MB (all workers)", "peak MB/round"};
   for (const auto& r : rows) {
     double best = 0;
@@ -412,8 +413,8 @@ int main(int argc, char** argv) {
       if (target && !at && p.accuracy >= *target) at = p.time;
     }
     const auto& last = r.r.points.back();
-    t.add_row(r.c.name(), cell(last.accuracy * 100), cell(best * 100), cell(at),
-              cell(r.r.end_time), cell(static_cast<double>(last.bytes) / 1e6),
+    t.add_row(r.c.name(), cell(last.accuracy * 100), cell(best * 100), cell(at), cell(r.r.end_time),
+              cell(static_cast<double>(last.bytes) / 1e6),
               cell(static_cast<double>(r.r.peak_bytes) / 1e6, 3));
   }
   t.print(std::cout);

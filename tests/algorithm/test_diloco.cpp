@@ -269,7 +269,8 @@ std::vector<float> e2m1(std::vector<float> v, std::size_t block) {
     for (std::size_t j = b; j < end; ++j) {
       float best = 0.0f;
       for (const float m : grid) {
-        if (std::abs(std::abs(v[j]) - m * scale) < std::abs(std::abs(v[j]) - best * scale)) best = m;
+        if (std::abs(std::abs(v[j]) - m * scale) < std::abs(std::abs(v[j]) - best * scale))
+          best = m;
       }
       v[j] = std::copysign(best * scale, v[j]);
     }
@@ -305,13 +306,13 @@ TEMPLATE_TEST_CASE("streaming_diloco: 2 fragments, overlap 1, mixing 0.5, equals
 TEMPLATE_TEST_CASE("streaming_diloco with 4-bit outer gradients equals the plain loop",
                    "[diloco][streaming]", loco::comm::in_process, loco::comm::simulated) {
   using namespace loco;
-  streaming_diloco<TestType, compress::fp4> d(
-      compress::fp4(2), merge::outer_nesterov(0.7, 0.9), stepsize::constant(0.02),
-      {.schedule = algorithm::schedule::rounds(8, 4),
-       .overlap_steps = {1},
-       .fragments = {.count = 2},
-       .seed = 6},
-      update::adamw());
+  streaming_diloco<TestType, compress::fp4> d(compress::fp4(2), merge::outer_nesterov(0.7, 0.9),
+                                              stepsize::constant(0.02),
+                                              {.schedule = algorithm::schedule::rounds(8, 4),
+                                               .overlap_steps = {1},
+                                               .fragments = {.count = 2},
+                                               .seed = 6},
+                                              update::adamw());
   const auto got = run<TestType>(d);
   const auto want = streaming_reference({{0, 1}, {2, 3, 4}}, 8, 4, 1, 0.0f, 0.02f, 6,
                                         [](std::vector<float> v) { return e2m1(std::move(v), 2); });

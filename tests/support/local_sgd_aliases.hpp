@@ -25,9 +25,9 @@ enum class alias {
 };
 
 inline const std::vector<alias>& all_aliases() {
-  static const std::vector<alias> all{alias::minibatch_sgd, alias::one_shot_averaging,
+  static const std::vector<alias> all{alias::minibatch_sgd,      alias::one_shot_averaging,
                                       alias::local_sgd_decaying, alias::loscar_sgd,
-                                      alias::loscar_overwrite,     alias::diloco,
+                                      alias::loscar_overwrite,   alias::diloco,
                                       alias::streaming_diloco};
   return all;
 }

@@ -28,11 +28,8 @@ class timed {
   std::size_t dimension() const { return inner_.dimension(); }
   // The wrapped objective's tensor layout, when it has one (fragments and
   // per-tensor compressors read it).
-  auto layout() const
-    requires requires(const objective_type& o) { o.layout(); }
-  {
-    return inner_.layout();
-  }
+  auto layout() const requires requires(const objective_type& o) { o.layout(); }
+  { return inner_.layout(); }
   double loss(std::span<const value_type> x) const { return inner_.loss(x); }
   // The gradient is computed, then its compute time charged: the result
   // exists at the end of the step.
