@@ -11,6 +11,7 @@
 #include <loco/aliases.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/comm/simulated.hpp>
+#include <loco/compress/powersgd.hpp>
 #include <loco/merge/outer.hpp>
 #include <loco/update/adamw.hpp>
 #include <loco/update/momentum.hpp>
@@ -373,4 +374,23 @@ TEST_CASE("fragments: strided, balanced and shards cover the model once", "[dilo
       loco::streaming_diloco<loco::comm::in_process>(
           {}, loco::merge::outer_nesterov(), loco::stepsize::constant(0.1), {.mixing = 1.0}),
       Catch::Contains("mixing 1.0"));
+}
+
+TEMPLATE_TEST_CASE("local_sgd with powersgd at full rank equals plain averaging; replicas agree",
+                   "[powersgd]", loco::comm::in_process, loco::comm::simulated) {
+  using namespace loco;
+  tensor::layout as_matrix;
+  as_matrix.add("w", {dim, 1});  // rank 1 is full rank: the approximation is exact
+  const compress::powersgd c(as_matrix, {.rank = 1, .min_compression_rate = 0.0});
+  const algorithm::local_sgd_options opt{.schedule = algorithm::schedule::rounds(6, 4), .seed = 3};
+  local_sgd<compress::powersgd, TestType, merge::average, stepsize::constant> low(
+      c, {}, stepsize::constant(0.05), opt);
+  local_sgd<compress::identity, TestType, merge::average, stepsize::constant> dense(
+      {}, {}, stepsize::constant(0.05), opt);
+  const auto got = run<TestType>(low);
+  const auto want = run<TestType>(dense);
+  for (std::size_t i = 0; i < workers; ++i) {
+    REQUIRE(got[i] == got[0]);  // bit-identical replicas
+    require_close(got[i], want[i]);
+  }
 }

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <loco/aliases.hpp>
+#include <loco/compress/powersgd.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,14 +22,15 @@ enum class alias {
   loscar_sgd,
   loscar_overwrite,
   diloco,
-  streaming_diloco
+  streaming_diloco,
+  powersgd
 };
 
 inline const std::vector<alias>& all_aliases() {
   static const std::vector<alias> all{alias::minibatch_sgd,      alias::one_shot_averaging,
                                       alias::local_sgd_decaying, alias::loscar_sgd,
                                       alias::loscar_overwrite,   alias::diloco,
-                                      alias::streaming_diloco};
+                                      alias::streaming_diloco,   alias::powersgd};
   return all;
 }
 
@@ -48,6 +50,8 @@ inline std::string name_of(alias a) {
       return "diloco";
     case alias::streaming_diloco:
       return "streaming_diloco (2 fragments, overlap 1, mixing 0.5)";
+    case alias::powersgd:
+      return "local_sgd with powersgd (full rank, decaying steps, growing gaps)";
   }
   return "?";
 }
@@ -70,6 +74,14 @@ inline const std::vector<std::vector<std::size_t>> streaming_parts{{0, 1}, {2, 3
 
 inline loco::compress::random_k_unscaled loscar_compressor() {
   return loco::compress::random_k_unscaled(loscar_fraction, loscar_seed);
+}
+
+// The model as a 5 x 1 matrix: rank 1 is full rank, so PowerSGD's two
+// allreduce phases must reproduce plain local SGD.
+inline loco::compress::powersgd full_rank_powersgd() {
+  loco::tensor::layout l;
+  l.add("w", {dim, 1});
+  return loco::compress::powersgd(l, {.rank = 1, .min_compression_rate = 0.0});
 }
 
 template <class Comm>
@@ -126,6 +138,13 @@ loco::algorithm::local_sgd_result<double> run_alias(alias a, Comm& comm) {
                                           loco::update::adamw());
       return driver.run(comm, f, from);
     }
+    case alias::powersgd: {
+      opt.schedule = alg::schedule::growing(local_total, local_rounds);
+      loco::local_sgd<loco::compress::powersgd, Comm, loco::merge::average,
+                      loco::stepsize::polynomial>
+          driver(full_rank_powersgd(), {}, decay, opt);
+      return driver.run(comm, f, from);
+    }
   }
   throw std::logic_error("run_alias: unknown alias");
 }
@@ -149,6 +168,7 @@ inline outcome expected(alias a) {
     case alias::one_shot_averaging:
       return averaged_at({one_shot_steps}, polynomial_eta(decay_c, decay_alpha));
     case alias::local_sgd_decaying:
+    case alias::powersgd:
       // growing(20, 5): boundaries ceil(20 (k/5)^2) = 1, 4, 8, 13, 20.
       return averaged_at({1, 4, 8, 13, 20}, polynomial_eta(decay_c, decay_alpha));
     case alias::loscar_sgd:
@@ -180,6 +200,8 @@ inline std::uint64_t expected_bytes_sent(alias a) {
       return loscar_rounds * 2 * sizeof(double);
     case alias::diloco:
       return diloco_rounds * dim * sizeof(double);
+    case alias::powersgd:  // P (5 x 1), then Q (1 x 1), every round
+      return local_rounds * (dim + 1) * sizeof(double);
     case alias::streaming_diloco: {
       std::uint64_t values = 0;  // the fragment of each round
       for (std::size_t r = 0; r < streaming_rounds; ++r)

@@ -164,6 +164,9 @@ class async_sgd {
     using T = typename Objective::value_type;
     static_assert(check_objective<Objective>());
     static_assert(check_compressor<Compressor, T>());
+    static_assert(!compress::traits<Compressor>::linear,
+                  "loco: async_sgd sends messages; a linear compressor (powersgd) runs in "
+                  "local_sgd (docs/compressors.md#powersgd)");
     static_assert(check_communicator<Comm>());
     static_assert(check_stepsize<Stepsize>());
     if (comm.size() < 2) {

@@ -204,6 +204,9 @@ class compressed_amsgrad {
     using T = typename Objective::value_type;
     static_assert(check_objective<Objective>());
     static_assert(check_compressor<Compressor, T>());
+    static_assert(!compress::traits<Compressor>::linear,
+                  "loco: compressed_amsgrad sends messages; a linear compressor (powersgd) runs in "
+                  "local_sgd (docs/compressors.md#powersgd)");
     static_assert(check_communicator<Comm>());
     static_assert(check_stepsize<Stepsize>());
     return run_impl<T>(comm, objective, x0, callbacks...);

@@ -148,12 +148,13 @@ struct local_sgd_state {
   local_sgd_stats stats;
 
   // `fragment_sizes`: the number of values of each fragment (one entry: the
-  // whole model).
+  // whole model). `reference`: compressed paths keep one; `decoders`: the
+  // general path decodes every sender's messages.
   local_sgd_state(const Compressor& c, const Update& u, const MergeRule& m, std::span<const T> x0,
-                  int n, int me, std::uint64_t seed, bool general, bool polyak,
-                  std::span<const std::size_t> fragment_sizes)
+                  int n, int me, std::uint64_t seed, bool keeps_reference, bool decoders,
+                  bool polyak, std::span<const std::size_t> fragment_sizes)
       : x(x0.begin(), x0.end()),
-        reference(general ? x : std::vector<T>{}),
+        reference(keeps_reference ? x : std::vector<T>{}),
         polyak_sum(polyak ? x0.size() : 0, 0.0),
         rng(seed, static_cast<std::uint64_t>(me)),
         update(u, x0.size()),
@@ -161,7 +162,7 @@ struct local_sgd_state {
     own.reserve(fragment_sizes.size());
     for (std::size_t size : fragment_sizes)
       own.emplace_back(c, size, static_cast<std::uint64_t>(me));
-    if (!general) return;
+    if (!decoders) return;
     senders.reserve(fragment_sizes.size() * static_cast<std::size_t>(n));
     for (std::size_t size : fragment_sizes) {
       for (int q = 0; q < n; ++q) senders.emplace_back(c, size, static_cast<std::uint64_t>(q));
@@ -206,6 +207,8 @@ struct local_sgd_state {
 // from the compressor's traits (the driver never asks which compressor):
 //   lossless        y, averaged by iallreduce
 //   shared support  y on the round's support, averaged by iallreduce
+//   linear          C(y - reference) in payloads averaged by allreduce
+//                   (powersgd: P, then Q); reference += the approximation
 //   general         C(y - reference), allgathered; reference += mean decoded
 // Only the round's fragment travels: its coordinates (all of them without
 // fragments) are gathered into a contiguous buffer, and the compressor state
@@ -217,7 +220,10 @@ class local_sgd_exchange {
  public:
   static constexpr bool lossless = compress::traits<Compressor>::lossless;
   static constexpr bool shared = compress::traits<Compressor>::shared_support;
-  static constexpr bool general = !lossless && !shared;
+  static constexpr bool linear = compress::traits<Compressor>::linear;
+  static constexpr bool general = !lossless && !shared && !linear;
+  // Compressed paths send the change from a reference equal on every worker.
+  static constexpr bool keeps_reference = general || linear;
   using state = State;
 
   // `parts`: the fragments' coordinates (empty: one fragment, the model).
@@ -232,8 +238,8 @@ class local_sgd_exchange {
     aggregate_.resize(largest);
     own_.reserve(largest);
     if constexpr (shared) mapped_.reserve(largest);
-    if constexpr (general) {
-      sources_ = rank_sources("local_sgd message", n);
+    if constexpr (general) sources_ = rank_sources("local_sgd message", n);
+    if constexpr (keeps_reference) {
       delta_.resize(largest);
       decoded_.resize(largest);
     }
@@ -275,10 +281,14 @@ class local_sgd_exchange {
       count_reduced(ledger, support_.size() * sizeof(T), m, n);
       f.lap(observe::phase::compress);
       return f.comm().iallreduce(std::span<T>(values_), comm::reduce_op::average);
+    } else if constexpr (linear) {
+      change(y, s, at, m);
+      const auto payload = compressor_.begin(s.own[p], std::span<const T>(delta_.data(), m));
+      count_reduced(ledger, payload.size() * sizeof(T), m, n);
+      f.lap(observe::phase::compress);
+      return f.comm().iallreduce(payload, comm::reduce_op::average);
     } else {
-      gather(y, at, delta_.data(), m);
-      gather(std::span<const T>(s.reference), at, decoded_.data(), m);
-      for (std::size_t k = 0; k < m; ++k) delta_[k] -= decoded_[k];
+      change(y, s, at, m);
       message_.clear();
       compressor_.encode(std::span<const T>(delta_.data(), m), s.own[p], message_);
       ledger.add_sent(message_.size(), m);
@@ -291,7 +301,21 @@ class local_sgd_exchange {
   // and moves the reference by their mean, which is the aggregate.
   template <class Frame>
   void finish(Frame& f, state& s, observe::ledger& ledger) {
-    if constexpr (general) {
+    if constexpr (linear) {
+      // The later payloads (powersgd's Q), each averaged in turn.
+      auto& own = s.own[p_];
+      const auto n = static_cast<std::uint64_t>(n_);
+      for (auto more = compressor_.next(own); !more.empty(); more = compressor_.next(own)) {
+        count_reduced(ledger, more.size() * sizeof(T), 0, n);
+        f.lap(observe::phase::compress);
+        f.comm().allreduce(more, comm::reduce_op::average);
+        f.lap(observe::phase::communicate);
+      }
+      const std::size_t m = size_of(p_);
+      compressor_.end(own, std::span<T>(decoded_.data(), m));
+      move_reference(s, std::span<const T>(decoded_.data(), m), T{1});
+      f.lap(observe::phase::compress);
+    } else if constexpr (general) {
       const auto at = coordinates(p_);
       const std::size_t m = size_of(p_);
       std::fill(aggregate_.begin(), aggregate_.begin() + static_cast<std::ptrdiff_t>(m), T{0});
@@ -304,12 +328,7 @@ class local_sgd_exchange {
                            std::span<T>(decoded_.data(), m));
         for (std::size_t k = 0; k < m; ++k) aggregate_[k] += decoded_[k];
       }
-      const T inv = T{1} / static_cast<T>(n_);
-      for (std::size_t k = 0; k < m; ++k) {
-        T& ref = s.reference[at.empty() ? k : at[k]];
-        ref += aggregate_[k] * inv;
-        aggregate_[k] = ref;
-      }
+      move_reference(s, std::span<const T>(aggregate_.data(), m), T{1} / static_cast<T>(n_));
       f.lap(observe::phase::compress);
     }
   }
@@ -323,7 +342,7 @@ class local_sgd_exchange {
   // After the merge: an outer optimizer's new global model becomes the
   // reference, so the next message compresses the outer gradient itself.
   void rebase(state& s) const {
-    if constexpr (general) {
+    if constexpr (keeps_reference) {
       const auto global = merge::global_model<T>(s.merged);
       if (global.empty()) return;
       const auto at = coordinates(p_);
@@ -356,6 +375,22 @@ class local_sgd_exchange {
     return coordinates(p_);
   }
 
+  // delta = y - reference on the fragment's coordinates.
+  void change(std::span<const T> y, const state& s, std::span<const std::uint32_t> at,
+              std::size_t m) {
+    gather(y, at, delta_.data(), m);
+    gather(std::span<const T>(s.reference), at, decoded_.data(), m);
+    for (std::size_t k = 0; k < m; ++k) delta_[k] -= decoded_[k];
+  }
+  // reference += scale * sum on the fragment; the aggregate is the new reference.
+  void move_reference(state& s, std::span<const T> sum, T scale) {
+    const auto at = coordinates(p_);
+    for (std::size_t k = 0; k < sum.size(); ++k) {
+      T& ref = s.reference[at.empty() ? k : at[k]];
+      ref += sum[k] * scale;
+      aggregate_[k] = ref;
+    }
+  }
   static void gather(std::span<const T> from, std::span<const std::uint32_t> at, T* to,
                      std::size_t m) {
     if (at.empty()) {
@@ -508,8 +543,8 @@ class local_sgd {
 
     algorithm::local_sgd_result<T> result;
     auto& ledger = result.ledger;
-    state<T> s(compressor_, update_, merge_, x0, n, me, opt_.seed, exchange<T>::general,
-               opt_.polyak_average, fragment_sizes);
+    state<T> s(compressor_, update_, merge_, x0, n, me, opt_.seed, exchange<T>::keeps_reference,
+               exchange<T>::general, opt_.polyak_average, fragment_sizes);
     exchange<T> aggregation(compressor_, d, n, me, std::move(parts));
     const bool mixing = opt_.mixing != 0.0;
     std::vector<T> y(d), g(d);

@@ -58,6 +58,7 @@ std::string compressor_description() {
   add(C::contractive, "contractive");
   add(tr::shared_support, "shared");
   add(tr::lossless, "lossless");
+  add(tr::linear, "linear");
   return policy_name<C>() + "[" + flags + "]";
 }
 

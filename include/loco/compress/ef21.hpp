@@ -26,6 +26,9 @@ namespace loco::compress {
 template <class C>
 class ef21 {
   static_assert(check_compressor<C>());
+  static_assert(!traits<C>::linear,
+                "loco: ef21 wraps a compressor that encodes messages; "
+                "powersgd keeps its own error feedback");
 
  public:
   static constexpr bool unbiased = false;

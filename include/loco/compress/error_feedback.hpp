@@ -23,6 +23,9 @@ namespace loco::compress {
 template <class C>
 class error_feedback {
   static_assert(check_compressor<C>());
+  static_assert(!traits<C>::linear,
+                "loco: error_feedback wraps a compressor that encodes messages; "
+                "powersgd keeps its own error feedback");
 
  public:
   static constexpr bool unbiased = false;

@@ -19,6 +19,9 @@ namespace loco::compress {
 template <class C>
 class size_threshold {
   static_assert(check_compressor<C>());
+  static_assert(!traits<C>::linear,
+                "loco: size_threshold wraps a compressor that encodes messages; "
+                "powersgd keeps its own error feedback");
 
  public:
   static constexpr bool unbiased = C::unbiased;

@@ -21,6 +21,9 @@ namespace loco::compress {
 template <class C>
 class warmup {
   static_assert(check_compressor<C>());
+  static_assert(!traits<C>::linear,
+                "loco: warmup wraps a compressor that encodes messages; "
+                "powersgd keeps its own error feedback");
 
  public:
   static constexpr bool unbiased = C::unbiased;

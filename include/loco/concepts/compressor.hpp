@@ -16,6 +16,13 @@
 //   C::name             a short name for messages (default "compressor")
 //   C::lossless         decode(encode(v)) == v exactly (default false); drivers
 //                       then average the dense vector in place, unserialised
+// Or, instead of encode/decode/wire_bytes, a linear compressor (powersgd),
+// whose payloads are T values that the driver averages across workers in
+// place (an allreduce), in phases:
+//   std::span<T> c.begin(state<T>&, std::span<const T> v)   the first payload
+//   std::span<T> c.next(state<T>&)     the next payload, after the last was
+//                                      averaged; empty when the round is done
+//   c.end(state<T>&, std::span<T> out) the averaged approximation of v
 // A state that carries history from one call to the next (an RNG position,
 // a residual, an estimate, a round counter) saves it for checkpoints:
 //   void save(wire::buffer& out) const     appends the history
@@ -66,6 +73,14 @@ concept compressor_has_wire_bytes = requires(const C& c, std::size_t d) {
   { c.wire_bytes(d) } -> std::convertible_to<std::size_t>;
 };
 
+template <class C, class T>
+concept compressor_is_linear = requires(const C& c, std::span<const T> v,
+                                        compress::state_t<C, T>& s, std::span<T> out) {
+  { c.begin(s, v) } -> std::same_as<std::span<T>>;
+  { c.next(s) } -> std::same_as<std::span<T>>;
+  c.end(s, out);
+};
+
 template <bool>
 struct constant_bool {};
 
@@ -88,10 +103,11 @@ namespace loco {
 template <class C, class T = float>
 concept Compressor = std::copy_constructible<C> && std::floating_point<T> &&
     concepts::detail::compressor_state_constructible<C, T> &&
-    concepts::detail::compressor_has_encode<C, T> &&
-    concepts::detail::compressor_has_decode<C, T> &&
-    concepts::detail::compressor_has_wire_bytes<C> &&
-    concepts::detail::compressor_has_unbiased<C> && concepts::detail::compressor_has_contractive<C>;
+    ((concepts::detail::compressor_has_encode<C, T> &&
+      concepts::detail::compressor_has_decode<C, T> &&
+      concepts::detail::compressor_has_wire_bytes<C>) ||
+     concepts::detail::compressor_is_linear<C, T>)&&concepts::detail::
+        compressor_has_unbiased<C>&& concepts::detail::compressor_has_contractive<C>;
 
 // Checks C requirement by requirement so a user sees which one is missing.
 // Drivers call this first; it returns true so it can sit in a static_assert.
@@ -104,11 +120,20 @@ constexpr bool check_compressor() {
   static_assert(compressor_has_state<C, T>,
                 "loco: a Compressor needs a nested `template <class T> class state` holding "
                 "per-vector data; see docs/concepts.md#compressor");
+  constexpr bool linear = [] {
+    if constexpr (compressor_has_state<C, T>) {
+      return compressor_is_linear<C, T>;
+    } else {
+      return false;
+    }
+  }();
   if constexpr (compressor_has_state<C, T>) {
     static_assert(
         compressor_state_constructible<C, T>,
         "loco: a Compressor's state<T> must be constructible from "
         "(const C&, std::size_t d, std::uint64_t stream); see docs/concepts.md#compressor");
+  }
+  if constexpr (compressor_has_state<C, T> && !linear) {
     static_assert(compressor_has_encode<C, T>,
                   "loco: a Compressor needs encode(std::span<const T>, state<T>&, wire::buffer&) "
                   "const; see docs/concepts.md#compressor");
@@ -116,7 +141,7 @@ constexpr bool check_compressor() {
                   "loco: a Compressor needs decode(wire::view, state<T>&, std::span<T>) const; "
                   "see docs/concepts.md#compressor");
   }
-  static_assert(compressor_has_wire_bytes<C>,
+  static_assert(linear || compressor_has_wire_bytes<C>,
                 "loco: a Compressor needs wire_bytes(std::size_t d) const returning the message "
                 "size; see docs/concepts.md#compressor");
   static_assert(compressor_has_unbiased<C>,
@@ -147,6 +172,15 @@ struct traits {
                     { C::lossless } -> std::convertible_to<bool>;
                   }) {
       return static_cast<bool>(C::lossless);
+    } else {
+      return false;
+    }
+  }();
+  // Averaged by allreduce in phases (begin/next/end) instead of messages.
+  static constexpr bool linear = [] {
+    if constexpr (concepts::detail::compressor_has_state<C, float>) {
+      return concepts::detail::compressor_is_linear<C, float> ||
+             concepts::detail::compressor_is_linear<C, double>;
     } else {
       return false;
     }

@@ -1,0 +1,277 @@
+#pragma once
+// powersgd: low-rank compression of a model's weight matrices (Vogels,
+// Karimireddy and Jaggi, NeurIPS 2019), as PyTorch's DDP PowerSGD hook.
+// For each matrix M of the layout (a conv kernel is out_channels x the
+// rest), with Q (cols x r) shared by every worker:
+//   P = M Q;  average P over workers;  orthogonalize P (Gram-Schmidt)
+//   Q = M^T P;  average Q over workers;  M ~ P Q^T
+// Vectors, and matrices that would not shrink by min_compression_rate,
+// travel dense in the first payload. The scheme is linear: payloads are
+// averaged by the communicator's allreduce, never gathered, and the result
+// is the same on every worker. With error feedback, M is v + e and
+// e = M - P Q^T afterwards (dense values included, as the hook does); with
+// warm start, the averaged Q of a round is the next round's starting Q.
+//
+// A linear compressor is used in phases (docs/concepts.md#linear-compressors):
+//   auto payload = c.begin(s, v);      // average it across workers, in place
+//   while (!(payload = c.next(s)).empty()) { average it in place }
+//   c.end(s, out);                     // the averaged approximation
+// docs/compressors.md#powersgd
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <loco/compress/detail/common.hpp>
+#include <loco/error.hpp>
+#include <loco/random/stream.hpp>
+#include <loco/tensor/finite.hpp>
+#include <loco/tensor/layout.hpp>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/values.hpp>
+#include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace loco::compress {
+
+struct powersgd_options {
+  std::size_t rank = 1;               // r >= 1
+  bool warm_start = true;             // start from the last round's Q (else a fresh random Q)
+  bool error_feedback = true;         // compress v + e, keep e = what was not sent
+  std::uint64_t start_iteration = 0;  // rounds before it average everything dense
+  double min_compression_rate = 2.0;  // compress M only if rows cols > rate (rows + cols) r
+  std::uint64_t seed = 0;             // of the random Q: the same on every worker
+};
+
+class powersgd {
+ public:
+  static constexpr bool unbiased = false;
+  static constexpr bool contractive = false;
+  static constexpr bool linear = true;
+  static constexpr const char* name = "powersgd";
+
+  explicit powersgd(tensor::layout model, powersgd_options opt = {})
+      : layout_(std::move(model)), opt_(opt) {
+    if (opt_.rank == 0) throw config_error("compress::powersgd: rank 0 must be >= 1");
+    if (!(opt_.min_compression_rate >= 0.0) || !std::isfinite(opt_.min_compression_rate)) {
+      throw config_error("compress::powersgd: min_compression_rate " +
+                         std::to_string(opt_.min_compression_rate) + " must be finite and >= 0");
+    }
+    if (layout_.empty()) throw config_error("compress::powersgd: the layout has no tensors");
+    for (const auto& t : layout_) {
+      const std::size_t rows = t.matrix_rows(), cols = t.matrix_cols();
+      const bool worth = t.is_matrix() && static_cast<double>(rows) * static_cast<double>(cols) >
+                                              opt_.min_compression_rate *
+                                                  static_cast<double>(rows + cols) *
+                                                  static_cast<double>(opt_.rank);
+      if (worth) {
+        matrices_.push_back({t.offset, rows, cols, p_values_, q_values_});
+        p_values_ += rows * opt_.rank;
+        q_values_ += cols * opt_.rank;
+      } else {
+        dense_.push_back({t.offset, t.size});
+        dense_values_ += t.size;
+      }
+    }
+  }
+
+  const tensor::layout& layout() const noexcept { return layout_; }
+  const powersgd_options& options() const noexcept { return opt_; }
+  std::size_t compressed_matrices() const noexcept { return matrices_.size(); }
+  // Values in the two payloads of a compressed round (P and the dense
+  // tensors, then Q); before start_iteration one payload of d values.
+  std::size_t first_payload() const noexcept { return p_values_ + dense_values_; }
+  std::size_t second_payload() const noexcept { return q_values_; }
+
+  template <class T>
+  class state {
+   public:
+    state(const powersgd& c, std::size_t d, std::uint64_t /*stream*/)
+        : m_(d), e_(c.opt_.error_feedback ? d : 0, T(0)), first_(c.first_payload()),
+          q_(c.second_payload(), T(0)) {
+      c.layout_.require_dimension(d, "compress::powersgd");
+    }
+    std::size_t dimension() const noexcept { return m_.size(); }
+    std::uint64_t iteration() const noexcept { return iteration_; }
+    // The residual e (error feedback) and the Q of the last round.
+    std::span<const T> residual() const noexcept { return e_; }
+    std::span<const T> q() const noexcept { return q_; }
+
+    void save(wire::buffer& out) const {
+      out.put<std::uint64_t>(iteration_);
+      out.put<std::uint8_t>(q_ready_ ? 1 : 0);
+      wire::put_values(out, std::span<const T>(e_));
+      wire::put_values(out, std::span<const T>(q_));
+    }
+    void restore(wire::view& in) {
+      iteration_ = in.get<std::uint64_t>("powersgd iteration");
+      const auto ready = in.get<std::uint8_t>("powersgd warm start");
+      if (ready > 1) in.fail("powersgd warm start", "must be 0 or 1");
+      q_ready_ = ready == 1;
+      wire::get_values(in, std::span<T>(e_), "powersgd residual");
+      wire::get_values(in, std::span<T>(q_), "powersgd Q");
+      for (const auto v : {std::span<const T>(e_), std::span<const T>(q_)}) {
+        if (const auto i = tensor::first_non_finite(v); i != tensor::npos) {
+          in.fail("powersgd state", "non-finite value at index " + std::to_string(i));
+        }
+      }
+      phase_ = 0;
+    }
+
+   private:
+    friend class powersgd;
+    std::vector<T> m_;       // v + e: what this round approximates (or averages, when dense)
+    std::vector<T> e_;       // the residual
+    std::vector<T> first_;   // P of every matrix, then the dense tensors' values
+    std::vector<T> q_;       // Q of every matrix
+    std::uint64_t iteration_ = 0;
+    bool q_ready_ = false;  // q_ holds the last round's averaged Q
+    int phase_ = 0;         // 0 idle, 1 first payload out, 2 second payload out
+    bool dense_round_ = false;
+  };
+
+  // Phase 1: the payload to average (P and the dense tensors' values, or
+  // all of M before start_iteration). Throws non_finite_error for a NaN or
+  // Inf in v before touching the state.
+  template <class T>
+  std::span<T> begin(state<T>& s, std::span<const T> v) const {
+    detail::check_encode_size(name, s.dimension(), v.size());
+    detail::check_finite(name, v);
+    s.dense_round_ = s.iteration_ < opt_.start_iteration;
+    s.phase_ = 1;
+    if (s.dense_round_) {
+      std::copy(v.begin(), v.end(), s.m_.begin());
+      return s.m_;
+    }
+    for (std::size_t j = 0; j < v.size(); ++j) s.m_[j] = v[j] + (s.e_.empty() ? T(0) : s.e_[j]);
+    if (!opt_.warm_start || !s.q_ready_) random_q(s);
+    const std::size_t r = opt_.rank;
+    for (const auto& mat : matrices_) {
+      T* q = s.q_.data() + mat.q_at;
+      orthogonalize(q, mat.cols, r);
+      T* p = s.first_.data() + mat.p_at;
+      const T* m = s.m_.data() + mat.offset;
+      std::fill(p, p + mat.rows * r, T(0));
+      for (std::size_t i = 0; i < mat.rows; ++i) {
+        for (std::size_t j = 0; j < mat.cols; ++j) {
+          const T mij = m[i * mat.cols + j];
+          for (std::size_t k = 0; k < r; ++k) p[i * r + k] += mij * q[j * r + k];
+        }
+      }
+    }
+    std::size_t at = p_values_;
+    for (const auto& t : dense_) {
+      std::copy_n(s.m_.begin() + static_cast<std::ptrdiff_t>(t.offset), t.size,
+                  s.first_.begin() + static_cast<std::ptrdiff_t>(at));
+      at += t.size;
+    }
+    return s.first_;
+  }
+
+  // After the last payload was averaged in place: the next one (Q, from the
+  // orthogonalized average of P), or empty when the round needs no more.
+  template <class T>
+  std::span<T> next(state<T>& s) const {
+    if (s.phase_ == 0) throw config_error("compress::powersgd: next() without begin()");
+    if (s.dense_round_ || s.phase_ == 2 || matrices_.empty()) return {};
+    s.phase_ = 2;
+    const std::size_t r = opt_.rank;
+    for (const auto& mat : matrices_) {
+      T* p = s.first_.data() + mat.p_at;
+      orthogonalize(p, mat.rows, r);
+      T* q = s.q_.data() + mat.q_at;
+      const T* m = s.m_.data() + mat.offset;
+      std::fill(q, q + mat.cols * r, T(0));
+      for (std::size_t i = 0; i < mat.rows; ++i) {
+        for (std::size_t j = 0; j < mat.cols; ++j) {
+          const T mij = m[i * mat.cols + j];
+          for (std::size_t k = 0; k < r; ++k) q[j * r + k] += mij * p[i * r + k];
+        }
+      }
+    }
+    return s.q_;
+  }
+
+  // After every payload was averaged: writes the averaged approximation
+  // into out (length d) and keeps the residual.
+  template <class T>
+  void end(state<T>& s, std::span<T> out) const {
+    detail::check_decode_size(name, s.dimension(), out.size());
+    if (s.phase_ == 0 || (!s.dense_round_ && !matrices_.empty() && s.phase_ != 2)) {
+      throw config_error("compress::powersgd: end() before every payload was exchanged");
+    }
+    s.phase_ = 0;
+    ++s.iteration_;
+    if (s.dense_round_) {
+      std::copy(s.m_.begin(), s.m_.end(), out.begin());
+      return;
+    }
+    const std::size_t r = opt_.rank;
+    for (const auto& mat : matrices_) {
+      const T* p = s.first_.data() + mat.p_at;
+      const T* q = s.q_.data() + mat.q_at;
+      T* o = out.data() + mat.offset;
+      for (std::size_t i = 0; i < mat.rows; ++i) {
+        for (std::size_t j = 0; j < mat.cols; ++j) {
+          T sum = 0;
+          for (std::size_t k = 0; k < r; ++k) sum += p[i * r + k] * q[j * r + k];
+          o[i * mat.cols + j] = sum;
+        }
+      }
+    }
+    std::size_t at = p_values_;
+    for (const auto& t : dense_) {
+      std::copy_n(s.first_.begin() + static_cast<std::ptrdiff_t>(at), t.size,
+                  out.begin() + static_cast<std::ptrdiff_t>(t.offset));
+      at += t.size;
+    }
+    s.q_ready_ = true;
+    if (!s.e_.empty()) {
+      for (std::size_t j = 0; j < s.e_.size(); ++j) s.e_[j] = s.m_[j] - out[j];
+    }
+  }
+
+ private:
+  struct matrix {
+    std::size_t offset, rows, cols;
+    std::size_t p_at, q_at;  // where its P and Q start in the payloads
+  };
+  struct dense_range {
+    std::size_t offset, size;
+  };
+
+  // A fresh Q, N(0, 1) from (seed, iteration): equal on every worker.
+  template <class T>
+  void random_q(state<T>& s) const {
+    random::stream rng(opt_.seed, s.iteration_);
+    for (auto& v : s.q_) v = static_cast<T>(rng.normal());
+  }
+
+  // Gram-Schmidt on the r columns of a (rows x r, row-major) matrix; a
+  // column that vanishes stays zero.
+  template <class T>
+  static void orthogonalize(T* a, std::size_t rows, std::size_t r) {
+    for (std::size_t k = 0; k < r; ++k) {
+      T norm = 0;
+      for (std::size_t i = 0; i < rows; ++i) norm += a[i * r + k] * a[i * r + k];
+      norm = std::sqrt(norm);
+      if (norm > T(0)) {
+        for (std::size_t i = 0; i < rows; ++i) a[i * r + k] /= norm;
+      }
+      for (std::size_t l = k + 1; l < r; ++l) {
+        T dot = 0;
+        for (std::size_t i = 0; i < rows; ++i) dot += a[i * r + k] * a[i * r + l];
+        for (std::size_t i = 0; i < rows; ++i) a[i * r + l] -= dot * a[i * r + k];
+      }
+    }
+  }
+
+  tensor::layout layout_;
+  powersgd_options opt_;
+  std::vector<matrix> matrices_;
+  std::vector<dense_range> dense_;
+  std::size_t p_values_ = 0, q_values_ = 0, dense_values_ = 0;
+};
+
+}  // namespace loco::compress
