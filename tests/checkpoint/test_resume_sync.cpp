@@ -141,6 +141,15 @@ void local_sgd_cases() {
     check_local_sgd_with<Comm, float>(compress::fp4(4), merge::outer_nesterov(0.7, 0.9),
                                       stepsize::constant(0.01), update::adamw(), opt);
   }
+  SECTION("powersgd (warm Q and residual in the compressor state)") {
+    tensor::layout l;  // the 13 values as a 3 x 4 matrix and one more
+    l.add("w", {3, 4});
+    l.add("b", {1});
+    algorithm::local_sgd_options opt;
+    opt.seed = 2;
+    check_local_sgd<Comm, float>(compress::powersgd(l, {.rank = 1, .min_compression_rate = 0.0}),
+                                 merge::average{}, stepsize::constant(0.05), opt);
+  }
   SECTION("3 fragments with a random_k support drawn in each") {
     algorithm::local_sgd_options opt;
     opt.fragments = {.count = 3};

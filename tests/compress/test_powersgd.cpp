@@ -104,7 +104,8 @@ TEST_CASE("powersgd's residual is what was not sent", "[compress][powersgd]") {
   // The second round compresses v + e.
   const auto again = round_trip(c, s, in);
   double moved = 0;
-  for (std::size_t j = 0; j < 132; ++j) moved += static_cast<double>(std::abs(again[0][j] - out[0][j]));
+  for (std::size_t j = 0; j < 132; ++j)
+    moved += static_cast<double>(std::abs(again[0][j] - out[0][j]));
   CHECK(moved > 0.1);
 }
 
@@ -150,7 +151,8 @@ TEST_CASE("powersgd with 3 workers equals a plain loop of the PowerSGD round",
 
   for (std::size_t round = 0; round < 3; ++round) {
     std::vector<vec> in;
-    for (std::size_t i = 0; i < n; ++i) in.push_back(smooth(d, 0.7 * static_cast<double>(i + 3 * round)));
+    for (std::size_t i = 0; i < n; ++i)
+      in.push_back(smooth(d, 0.7 * static_cast<double>(i + 3 * round)));
     const auto got = round_trip(c, s, in);
 
     std::vector<vec> m(n);
@@ -229,8 +231,7 @@ TEST_CASE("powersgd: dense rounds before start_iteration, small matrices dense, 
 }
 
 TEST_CASE("powersgd refuses bad settings and calls out of order by name", "[compress][powersgd]") {
-  REQUIRE_THROWS_WITH(lc::powersgd(weight_and_bias(4, 4), {.rank = 0}),
-                      Catch::Contains("rank 0"));
+  REQUIRE_THROWS_WITH(lc::powersgd(weight_and_bias(4, 4), {.rank = 0}), Catch::Contains("rank 0"));
   REQUIRE_THROWS_WITH(lc::powersgd(weight_and_bias(4, 4), {.min_compression_rate = -1}),
                       Catch::Contains("min_compression_rate -1"));
   const lc::powersgd c(weight_and_bias(8, 8), {.rank = 1});

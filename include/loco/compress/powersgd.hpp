@@ -88,7 +88,9 @@ class powersgd {
   class state {
    public:
     state(const powersgd& c, std::size_t d, std::uint64_t /*stream*/)
-        : m_(d), e_(c.opt_.error_feedback ? d : 0, T(0)), first_(c.first_payload()),
+        : m_(d),
+          e_(c.opt_.error_feedback ? d : 0, T(0)),
+          first_(c.first_payload()),
           q_(c.second_payload(), T(0)) {
       c.layout_.require_dimension(d, "compress::powersgd");
     }
@@ -121,10 +123,10 @@ class powersgd {
 
    private:
     friend class powersgd;
-    std::vector<T> m_;       // v + e: what this round approximates (or averages, when dense)
-    std::vector<T> e_;       // the residual
-    std::vector<T> first_;   // P of every matrix, then the dense tensors' values
-    std::vector<T> q_;       // Q of every matrix
+    std::vector<T> m_;      // v + e: what this round approximates (or averages, when dense)
+    std::vector<T> e_;      // the residual
+    std::vector<T> first_;  // P of every matrix, then the dense tensors' values
+    std::vector<T> q_;      // Q of every matrix
     std::uint64_t iteration_ = 0;
     bool q_ready_ = false;  // q_ holds the last round's averaged Q
     int phase_ = 0;         // 0 idle, 1 first payload out, 2 second payload out
