@@ -339,6 +339,9 @@ int main(int argc, char** argv) {
     if (wanted("average")) configs.push_back({"average", h});
   }
   if (wanted("streaming")) {
+    // The baseline of the streaming runs: DiLoCo at the same H.
+    if (std::find(s.hs.begin(), s.hs.end(), s.stream_h) == s.hs.end() || !wanted("diloco"))
+      configs.push_back({"diloco", s.stream_h});
     for (std::size_t p : s.fragments)
       for (std::size_t tau : s.taus)
         for (double alpha : s.alphas)
