@@ -7,6 +7,7 @@
 //   torch_cnn                                   4 threads (comm::in_process)
 //   torch_cnn --methods minibatch,diloco --steps 1000
 //   torch_cnn --methods diloco,streaming --local-steps 64 --fragments 4 --overlap 4 --fp4
+//   torch_cnn --methods minibatch,powersgd --rank 2
 //   loco-launch -n 4 -- torch_cnn --comm tcp
 //   mpirun -np 4 torch_cnn --comm mpi
 //
@@ -33,6 +34,7 @@
 #include <loco/comm/in_process.hpp>
 #include <loco/compress/fp4.hpp>
 #include <loco/compress/identity.hpp>
+#include <loco/compress/powersgd.hpp>
 #include <loco/compress/random_k.hpp>
 #include <loco/compress/top_k.hpp>
 #include <loco/data/fashion_mnist.hpp>
@@ -60,8 +62,8 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 using example = torch::data::Example<>;
-const std::vector<std::string> all_methods{"minibatch", "local",  "loscar",   "cd_adam",
-                                           "async",     "diloco", "streaming"};
+const std::vector<std::string> all_methods{"minibatch", "local",  "loscar",    "cd_adam",
+                                           "async",     "diloco", "streaming", "powersgd"};
 
 struct settings {
   std::vector<std::string> methods{"minibatch", "local", "loscar", "diloco"};
@@ -82,6 +84,7 @@ struct settings {
   std::string split = "shards";
   double mixing = 0.0;
   bool fp4 = false;
+  std::size_t rank = 1;  // PowerSGD's, every step as torch's DDP hook
   std::vector<std::int64_t> channels{8, 16};
   std::int64_t hidden = 64;
   std::size_t evaluations = 10;  // per method
@@ -256,7 +259,8 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
               example{d.test.x.narrow(0, 0, std::min<std::int64_t>(1000, d.test.x.size(0))),
                       d.test.y.narrow(0, 0, std::min<std::int64_t>(1000, d.test.y.size(0)))});
   const std::span<const float> start(x0);
-  const bool local = name != "minibatch" && name != "cd_adam" && name != "async";
+  const bool local =
+      name != "minibatch" && name != "cd_adam" && name != "async" && name != "powersgd";
   // A streaming round syncs one of P fragments: H/P steps, tau of them in flight.
   const std::size_t h =
       !local ? 1 : (name == "streaming" ? s.local_steps / s.fragments : s.local_steps);
@@ -307,6 +311,11 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
       const auto r = driver.run(comm, f, start, eval, bar);
       finish(r, r.stats.rounds);
     }
+  } else if (name == "powersgd") {
+    local_sgd<compress::powersgd, Comm, merge::average, stepsize::constant> driver(
+        compress::powersgd(f.layout(), {.rank = s.rank, .seed = s.seed}), {}, sgd_lr, opt);
+    const auto r = driver.run(comm, f, start, eval, bar);
+    finish(r, r.stats.rounds);
   } else if (name == "cd_adam") {
     cd_adam<Comm> driver(compress::top_k(s.fraction), stepsize::constant(s.adam_lr),
                          {.iterations = rounds, .seed = s.seed});
@@ -365,7 +374,8 @@ void validate(const settings& s) {
   for (const auto& m : s.methods) {
     if (std::find(all_methods.begin(), all_methods.end(), m) == all_methods.end()) {
       throw loco::config_error("--methods: unknown method '" + m +
-                               "' (minibatch, local, loscar, cd_adam, async, diloco, streaming)");
+                               "' (minibatch, local, loscar, cd_adam, async, diloco, streaming, "
+                               "powersgd)");
     }
   }
   if (std::find(s.methods.begin(), s.methods.end(), "streaming") != s.methods.end()) {
@@ -377,6 +387,7 @@ void validate(const settings& s) {
     }
     (void)split_of(s.split);
   }
+  if (s.rank == 0) throw loco::config_error("--rank 0 must be >= 1");
   if (s.steps == 0 || s.local_steps == 0 || s.batch == 0 || s.evaluations == 0 ||
       s.test_rows == 0) {
     throw loco::config_error(
@@ -458,7 +469,7 @@ int main(int argc, char** argv) {
   settings s;
   CLI::App app{"A LibTorch CNN on Fashion-MNIST, trained by loco's drivers"};
   app.add_option("--methods", s.methods,
-                 "minibatch, local, loscar, cd_adam, async, diloco, streaming")
+                 "minibatch, local, loscar, cd_adam, async, diloco, streaming, powersgd")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--comm", s.comm, "in_process, tcp (under loco-launch), mpi (under mpirun)")
@@ -486,6 +497,7 @@ int main(int argc, char** argv) {
   app.add_option("--mixing", s.mixing, "streaming: alpha, the weight of a worker's own values")
       ->capture_default_str();
   app.add_flag("--fp4", s.fp4, "streaming: 4-bit outer gradients");
+  app.add_option("--rank", s.rank, "powersgd: the approximation's rank")->capture_default_str();
   app.add_option("--channels", s.channels, "the two conv layers' widths")
       ->delimiter(',')
       ->capture_default_str();
