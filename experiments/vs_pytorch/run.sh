@@ -90,6 +90,8 @@ loco_flags() {
   case "$1" in
     local|loscar) echo "--methods $1 --local-steps 16" ;;
     diloco) echo "--methods $1 --local-steps 64" ;;
+    streaming) echo "--methods $1 --local-steps 64 --fragments 4 --overlap 4 --fp4" ;;
+    powersgd) echo "--methods $1 --rank 1" ;;
     *) echo "--methods $1" ;;
   esac
 }
