@@ -125,11 +125,24 @@ struct outer_sgd_loop {
   }
 };
 
-template <class Comm, class Driver>
+// The same objective with three named tensors: strided fragments of whole
+// tensors are then not contiguous ({a, c} and {b}).
+struct layered_quadratic : noisy_quadratic {
+  using noisy_quadratic::noisy_quadratic;
+  loco::tensor::layout layout() const {
+    loco::tensor::layout l;
+    l.add("a", {2});
+    l.add("b", {1});
+    l.add("c", {2});
+    return l;
+  }
+};
+
+template <class Comm, class Driver, class Objective = noisy_quadratic>
 std::vector<std::vector<float>> run(const Driver& driver) {
   std::vector<std::vector<float>> out(workers);
   const auto body = [&](Comm& comm) {
-    noisy_quadratic f(comm.rank());
+    Objective f(comm.rank());
     const std::vector<float> x0(dim, 0.0f);
     out[static_cast<std::size_t>(comm.rank())] =
         Driver(driver).run(comm, f, std::span<const float>(x0)).local;
@@ -322,14 +335,52 @@ TEMPLATE_TEST_CASE("streaming_diloco with 4-bit outer gradients equals the plain
   REQUIRE(want[0] != exact[0]);  // the quantization is visible
 }
 
+TEMPLATE_TEST_CASE("streaming_diloco with strided fragments of a layout equals the plain loop",
+                   "[diloco][streaming]", loco::comm::in_process, loco::comm::simulated) {
+  // Tensors a = {0, 1}, b = {2}, c = {3, 4}: fragment 0 is {a, c}, 1 is {b}.
+  const auto got = run<TestType, loco::streaming_diloco<TestType>, layered_quadratic>(
+      streaming<TestType>(8, 3, 2, 2, 0.25));
+  const auto want = streaming_reference({{0, 1, 3, 4}, {2}}, 8, 3, 2, 0.25f, 0.02f, 6);
+  for (std::size_t i = 0; i < workers; ++i) require_close(got[i], want[i]);
+}
+
 TEST_CASE("streaming_diloco with one fragment, no overlap and no mixing is DiLoCo", "[diloco]") {
+  // One type by construction (the alias differs only in its defaults); the
+  // loops agree too: one part, tau = 0, alpha = 0 is the DiLoCo loop.
+  static_assert(std::is_same_v<loco::streaming_diloco<loco::comm::in_process>,
+                               loco::diloco<loco::comm::in_process>>);
+  const auto streamed = streaming_reference({{0, 1, 2, 3, 4}}, 6, 10, 0, 0.0f, 0.02f, 6);
+  const auto want = reference(inner_adamw{0.02f}, outer_nesterov_loop{}, 6, 10, 6);
+  for (std::size_t i = 0; i < workers; ++i) require_close(streamed[i], want);
+}
+
+TEST_CASE("local_sgd refuses fragments it cannot build, naming why", "[diloco][streaming]") {
   using namespace loco;
-  const auto streamed = run<comm::in_process>(streaming<comm::in_process>(6, 10, 0, 1, 0.0));
-  diloco<comm::in_process> plain({}, merge::outer_nesterov(0.7, 0.9), stepsize::constant(0.02),
-                                 {.schedule = algorithm::schedule::rounds(6, 10), .seed = 6},
-                                 update::adamw());
-  const auto want = run<comm::in_process>(plain);
-  for (std::size_t i = 0; i < workers; ++i) REQUIRE(streamed[i] == want[i]);  // bit for bit
+  // random_k's count applies to each fragment: 3 of a 2-value fragment.
+  local_sgd<compress::random_k_unscaled, comm::in_process, merge::average, stepsize::constant> d(
+      compress::random_k_unscaled::with_count(3, 1), {}, stepsize::constant(0.1),
+      {.fragments = {.count = 2}});
+  comm::run_in_process(workers, [&](comm::in_process& comm) {
+    noisy_quadratic f(comm.rank());
+    const std::vector<float> x0(dim, 0.0f);
+    REQUIRE_THROWS_WITH(
+        d.run(comm, f, std::span<const float>(x0)),
+        Catch::Contains("one compressor state per fragment") && Catch::Contains("has 2 values"));
+  });
+  // Ranks whose layouts cut different fragments.
+  local_sgd<compress::identity, comm::in_process, merge::average, stepsize::constant> e(
+      {}, {}, stepsize::constant(0.1), {.fragments = {.count = 2}});
+  comm::run_in_process(workers, [&](comm::in_process& comm) {
+    const std::vector<float> x0(dim, 0.0f);
+    const auto attempt = [&](auto& f) { return e.run(comm, f, std::span<const float>(x0)); };
+    if (comm.rank() == 0) {
+      layered_quadratic f(0);
+      REQUIRE_THROWS_WITH(attempt(f), Catch::Contains("different fragments"));
+    } else {
+      noisy_quadratic f(comm.rank());
+      REQUIRE_THROWS_WITH(attempt(f), Catch::Contains("different fragments"));
+    }
+  });
 }
 
 TEST_CASE("fragments: strided, balanced and shards cover the model once", "[diloco][streaming]") {

@@ -261,7 +261,30 @@ TEST_CASE("fp4 rounds each entry to the nearest point of its block's e2m1 grid",
   CHECK(std::isfinite(e[block]));
   CHECK(e[block] > 0.99f * std::numeric_limits<float>::max());
   CHECK(e[block + 1] == 0.0f);                                 // far below the block's scale
-  CHECK(lc::fp4().wire_bytes(1000) == 16 + 4 + 32 * 4 + 500);  // 5.1 bits per entry
+  CHECK(lc::fp4().wire_bytes(1000) == 16 + 4 + 32 * 4 + 500);  // 5.2 bits per entry
+  // A block whose largest entry is tiny (its scale is subnormal): every
+  // entry still goes to a grid point no farther than |v| (1 / scale would
+  // overflow).
+  std::vector<float> tiny{1e-39f, -3e-40f, 2e-41f, 0.0f};
+  const auto t = round_trip(lc::fp4(4), std::span<const float>(tiny));
+  for (std::size_t j = 0; j < tiny.size(); ++j) {
+    INFO("tiny entry " << j << ": " << tiny[j] << " -> " << t[j]);
+    CHECK(std::abs(t[j] - tiny[j]) <= std::abs(tiny[j]));
+  }
+  CHECK(t[0] == Approx(1e-39f).epsilon(1e-3));
+}
+
+TEST_CASE("fp4 on double: the grid and the error bound hold", "[compress][stats]") {
+  const auto v = test_vector<double>(77, 4);
+  const auto out = round_trip(lc::fp4(8), std::span<const double>(v));
+  for (std::size_t j = 0; j < v.size(); ++j) {
+    CHECK(std::abs(out[j] - v[j]) <= std::abs(v[j]) * (1 + 1e-12));
+    if (out[j] != 0) CHECK(std::signbit(out[j]) == std::signbit(v[j]));
+  }
+  std::vector<double> tiny{1e-310, -2e-311, 0.0};
+  const auto t = round_trip(lc::fp4(3), std::span<const double>(tiny));
+  for (std::size_t j = 0; j < tiny.size(); ++j)
+    CHECK(std::abs(t[j] - tiny[j]) <= std::abs(tiny[j]));
 }
 
 TEST_CASE("qsgd handles vectors whose norm is subnormal or beyond T's range", "[compress][stats]") {

@@ -69,7 +69,8 @@ struct local_sgd_options {
   // Q_i: steps taken while the aggregate is in flight (one entry: all workers).
   std::vector<std::size_t> overlap_steps{};
   // Instead of a fixed Q_i, keep stepping until the aggregate has arrived
-  // (at most max_overlap_steps). Real transports only: not reproducible.
+  // (at most max_overlap_steps): exact on comm::simulated, timing-dependent
+  // on real transports.
   bool overlap_until_arrival = false;
   std::size_t max_overlap_steps = 64;
   // Streaming DiLoCo: round r synchronises fragment r mod P of the model
@@ -236,7 +237,6 @@ class local_sgd_exchange {
       for (const auto& p : parts_) largest = std::max(largest, p.size());
     }
     aggregate_.resize(largest);
-    own_.reserve(largest);
     if constexpr (shared) mapped_.reserve(largest);
     if constexpr (general) sources_ = rank_sources("local_sgd message", n);
     if constexpr (keeps_reference) {
@@ -537,14 +537,36 @@ class local_sgd {
     auto parts = opt_.fragments.of(tensor::layout_of(objective));
     std::vector<std::size_t> fragment_sizes{d};
     if (!parts.empty()) {
+      if constexpr (exchange<T>::linear) {
+        throw config_error("local_sgd: fragments.count " + std::to_string(parts.size()) +
+                           " with the linear compressor " +
+                           std::string(compress::traits<Compressor>::name) +
+                           ", whose layout covers the whole model; use fragments.count 1");
+      }
+      algorithm::detail::require_same_fragments(comm, parts, "local_sgd");
       fragment_sizes.clear();
       for (const auto& p : parts) fragment_sizes.push_back(p.size());
     }
 
     algorithm::local_sgd_result<T> result;
     auto& ledger = result.ledger;
-    state<T> s(compressor_, update_, merge_, x0, n, me, opt_.seed, exchange<T>::keeps_reference,
-               exchange<T>::general, opt_.polyak_average, fragment_sizes);
+    state<T> s = [&] {
+      try {
+        return state<T>(compressor_, update_, merge_, x0, n, me, opt_.seed,
+                        exchange<T>::keeps_reference, exchange<T>::general, opt_.polyak_average,
+                        fragment_sizes);
+      } catch (const config_error& e) {
+        if (parts.empty()) throw;
+        // A compressor's settings (random_k's k) apply to each fragment.
+        throw config_error(
+            std::string(e.what()) +
+            " (local_sgd builds one compressor state per "
+            "fragment; the smallest of the " +
+            std::to_string(parts.size()) + " fragments has " +
+            std::to_string(*std::min_element(fragment_sizes.begin(), fragment_sizes.end())) +
+            " values)");
+      }
+    }();
     exchange<T> aggregation(compressor_, d, n, me, std::move(parts));
     const bool mixing = opt_.mixing != 0.0;
     std::vector<T> y(d), g(d);
@@ -717,7 +739,7 @@ class local_sgd {
            "; merge=" + checkpoint::policy_name<MergeRule>() +
            "; stepsize=" + checkpoint::policy_name<Stepsize>() +
            "; polyak=" + (opt_.polyak_average ? "1" : "0") + update_description() +
-           fragments_description() + ">";
+           fragments_description<T>() + ">";
   }
   // Runs with the plain sgd step keep the description (and the checkpoints)
   // they had before update rules existed.
@@ -729,10 +751,18 @@ class local_sgd {
     }
   }
 
-  // Likewise runs without fragments.
+  // Likewise runs without fragments. Compressed exchanges under an outer
+  // optimizer take their reference from its global model (they took the
+  // last aggregate before): files of the old meaning are refused.
+  template <class T>
   std::string fragments_description() const {
-    if (opt_.fragments.count == 1) return "";
-    return "; fragments=" + std::to_string(opt_.fragments.count) + " " +
+    std::string out;
+    if constexpr (exchange<T>::keeps_reference &&
+                  requires(const state<T>& s) { s.merged.global; }) {
+      out += "; reference=global";
+    }
+    if (opt_.fragments.count == 1) return out;
+    return out + "; fragments=" + std::to_string(opt_.fragments.count) + " " +
            algorithm::fragments::name_of(opt_.fragments.by);
   }
 

@@ -85,9 +85,11 @@ class fp4 {
       const T scale = std::min(amax / T(6), max_scale<T>());
       wire::store_le(scales + b * sizeof(T), scale);
       if (scale == T(0)) continue;
-      const T inv = T(1) / scale;
+      // Thresholds in v's units: 1 / scale overflows for subnormal scales.
+      T limit[7];
+      for (std::size_t k = 0; k < 7; ++k) limit[k] = midpoints<T>[k] * scale;
       for (std::size_t j = begin; j < end; ++j) {
-        const std::uint8_t code = quantize(std::abs(v[j]) * inv);
+        const std::uint8_t code = quantize(std::abs(v[j]), limit);
         const std::uint8_t sign = (code != 0 && std::signbit(v[j])) ? 0x8u : 0u;
         codes[j / 2] |= std::byte(static_cast<std::uint8_t>((code | sign) << (4 * (j % 2))));
       }
@@ -111,12 +113,16 @@ class fp4 {
     if (d % 2 == 1 && (std::to_integer<std::uint8_t>(codes[d / 2]) >> 4) != 0) {
       in.fail("codes", "padding bits are not zero");
     }
+    // Every scale is checked before out is written: a bad message leaves it as it was.
     for (std::size_t b = 0; b < blocks; ++b) {
       const T scale = wire::load_le<T>(scales + b * sizeof(T));
       if (!(scale >= T(0) && scale <= max_scale<T>())) {
         in.fail("scales", "block " + std::to_string(b) + " has scale " + std::to_string(scale) +
                               ", outside [0, max / 6]");
       }
+    }
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const T scale = wire::load_le<T>(scales + b * sizeof(T));
       const std::size_t begin = b * block_, end = std::min(d, begin + block_);
       for (std::size_t j = begin; j < end; ++j) {
         const auto c = static_cast<std::uint8_t>(
@@ -144,13 +150,16 @@ class fp4 {
   std::size_t block_count(std::size_t d) const noexcept { return (d + block_ - 1) / block_; }
   static std::size_t code_bytes(std::size_t d) noexcept { return (d + 1) / 2; }
 
-  // The nearest grid magnitude's index for a in [0, 6] (a bit above 6 from
-  // rounding maps to 6): the number of midpoints below a.
+  // The midpoints between neighbouring grid magnitudes.
   template <class T>
-  static std::uint8_t quantize(T a) noexcept {
-    constexpr T mid[7] = {T(0.25), T(0.75), T(1.25), T(1.75), T(2.5), T(3.5), T(5)};
+  static constexpr T midpoints[7] = {T(0.25), T(0.75), T(1.25), T(1.75), T(2.5), T(3.5), T(5)};
+
+  // The nearest grid magnitude's index for |v| = a: the number of midpoints
+  // (times the scale) below a.
+  template <class T>
+  static std::uint8_t quantize(T a, const T (&limit)[7]) noexcept {
     std::uint8_t code = 0;
-    for (const T m : mid) code = static_cast<std::uint8_t>(code + (a > m ? 1 : 0));
+    for (const T m : limit) code = static_cast<std::uint8_t>(code + (a > m ? 1 : 0));
     return code;
   }
 

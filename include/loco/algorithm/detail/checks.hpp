@@ -1,6 +1,7 @@
 #pragma once
 // Checks every driver makes before its first step.
 #include <cstddef>
+#include <cstdint>
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
 #include <span>
@@ -21,6 +22,28 @@ void require_same_dimension(Comm& comm, std::size_t d, const char* driver) {
                        std::to_string(static_cast<std::size_t>(bounds[0])) + ", smallest " +
                        std::to_string(static_cast<std::size_t>(-bounds[1])) + ", this rank " +
                        std::to_string(d));
+  }
+}
+
+// Every rank must cut the model into the same fragments: layouts may differ
+// where d agrees. One 52-bit hash of the index lists, compared like d.
+template <class Comm>
+void require_same_fragments(Comm& comm, const std::vector<std::vector<std::uint32_t>>& parts,
+                            const char* driver) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a
+  const auto mix = [&h](std::uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+  mix(parts.size());
+  for (const auto& p : parts) {
+    mix(p.size());
+    for (const auto j : p) mix(j);
+  }
+  const double signature = static_cast<double>(h >> 12);  // exact in a double
+  double bounds[2] = {signature, -signature};
+  comm.allreduce(std::span<double>(bounds), comm::reduce_op::max);
+  if (bounds[0] != -bounds[1]) {
+    throw config_error(std::string(driver) +
+                       ": ranks cut the model into different fragments (their objectives' "
+                       "layouts differ); give every rank the same layout, or split::shards");
   }
 }
 
