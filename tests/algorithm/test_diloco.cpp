@@ -15,6 +15,7 @@
 #include <loco/merge/outer.hpp>
 #include <loco/update/adamw.hpp>
 #include <loco/update/momentum.hpp>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -74,6 +75,17 @@ struct inner_nesterov {
   }
 };
 
+// Every worker's objective and random stream, as the drivers build them.
+std::pair<std::vector<noisy_quadratic>, std::vector<loco::random::stream>> workers_of(
+    std::uint64_t seed) {
+  std::pair<std::vector<noisy_quadratic>, std::vector<loco::random::stream>> w;
+  for (int i = 0; i < workers; ++i) {
+    w.first.emplace_back(i);
+    w.second.emplace_back(seed, static_cast<std::uint64_t>(i));
+  }
+  return w;
+}
+
 // R rounds of H inner steps; the outer rule sees the mean of the workers'
 // models: x_global <- outer(x_global, x_global - mean).
 template <class Inner, class Outer>
@@ -82,12 +94,7 @@ std::vector<float> reference(Inner inner, Outer outer, std::size_t rounds, std::
   std::vector<float> global(dim, 0.0f);
   std::vector<std::vector<float>> x(workers, global);
   std::vector<Inner> inners(workers, inner);
-  std::vector<loco::random::stream> rng;
-  std::vector<noisy_quadratic> f;
-  for (int i = 0; i < workers; ++i) {
-    rng.emplace_back(seed, static_cast<std::uint64_t>(i));
-    f.emplace_back(i);
-  }
+  auto [f, rng] = workers_of(seed);
   std::vector<float> g(dim);
   for (std::size_t r = 0; r < rounds; ++r) {
     for (std::size_t i = 0; i < workers; ++i) {
@@ -224,12 +231,7 @@ std::vector<std::vector<float>> streaming_reference(
   std::vector<float> global(dim, 0.0f), momentum(dim, 0.0f);
   std::vector<std::vector<float>> x(workers, global), y(workers);
   std::vector<inner_adamw> inners(workers, inner_adamw{lr});
-  std::vector<loco::random::stream> rng;
-  std::vector<noisy_quadratic> f;
-  for (int i = 0; i < workers; ++i) {
-    rng.emplace_back(seed, static_cast<std::uint64_t>(i));
-    f.emplace_back(i);
-  }
+  auto [f, rng] = workers_of(seed);
   std::vector<float> g(dim);
   const auto steps = [&](std::size_t i, std::size_t count) {
     for (std::size_t s = 0; s < count; ++s) {

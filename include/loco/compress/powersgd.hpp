@@ -152,15 +152,7 @@ class powersgd {
     for (const auto& mat : matrices_) {
       T* q = s.q_.data() + mat.q_at;
       orthogonalize(q, mat.cols, r);
-      T* p = s.first_.data() + mat.p_at;
-      const T* m = s.m_.data() + mat.offset;
-      std::fill(p, p + mat.rows * r, T(0));
-      for (std::size_t i = 0; i < mat.rows; ++i) {
-        for (std::size_t j = 0; j < mat.cols; ++j) {
-          const T mij = m[i * mat.cols + j];
-          for (std::size_t k = 0; k < r; ++k) p[i * r + k] += mij * q[j * r + k];
-        }
-      }
+      multiply(s.m_.data() + mat.offset, mat, q, s.first_.data() + mat.p_at, false);
     }
     std::size_t at = p_values_;
     for (const auto& t : dense_) {
@@ -182,15 +174,7 @@ class powersgd {
     for (const auto& mat : matrices_) {
       T* p = s.first_.data() + mat.p_at;
       orthogonalize(p, mat.rows, r);
-      T* q = s.q_.data() + mat.q_at;
-      const T* m = s.m_.data() + mat.offset;
-      std::fill(q, q + mat.cols * r, T(0));
-      for (std::size_t i = 0; i < mat.rows; ++i) {
-        for (std::size_t j = 0; j < mat.cols; ++j) {
-          const T mij = m[i * mat.cols + j];
-          for (std::size_t k = 0; k < r; ++k) q[j * r + k] += mij * p[i * r + k];
-        }
-      }
+      multiply(s.m_.data() + mat.offset, mat, p, s.q_.data() + mat.q_at, true);
     }
     return s.q_;
   }
@@ -242,6 +226,22 @@ class powersgd {
   struct dense_range {
     std::size_t offset, size;
   };
+
+  // out = M in (P = M Q, rows x r) or, transposed, out = M^T in (Q = M^T P,
+  // cols x r); M is rows x cols, every matrix row-major.
+  template <class T>
+  void multiply(const T* m, const matrix& mat, const T* in, T* out, bool transposed) const {
+    const std::size_t r = opt_.rank;
+    std::fill(out, out + (transposed ? mat.cols : mat.rows) * r, T(0));
+    for (std::size_t i = 0; i < mat.rows; ++i) {
+      for (std::size_t j = 0; j < mat.cols; ++j) {
+        const T mij = m[i * mat.cols + j];
+        const T* from = in + (transposed ? i : j) * r;
+        T* to = out + (transposed ? j : i) * r;
+        for (std::size_t k = 0; k < r; ++k) to[k] += mij * from[k];
+      }
+    }
+  }
 
   // A fresh Q, N(0, 1) from (seed, iteration): equal on every worker.
   template <class T>
