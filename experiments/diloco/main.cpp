@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "average_recorder.hpp"
 #include "experiment.hpp"
 
 namespace {
@@ -98,25 +99,18 @@ struct point {
   double accuracy = 0;
 };
 
-// Collects every rank's model at the evaluation points; the last rank to
-// report evaluates the average. No messages: the ranks share memory.
+// The evaluated points of one run: test accuracy of the average of every
+// rank's model at each evaluation step (experiment::average_recorder).
 class recorder {
  public:
-  recorder(int n, const model_type& tester) : n_(n), tester_(tester) {}
+  recorder(int n, const model_type& tester)
+      : rec_(n, [this, &tester](std::uint64_t step, std::span<const float> avg,
+                                experiment::average_recorder::totals spent) {
+          points_.push_back({step, spent.time, spent.bytes, tester.accuracy(avg)});
+        }) {}
 
   void add(std::uint64_t step, std::span<const float> model, double now, std::uint64_t bytes) {
-    std::lock_guard lock(m_);
-    auto& p = open_[step];
-    if (p.sum.empty()) p.sum.assign(model.size(), 0.0);
-    for (std::size_t j = 0; j < model.size(); ++j) p.sum[j] += static_cast<double>(model[j]);
-    p.time = std::max(p.time, now);
-    p.bytes += bytes;
-    if (++p.count < n_) return;
-    std::vector<float> avg(model.size());
-    for (std::size_t j = 0; j < avg.size(); ++j)
-      avg[j] = static_cast<float>(p.sum[j] / static_cast<double>(n_));
-    points_.push_back({step, p.time, p.bytes, tester_.accuracy(avg)});
-    open_.erase(step);
+    rec_.add(step, model, now, bytes);
   }
   std::vector<point> points() const {
     auto v = points_;
@@ -125,17 +119,8 @@ class recorder {
   }
 
  private:
-  struct pending {
-    std::vector<double> sum;
-    int count = 0;
-    double time = 0;
-    std::uint64_t bytes = 0;
-  };
-  int n_;
-  const model_type& tester_;
-  std::mutex m_;
-  std::map<std::uint64_t, pending> open_;
   std::vector<point> points_;
+  experiment::average_recorder rec_;
 };
 
 // Reports the model when the step count crosses the next evaluation point

@@ -50,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "average_recorder.hpp"
 #include "experiment.hpp"
 
 namespace {
@@ -146,29 +147,22 @@ struct point {
   double loss = 0, accuracy = 0;
 };
 
-// Collects every rank's model at the evaluation rounds; the last rank to
-// report a round evaluates the average. No messages: the ranks share memory.
+// The evaluated points of one run, from every rank's models at the
+// evaluation rounds (experiment::average_recorder).
 class recorder {
  public:
   using evaluator = std::function<std::pair<double, double>(std::span<const float>)>;
-  recorder(int n, evaluator eval) : n_(n), eval_(std::move(eval)) {}
+  recorder(int n, evaluator eval)
+      : eval_(std::move(eval)),
+        rec_(n, [this](std::uint64_t round, std::span<const float> avg,
+                       experiment::average_recorder::totals spent) {
+          const auto [loss, acc] = eval_(avg);
+          points_.push_back({round, spent.steps, spent.time, spent.bytes, loss, acc});
+        }) {}
 
   void add(std::size_t round, std::span<const float> model, double now, std::uint64_t bytes,
            std::uint64_t steps) {
-    std::lock_guard lock(m_);
-    auto& p = open_[round];
-    if (p.sum.empty()) p.sum.assign(model.size(), 0.0);
-    for (std::size_t j = 0; j < model.size(); ++j) p.sum[j] += static_cast<double>(model[j]);
-    p.time = std::max(p.time, now);
-    p.bytes += bytes;
-    p.steps += steps;
-    if (++p.count < n_) return;
-    std::vector<float> avg(model.size());
-    for (std::size_t j = 0; j < avg.size(); ++j)
-      avg[j] = static_cast<float>(p.sum[j] / static_cast<double>(n_));
-    const auto [loss, acc] = eval_(avg);
-    points_.push_back({round, p.steps, p.time, p.bytes, loss, acc});
-    open_.erase(round);
+    rec_.add(round, model, now, bytes, steps);
   }
   std::vector<point> points() const {
     auto v = points_;
@@ -177,17 +171,9 @@ class recorder {
   }
 
  private:
-  struct pending {
-    std::vector<double> sum;
-    int count = 0;
-    double time = 0;
-    std::uint64_t bytes = 0, steps = 0;
-  };
-  int n_;
   evaluator eval_;
-  std::mutex m_;
-  std::map<std::size_t, pending> open_;
   std::vector<point> points_;
+  experiment::average_recorder rec_;
 };
 
 // A round-end observer (returns void: no stop agreement, no virtual time).
