@@ -18,7 +18,7 @@ namespace experiment {
 class average_recorder {
  public:
   struct totals {
-    double time = 0;  // the latest rank's clock
+    double time = 0;                     // the latest rank's clock
     std::uint64_t bytes = 0, steps = 0;  // summed over ranks
   };
   using evaluate = std::function<void(std::uint64_t at, std::span<const float> average, totals)>;
