@@ -91,7 +91,8 @@ class fp4 {
       for (std::size_t j = begin; j < end; ++j) {
         const std::uint8_t code = quantize(std::abs(v[j]), limit);
         const std::uint8_t sign = (code != 0 && std::signbit(v[j])) ? 0x8u : 0u;
-        codes[j / 2] |= std::byte(static_cast<std::uint8_t>((code | sign) << (4 * (j % 2))));
+        codes[j / 2] |= std::byte(
+            static_cast<std::uint8_t>(static_cast<unsigned>(code | sign) << (4u * (j % 2u))));
       }
     }
   }
@@ -125,8 +126,8 @@ class fp4 {
       const T scale = wire::load_le<T>(scales + b * sizeof(T));
       const std::size_t begin = b * block_, end = std::min(d, begin + block_);
       for (std::size_t j = begin; j < end; ++j) {
-        const auto c = static_cast<std::uint8_t>(
-            (std::to_integer<std::uint8_t>(codes[j / 2]) >> (4 * (j % 2))) & 0xfu);
+        const unsigned byte = std::to_integer<unsigned>(codes[j / 2]);
+        const auto c = static_cast<std::uint8_t>((byte >> (4u * (j % 2u))) & 0xfu);
         const T m = scale * static_cast<T>(magnitudes[c & 0x7u]);
         out[j] = (c & 0x8u) ? -m : m;
       }
