@@ -155,6 +155,9 @@ TEST_CASE("qsgd rejects a level above s, another s and a bad norm", "[compress][
   bad = good;
   poke<float>(bad, 20, std::numeric_limits<float>::infinity());
   CHECK(field_of<lc::qsgd, float>(c, bad, d) == "norm");
+  bad = good;
+  poke<float>(bad, 20, -0.0f);  // the encoder writes +0 only
+  CHECK(field_of<lc::qsgd, float>(c, bad, d) == "norm");
   // Padding bits after the last code must be zero.
   const std::size_t d2 = 5;  // three planes of one byte, three padding bits each
   const buffer g2 = encode_one<lc::qsgd, float>(c, d2);
@@ -172,6 +175,9 @@ TEST_CASE("scaled_sign and natural reject bad scales, exponents and padding", "[
   CHECK(field_of<lc::scaled_sign, float>(lc::scaled_sign{}, bad, d) == "scale");
   bad = s;
   poke<float>(bad, 16, -2.0f);
+  CHECK(field_of<lc::scaled_sign, float>(lc::scaled_sign{}, bad, d) == "scale");
+  bad = s;
+  poke<float>(bad, 16, -0.0f);  // would decode to -0 everywhere, which no encoder sends
   CHECK(field_of<lc::scaled_sign, float>(lc::scaled_sign{}, bad, d) == "scale");
   bad = s;
   poke8(bad, bad.size() - 1, 0xff);
@@ -197,7 +203,7 @@ TEST_CASE("fp4 rejects bad blocks, scales and padding", "[compress][wire]") {
   poke<std::uint32_t>(bad, 16, 0);
   CHECK(field_of<lc::fp4, float>(c, bad, d) == "block");
   for (const float scale :
-       {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+       {-1.0f, -0.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
         std::numeric_limits<float>::max() / 5.0f}) {
     INFO("scale " << scale);
     bad = good;

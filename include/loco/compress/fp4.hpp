@@ -117,9 +117,9 @@ class fp4 {
     // Every scale is checked before out is written: a bad message leaves it as it was.
     for (std::size_t b = 0; b < blocks; ++b) {
       const T scale = wire::load_le<T>(scales + b * sizeof(T));
-      if (!(scale >= T(0) && scale <= max_scale<T>())) {
+      if (!(scale >= T(0) && scale <= max_scale<T>()) || std::signbit(scale)) {
         in.fail("scales", "block " + std::to_string(b) + " has scale " + std::to_string(scale) +
-                              ", outside [0, max / 6]");
+                              ", outside [+0, max / 6]");
       }
     }
     for (std::size_t b = 0; b < blocks; ++b) {

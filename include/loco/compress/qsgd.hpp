@@ -109,8 +109,8 @@ class qsgd {
                        std::to_string(s_));
     }
     const T norm = in.get<T>("norm");
-    if (!tensor::is_finite(norm) || norm < T(0)) {
-      in.fail("norm", "norm must be finite and >= 0");
+    if (!tensor::is_finite(norm) || std::signbit(norm)) {
+      in.fail("norm", "norm must be finite and >= +0");
     }
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* body = in.take(wire::plane_bytes(d, code_bits()), "codes").data();

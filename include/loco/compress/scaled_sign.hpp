@@ -92,8 +92,10 @@ class scaled_sign {
     const auto h =
         wire::read_header(in, {wire::payload_kind::scaled_sign, wire::value_type_of<T>(), d});
     const T scale = in.get<T>("scale");
-    if (!tensor::is_finite(scale) || scale < T(0))
-      in.fail("scale", "scale must be finite and >= 0");
+    // The encoder writes +0 for a zero vector; -0 would decode to values it
+    // never sends (and re-encode differently), so it is refused like any negative.
+    if (!tensor::is_finite(scale) || std::signbit(scale))
+      in.fail("scale", "scale must be finite and >= +0");
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* signs = in.take(wire::plane_bytes(d, 1), "signs").data();
     using U = detail::bits_t<T>;
