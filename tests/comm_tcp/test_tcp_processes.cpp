@@ -36,10 +36,11 @@ outcome run_world(int n, const std::vector<std::string>& args, int victim, int t
   std::vector<pid_t> pids(static_cast<std::size_t>(n), -1);
   const auto start = clock_type::now();
   for (int r = 0; r < n; ++r) {
-    std::vector<std::string> env_strings = {
-        "LOCO_RANK=" + std::to_string(r), "LOCO_WORLD_SIZE=" + std::to_string(n),
-        "LOCO_COORDINATOR=127.0.0.1:" + std::to_string(port), "LOCO_TOKEN=process-test",
-        "LOCO_TIMEOUT_MS=" + std::to_string(timeout_ms)};
+    std::vector<std::string> env_strings = {"LOCO_RANK=" + std::to_string(r),
+                                            "LOCO_WORLD_SIZE=" + std::to_string(n),
+                                            "LOCO_COORDINATOR=127.0.0.1:" + std::to_string(port),
+                                            "LOCO_TOKEN=process-test-" + std::to_string(port),
+                                            "LOCO_TIMEOUT_MS=" + std::to_string(timeout_ms)};
     std::vector<char*> env;
     for (auto& s : env_strings) env.push_back(s.data());
     for (char** e = environ; *e != nullptr; ++e) {

@@ -203,8 +203,8 @@ TEST_CASE("fp4 rejects bad blocks, scales and padding", "[compress][wire]") {
   poke<std::uint32_t>(bad, 16, 0);
   CHECK(field_of<lc::fp4, float>(c, bad, d) == "block");
   for (const float scale :
-       {-1.0f, -0.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
-        std::numeric_limits<float>::max() / 5.0f}) {
+       {-1.0f, -0.0f, std::numeric_limits<float>::quiet_NaN(),
+        std::numeric_limits<float>::infinity(), std::numeric_limits<float>::max() / 5.0f}) {
     INFO("scale " << scale);
     bad = good;
     poke<float>(bad, 16 + 4 + 4, scale);  // the second block's

@@ -90,6 +90,27 @@ class engine {
   unsigned short listen_port() const noexcept { return listen_port_; }
 
   // ------------------------------------------------------------ rendezvous
+  // Binds the acceptor. A rank above 0 takes an ephemeral port, which the
+  // kernel may hand out even when it is the coordinator's port and rank 0 has
+  // not bound it yet: that rank would then register with itself. It binds
+  // again until it holds another port.
+  void open_listener(const endpoint_t& listen, unsigned short coordinator_port) {
+    for (int attempt = 0;; ++attempt) {
+      acceptor_.open(listen.protocol());
+      acceptor_.set_option(asio::socket_base::reuse_address(true));
+      boost::system::error_code ec;
+      acceptor_.bind(listen, ec);
+      if (ec) {
+        throw config_error("comm::tcp: rank " + std::to_string(rank_) + " cannot listen on " +
+                           describe(listen) + ": " + ec.message());
+      }
+      listen_port_ = acceptor_.local_endpoint().port();
+      if (rank_ == 0 || listen_port_ != coordinator_port || attempt == 16) break;
+      acceptor_.close(ec);
+    }
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+  }
+
   void join() {
     if (size_ == 1) return;
     const auto deadline = clock::now() + options_.timeout;
@@ -98,16 +119,7 @@ class engine {
         rank_ == 0
             ? coordinator
             : endpoint_t(parse_endpoint(options_.listen_host + ":0", "listen_host").address(), 0);
-    acceptor_.open(listen.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    boost::system::error_code ec;
-    acceptor_.bind(listen, ec);
-    if (ec) {
-      throw config_error("comm::tcp: rank " + std::to_string(rank_) + " cannot listen on " +
-                         describe(listen) + ": " + ec.message());
-    }
-    acceptor_.listen(asio::socket_base::max_listen_connections);
-    listen_port_ = acceptor_.local_endpoint().port();
+    open_listener(listen, coordinator.port());
     accept_next();
     io_thread_ = std::thread([this] { io_.run(); });
 
