@@ -10,11 +10,22 @@
 // bytes_per_second is input bytes (4 d) per second for every benchmark;
 // the counter wire_bytes is the size of one message. Output buffers and
 // states are reused, so the steady state allocates nothing.
+//
+// PowerSGD (one worker's round: begin, next, end; the averaging between is
+// the communicator's) on the MLP's and the CNN's layouts and a 4096 x 4096
+// matrix at ranks 1, 2, 4, next to its floor:
+//   powersgd_gemm/<model>/r<r>   the round's three products alone on BLAS
+//   powersgd/<model>/r<r>        plain loops
+//   powersgd_blas/<model>/r<r>   BLAS, and LAPACK's QR at r > 2 (as torch's hook)
+// bench/powersgd_vs_torch.py times torch's hook arithmetic on the same shapes.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <cstring>
 #include <loco/compress.hpp>
+#ifdef LOCO_BENCH_WITH_BLAS
+#include <loco/compress/powersgd_blas.hpp>
+#endif
 #include <loco/random/stream.hpp>
 #include <map>
 #include <memory>
@@ -122,6 +133,96 @@ void add_pair(const std::string& label, const C& c, std::size_t d) {
                                [c, d](benchmark::State& st) { bm_decode(st, c, d); });
 }
 
+// The layouts whose PowerSGD rounds are timed.
+std::vector<std::pair<std::string, loco::tensor::layout>> powersgd_models() {
+  loco::tensor::layout mlp;  // 784 - 128 - 10
+  mlp.add("w1", {128, 784});
+  mlp.add("b1", {128});
+  mlp.add("w2", {10, 128});
+  mlp.add("b2", {10});
+  loco::tensor::layout cnn;  // the LibTorch example's CNN at --channels 32,64 --hidden 128
+  cnn.add("conv1.weight", {32, 1, 3, 3});
+  cnn.add("conv1.bias", {32});
+  cnn.add("conv2.weight", {64, 32, 3, 3});
+  cnn.add("conv2.bias", {64});
+  cnn.add("fc1.weight", {128, 9216});
+  cnn.add("fc1.bias", {128});
+  cnn.add("fc2.weight", {10, 128});
+  cnn.add("fc2.bias", {10});
+  loco::tensor::layout big;
+  big.add("w", {4096, 4096});
+  return {{"mlp", mlp}, {"cnn", cnn}, {"4096x4096", big}};
+}
+
+template <class C>
+void bm_powersgd_round(benchmark::State& st, const C& c, std::size_t d) {
+  const auto& v = input(d);
+  typename C::template state<float> s(c, d, 0);
+  std::vector<float> out(d);
+  for (auto _ : st) {
+    (void)c.begin(s, std::span<const float>(v));
+    while (!c.next(s).empty()) {
+    }
+    c.end(s, std::span<float>(out));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_bytes(st, d);
+  st.counters["sent_values"] = static_cast<double>(c.first_payload() + c.second_payload());
+}
+
+#ifdef LOCO_BENCH_WITH_BLAS
+// The three products of a round (P = M Q, Q = M^T P, P Q^T) over the
+// matrices powersgd compresses, on BLAS: the floor of a round.
+void bm_powersgd_gemm(benchmark::State& st, const loco::tensor::layout& model,
+                      const lc::powersgd& c, std::size_t r) {
+  const auto& v = input(model.dimension());
+  std::vector<float> p(c.first_payload()), q(c.second_payload() + 1, 0.5f), out(model.dimension());
+  for (auto _ : st) {
+    std::size_t at_p = 0, at_q = 0;
+    for (const auto& t : model) {
+      const std::size_t rows = t.matrix_rows(), cols = t.matrix_cols();
+      if (!t.is_matrix() || rows * cols <= 2 * (rows + cols) * r) continue;
+      const float* m = v.data() + t.offset;
+      loco::tensor::blas::gemm(false, false, rows, r, cols, m, q.data() + at_q, 0.0f,
+                               p.data() + at_p);
+      loco::tensor::blas::gemm(true, false, cols, r, rows, m, p.data() + at_p, 0.0f,
+                               q.data() + at_q);
+      loco::tensor::blas::gemm(false, true, rows, cols, r, p.data() + at_p, q.data() + at_q, 0.0f,
+                               out.data() + t.offset);
+      at_p += rows * r;
+      at_q += cols * r;
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_bytes(st, model.dimension());
+}
+#endif
+
+void register_powersgd() {
+  for (const auto& [label, model] : powersgd_models()) {
+    for (const std::size_t r : {std::size_t{1}, std::size_t{2}, std::size_t{4}}) {
+      const std::string tail = "/" + label + "/r" + std::to_string(r);
+      const std::size_t d = model.dimension();
+      const lc::powersgd loops(model, {.rank = r});
+      benchmark::RegisterBenchmark(("powersgd" + tail).c_str(), [loops, d](benchmark::State& st) {
+        bm_powersgd_round(st, loops, d);
+      });
+#ifdef LOCO_BENCH_WITH_BLAS
+      const lc::powersgd_blas blas(
+          model, {.rank = r,
+                  .orthogonalize =
+                      r > 2 ? lc::orthogonalization::qr : lc::orthogonalization::gram_schmidt});
+      benchmark::RegisterBenchmark(
+          ("powersgd_blas" + tail).c_str(),
+          [blas, d](benchmark::State& st) { bm_powersgd_round(st, blas, d); });
+      benchmark::RegisterBenchmark(
+          ("powersgd_gemm" + tail).c_str(),
+          [model, loops, r](benchmark::State& st) { bm_powersgd_gemm(st, model, loops, r); });
+#endif
+    }
+  }
+}
+
 std::string pct(double f) { return f == 0.01 ? "1%" : "0.1%"; }
 
 void register_all() {
@@ -153,6 +254,7 @@ void register_all() {
 
 int main(int argc, char** argv) {
   register_all();
+  register_powersgd();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -9,10 +9,10 @@
 #include <benchmark/benchmark.h>
 
 #include <loco/data/dataset.hpp>
-#include <loco/problems/detail/gemm.hpp>
 #include <loco/problems/mlp.hpp>
 #include <loco/problems/softmax_regression.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/tensor/blas.hpp>
 #include <memory>
 #include <span>
 #include <vector>
@@ -41,7 +41,7 @@ void BM_gemm(benchmark::State& state) {
   for (auto& v : x) v = rng.uniform_float();
   for (auto& v : w) v = rng.uniform_float() - 0.5f;
   for (auto _ : state) {
-    loco::problems::detail::gemm(false, true, b, h, pixels, x.data(), w.data(), 0.0f, out.data());
+    loco::tensor::blas::gemm(false, true, b, h, pixels, x.data(), w.data(), 0.0f, out.data());
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }

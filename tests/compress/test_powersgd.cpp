@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <loco/compress.hpp>
+#ifdef LOCO_TEST_WITH_BLAS
+#include <loco/compress/powersgd_blas.hpp>
+#endif
 #include <loco/random/stream.hpp>
 #include <vector>
 
@@ -28,8 +31,20 @@ vec smooth(std::size_t n, double phase) {
   return v;
 }
 
+// Full rank, unlike smooth(): N(0, 1) values from (seed, 0).
+vec noise(std::size_t n, std::uint64_t seed) {
+  loco::random::stream rng(seed, 0);
+  vec v(n);
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  return v;
+}
+
 // One round over workers whose payloads are averaged here, as allreduce does.
-std::vector<vec> round_trip(const lc::powersgd& c, std::vector<lc::powersgd::state<float>>& s,
+template <class C>
+using state_of = typename C::template state<float>;
+
+template <class C>
+std::vector<vec> round_trip(const C& c, std::vector<state_of<C>>& s,
                             const std::vector<vec>& inputs) {
   const std::size_t n = s.size();
   std::vector<std::span<float>> payload(n);
@@ -65,13 +80,21 @@ void gram_schmidt(vec& a, std::size_t rows, std::size_t r) {
 
 }  // namespace
 
+// Every test runs with plain loops and, when loco::blas is built, on BLAS.
+#ifdef LOCO_TEST_WITH_BLAS
+#define POWERSGD_KINDS lc::powersgd, lc::powersgd_blas
+#else
+#define POWERSGD_KINDS lc::powersgd
+#endif
+
 static_assert(loco::check_compressor<lc::powersgd>() &&
               loco::check_compressor<lc::powersgd, double>());
 static_assert(lc::traits<lc::powersgd>::linear && !lc::traits<lc::top_k>::linear);
 
-TEST_CASE("powersgd reproduces a rank-r matrix exactly at rank r", "[compress][powersgd]") {
+TEMPLATE_TEST_CASE("powersgd reproduces a rank-r matrix exactly at rank r", "[compress][powersgd]",
+                   POWERSGD_KINDS) {
   const std::size_t rows = 20, cols = 16, r = 2;
-  const lc::powersgd c(weight_and_bias(rows, cols), {.rank = r});
+  const TestType c(weight_and_bias(rows, cols), {.rank = r});
   REQUIRE(c.compressed_matrices() == 1);
   const vec a = smooth(rows * r, 0.3), b = smooth(cols * r, 1.1);
   vec m(rows * cols + rows);
@@ -79,7 +102,7 @@ TEST_CASE("powersgd reproduces a rank-r matrix exactly at rank r", "[compress][p
     for (std::size_t j = 0; j < cols; ++j)
       for (std::size_t k = 0; k < r; ++k) m[i * cols + j] += a[i * r + k] * b[j * r + k];
   for (std::size_t i = 0; i < rows; ++i) m[rows * cols + i] = static_cast<float>(i);  // the bias
-  std::vector<lc::powersgd::state<float>> s;
+  std::vector<state_of<TestType>> s;
   s.emplace_back(c, m.size(), 0);
   const auto out = round_trip(c, s, {m});
   for (std::size_t j = 0; j < m.size(); ++j) CHECK(out[0][j] == Approx(m[j]).margin(1e-5));
@@ -88,9 +111,10 @@ TEST_CASE("powersgd reproduces a rank-r matrix exactly at rank r", "[compress][p
   CHECK(c.second_payload() == cols * r);
 }
 
-TEST_CASE("powersgd's residual is what was not sent", "[compress][powersgd]") {
-  const lc::powersgd c(weight_and_bias(12, 10), {.rank = 1});
-  std::vector<lc::powersgd::state<float>> s;
+TEMPLATE_TEST_CASE("powersgd's residual is what was not sent", "[compress][powersgd]",
+                   POWERSGD_KINDS) {
+  const TestType c(weight_and_bias(12, 10), {.rank = 1});
+  std::vector<state_of<TestType>> s;
   std::vector<vec> in;
   for (int i = 0; i < 3; ++i) {
     s.emplace_back(c, 132, static_cast<std::uint64_t>(i));
@@ -109,15 +133,15 @@ TEST_CASE("powersgd's residual is what was not sent", "[compress][powersgd]") {
   CHECK(moved > 0.1);
 }
 
-TEST_CASE("powersgd's warm start reuses the averaged Q; without it Q is drawn afresh",
-          "[compress][powersgd]") {
+TEMPLATE_TEST_CASE("powersgd's warm start reuses the averaged Q; without it Q is drawn afresh",
+                   "[compress][powersgd]", POWERSGD_KINDS) {
   const std::size_t rows = 12, cols = 10, r = 2;
   const auto m = smooth(rows * cols + rows, 0.2);
   for (const bool warm : {true, false}) {
     INFO("warm start " << warm);
-    const lc::powersgd c(weight_and_bias(rows, cols),
-                         {.rank = r, .warm_start = warm, .error_feedback = false, .seed = 5});
-    std::vector<lc::powersgd::state<float>> s;
+    const TestType c(weight_and_bias(rows, cols),
+                     {.rank = r, .warm_start = warm, .error_feedback = false, .seed = 5});
+    std::vector<state_of<TestType>> s;
     s.emplace_back(c, m.size(), 0);
     (void)round_trip(c, s, {m});
     vec q(s[0].q().begin(), s[0].q().end());  // round 1's (averaged) Q
@@ -134,12 +158,12 @@ TEST_CASE("powersgd's warm start reuses the averaged Q; without it Q is drawn af
   }
 }
 
-TEST_CASE("powersgd with 3 workers equals a plain loop of the PowerSGD round",
-          "[compress][powersgd]") {
+TEMPLATE_TEST_CASE("powersgd with 3 workers equals a plain loop of the PowerSGD round",
+                   "[compress][powersgd]", POWERSGD_KINDS) {
   const std::size_t rows = 12, cols = 10, r = 2, d = rows * cols + rows, n = 3;
   const std::uint64_t seed = 9;
-  const lc::powersgd c(weight_and_bias(rows, cols), {.rank = r, .seed = seed});
-  std::vector<lc::powersgd::state<float>> s;
+  const TestType c(weight_and_bias(rows, cols), {.rank = r, .seed = seed});
+  std::vector<state_of<TestType>> s;
   for (std::size_t i = 0; i < n; ++i) s.emplace_back(c, d, i);
 
   // The reference's state: residuals and Q; the first Q is N(0, 1) from
@@ -194,11 +218,12 @@ TEST_CASE("powersgd with 3 workers equals a plain loop of the PowerSGD round",
   }
 }
 
-TEST_CASE("powersgd: dense rounds before start_iteration, small matrices dense, state round trip",
-          "[compress][powersgd]") {
+TEMPLATE_TEST_CASE(
+    "powersgd: dense rounds before start_iteration, small matrices dense, state round trip",
+    "[compress][powersgd]", POWERSGD_KINDS) {
   const std::size_t d = 12 * 10 + 12;
-  const lc::powersgd c(weight_and_bias(12, 10), {.rank = 1, .start_iteration = 1});
-  std::vector<lc::powersgd::state<float>> s;
+  const TestType c(weight_and_bias(12, 10), {.rank = 1, .start_iteration = 1});
+  std::vector<state_of<TestType>> s;
   s.emplace_back(c, d, 0);
   s.emplace_back(c, d, 1);
   const std::vector<vec> in{smooth(d, 0.1), smooth(d, 2.0)};
@@ -208,14 +233,14 @@ TEST_CASE("powersgd: dense rounds before start_iteration, small matrices dense, 
   loco::wire::buffer saved;
   s[0].save(saved);
   const auto second = round_trip(c, s, in);
-  std::vector<lc::powersgd::state<float>> restored;
+  std::vector<state_of<TestType>> restored;
   restored.emplace_back(c, d, 0);
   restored.emplace_back(c, d, 1);
   loco::wire::view view(saved, "checkpoint");
   restored[0].restore(view);
   loco::wire::buffer saved1;
   // Worker 1's state before round 2 is not kept above: rebuild it.
-  std::vector<lc::powersgd::state<float>> fresh;
+  std::vector<state_of<TestType>> fresh;
   fresh.emplace_back(c, d, 0);
   fresh.emplace_back(c, d, 1);
   (void)round_trip(c, fresh, in);
@@ -225,7 +250,7 @@ TEST_CASE("powersgd: dense rounds before start_iteration, small matrices dense, 
   CHECK(round_trip(c, restored, in) == second);
 
   // A matrix that would not shrink by min_compression_rate travels dense.
-  const lc::powersgd small(weight_and_bias(3, 2), {.rank = 1});
+  const TestType small(weight_and_bias(3, 2), {.rank = 1});
   CHECK(small.compressed_matrices() == 0);
   CHECK(small.second_payload() == 0);
 }
@@ -246,4 +271,60 @@ TEST_CASE("powersgd refuses bad settings and calls out of order by name", "[comp
   vec bad = v;
   bad[3] = std::nanf("");
   REQUIRE_THROWS_AS(c.begin(s, std::span<const float>(bad)), loco::non_finite_error);
+  REQUIRE_THROWS_WITH(
+      lc::powersgd(weight_and_bias(8, 8), {.orthogonalize = lc::orthogonalization::qr}),
+      Catch::Contains("orthogonalization::qr needs LAPACK") && Catch::Contains("powersgd_blas"));
 }
+
+#ifdef LOCO_TEST_WITH_BLAS
+// P Q^T = P P^T M projects M on the span of P, whatever basis of it the
+// orthogonalization picks: QR and Gram-Schmidt give the same rounds.
+TEST_CASE("powersgd_blas with LAPACK's QR gives Gram-Schmidt's rounds", "[compress][powersgd]") {
+  const std::size_t rows = 30, cols = 24, r = 4, d = rows * cols + rows, n = 2;
+  const lc::powersgd gs(weight_and_bias(rows, cols), {.rank = r, .seed = 3});
+  const lc::powersgd_blas qr(weight_and_bias(rows, cols),
+                             {.rank = r, .seed = 3, .orthogonalize = lc::orthogonalization::qr});
+  std::vector<state_of<lc::powersgd>> sg;
+  std::vector<state_of<lc::powersgd_blas>> sq;
+  for (std::size_t i = 0; i < n; ++i) {
+    sg.emplace_back(gs, d, i);
+    sq.emplace_back(qr, d, i);
+  }
+  for (std::size_t round = 0; round < 4; ++round) {
+    std::vector<vec> in;
+    for (std::size_t i = 0; i < n; ++i) in.push_back(noise(d, 100 * round + i));
+    const auto a = round_trip(gs, sg, in);
+    const auto b = round_trip(qr, sq, in);
+    INFO("round " << round);
+    for (std::size_t j = 0; j < d; ++j) REQUIRE(b[0][j] == Approx(a[0][j]).margin(1e-4));
+  }
+}
+
+TEST_CASE("tensor::blas::orthonormalize returns an orthonormal basis of the same span",
+          "[compress][powersgd]") {
+  const std::size_t rows = 50, r = 3;
+  const vec a = noise(rows * r, 7);
+  vec q = a;
+  vec work(loco::tensor::blas::orthonormalize_work(r));
+  loco::tensor::blas::orthonormalize(q.data(), rows, r, work.data());
+  for (std::size_t k = 0; k < r; ++k) {
+    for (std::size_t l = 0; l < r; ++l) {
+      float dot = 0;
+      for (std::size_t i = 0; i < rows; ++i) dot += q[i * r + k] * q[i * r + l];
+      CHECK(dot == Approx(k == l ? 1.0f : 0.0f).margin(1e-5));
+    }
+  }
+  // Each column of a is its projection on the new basis: Q Q^T a = a.
+  for (std::size_t k = 0; k < r; ++k) {
+    for (std::size_t i = 0; i < rows; ++i) {
+      float back = 0;
+      for (std::size_t l = 0; l < r; ++l) {
+        float dot = 0;
+        for (std::size_t t = 0; t < rows; ++t) dot += q[t * r + l] * a[t * r + k];
+        back += q[i * r + l] * dot;
+      }
+      CHECK(back == Approx(a[i * r + k]).margin(1e-4));
+    }
+  }
+}
+#endif

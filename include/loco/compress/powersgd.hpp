@@ -3,7 +3,7 @@
 // Karimireddy and Jaggi, NeurIPS 2019), as PyTorch's DDP PowerSGD hook.
 // For each matrix M of the layout (a conv kernel is out_channels x the
 // rest), with Q (cols x r) shared by every worker:
-//   P = M Q;  average P over workers;  orthogonalize P (Gram-Schmidt)
+//   P = M Q;  average P over workers;  orthogonalize P
 //   Q = M^T P;  average Q over workers;  M ~ P Q^T
 // Vectors, and matrices that would not shrink by min_compression_rate,
 // travel dense in the first payload. The scheme is linear: payloads are
@@ -16,6 +16,10 @@
 //   auto payload = c.begin(s, v);      // average it across workers, in place
 //   while (!(payload = c.next(s)).empty()) { average it in place }
 //   c.end(s, out);                     // the averaged approximation
+// The products and the orthogonalization come from a Linalg policy:
+// powersgd runs plain loops (Gram-Schmidt only); powersgd_blas
+// (<loco/compress/powersgd_blas.hpp>, link loco::blas) runs BLAS GEMM and
+// offers LAPACK's QR.
 // docs/compressors.md#powersgd
 #include <algorithm>
 #include <cmath>
@@ -35,6 +39,11 @@
 
 namespace loco::compress {
 
+enum class orthogonalization {
+  gram_schmidt,  // column by column, as the hook does for rank <= 2
+  qr,            // LAPACK's Householder QR (powersgd_blas), as the hook does for rank > 2
+};
+
 struct powersgd_options {
   std::size_t rank = 1;               // r >= 1
   bool warm_start = true;             // start from the last round's Q (else a fresh random Q)
@@ -42,18 +51,57 @@ struct powersgd_options {
   std::uint64_t start_iteration = 0;  // rounds before it average everything dense
   double min_compression_rate = 2.0;  // compress M only if rows cols > rate (rows + cols) r
   std::uint64_t seed = 0;             // of the random Q: the same on every worker
+  orthogonalization orthogonalize = orthogonalization::gram_schmidt;
 };
 
-class powersgd {
+// The products of basic_powersgd in plain loops, for builds without BLAS.
+struct powersgd_loops {
+  static constexpr const char* name = "loops";
+  static constexpr bool has_qr = false;
+  static constexpr std::size_t qr_work(std::size_t /*r*/) noexcept { return 0; }
+
+  // C (m x n) = op(A) op(B), row-major; each loop order walks A in memory order.
+  template <class T>
+  static void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
+                   const T* a, const T* b, T* c) {
+    std::fill(c, c + m * n, T(0));
+    auto b_at = [&](std::size_t p, std::size_t j) { return trans_b ? b[j * k + p] : b[p * n + j]; };
+    if (trans_a) {  // A is k x m
+      for (std::size_t p = 0; p < k; ++p) {
+        for (std::size_t i = 0; i < m; ++i) {
+          const T aip = a[p * m + i];
+          for (std::size_t j = 0; j < n; ++j) c[i * n + j] += aip * b_at(p, j);
+        }
+      }
+    } else {
+      for (std::size_t i = 0; i < m; ++i) {
+        for (std::size_t p = 0; p < k; ++p) {
+          const T aip = a[i * k + p];
+          for (std::size_t j = 0; j < n; ++j) c[i * n + j] += aip * b_at(p, j);
+        }
+      }
+    }
+  }
+  template <class T>
+  static void qr(T*, std::size_t, std::size_t, T*) {}  // never called: has_qr is false
+};
+
+template <class Linalg>
+class basic_powersgd {
  public:
   static constexpr bool unbiased = false;
   static constexpr bool contractive = false;
   static constexpr bool linear = true;
   static constexpr const char* name = "powersgd";
 
-  explicit powersgd(tensor::layout model, powersgd_options opt = {})
+  explicit basic_powersgd(tensor::layout model, powersgd_options opt = {})
       : layout_(std::move(model)), opt_(opt) {
     if (opt_.rank == 0) throw config_error("compress::powersgd: rank 0 must be >= 1");
+    if (opt_.orthogonalize == orthogonalization::qr && !Linalg::has_qr) {
+      throw config_error(
+          "compress::powersgd: orthogonalization::qr needs LAPACK: use compress::powersgd_blas "
+          "(<loco/compress/powersgd_blas.hpp>, link loco::blas)");
+    }
     if (!(opt_.min_compression_rate >= 0.0) || !std::isfinite(opt_.min_compression_rate)) {
       throw config_error("compress::powersgd: min_compression_rate " +
                          std::to_string(opt_.min_compression_rate) + " must be finite and >= 0");
@@ -67,6 +115,7 @@ class powersgd {
                                                   static_cast<double>(opt_.rank);
       if (worth) {
         matrices_.push_back({t.offset, rows, cols, p_values_, q_values_});
+        widest_q_ = std::max(widest_q_, cols * opt_.rank);
         p_values_ += rows * opt_.rank;
         q_values_ += cols * opt_.rank;
       } else {
@@ -87,11 +136,13 @@ class powersgd {
   template <class T>
   class state {
    public:
-    state(const powersgd& c, std::size_t d, std::uint64_t /*stream*/)
+    state(const basic_powersgd& c, std::size_t d, std::uint64_t /*stream*/)
         : m_(d),
           e_(c.opt_.error_feedback ? d : 0, T(0)),
           first_(c.first_payload()),
-          q_(c.second_payload(), T(0)) {
+          q_(c.second_payload(), T(0)),
+          work_(c.opt_.orthogonalize == orthogonalization::qr ? Linalg::qr_work(c.opt_.rank) : 0),
+          qt_(c.widest_q_, T(0)) {
       c.layout_.require_dimension(d, "compress::powersgd");
     }
     std::size_t dimension() const noexcept { return m_.size(); }
@@ -122,11 +173,13 @@ class powersgd {
     }
 
    private:
-    friend class powersgd;
+    friend class basic_powersgd;
     std::vector<T> m_;      // v + e: what this round approximates (or averages, when dense)
     std::vector<T> e_;      // the residual
     std::vector<T> first_;  // P of every matrix, then the dense tensors' values
     std::vector<T> q_;      // Q of every matrix
+    std::vector<T> work_;   // LAPACK's workspace (QR only)
+    std::vector<T> qt_;     // one matrix's Q^T, for the reconstruction
     std::uint64_t iteration_ = 0;
     bool q_ready_ = false;  // q_ holds the last round's averaged Q
     int phase_ = 0;         // 0 idle, 1 first payload out, 2 second payload out
@@ -151,8 +204,10 @@ class powersgd {
     const std::size_t r = opt_.rank;
     for (const auto& mat : matrices_) {
       T* q = s.q_.data() + mat.q_at;
-      orthogonalize(q, mat.cols, r);
-      multiply(s.m_.data() + mat.offset, mat, q, s.first_.data() + mat.p_at, false);
+      orthogonalize(q, mat.cols, s);
+      // P = M Q: (rows x cols) (cols x r)
+      Linalg::gemm(false, false, mat.rows, r, mat.cols, s.m_.data() + mat.offset, q,
+                   s.first_.data() + mat.p_at);
     }
     std::size_t at = p_values_;
     for (const auto& t : dense_) {
@@ -173,8 +228,10 @@ class powersgd {
     const std::size_t r = opt_.rank;
     for (const auto& mat : matrices_) {
       T* p = s.first_.data() + mat.p_at;
-      orthogonalize(p, mat.rows, r);
-      multiply(s.m_.data() + mat.offset, mat, p, s.q_.data() + mat.q_at, true);
+      orthogonalize(p, mat.rows, s);
+      // Q = M^T P: (cols x rows) (rows x r)
+      Linalg::gemm(true, false, mat.cols, r, mat.rows, s.m_.data() + mat.offset, p,
+                   s.q_.data() + mat.q_at);
     }
     return s.q_;
   }
@@ -193,29 +250,17 @@ class powersgd {
       std::copy(s.m_.begin(), s.m_.end(), out.begin());
       return;
     }
-    const std::size_t r = opt_.rank;
-    for (const auto& mat : matrices_) {
-      const T* p = s.first_.data() + mat.p_at;
-      const T* q = s.q_.data() + mat.q_at;
-      T* o = out.data() + mat.offset;
-      for (std::size_t i = 0; i < mat.rows; ++i) {
-        for (std::size_t j = 0; j < mat.cols; ++j) {
-          T sum = 0;
-          for (std::size_t k = 0; k < r; ++k) sum += p[i * r + k] * q[j * r + k];
-          o[i * mat.cols + j] = sum;
-        }
-      }
-    }
+    for (const auto& mat : matrices_) reconstruct(mat, s, out.data() + mat.offset);
     std::size_t at = p_values_;
     for (const auto& t : dense_) {
       std::copy_n(s.first_.begin() + static_cast<std::ptrdiff_t>(at), t.size,
                   out.begin() + static_cast<std::ptrdiff_t>(t.offset));
+      if (!s.e_.empty()) {
+        for (std::size_t j = t.offset; j < t.offset + t.size; ++j) s.e_[j] = s.m_[j] - out[j];
+      }
       at += t.size;
     }
     s.q_ready_ = true;
-    if (!s.e_.empty()) {
-      for (std::size_t j = 0; j < s.e_.size(); ++j) s.e_[j] = s.m_[j] - out[j];
-    }
   }
 
  private:
@@ -227,18 +272,32 @@ class powersgd {
     std::size_t offset, size;
   };
 
-  // out = M in (P = M Q, rows x r) or, transposed, out = M^T in (Q = M^T P,
-  // cols x r); M is rows x cols, every matrix row-major.
+  // out = P Q^T (rows x r times r x cols) row by row, and the residual
+  // e = M - out while the row is in cache: one pass over the matrix, where a
+  // GEMM with inner dimension r and a separate residual loop took two (and
+  // BLAS runs such thin products far below its rate).
   template <class T>
-  void multiply(const T* m, const matrix& mat, const T* in, T* out, bool transposed) const {
-    const std::size_t r = opt_.rank;
-    std::fill(out, out + (transposed ? mat.cols : mat.rows) * r, T(0));
+  void reconstruct(const matrix& mat, state<T>& s, T* out) const {
+    const std::size_t r = opt_.rank, cols = mat.cols;
+    const T* p = s.first_.data() + mat.p_at;
+    const T* q = s.q_.data() + mat.q_at;
+    T* qt = s.qt_.data();  // Q^T: r rows of cols, each contiguous
+    for (std::size_t j = 0; j < cols; ++j) {
+      for (std::size_t k = 0; k < r; ++k) qt[k * cols + j] = q[j * r + k];
+    }
     for (std::size_t i = 0; i < mat.rows; ++i) {
-      for (std::size_t j = 0; j < mat.cols; ++j) {
-        const T mij = m[i * mat.cols + j];
-        const T* from = in + (transposed ? i : j) * r;
-        T* to = out + (transposed ? j : i) * r;
-        for (std::size_t k = 0; k < r; ++k) to[k] += mij * from[k];
+      T* o = out + i * cols;
+      const T p0 = p[i * r];
+      for (std::size_t j = 0; j < cols; ++j) o[j] = p0 * qt[j];
+      for (std::size_t k = 1; k < r; ++k) {
+        const T pk = p[i * r + k];
+        const T* row = qt + k * cols;
+        for (std::size_t j = 0; j < cols; ++j) o[j] += pk * row[j];
+      }
+      if (!s.e_.empty()) {
+        const T* m = s.m_.data() + mat.offset + i * cols;
+        T* e = s.e_.data() + mat.offset + i * cols;
+        for (std::size_t j = 0; j < cols; ++j) e[j] = m[j] - o[j];
       }
     }
   }
@@ -250,10 +309,21 @@ class powersgd {
     for (auto& v : s.q_) v = static_cast<T>(rng.normal());
   }
 
-  // Gram-Schmidt on the r columns of a (rows x r, row-major) matrix; a
-  // column that vanishes stays zero.
+  // The r columns of a (rows x r, row-major) made orthonormal: by QR when
+  // asked and the matrix is tall enough, else by Gram-Schmidt.
   template <class T>
-  static void orthogonalize(T* a, std::size_t rows, std::size_t r) {
+  void orthogonalize(T* a, std::size_t rows, state<T>& s) const {
+    const std::size_t r = opt_.rank;
+    if (!s.work_.empty() && rows >= r) {
+      Linalg::qr(a, rows, r, s.work_.data());
+    } else {
+      gram_schmidt(a, rows, r);
+    }
+  }
+
+  // A column that vanishes stays zero.
+  template <class T>
+  static void gram_schmidt(T* a, std::size_t rows, std::size_t r) {
     for (std::size_t k = 0; k < r; ++k) {
       T norm = 0;
       for (std::size_t i = 0; i < rows; ++i) norm += a[i * r + k] * a[i * r + k];
@@ -274,6 +344,10 @@ class powersgd {
   std::vector<matrix> matrices_;
   std::vector<dense_range> dense_;
   std::size_t p_values_ = 0, q_values_ = 0, dense_values_ = 0;
+  std::size_t widest_q_ = 0;  // the largest Q, in values
 };
+
+// PowerSGD in plain loops; powersgd_blas runs on BLAS.
+using powersgd = basic_powersgd<powersgd_loops>;
 
 }  // namespace loco::compress

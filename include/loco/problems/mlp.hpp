@@ -18,9 +18,9 @@
 #include <cstdint>
 #include <loco/data/dataset.hpp>
 #include <loco/error.hpp>
-#include <loco/problems/detail/gemm.hpp>
 #include <loco/problems/detail/rows.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/tensor/blas.hpp>
 #include <loco/tensor/layout.hpp>
 #include <loco/tensor/vector.hpp>
 #include <memory>
@@ -212,7 +212,7 @@ class mlp {
       const std::size_t n_in = sizes_[l];
       const std::size_t n_out = sizes_[l + 1];
       T* out = ws.out[l].data();
-      detail::gemm(false, true, b, n_out, n_in, in, x.data() + weight_at_[l], T(0), out);
+      tensor::blas::gemm(false, true, b, n_out, n_in, in, x.data() + weight_at_[l], T(0), out);
       const T* c = x.data() + bias_at_[l];
       const bool hidden = l + 1 < layers();
       for (std::size_t r = 0; r < b; ++r) {
@@ -260,7 +260,7 @@ class mlp {
       const std::size_t n_in = sizes_[l];
       const std::size_t n_out = sizes_[l + 1];
       const T* in = l == 0 ? ws.input.data() : ws.out[l - 1].data();
-      detail::gemm(true, false, n_out, n_in, b, delta, in, beta, g.data() + weight_at_[l]);
+      tensor::blas::gemm(true, false, n_out, n_in, b, delta, in, beta, g.data() + weight_at_[l]);
       T* gc = g.data() + bias_at_[l];
       if (overwrite) std::fill(gc, gc + n_out, T(0));
       for (std::size_t r = 0; r < b; ++r) {
@@ -268,8 +268,8 @@ class mlp {
       }
       if (l == 0) break;
       // delta_{l-1} = (delta_l W_l) masked by relu'(H_{l-1}), written over H_{l-1}.
-      detail::gemm(false, false, b, n_in, n_out, delta, x.data() + weight_at_[l], T(0),
-                   ws.tmp.data());
+      tensor::blas::gemm(false, false, b, n_in, n_out, delta, x.data() + weight_at_[l], T(0),
+                         ws.tmp.data());
       T* h = ws.out[l - 1].data();
       for (std::size_t k = 0; k < b * n_in; ++k) h[k] = h[k] > T(0) ? ws.tmp[k] : T(0);
       delta = h;
