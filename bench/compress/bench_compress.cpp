@@ -13,10 +13,10 @@
 //
 // PowerSGD (one worker's round: begin, next, end; the averaging between is
 // the communicator's) on the MLP's and the CNN's layouts and a 4096 x 4096
-// matrix at ranks 1, 2, 4, next to its floor:
-//   powersgd_gemm/<model>/r<r>   the round's three products alone on BLAS
-//   powersgd/<model>/r<r>        plain loops
-//   powersgd_blas/<model>/r<r>   BLAS, and LAPACK's QR at r > 2 (as torch's hook)
+// matrix at ranks 1, 2, 4, next to the GEMM rate of the BLAS loco links:
+//   powersgd_gemm/<model>/r<r>   the round's three products alone, on BLAS
+//   powersgd/<model>/r<r>        Gram-Schmidt
+//   powersgd_blas/<model>/r<r>   LAPACK's QR at r > 2 (as torch's hook)
 // bench/powersgd_vs_torch.py times torch's hook arithmetic on the same shapes.
 #include <benchmark/benchmark.h>
 
@@ -172,7 +172,7 @@ void bm_powersgd_round(benchmark::State& st, const C& c, std::size_t d) {
 
 #ifdef LOCO_BENCH_WITH_BLAS
 // The three products of a round (P = M Q, Q = M^T P, P Q^T) over the
-// matrices powersgd compresses, on BLAS: the floor of a round.
+// matrices powersgd compresses, on BLAS: what a round costs at BLAS's rate.
 void bm_powersgd_gemm(benchmark::State& st, const loco::tensor::layout& model,
                       const lc::powersgd& c, std::size_t r) {
   const auto& v = input(model.dimension());

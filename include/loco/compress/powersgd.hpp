@@ -17,9 +17,8 @@
 //   while (!(payload = c.next(s)).empty()) { average it in place }
 //   c.end(s, out);                     // the averaged approximation
 // The products and the orthogonalization come from a Linalg policy:
-// powersgd runs plain loops (Gram-Schmidt only); powersgd_blas
-// (<loco/compress/powersgd_blas.hpp>, link loco::blas) runs BLAS GEMM and
-// offers LAPACK's QR.
+// powersgd's are loops with Gram-Schmidt; powersgd_blas
+// (<loco/compress/powersgd_blas.hpp>, link loco::blas) adds LAPACK's QR.
 // docs/compressors.md#powersgd
 #include <algorithm>
 #include <cmath>
@@ -55,35 +54,64 @@ struct powersgd_options {
 };
 
 // The products of basic_powersgd in plain loops, for builds without BLAS.
+// Both are thin (r <= a few columns) and so bound by reading M once; the
+// loops keep every access contiguous and the sums in 16 lanes so that the
+// compiler vectorizes them. qt is scratch of r x cols values.
 struct powersgd_loops {
   static constexpr const char* name = "loops";
   static constexpr bool has_qr = false;
   static constexpr std::size_t qr_work(std::size_t /*r*/) noexcept { return 0; }
 
-  // C (m x n) = op(A) op(B), row-major; each loop order walks A in memory order.
+  // P (rows x r) = M (rows x cols) Q (cols x r), all row-major.
   template <class T>
-  static void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
-                   const T* a, const T* b, T* c) {
-    std::fill(c, c + m * n, T(0));
-    auto b_at = [&](std::size_t p, std::size_t j) { return trans_b ? b[j * k + p] : b[p * n + j]; };
-    if (trans_a) {  // A is k x m
-      for (std::size_t p = 0; p < k; ++p) {
-        for (std::size_t i = 0; i < m; ++i) {
-          const T aip = a[p * m + i];
-          for (std::size_t j = 0; j < n; ++j) c[i * n + j] += aip * b_at(p, j);
+  static void times_q(const T* m, std::size_t rows, std::size_t cols, const T* q, std::size_t r,
+                      T* p, T* qt) {
+    transpose(q, cols, r, qt);
+    constexpr std::size_t lanes = 16;
+    const std::size_t body = cols - cols % lanes;
+    for (std::size_t i = 0; i < rows; ++i) {
+      const T* row = m + i * cols;
+      for (std::size_t k = 0; k < r; ++k) {
+        const T* col = qt + k * cols;
+        T acc[lanes] = {};
+        for (std::size_t j = 0; j < body; j += lanes) {
+          for (std::size_t l = 0; l < lanes; ++l) acc[l] += row[j + l] * col[j + l];
         }
-      }
-    } else {
-      for (std::size_t i = 0; i < m; ++i) {
-        for (std::size_t p = 0; p < k; ++p) {
-          const T aip = a[i * k + p];
-          for (std::size_t j = 0; j < n; ++j) c[i * n + j] += aip * b_at(p, j);
-        }
+        T sum = 0;
+        for (std::size_t l = 0; l < lanes; ++l) sum += acc[l];
+        for (std::size_t j = body; j < cols; ++j) sum += row[j] * col[j];
+        p[i * r + k] = sum;
       }
     }
   }
+
+  // Q (cols x r) = M^T P, M rows x cols, P rows x r: one axpy per row of M.
+  template <class T>
+  static void transposed_times_p(const T* m, std::size_t rows, std::size_t cols, const T* p,
+                                 std::size_t r, T* q, T* qt) {
+    std::fill(qt, qt + r * cols, T(0));
+    for (std::size_t i = 0; i < rows; ++i) {
+      const T* row = m + i * cols;
+      for (std::size_t k = 0; k < r; ++k) {
+        const T pk = p[i * r + k];
+        T* col = qt + k * cols;
+        for (std::size_t j = 0; j < cols; ++j) col[j] += pk * row[j];
+      }
+    }
+    transpose(qt, r, cols, q);
+  }
+
   template <class T>
   static void qr(T*, std::size_t, std::size_t, T*) {}  // never called: has_qr is false
+
+ private:
+  // b (cols x rows) = a^T, a rows x cols.
+  template <class T>
+  static void transpose(const T* a, std::size_t rows, std::size_t cols, T* b) {
+    for (std::size_t i = 0; i < rows; ++i) {
+      for (std::size_t j = 0; j < cols; ++j) b[j * rows + i] = a[i * cols + j];
+    }
+  }
 };
 
 template <class Linalg>
@@ -205,9 +233,8 @@ class basic_powersgd {
     for (const auto& mat : matrices_) {
       T* q = s.q_.data() + mat.q_at;
       orthogonalize(q, mat.cols, s);
-      // P = M Q: (rows x cols) (cols x r)
-      Linalg::gemm(false, false, mat.rows, r, mat.cols, s.m_.data() + mat.offset, q,
-                   s.first_.data() + mat.p_at);
+      Linalg::times_q(s.m_.data() + mat.offset, mat.rows, mat.cols, q, r,
+                      s.first_.data() + mat.p_at, s.qt_.data());
     }
     std::size_t at = p_values_;
     for (const auto& t : dense_) {
@@ -229,9 +256,8 @@ class basic_powersgd {
     for (const auto& mat : matrices_) {
       T* p = s.first_.data() + mat.p_at;
       orthogonalize(p, mat.rows, s);
-      // Q = M^T P: (cols x rows) (rows x r)
-      Linalg::gemm(true, false, mat.cols, r, mat.rows, s.m_.data() + mat.offset, p,
-                   s.q_.data() + mat.q_at);
+      Linalg::transposed_times_p(s.m_.data() + mat.offset, mat.rows, mat.cols, p, r,
+                                 s.q_.data() + mat.q_at, s.qt_.data());
     }
     return s.q_;
   }

@@ -1,6 +1,6 @@
 #pragma once
-// powersgd_blas: PowerSGD whose products run on BLAS GEMM and whose
-// orthogonalization can be LAPACK's QR (powersgd_options::orthogonalize).
+// powersgd_blas: PowerSGD whose orthogonalization can be LAPACK's QR
+// (powersgd_options::orthogonalize), as torch's hook does above rank 2.
 // Link loco::blas. docs/compressors.md#powersgd
 #include <cstddef>
 #include <loco/compress/powersgd.hpp>
@@ -8,17 +8,13 @@
 
 namespace loco::compress {
 
-struct powersgd_blas_linalg {
+// The thin products stay powersgd_loops': at r <= 4 they beat OpenBLAS's
+// GEMM (bench_compress, powersgd vs powersgd_gemm); LAPACK brings the QR.
+struct powersgd_blas_linalg : powersgd_loops {
   static constexpr const char* name = "blas";
   static constexpr bool has_qr = true;
   static constexpr std::size_t qr_work(std::size_t r) noexcept {
     return tensor::blas::orthonormalize_work(r);
-  }
-
-  template <class T>
-  static void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k,
-                   const T* a, const T* b, T* c) {
-    tensor::blas::gemm(trans_a, trans_b, m, n, k, a, b, T(0), c);
   }
   template <class T>
   static void qr(T* a, std::size_t rows, std::size_t r, T* work) {
