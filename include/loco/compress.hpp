@@ -7,6 +7,7 @@
 #include <loco/compress/fp4.hpp>
 #include <loco/compress/identity.hpp>
 #include <loco/compress/natural.hpp>
+#include <loco/compress/per_tensor.hpp>
 #include <loco/compress/powersgd.hpp>
 #include <loco/compress/qsgd.hpp>
 #include <loco/compress/random_k.hpp>

@@ -34,6 +34,7 @@ enum class payload_kind : std::uint8_t {
   scaled_sign = 7,
   natural = 8,
   fp4 = 9,
+  per_tensor = 10,  // one inner message per tensor of a layout
 };
 
 inline constexpr std::uint8_t payload_version = 1;
@@ -67,6 +68,8 @@ constexpr std::string_view to_string(payload_kind k) noexcept {
       return "natural";
     case payload_kind::fp4:
       return "fp4";
+    case payload_kind::per_tensor:
+      return "per_tensor";
   }
   return "unknown";
 }
