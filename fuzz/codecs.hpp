@@ -5,7 +5,8 @@
 //   u8  setting      bit 0: double values (else float); bits 1..7: p
 //   u16 d            vector length is 1 + d % max_d
 // and p picks k (top_k, random_k: 1 + p % d, or d when p = 127), the
-// levels s of qsgd (one of qsgd_levels) or fp4's block (1 + p).
+// levels s of qsgd (one of qsgd_levels), fp4's block (1 + p) or, for the
+// per_tensor codecs, where the layout splits d (layout_of).
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -27,11 +28,13 @@ enum class codec : std::uint8_t {
   scaled_sign,
   natural,
   fp4,
+  per_tensor_top_k,
+  per_tensor_qsgd,
   count
 };
 inline constexpr const char* codec_names[] = {
-    "identity",          "fp16", "bf16",        "top_k",   "random_k",
-    "random_k_unscaled", "qsgd", "scaled_sign", "natural", "fp4"};
+    "identity", "fp16",        "bf16",    "top_k", "random_k",         "random_k_unscaled",
+    "qsgd",     "scaled_sign", "natural", "fp4",   "per_tensor_top_k", "per_tensor_qsgd"};
 
 // Longer than a dense block (2048 entries), so the block loop is covered.
 inline constexpr std::size_t max_d = 2560;
@@ -63,6 +66,24 @@ inline void put_codec_config(std::vector<std::byte>& out, const codec_config& c)
 }
 
 inline std::size_t k_of(const codec_config& c) { return c.p == 127 ? c.d : 1 + c.p % c.d; }
+
+// The per_tensor codecs' layout: d split in two tensors at 1 + p % (d - 1)
+// (one tensor when d = 1), the first a matrix when it has an even size.
+inline loco::tensor::layout layout_of(const codec_config& c) {
+  loco::tensor::layout l;
+  if (c.d == 1) {
+    l.add("t0", {1});
+    return l;
+  }
+  const std::size_t first = 1 + c.p % (c.d - 1);
+  if (first % 2 == 0) {
+    l.add("t0", {2, first / 2});
+  } else {
+    l.add("t0", {first});
+  }
+  l.add("t1", {c.d - first});
+  return l;
+}
 
 // Calls f.template operator()<T>(compressor) with the configured compressor
 // and value type.
@@ -97,6 +118,10 @@ void with_codec(const codec_config& c, F&& f) {
       return typed(lc::natural(5));
     case codec::fp4:
       return typed(lc::fp4(1u + c.p));
+    case codec::per_tensor_top_k:
+      return typed(lc::per_tensor<lc::top_k>(layout_of(c), lc::top_k(0.25)));
+    case codec::per_tensor_qsgd:
+      return typed(lc::per_tensor<lc::qsgd>(layout_of(c), lc::qsgd(3, 3)));
     case codec::count:
       break;
   }
