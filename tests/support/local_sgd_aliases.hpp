@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <loco/aliases.hpp>
+#include <loco/compress/per_tensor.hpp>
 #include <loco/compress/powersgd.hpp>
 #include <span>
 #include <string>
@@ -23,14 +24,16 @@ enum class alias {
   loscar_overwrite,
   diloco,
   streaming_diloco,
-  powersgd
+  powersgd,
+  per_tensor
 };
 
 inline const std::vector<alias>& all_aliases() {
   static const std::vector<alias> all{alias::minibatch_sgd,      alias::one_shot_averaging,
                                       alias::local_sgd_decaying, alias::loscar_sgd,
                                       alias::loscar_overwrite,   alias::diloco,
-                                      alias::streaming_diloco,   alias::powersgd};
+                                      alias::streaming_diloco,   alias::powersgd,
+                                      alias::per_tensor};
   return all;
 }
 
@@ -52,6 +55,8 @@ inline std::string name_of(alias a) {
       return "streaming_diloco (2 fragments, overlap 1, mixing 0.5)";
     case alias::powersgd:
       return "local_sgd with powersgd (full rank, decaying steps, growing gaps)";
+    case alias::per_tensor:
+      return "local_sgd with per_tensor<top_k> (every entry, decaying steps, growing gaps)";
   }
   return "?";
 }
@@ -82,6 +87,15 @@ inline loco::compress::powersgd full_rank_powersgd() {
   loco::tensor::layout l;
   l.add("w", {dim, 1});
   return loco::compress::powersgd(l, {.rank = 1, .min_compression_rate = 0.0});
+}
+
+// The model as tensors of 2 and 3 values, each sent whole by top_k: the
+// general (allgather) path must reproduce plain local SGD.
+inline loco::compress::per_tensor<loco::compress::top_k> whole_per_tensor() {
+  loco::tensor::layout l;
+  l.add("a", {2});
+  l.add("b", {dim - 2});
+  return {l, loco::compress::top_k(1.0)};
 }
 
 template <class Comm>
@@ -145,6 +159,13 @@ loco::algorithm::local_sgd_result<double> run_alias(alias a, Comm& comm) {
           driver(full_rank_powersgd(), {}, decay, opt);
       return driver.run(comm, f, from);
     }
+    case alias::per_tensor: {
+      opt.schedule = alg::schedule::growing(local_total, local_rounds);
+      loco::local_sgd<loco::compress::per_tensor<loco::compress::top_k>, Comm,
+                      loco::merge::average, loco::stepsize::polynomial>
+          driver(whole_per_tensor(), {}, decay, opt);
+      return driver.run(comm, f, from);
+    }
   }
   throw std::logic_error("run_alias: unknown alias");
 }
@@ -169,6 +190,7 @@ inline outcome expected(alias a) {
       return averaged_at({one_shot_steps}, polynomial_eta(decay_c, decay_alpha));
     case alias::local_sgd_decaying:
     case alias::powersgd:
+    case alias::per_tensor:
       // growing(20, 5): boundaries ceil(20 (k/5)^2) = 1, 4, 8, 13, 20.
       return averaged_at({1, 4, 8, 13, 20}, polynomial_eta(decay_c, decay_alpha));
     case alias::loscar_sgd:
@@ -202,6 +224,8 @@ inline std::uint64_t expected_bytes_sent(alias a) {
       return diloco_rounds * dim * sizeof(double);
     case alias::powersgd:  // P (5 x 1), then Q (1 x 1), every round
       return local_rounds * (dim + 1) * sizeof(double);
+    case alias::per_tensor:  // one message a round: two top_k messages in per_tensor's frame
+      return local_rounds * whole_per_tensor().wire_bytes<double>(dim);
     case alias::streaming_diloco: {
       std::uint64_t values = 0;  // the fragment of each round
       for (std::size_t r = 0; r < streaming_rounds; ++r)
