@@ -29,11 +29,10 @@ enum class alias {
 };
 
 inline const std::vector<alias>& all_aliases() {
-  static const std::vector<alias> all{alias::minibatch_sgd,      alias::one_shot_averaging,
-                                      alias::local_sgd_decaying, alias::loscar_sgd,
-                                      alias::loscar_overwrite,   alias::diloco,
-                                      alias::streaming_diloco,   alias::powersgd,
-                                      alias::per_tensor};
+  static const std::vector<alias> all{
+      alias::minibatch_sgd,    alias::one_shot_averaging, alias::local_sgd_decaying,
+      alias::loscar_sgd,       alias::loscar_overwrite,   alias::diloco,
+      alias::streaming_diloco, alias::powersgd,           alias::per_tensor};
   return all;
 }
 
@@ -161,8 +160,8 @@ loco::algorithm::local_sgd_result<double> run_alias(alias a, Comm& comm) {
     }
     case alias::per_tensor: {
       opt.schedule = alg::schedule::growing(local_total, local_rounds);
-      loco::local_sgd<loco::compress::per_tensor<loco::compress::top_k>, Comm,
-                      loco::merge::average, loco::stepsize::polynomial>
+      loco::local_sgd<loco::compress::per_tensor<loco::compress::top_k>, Comm, loco::merge::average,
+                      loco::stepsize::polynomial>
           driver(whole_per_tensor(), {}, decay, opt);
       return driver.run(comm, f, from);
     }
