@@ -44,15 +44,16 @@
 #include <string>
 #include <vector>
 
-#include "average_recorder.hpp"
 #include "experiment.hpp"
+#include "mlp_runs.hpp"
 
 namespace {
 
 namespace alg = loco::algorithm;
-using dataset = loco::data::dataset<float>;
 using sim_comm = loco::comm::simulated;
-using model_type = loco::problems::mlp<float>;
+using model_type = experiment::mlp_model;
+using experiment::peak_round_bytes;
+using experiment::point;
 
 struct settings {
   int workers = 8;
@@ -92,82 +93,11 @@ struct config {
   }
 };
 
-struct point {
-  std::uint64_t step = 0;   // inner steps per worker
-  double time = 0;          // virtual seconds
-  std::uint64_t bytes = 0;  // all workers
-  double accuracy = 0;
-};
-
-// The evaluated points of one run: test accuracy of the average of every
-// rank's model at each evaluation step (experiment::average_recorder).
-class recorder {
- public:
-  recorder(int n, const model_type& tester)
-      : rec_(n, [this, &tester](std::uint64_t step, std::span<const float> avg,
-                                experiment::average_recorder::totals spent) {
-          points_.push_back({step, spent.time, spent.bytes, tester.accuracy(avg)});
-        }) {}
-
-  void add(std::uint64_t step, std::span<const float> model, double now, std::uint64_t bytes) {
-    rec_.add(step, model, now, bytes);
-  }
-  std::vector<point> points() const {
-    auto v = points_;
-    std::sort(v.begin(), v.end(), [](const point& a, const point& b) { return a.step < b.step; });
-    return v;
-  }
-
- private:
-  std::vector<point> points_;
-  experiment::average_recorder rec_;
-};
-
-// Reports the model when the step count crosses the next evaluation point
-// (and at the end). Returns void: no stop agreement, no virtual time.
-struct observer {
-  recorder* rec;
-  sim_comm* comm;
-  std::uint64_t every;
-  std::uint64_t next = 0;
-  template <class Info>
-  void on_round_end(const Info& info) {
-    const std::uint64_t step = info.round * steps_per_round;
-    if (step < next && info.round != info.round_count) return;
-    next = (step / every + 1) * every;
-    rec->add(step, info.model, comm->now(), info.ledger->totals().bytes_sent);
-  }
-  std::uint64_t steps_per_round = 1;
-};
-
 struct run_result {
   std::vector<point> points;
   double end_time = 0;
   std::uint64_t peak_bytes = 0;  // the most one worker sent in one round
 };
-
-std::uint64_t peak_round_bytes(const loco::observe::ledger& ledger) {
-  std::uint64_t peak = 0;
-  for (const auto& r : ledger.rounds()) peak = std::max(peak, r.bytes_sent);
-  return peak;
-}
-
-struct problem_data {
-  std::shared_ptr<const dataset> train, test;
-  std::vector<std::size_t> test_rows;
-  loco::data::partition shards;
-};
-
-problem_data load(int workers, std::uint64_t seed, bool quick) {
-  auto fm = loco::data::fashion_mnist<float>::load();
-  problem_data d;
-  d.train = std::make_shared<const dataset>(std::move(fm.train));
-  d.test = std::make_shared<const dataset>(std::move(fm.test));
-  const std::size_t test_rows = quick ? 1000 : d.test->rows();
-  for (std::size_t r = 0; r < test_rows; ++r) d.test_rows.push_back(r);
-  d.shards = loco::data::partition_iid(d.train->rows(), static_cast<std::size_t>(workers), seed);
-  return d;
-}
 
 alg::fragments::split split_of(const std::string& s) {
   if (s == "shards") return alg::fragments::split::shards;
@@ -176,9 +106,10 @@ alg::fragments::split split_of(const std::string& s) {
   throw loco::config_error("diloco: --split '" + s + "' is not shards, strided or balanced");
 }
 
-run_result run_one(const settings& s, const problem_data& d, const config& c, std::uint64_t seed) {
+run_result run_one(const settings& s, const experiment::mlp_data& d, const config& c,
+                   std::uint64_t seed) {
   const model_type tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = s.batch});
-  recorder rec(s.workers, tester);
+  experiment::accuracy_recorder rec(s.workers, tester);
   const auto x0v = tester.initial_point(seed);
   const std::vector<float> x0(x0v.begin(), x0v.end());
   for (int i = 0; i < s.workers; ++i) rec.add(0, x0, 0.0, 0);
@@ -216,7 +147,7 @@ run_result run_one(const settings& s, const problem_data& d, const config& c, st
         const auto& rows = d.shards[static_cast<std::size_t>(comm.rank())];
         loco::sim::timed f(model_type(d.train, rows, {.hidden = {128}, .batch_size = s.batch}),
                            comm.clock());
-        observer obs{&rec, &comm, every};
+        experiment::accuracy_observer obs{&rec, &comm, every};
         obs.steps_per_round = per_round;
         const std::span<const float> from(x0);
         std::uint64_t peak = 0;
@@ -343,7 +274,7 @@ int main(int argc, char** argv) {
   }
 
   const auto start = std::chrono::steady_clock::now();
-  const auto d = load(s.workers, flags.seed, flags.quick);
+  const auto d = experiment::load_mlp_data(s.workers, flags.seed, flags.quick);
   auto columns = experiment::trace_columns();
   for (const char* c : {"method", "h", "fragments", "tau", "alpha", "bits"}) columns.push_back(c);
   loco::observe::csv_writer trace(flags.file("trace.csv"), columns);

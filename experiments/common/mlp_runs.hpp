@@ -1,0 +1,96 @@
+#pragma once
+// What the Fashion-MNIST MLP experiments on comm::simulated share: the data
+// (iid shards, the test rows), the evaluated points of a run (test accuracy
+// of the workers' averaged model, taken by an observer that costs no virtual
+// time), and the largest bytes one worker sent in one round.
+#include <algorithm>
+#include <cstdint>
+#include <loco/comm/simulated.hpp>
+#include <loco/data/fashion_mnist.hpp>
+#include <loco/data/partition.hpp>
+#include <loco/observe/ledger.hpp>
+#include <loco/problems/mlp.hpp>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "average_recorder.hpp"
+
+namespace experiment {
+
+using mlp_dataset = loco::data::dataset<float>;
+using mlp_model = loco::problems::mlp<float>;
+
+struct mlp_data {
+  std::shared_ptr<const mlp_dataset> train, test;
+  std::vector<std::size_t> test_rows;
+  loco::data::partition shards;
+};
+
+// Fashion-MNIST in iid shards; --quick evaluates on the first 1000 test rows.
+inline mlp_data load_mlp_data(int workers, std::uint64_t seed, bool quick) {
+  auto fm = loco::data::fashion_mnist<float>::load();
+  mlp_data d;
+  d.train = std::make_shared<const mlp_dataset>(std::move(fm.train));
+  d.test = std::make_shared<const mlp_dataset>(std::move(fm.test));
+  const std::size_t test_rows = quick ? 1000 : d.test->rows();
+  for (std::size_t r = 0; r < test_rows; ++r) d.test_rows.push_back(r);
+  d.shards = loco::data::partition_iid(d.train->rows(), static_cast<std::size_t>(workers), seed);
+  return d;
+}
+
+struct point {
+  std::uint64_t step = 0;   // inner steps per worker
+  double time = 0;          // virtual seconds
+  std::uint64_t bytes = 0;  // all workers
+  double accuracy = 0;
+};
+
+// The evaluated points of one run: test accuracy of the average of every
+// rank's model at each evaluation step.
+class accuracy_recorder {
+ public:
+  accuracy_recorder(int n, const mlp_model& tester)
+      : rec_(n, [this, &tester](std::uint64_t step, std::span<const float> avg,
+                                average_recorder::totals spent) {
+          points_.push_back({step, spent.time, spent.bytes, tester.accuracy(avg)});
+        }) {}
+
+  void add(std::uint64_t step, std::span<const float> model, double now, std::uint64_t bytes) {
+    rec_.add(step, model, now, bytes);
+  }
+  std::vector<point> points() const {
+    auto v = points_;
+    std::sort(v.begin(), v.end(), [](const point& a, const point& b) { return a.step < b.step; });
+    return v;
+  }
+
+ private:
+  std::vector<point> points_;
+  average_recorder rec_;
+};
+
+// Reports the model when the step count crosses the next evaluation point
+// (and at the end). Returns void: no stop agreement, no virtual time.
+struct accuracy_observer {
+  accuracy_recorder* rec;
+  loco::comm::simulated* comm;
+  std::uint64_t every;
+  std::uint64_t next = 0;
+  std::uint64_t steps_per_round = 1;
+  template <class Info>
+  void on_round_end(const Info& info) {
+    const std::uint64_t step = info.round * steps_per_round;
+    if (step < next && info.round != info.round_count) return;
+    next = (step / every + 1) * every;
+    rec->add(step, info.model, comm->now(), info.ledger->totals().bytes_sent);
+  }
+};
+
+inline std::uint64_t peak_round_bytes(const loco::observe::ledger& ledger) {
+  std::uint64_t peak = 0;
+  for (const auto& r : ledger.rounds()) peak = std::max(peak, r.bytes_sent);
+  return peak;
+}
+
+}  // namespace experiment
