@@ -13,14 +13,17 @@
 //               tau in --taus, alpha in --alphas, fp32 or 4-bit (fp4) outer
 //               gradients, fragments from --split
 //   sparseloco  SparseLoCo as loco policies at H = --stream-h: outer
-//               gradients through error_feedback<top_k> at --density, outer
-//               SGD (lr 1), the residual in place of outer momentum
+//               gradients through error_feedback<top_k> at --density (or,
+//               with --chunk C, per_tensor<top_k> over chunks of C values: a
+//               chunked top-k), outer SGD (lr 1), the residual in place of
+//               outer momentum
 // The metric is the test accuracy of the workers' averaged model, taken by
 // an observer that costs no virtual time.
 //
 //   diloco [--quick] [--out DIR] [--seed S] [--workers 8] [--steps 3000]
 //          [--hs 10,50,200,500] [--stream-h 100] [--fragments 1,2,4] [--taus 0,5]
 //          [--alphas 0,0.5] [--split shards|strided|balanced] [--only sync,diloco,...]
+//          [--density 0.02] [--chunk 0]
 //
 // Writes trace.csv (one row per evaluation) and summary.csv (one row per run).
 #include <algorithm>
@@ -30,6 +33,7 @@
 #include <loco/aliases.hpp>
 #include <loco/comm/simulated.hpp>
 #include <loco/compress/error_feedback.hpp>
+#include <loco/compress/per_tensor.hpp>
 #include <loco/data/fashion_mnist.hpp>
 #include <loco/data/partition.hpp>
 #include <loco/observe/csv.hpp>
@@ -66,6 +70,7 @@ struct settings {
   std::string split = "shards";
   std::vector<std::string> only{"sync", "diloco", "average", "streaming", "sparseloco"};
   double density = 0.02;
+  std::size_t chunk = 0;  // SparseLoCo's top-k per chunk of this many values (0: global)
   double inner_lr = 1e-3, sync_lr = 1e-3, outer_lr = 0.7, outer_momentum = 0.9;
   double step_time = 0.01;    // virtual seconds per inner step
   double latency = 1e-3;      // link latency, seconds
@@ -80,6 +85,7 @@ struct config {
   double alpha = 0.0;
   bool fp4 = false;
   double density = 1.0;
+  std::size_t chunk = 0;
   std::string name() const {
     std::ostringstream s;
     s << method;
@@ -89,6 +95,7 @@ struct config {
       s << " P=" << fragments << " tau=" << tau << " alpha=" << alpha << (fp4 ? " fp4" : " fp32");
     }
     if (method == "sparseloco") s << " top " << density * 100 << "%";
+    if (chunk != 0) s << " per " << chunk;
     return s.str();
   }
 };
@@ -165,6 +172,15 @@ run_result run_one(const settings& s, const experiment::mlp_data& d, const confi
                           loco::stepsize::constant, loco::update::adamw>
               driver({}, {}, inner, opt, loco::update::adamw());
           peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+        } else if (c.method == "sparseloco" && c.chunk != 0) {
+          namespace lc = loco::compress;
+          using chunked = lc::error_feedback<lc::per_tensor<lc::top_k>>;
+          const auto chunks = loco::tensor::layout::chunks(f.dimension(), c.chunk);
+          loco::local_sgd<chunked, sim_comm, loco::merge::outer_sgd, loco::stepsize::constant,
+                          loco::update::adamw>
+              driver(chunked(lc::per_tensor<lc::top_k>(chunks, lc::top_k(c.density))),
+                     loco::merge::outer_sgd(1.0), inner, opt, loco::update::adamw());
+          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
         } else if (c.method == "sparseloco") {
           using sparse = loco::compress::error_feedback<loco::compress::top_k>;
           loco::local_sgd<sparse, sim_comm, loco::merge::outer_sgd, loco::stepsize::constant,
@@ -218,6 +234,8 @@ int main(int argc, char** argv) {
   app.add_option("--taus", s.taus, "overlap steps tau")->delimiter(',')->capture_default_str();
   app.add_option("--alphas", s.alphas, "mixing alpha")->delimiter(',')->capture_default_str();
   app.add_option("--density", s.density, "SparseLoCo's top-k fraction")->capture_default_str();
+  app.add_option("--chunk", s.chunk, "SparseLoCo's top-k per chunk of this many values (0: global)")
+      ->capture_default_str();
   app.add_option("--split", s.split, "fragments: shards, strided or balanced")
       ->capture_default_str();
   app.add_option("--only", s.only, "sync, diloco, average, streaming, sparseloco")
@@ -270,6 +288,7 @@ int main(int argc, char** argv) {
   if (wanted("sparseloco")) {
     config c{"sparseloco", s.stream_h};
     c.density = s.density;
+    c.chunk = s.chunk;
     configs.push_back(c);
   }
 

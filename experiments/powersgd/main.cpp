@@ -85,8 +85,7 @@ lc::powersgd powersgd_of(const experiment::mlp_model& m, std::size_t rank) {
 
 run_result run_one(const settings& s, const experiment::mlp_data& d, const config& c,
                    std::uint64_t seed) {
-  const experiment::mlp_model tester(d.test, d.test_rows,
-                                     {.hidden = {128}, .batch_size = s.batch});
+  const experiment::mlp_model tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = s.batch});
   experiment::accuracy_recorder rec(s.workers, tester);
   const auto x0v = tester.initial_point(seed);
   const std::vector<float> x0(x0v.begin(), x0v.end());
@@ -156,9 +155,7 @@ int main(int argc, char** argv) {
   app.add_option("--steps", s.steps, "SGD steps per worker")->capture_default_str();
   app.add_option("--hs", s.hs, "steps between averages")->delimiter(',')->capture_default_str();
   app.add_option("--ranks", s.ranks, "PowerSGD ranks")->delimiter(',')->capture_default_str();
-  app.add_option("--only", s.only, "dense, powersgd, top_k")
-      ->delimiter(',')
-      ->capture_default_str();
+  app.add_option("--only", s.only, "dense, powersgd, top_k")->delimiter(',')->capture_default_str();
   app.add_option("--lr", s.lr, "SGD's step size")->capture_default_str();
   app.add_option("--step-time", s.step_time, "virtual seconds per step")->capture_default_str();
   app.add_option("--latency", s.latency, "link latency (s)")->capture_default_str();
@@ -198,8 +195,9 @@ int main(int argc, char** argv) {
   for (const char* c : {"method", "h", "rank", "density"}) columns.push_back(c);
   loco::observe::csv_writer trace(flags.file("trace.csv"), columns);
   loco::observe::csv_writer summary(
-      flags.file("summary.csv"), {"run", "method", "h", "rank", "density", "final_accuracy",
-                                  "best_accuracy", "end_time_s", "total_bytes", "peak_round_bytes"});
+      flags.file("summary.csv"),
+      {"run", "method", "h", "rank", "density", "final_accuracy", "best_accuracy", "end_time_s",
+       "total_bytes", "peak_round_bytes"});
   struct row {
     config c;
     run_result r;
@@ -236,8 +234,8 @@ int main(int argc, char** argv) {
   }
   std::cout << "\n"
             << s.workers << " workers, " << s.steps << " SGD steps each (lr " << s.lr
-            << "); virtual time at " << s.step_time << " s per step, "
-            << s.bandwidth * 8 / 1e6 << " Mbit/s, " << s.latency * 1e3 << " ms"
+            << "); virtual time at " << s.step_time << " s per step, " << s.bandwidth * 8 / 1e6
+            << " Mbit/s, " << s.latency * 1e3 << " ms"
             << (target ? "; target " + cell(*target * 100) + "% (dense H=1 best - 1 point)" : "")
             << "\n";
   loco::observe::table t{"run",        "final acc %",      "best acc %",   "time to target s",

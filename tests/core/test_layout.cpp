@@ -45,6 +45,18 @@ TEST_CASE("layout: offsets cover exactly d, in order", "[core][layout]") {
   REQUIRE(l.find("fc.weight").offset == 32 * 9 + 32);
 }
 
+TEST_CASE("layout::chunks: d values in chunks, the last one shorter", "[core][layout]") {
+  const auto l = loco::tensor::layout::chunks(10, 4);
+  REQUIRE(l.size() == 3);
+  CHECK(l.dimension() == 10);
+  CHECK(l[0].name == "chunk0");
+  CHECK(l[1].offset == 4);
+  CHECK(l[2].offset == 8);
+  CHECK(l[2].size == 2);
+  CHECK(loco::tensor::layout::chunks(8, 4).size() == 2);
+  REQUIRE_THROWS_WITH(loco::tensor::layout::chunks(8, 0), Catch::Contains("chunk size 0"));
+}
+
 TEST_CASE("layout: bad tensors are refused by name", "[core][layout]") {
   layout l;
   l.add("w", {2, 2});

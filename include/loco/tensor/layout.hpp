@@ -10,6 +10,7 @@
 //   l.add("fc1.bias", {128});
 //   l.dimension();          // 100480
 //   l[0].matrix_rows();     // 128, matrix_cols() 784 (conv kernels: out x rest)
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
@@ -44,6 +45,22 @@ class layout {
   static layout flat(std::size_t d) {
     layout l;
     l.add("x", {d});
+    return l;
+  }
+
+  // d values in chunks of `size` ("chunk0", "chunk1", ...; the last one may
+  // be shorter): per_tensor<top_k> over it is a chunked top-k.
+  static layout chunks(std::size_t d, std::size_t size) {
+    if (d == 0 || size == 0) {
+      throw config_error("tensor::layout::chunks: d " + std::to_string(d) + " and chunk size " +
+                         std::to_string(size) + " must be >= 1");
+    }
+    layout l;  // built directly: add() checks names pairwise
+    for (std::size_t at = 0, i = 0; at < d; at += size, ++i) {
+      const std::size_t n = std::min(size, d - at);
+      l.tensors_.push_back({"chunk" + std::to_string(i), {n}, at, n});
+    }
+    l.dimension_ = d;
     return l;
   }
 
