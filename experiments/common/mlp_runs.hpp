@@ -5,13 +5,18 @@
 // time), and the largest bytes one worker sent in one round.
 #include <algorithm>
 #include <cstdint>
+#include <iostream>
 #include <loco/comm/simulated.hpp>
 #include <loco/data/fashion_mnist.hpp>
 #include <loco/data/partition.hpp>
 #include <loco/observe/ledger.hpp>
+#include <loco/observe/table.hpp>
 #include <loco/problems/mlp.hpp>
 #include <memory>
+#include <optional>
 #include <span>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "average_recorder.hpp"
@@ -91,6 +96,46 @@ inline std::uint64_t peak_round_bytes(const loco::observe::ledger& ledger) {
   std::uint64_t peak = 0;
   for (const auto& r : ledger.rounds()) peak = std::max(peak, r.bytes_sent);
   return peak;
+}
+
+// One run's evaluated points and totals.
+struct mlp_run {
+  std::vector<point> points;
+  double end_time = 0;
+  std::uint64_t peak_bytes = 0;  // the most one worker sent in one round
+};
+
+inline double best_accuracy(const mlp_run& r) {
+  double best = 0;
+  for (const auto& p : r.points) best = std::max(best, p.accuracy);
+  return best;
+}
+
+inline std::string cell(const std::optional<double>& v, int precision = 4) {
+  if (!v) return "-";
+  std::ostringstream s;
+  s.precision(precision);
+  s << *v;
+  return s.str();
+}
+
+// The summary table: accuracy, virtual time to `target` (when given), end
+// time, bytes, and the peak round in units of `peak_unit` bytes.
+inline void print_runs(std::ostream& out, const std::vector<std::pair<std::string, mlp_run>>& runs,
+                       std::optional<double> target, double peak_unit, const std::string& peak) {
+  loco::observe::table t{"run",        "final acc %",      "best acc %", "time to target s",
+                         "end time s", "MB (all workers)", peak};
+  for (const auto& [name, r] : runs) {
+    std::optional<double> at;
+    for (const auto& p : r.points) {
+      if (target && !at && p.accuracy >= *target) at = p.time;
+    }
+    const auto& last = r.points.back();
+    t.add_row(name, cell(last.accuracy * 100), cell(best_accuracy(r) * 100), cell(at),
+              cell(r.end_time), cell(static_cast<double>(last.bytes) / 1e6),
+              cell(static_cast<double>(r.peak_bytes) / peak_unit, 3));
+  }
+  t.print(out);
 }
 
 }  // namespace experiment

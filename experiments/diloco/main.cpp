@@ -100,12 +100,6 @@ struct config {
   }
 };
 
-struct run_result {
-  std::vector<point> points;
-  double end_time = 0;
-  std::uint64_t peak_bytes = 0;  // the most one worker sent in one round
-};
-
 alg::fragments::split split_of(const std::string& s) {
   if (s == "shards") return alg::fragments::split::shards;
   if (s == "strided") return alg::fragments::split::strided;
@@ -113,8 +107,8 @@ alg::fragments::split split_of(const std::string& s) {
   throw loco::config_error("diloco: --split '" + s + "' is not shards, strided or balanced");
 }
 
-run_result run_one(const settings& s, const experiment::mlp_data& d, const config& c,
-                   std::uint64_t seed) {
+experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, const config& c,
+                            std::uint64_t seed) {
   const model_type tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = s.batch});
   experiment::accuracy_recorder rec(s.workers, tester);
   const auto x0v = tester.initial_point(seed);
@@ -144,7 +138,7 @@ run_result run_one(const settings& s, const experiment::mlp_data& d, const confi
   }
   opt.schedule = alg::schedule::rounds(s.steps / per_round, per_round - c.tau);
 
-  run_result out;
+  experiment::mlp_run out;
   std::mutex m;
   const loco::stepsize::constant inner(s.inner_lr);
   const loco::merge::outer_nesterov outer(s.outer_lr, s.outer_momentum);
@@ -209,14 +203,6 @@ run_result run_one(const settings& s, const experiment::mlp_data& d, const confi
 std::string bits(const config& c) {
   if (c.method == "sparseloco") return "top";
   return c.fp4 ? "4" : "32";
-}
-
-std::string cell(const std::optional<double>& v, int precision = 4) {
-  if (!v) return "-";
-  std::ostringstream s;
-  s.precision(precision);
-  s << *v;
-  return s.str();
 }
 
 }  // namespace
@@ -303,7 +289,7 @@ int main(int argc, char** argv) {
        "end_time_s", "total_bytes", "peak_round_bytes"});
   struct row {
     config c;
-    run_result r;
+    experiment::mlp_run r;
   };
   std::vector<row> rows;
   for (const auto& c : configs) {
@@ -331,31 +317,18 @@ int main(int argc, char** argv) {
   std::optional<double> target;
   for (const auto& r : rows) {
     if (r.c.method != "sync") continue;
-    double best = 0;
-    for (const auto& p : r.r.points) best = std::max(best, p.accuracy);
-    target = best - 0.01;
+    target = experiment::best_accuracy(r.r) - 0.01;
   }
   std::cout << "\n"
             << s.workers << " workers, " << s.steps << " inner steps each; virtual time at "
             << s.step_time << " s per step, " << s.bandwidth * 8 / 1e6 << " Mbit/s, "
             << s.latency * 1e3 << " ms"
-            << (target ? "; target " + cell(*target * 100) + "% (sync's best - 1 point)" : "")
+            << (target ? "; target " + experiment::cell(*target * 100) + "% (sync's best - 1 point)"
+                       : "")
             << "\n";
-  loco::observe::table t{"run",        "final acc %",      "best acc %",   "time to target s",
-                         "end time s", "MB (all workers)", "peak MB/round"};
-  for (const auto& r : rows) {
-    double best = 0;
-    std::optional<double> at;
-    for (const auto& p : r.r.points) {
-      best = std::max(best, p.accuracy);
-      if (target && !at && p.accuracy >= *target) at = p.time;
-    }
-    const auto& last = r.r.points.back();
-    t.add_row(r.c.name(), cell(last.accuracy * 100), cell(best * 100), cell(at), cell(r.r.end_time),
-              cell(static_cast<double>(last.bytes) / 1e6),
-              cell(static_cast<double>(r.r.peak_bytes) / 1e6, 3));
-  }
-  t.print(std::cout);
+  std::vector<std::pair<std::string, experiment::mlp_run>> named;
+  for (const auto& r : rows) named.emplace_back(r.c.name(), r.r);
+  experiment::print_runs(std::cout, named, target, 1e6, "peak MB/round");
   std::cout << "wall time "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
             << " s; CSV in " << flags.out << "/\n";

@@ -73,18 +73,12 @@ struct config {
   }
 };
 
-struct run_result {
-  std::vector<point> points;
-  double end_time = 0;
-  std::uint64_t peak_bytes = 0;
-};
-
 lc::powersgd powersgd_of(const experiment::mlp_model& m, std::size_t rank) {
   return lc::powersgd(m.layout(), {.rank = rank});
 }
 
-run_result run_one(const settings& s, const experiment::mlp_data& d, const config& c,
-                   std::uint64_t seed) {
+experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, const config& c,
+                            std::uint64_t seed) {
   const experiment::mlp_model tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = s.batch});
   experiment::accuracy_recorder rec(s.workers, tester);
   const auto x0v = tester.initial_point(seed);
@@ -99,7 +93,7 @@ run_result run_one(const settings& s, const experiment::mlp_data& d, const confi
   opt.seed = seed;
   opt.schedule = alg::schedule::rounds(s.steps / c.h, c.h);
 
-  run_result out;
+  experiment::mlp_run out;
   std::mutex m;
   const loco::stepsize::constant step(s.lr);
   const auto report = loco::comm::run_simulated(
@@ -134,14 +128,6 @@ run_result run_one(const settings& s, const experiment::mlp_data& d, const confi
   out.points = rec.points();
   out.end_time = report.end_time();
   return out;
-}
-
-std::string cell(const std::optional<double>& v, int precision = 4) {
-  if (!v) return "-";
-  std::ostringstream s;
-  s.precision(precision);
-  s << *v;
-  return s.str();
 }
 
 }  // namespace
@@ -200,7 +186,7 @@ int main(int argc, char** argv) {
        "total_bytes", "peak_round_bytes"});
   struct row {
     config c;
-    run_result r;
+    experiment::mlp_run r;
   };
   std::vector<row> rows;
   for (const auto& c : configs) {
@@ -228,31 +214,19 @@ int main(int argc, char** argv) {
   std::optional<double> target;
   for (const auto& r : rows) {
     if (r.c.method != "dense" || r.c.h != 1) continue;
-    double best = 0;
-    for (const auto& p : r.r.points) best = std::max(best, p.accuracy);
-    target = best - 0.01;
+    target = experiment::best_accuracy(r.r) - 0.01;
   }
   std::cout << "\n"
             << s.workers << " workers, " << s.steps << " SGD steps each (lr " << s.lr
             << "); virtual time at " << s.step_time << " s per step, " << s.bandwidth * 8 / 1e6
             << " Mbit/s, " << s.latency * 1e3 << " ms"
-            << (target ? "; target " + cell(*target * 100) + "% (dense H=1 best - 1 point)" : "")
+            << (target
+                    ? "; target " + experiment::cell(*target * 100) + "% (dense H=1 best - 1 point)"
+                    : "")
             << "\n";
-  loco::observe::table t{"run",        "final acc %",      "best acc %",   "time to target s",
-                         "end time s", "MB (all workers)", "peak KB/round"};
-  for (const auto& r : rows) {
-    double best = 0;
-    std::optional<double> at;
-    for (const auto& p : r.r.points) {
-      best = std::max(best, p.accuracy);
-      if (target && !at && p.accuracy >= *target) at = p.time;
-    }
-    const auto& last = r.r.points.back();
-    t.add_row(r.c.name(), cell(last.accuracy * 100), cell(best * 100), cell(at), cell(r.r.end_time),
-              cell(static_cast<double>(last.bytes) / 1e6),
-              cell(static_cast<double>(r.r.peak_bytes) / 1e3, 3));
-  }
-  t.print(std::cout);
+  std::vector<std::pair<std::string, experiment::mlp_run>> named;
+  for (const auto& r : rows) named.emplace_back(r.c.name(), r.r);
+  experiment::print_runs(std::cout, named, target, 1e3, "peak KB/round");
   std::cout << "wall time "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
             << " s; CSV in " << flags.out << "/\n";
