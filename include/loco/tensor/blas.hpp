@@ -7,9 +7,24 @@
 #include <cstddef>
 #include <loco/error.hpp>
 #include <string>
+#include <type_traits>
 #include <xtensor-blas/xblas.hpp>
-#include <xtensor-blas/xlapack.hpp>
 #include <xtensor/xadapt.hpp>
+
+// The four LAPACK routines orthonormalize() needs, declared here (Fortran
+// ABI, 32-bit integers as xtensor-blas uses) rather than through
+// xtensor-blas's xlapack.hpp: that header declares every LAPACK routine with
+// a parameter named NCC, which <sys/ioctl.h> (Boost.Asio) defines as a macro.
+extern "C" {
+void sgelqf_(const int* m, const int* n, float* a, const int* lda, float* tau, float* work,
+             const int* lwork, int* info);
+void dgelqf_(const int* m, const int* n, double* a, const int* lda, double* tau, double* work,
+             const int* lwork, int* info);
+void sorglq_(const int* m, const int* n, const int* k, float* a, const int* lda, const float* tau,
+             float* work, const int* lwork, int* info);
+void dorglq_(const int* m, const int* n, const int* k, double* a, const int* lda, const double* tau,
+             double* work, const int* lwork, int* info);
+}
 
 namespace loco::tensor::blas {
 
@@ -35,13 +50,19 @@ constexpr std::size_t orthonormalize_work(std::size_t r) noexcept { return r + 6
 // orglq) done in place. work holds orthonormalize_work(r) values.
 template <class T>
 void orthonormalize(T* a, std::size_t rows, std::size_t r, T* work) {
-  using index = xt::blas_index_t;
-  const auto m = static_cast<index>(r), n = static_cast<index>(rows);
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+  const int m = static_cast<int>(r), n = static_cast<int>(rows);
   T* tau = work;
   T* scratch = work + r;
-  const auto lwork = static_cast<index>(64 * r);
-  index info = cxxlapack::gelqf<index>(m, n, a, m, tau, scratch, lwork);
-  if (info == 0) info = cxxlapack::orglq<index>(m, n, m, a, m, tau, scratch, lwork);
+  const int lwork = static_cast<int>(64 * r);
+  int info = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    sgelqf_(&m, &n, a, &m, tau, scratch, &lwork, &info);
+    if (info == 0) sorglq_(&m, &n, &m, a, &m, tau, scratch, &lwork, &info);
+  } else {
+    dgelqf_(&m, &n, a, &m, tau, scratch, &lwork, &info);
+    if (info == 0) dorglq_(&m, &n, &m, a, &m, tau, scratch, &lwork, &info);
+  }
   if (info != 0) {
     throw error("tensor::blas::orthonormalize: LAPACK failed with info " + std::to_string(info) +
                 " on a " + std::to_string(rows) + " x " + std::to_string(r) + " matrix");
