@@ -7,7 +7,7 @@
 //   torch_cnn                                   4 threads (comm::in_process)
 //   torch_cnn --methods minibatch,diloco --steps 1000
 //   torch_cnn --methods diloco,streaming --local-steps 64 --fragments 4 --overlap 4 --fp4
-//   torch_cnn --methods minibatch,powersgd --rank 2
+//   torch_cnn --methods minibatch,powersgd,top_k --rank 2 --fraction 0.017
 //   loco-launch -n 4 -- torch_cnn --comm tcp
 //   mpirun -np 4 torch_cnn --comm mpi
 //
@@ -32,6 +32,7 @@
 #include <iostream>
 #include <loco/aliases.hpp>
 #include <loco/comm/in_process.hpp>
+#include <loco/compress/error_feedback.hpp>
 #include <loco/compress/fp4.hpp>
 #include <loco/compress/identity.hpp>
 #include <loco/compress/powersgd.hpp>
@@ -62,8 +63,8 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 using example = torch::data::Example<>;
-const std::vector<std::string> all_methods{"minibatch", "local",  "loscar",    "cd_adam",
-                                           "async",     "diloco", "streaming", "powersgd"};
+const std::vector<std::string> all_methods{"minibatch", "local",     "loscar",   "cd_adam", "async",
+                                           "diloco",    "streaming", "powersgd", "top_k"};
 
 struct settings {
   std::vector<std::string> methods{"minibatch", "local", "loscar", "diloco"};
@@ -259,8 +260,8 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
               example{d.test.x.narrow(0, 0, std::min<std::int64_t>(1000, d.test.x.size(0))),
                       d.test.y.narrow(0, 0, std::min<std::int64_t>(1000, d.test.y.size(0)))});
   const std::span<const float> start(x0);
-  const bool local =
-      name != "minibatch" && name != "cd_adam" && name != "async" && name != "powersgd";
+  const bool local = name != "minibatch" && name != "cd_adam" && name != "async" &&
+                     name != "powersgd" && name != "top_k";
   // A streaming round syncs one of P fragments: H/P steps, tau of them in flight.
   const std::size_t h =
       !local ? 1 : (name == "streaming" ? s.local_steps / s.fragments : s.local_steps);
@@ -314,6 +315,12 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
   } else if (name == "powersgd") {
     local_sgd<compress::powersgd, Comm, merge::average, stepsize::constant> driver(
         compress::powersgd(f.layout(), {.rank = s.rank, .seed = s.seed}), {}, sgd_lr, opt);
+    const auto r = driver.run(comm, f, start, eval, bar);
+    finish(r, r.stats.rounds);
+  } else if (name == "top_k") {
+    using ef_top_k = compress::error_feedback<compress::top_k>;
+    local_sgd<ef_top_k, Comm, merge::average, stepsize::constant> driver(
+        ef_top_k(compress::top_k(s.fraction)), {}, sgd_lr, opt);
     const auto r = driver.run(comm, f, start, eval, bar);
     finish(r, r.stats.rounds);
   } else if (name == "cd_adam") {
@@ -375,7 +382,7 @@ void validate(const settings& s) {
     if (std::find(all_methods.begin(), all_methods.end(), m) == all_methods.end()) {
       throw loco::config_error("--methods: unknown method '" + m +
                                "' (minibatch, local, loscar, cd_adam, async, diloco, streaming, "
-                               "powersgd)");
+                               "powersgd, top_k)");
     }
   }
   if (std::find(s.methods.begin(), s.methods.end(), "streaming") != s.methods.end()) {
@@ -469,7 +476,7 @@ int main(int argc, char** argv) {
   settings s;
   CLI::App app{"A LibTorch CNN on Fashion-MNIST, trained by loco's drivers"};
   app.add_option("--methods", s.methods,
-                 "minibatch, local, loscar, cd_adam, async, diloco, streaming, powersgd")
+                 "minibatch, local, loscar, cd_adam, async, diloco, streaming, powersgd, top_k")
       ->delimiter(',')
       ->capture_default_str();
   app.add_option("--comm", s.comm, "in_process, tcp (under loco-launch), mpi (under mpirun)")
@@ -478,7 +485,8 @@ int main(int argc, char** argv) {
   app.add_option("--steps", s.steps, "gradient steps per worker")->capture_default_str();
   app.add_option("--local-steps", s.local_steps, "H: steps between rounds (local, loscar, diloco)")
       ->capture_default_str();
-  app.add_option("--fraction", s.fraction, "K/d for loscar's random_k, k/d for cd_adam's top_k")
+  app.add_option("--fraction", s.fraction,
+                 "K/d for loscar's random_k, k/d for cd_adam's and top_k's (error feedback) top_k")
       ->capture_default_str();
   app.add_option("--overlap", s.overlap,
                  "loscar's and streaming's steps while the average is in flight")
