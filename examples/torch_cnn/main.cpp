@@ -85,7 +85,8 @@ struct settings {
   std::string split = "shards";
   double mixing = 0.0;
   bool fp4 = false;
-  std::size_t rank = 1;  // PowerSGD's, every step as torch's DDP hook
+  std::size_t rank = 1;          // PowerSGD's, every step as torch's DDP hook
+  std::uint64_t start_iter = 0;  // PowerSGD's dense rounds first (the hook's start_powerSGD_iter)
   std::vector<std::int64_t> channels{8, 16};
   std::int64_t hidden = 64;
   std::size_t evaluations = 10;  // per method
@@ -269,10 +270,12 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
   const std::uint64_t rounds = name == "async" ? s.steps * static_cast<std::size_t>(n - 1)
                                                : std::max<std::size_t>(1, s.steps / h);
   const bool replicas_agree = name != "loscar" && name != "streaming";
-  evaluator eval{name, std::max<std::uint64_t>(1, rounds / s.evaluations), h, replicas_agree, test,
+  // PowerSGD's runs are named by rank, so that several ranks can share a trace.
+  const std::string run = name == "powersgd" ? "powersgd_r" + std::to_string(s.rank) : name;
+  evaluator eval{run,  std::max<std::uint64_t>(1, rounds / s.evaluations), h, replicas_agree, test,
                  trace};
   observe::progress_bar bar({.every = eval.every, .label = name});
-  outcome o{.name = name};
+  outcome o{.name = run};
   const auto finish = [&](auto&& result, std::uint64_t done) {
     o.rounds = done;
     o.seconds = eval.seconds();
@@ -314,7 +317,9 @@ outcome train_one(Comm& comm, const std::string& name, const settings& s, const 
     }
   } else if (name == "powersgd") {
     local_sgd<compress::powersgd, Comm, merge::average, stepsize::constant> driver(
-        compress::powersgd(f.layout(), {.rank = s.rank, .seed = s.seed}), {}, sgd_lr, opt);
+        compress::powersgd(f.layout(),
+                           {.rank = s.rank, .start_iteration = s.start_iter, .seed = s.seed}),
+        {}, sgd_lr, opt);
     const auto r = driver.run(comm, f, start, eval, bar);
     finish(r, r.stats.rounds);
   } else if (name == "top_k") {
@@ -506,6 +511,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--fp4", s.fp4, "streaming: 4-bit outer gradients");
   app.add_option("--rank", s.rank, "powersgd: the approximation's rank")->capture_default_str();
+  app.add_option("--start-iter", s.start_iter, "powersgd: rounds averaged dense first")
+      ->capture_default_str();
   app.add_option("--channels", s.channels, "the two conv layers' widths")
       ->delimiter(',')
       ->capture_default_str();

@@ -85,13 +85,21 @@ torch_name() {
     *) echo "torch_$1" ;;
   esac
 }
-# loco method -> torch_cnn flags (H for the methods with local steps)
+# loco method -> its run's name ("powersgd:2" -> powersgd_r2, as torch_cnn names it)
+loco_name() {
+  case "$1" in
+    powersgd:*) echo "powersgd_r${1#powersgd:}" ;;
+    *) echo "$1" ;;
+  esac
+}
+# loco method -> torch_cnn flags (H for the methods with local steps; PowerSGD
+# every step at rank r, dense for its first 10 steps as ddp_cnn.py's hook)
 loco_flags() {
   case "$1" in
     local|loscar) echo "--methods $1 --local-steps 16" ;;
     diloco) echo "--methods $1 --local-steps 64" ;;
     streaming) echo "--methods $1 --local-steps 64 --fragments 4 --overlap 4 --fp4" ;;
-    powersgd) echo "--methods $1 --rank 1" ;;
+    powersgd:*) echo "--methods powersgd --rank ${1#powersgd:} --start-iter 10" ;;
     *) echo "--methods $1" ;;
   esac
 }
@@ -222,7 +230,8 @@ for seed in $seeds; do
   for m in $loco_methods; do
     echo "seed $seed: loco $m" >&2
     # shellcheck disable=SC2046
-    run_4 "$m" "$bin" --comm tcp $(loco_flags "$m") $s --out "$dir/loco_$m" || exit 1
+    name="$(loco_name "$m")"
+    run_4 "$name" "$bin" --comm tcp $(loco_flags "$m") $s --out "$dir/loco_$name" || exit 1
   done
 done
 "$py" "$here/summarize.py" "$out"
