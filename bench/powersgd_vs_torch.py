@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 try:
     import torch
@@ -36,6 +35,8 @@ except ImportError:
     sys.exit("powersgd_vs_torch.py: torch is not installed (apt-get install python3-torch)")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_torch import cpu_ms  # noqa: E402  the same timer as the compressor comparison
 
 # The layouts of bench_compress's powersgd_models(): (name, shape) per tensor.
 MODELS = {
@@ -123,15 +124,6 @@ def make_round(shapes, r):
         state["error"] = bucket_cp - bucket
 
     return run, products
-
-
-def cpu_ms(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.thread_time_ns()
-        fn()
-        best = min(best, (time.thread_time_ns() - t0) * 1e-6)
-    return best
 
 
 def main():
