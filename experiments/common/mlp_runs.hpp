@@ -12,7 +12,9 @@
 #include <loco/observe/ledger.hpp>
 #include <loco/observe/table.hpp>
 #include <loco/problems/mlp.hpp>
+#include <loco/sim/timed.hpp>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -117,6 +119,56 @@ inline std::string cell(const std::optional<double>& v, int precision = 4) {
   s.precision(precision);
   s << *v;
   return s.str();
+}
+
+// The simulated world of a run: n workers on their shards, each step
+// costing step_time virtual seconds, links of latency and bandwidth.
+struct mlp_world {
+  int workers = 8;
+  std::size_t steps = 3000;      // per worker
+  std::size_t evaluations = 10;  // per run, evenly spaced in steps
+  std::size_t batch = 32;
+  double step_time = 0.01;    // virtual seconds per step
+  double latency = 1e-3;      // seconds
+  double bandwidth = 12.5e6;  // bytes per second (100 Mbit/s)
+};
+
+// Runs train(comm, f, x0, observer) on every worker: f is the worker's
+// timed MLP, x0 the common start, observer records the test accuracy of the
+// averaged model every steps / evaluations steps (steps_per_round steps a
+// round); train returns the worker's ledger.
+template <class Train>
+mlp_run run_mlp(const mlp_world& w, const mlp_data& d, std::uint64_t seed,
+                std::uint64_t steps_per_round, Train train) {
+  const mlp_model tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = w.batch});
+  accuracy_recorder rec(w.workers, tester);
+  const auto x0v = tester.initial_point(seed);
+  const std::vector<float> x0(x0v.begin(), x0v.end());
+  for (int i = 0; i < w.workers; ++i) rec.add(0, x0, 0.0, 0);
+
+  loco::sim::options sim;
+  sim.compute = loco::sim::compute_model(w.step_time);
+  sim.link = loco::sim::link_model(w.latency, w.bandwidth);
+  const std::uint64_t every = std::max<std::size_t>(1, w.steps / w.evaluations);
+  mlp_run out;
+  std::mutex m;
+  const auto report = loco::comm::run_simulated(
+      w.workers,
+      [&](loco::comm::simulated& comm) {
+        const auto& rows = d.shards[static_cast<std::size_t>(comm.rank())];
+        loco::sim::timed f(mlp_model(d.train, rows, {.hidden = {128}, .batch_size = w.batch}),
+                           comm.clock());
+        accuracy_observer obs{&rec, &comm, every};
+        obs.steps_per_round = steps_per_round;
+        const std::uint64_t peak =
+            peak_round_bytes(train(comm, f, std::span<const float>(x0), obs));
+        std::lock_guard lock(m);
+        out.peak_bytes = std::max(out.peak_bytes, peak);
+      },
+      sim);
+  out.points = rec.points();
+  out.end_time = report.end_time();
+  return out;
 }
 
 // The summary table: accuracy, virtual time to `target` (when given), end

@@ -77,6 +77,9 @@ struct settings {
   double bandwidth = 12.5e6;  // bytes per second (100 Mbit/s)
   std::size_t batch = 32;
   std::size_t evaluations = 10;  // per run, evenly spaced in steps
+  experiment::mlp_world world() const {
+    return {workers, steps, evaluations, batch, step_time, latency, bandwidth};
+  }
 };
 
 struct config {
@@ -109,17 +112,6 @@ alg::fragments::split split_of(const std::string& s) {
 
 experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, const config& c,
                             std::uint64_t seed) {
-  const model_type tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = s.batch});
-  experiment::accuracy_recorder rec(s.workers, tester);
-  const auto x0v = tester.initial_point(seed);
-  const std::vector<float> x0(x0v.begin(), x0v.end());
-  for (int i = 0; i < s.workers; ++i) rec.add(0, x0, 0.0, 0);
-
-  loco::sim::options sim;
-  sim.compute = loco::sim::compute_model(s.step_time);
-  sim.link = loco::sim::link_model(s.latency, s.bandwidth);
-  const std::uint64_t every = std::max<std::size_t>(1, s.steps / s.evaluations);
-
   // A round of local_sgd is `local` steps plus `tau` in flight; with P
   // fragments each fragment syncs every H = P (local + tau) steps.
   alg::local_sgd_options opt;
@@ -138,65 +130,49 @@ experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, co
   }
   opt.schedule = alg::schedule::rounds(s.steps / per_round, per_round - c.tau);
 
-  experiment::mlp_run out;
-  std::mutex m;
-  const loco::stepsize::constant inner(s.inner_lr);
+  namespace lc = loco::compress;
+  using constant = loco::stepsize::constant;
+  using adamw = loco::update::adamw;
+  const constant inner(s.inner_lr);
   const loco::merge::outer_nesterov outer(s.outer_lr, s.outer_momentum);
-  const auto report = loco::comm::run_simulated(
-      s.workers,
-      [&](sim_comm& comm) {
-        const auto& rows = d.shards[static_cast<std::size_t>(comm.rank())];
-        loco::sim::timed f(model_type(d.train, rows, {.hidden = {128}, .batch_size = s.batch}),
-                           comm.clock());
-        experiment::accuracy_observer obs{&rec, &comm, every};
-        obs.steps_per_round = per_round;
-        const std::span<const float> from(x0);
-        std::uint64_t peak = 0;
+  return experiment::run_mlp(
+      s.world(), d, seed, per_round,
+      [&](sim_comm& comm, auto& f, std::span<const float> from, auto& obs) {
         if (c.method == "sync") {
           alg::compressed_amsgrad_options o;
           o.iterations = s.steps;
           o.bias_correction = true;
           o.beta2 = 0.999;
           o.seed = seed;
-          loco::cd_adam<sim_comm, loco::compress::identity> driver(
-              {}, loco::stepsize::constant(s.sync_lr), o);
-          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
-        } else if (c.method == "average") {
-          loco::local_sgd<loco::compress::identity, sim_comm, loco::merge::average,
-                          loco::stepsize::constant, loco::update::adamw>
-              driver({}, {}, inner, opt, loco::update::adamw());
-          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
-        } else if (c.method == "sparseloco" && c.chunk != 0) {
-          namespace lc = loco::compress;
+          loco::cd_adam<sim_comm, lc::identity> driver({}, constant(s.sync_lr), o);
+          return driver.run(comm, f, from, obs).ledger;
+        }
+        if (c.method == "average") {
+          loco::local_sgd<lc::identity, sim_comm, loco::merge::average, constant, adamw> driver(
+              {}, {}, inner, opt, adamw());
+          return driver.run(comm, f, from, obs).ledger;
+        }
+        if (c.method == "sparseloco" && c.chunk != 0) {
           using chunked = lc::error_feedback<lc::per_tensor<lc::top_k>>;
           const auto chunks = loco::tensor::layout::chunks(f.dimension(), c.chunk);
-          loco::local_sgd<chunked, sim_comm, loco::merge::outer_sgd, loco::stepsize::constant,
-                          loco::update::adamw>
-              driver(chunked(lc::per_tensor<lc::top_k>(chunks, lc::top_k(c.density))),
-                     loco::merge::outer_sgd(1.0), inner, opt, loco::update::adamw());
-          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
-        } else if (c.method == "sparseloco") {
-          using sparse = loco::compress::error_feedback<loco::compress::top_k>;
-          loco::local_sgd<sparse, sim_comm, loco::merge::outer_sgd, loco::stepsize::constant,
-                          loco::update::adamw>
-              driver(sparse(loco::compress::top_k(c.density)), loco::merge::outer_sgd(1.0), inner,
-                     opt, loco::update::adamw());
-          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
-        } else if (c.fp4) {
-          loco::streaming_diloco<sim_comm, loco::compress::fp4> driver(
-              loco::compress::fp4(), outer, inner, opt, loco::update::adamw());
-          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
-        } else {
-          loco::diloco<sim_comm> driver({}, outer, inner, opt, loco::update::adamw());
-          peak = peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+          loco::local_sgd<chunked, sim_comm, loco::merge::outer_sgd, constant, adamw> driver(
+              chunked(lc::per_tensor<lc::top_k>(chunks, lc::top_k(c.density))),
+              loco::merge::outer_sgd(1.0), inner, opt, adamw());
+          return driver.run(comm, f, from, obs).ledger;
         }
-        std::lock_guard lock(m);
-        out.peak_bytes = std::max(out.peak_bytes, peak);
-      },
-      sim);
-  out.points = rec.points();
-  out.end_time = report.end_time();
-  return out;
+        if (c.method == "sparseloco") {
+          using sparse = lc::error_feedback<lc::top_k>;
+          loco::local_sgd<sparse, sim_comm, loco::merge::outer_sgd, constant, adamw> driver(
+              sparse(lc::top_k(c.density)), loco::merge::outer_sgd(1.0), inner, opt, adamw());
+          return driver.run(comm, f, from, obs).ledger;
+        }
+        if (c.fp4) {
+          loco::streaming_diloco<sim_comm, lc::fp4> driver(lc::fp4(), outer, inner, opt, adamw());
+          return driver.run(comm, f, from, obs).ledger;
+        }
+        loco::diloco<sim_comm> driver({}, outer, inner, opt, adamw());
+        return driver.run(comm, f, from, obs).ledger;
+      });
 }
 
 // How outer gradients travel: bits per value, or "top" for top-k.

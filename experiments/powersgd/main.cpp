@@ -57,6 +57,9 @@ struct settings {
   double bandwidth = 12.5e6;  // bytes per second (100 Mbit/s)
   std::size_t batch = 32;
   std::size_t evaluations = 10;
+  experiment::mlp_world world() const {
+    return {workers, steps, evaluations, batch, step_time, latency, bandwidth};
+  }
 };
 
 struct config {
@@ -73,61 +76,35 @@ struct config {
   }
 };
 
-lc::powersgd powersgd_of(const experiment::mlp_model& m, std::size_t rank) {
-  return lc::powersgd(m.layout(), {.rank = rank});
+lc::powersgd powersgd_of(const loco::tensor::layout& model, std::size_t rank) {
+  return lc::powersgd(model, {.rank = rank});
 }
 
 experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, const config& c,
                             std::uint64_t seed) {
-  const experiment::mlp_model tester(d.test, d.test_rows, {.hidden = {128}, .batch_size = s.batch});
-  experiment::accuracy_recorder rec(s.workers, tester);
-  const auto x0v = tester.initial_point(seed);
-  const std::vector<float> x0(x0v.begin(), x0v.end());
-  for (int i = 0; i < s.workers; ++i) rec.add(0, x0, 0.0, 0);
-
-  loco::sim::options sim;
-  sim.compute = loco::sim::compute_model(s.step_time);
-  sim.link = loco::sim::link_model(s.latency, s.bandwidth);
-  const std::uint64_t every = std::max<std::size_t>(1, s.steps / s.evaluations);
   alg::local_sgd_options opt;
   opt.seed = seed;
   opt.schedule = alg::schedule::rounds(s.steps / c.h, c.h);
-
-  experiment::mlp_run out;
-  std::mutex m;
   const loco::stepsize::constant step(s.lr);
-  const auto report = loco::comm::run_simulated(
-      s.workers,
-      [&](sim_comm& comm) {
-        const auto& rows = d.shards[static_cast<std::size_t>(comm.rank())];
-        loco::sim::timed f(
-            experiment::mlp_model(d.train, rows, {.hidden = {128}, .batch_size = s.batch}),
-            comm.clock());
-        experiment::accuracy_observer obs{&rec, &comm, every};
-        obs.steps_per_round = c.h;
-        const std::span<const float> from(x0);
-        std::uint64_t peak = 0;
+  using constant = loco::stepsize::constant;
+  return experiment::run_mlp(
+      s.world(), d, seed, c.h,
+      [&](sim_comm& comm, auto& f, std::span<const float> from, auto& obs) {
         if (c.method == "dense") {
-          loco::local_sgd<lc::identity, sim_comm, loco::merge::average, loco::stepsize::constant>
-              driver({}, {}, step, opt);
-          peak = experiment::peak_round_bytes(driver.run(comm, f, from, obs).ledger);
-        } else if (c.method == "powersgd") {
-          loco::local_sgd<lc::powersgd, sim_comm, loco::merge::average, loco::stepsize::constant>
-              driver(powersgd_of(tester, c.rank), {}, step, opt);
-          peak = experiment::peak_round_bytes(driver.run(comm, f, from, obs).ledger);
-        } else {
-          using ef_top_k = lc::error_feedback<lc::top_k>;
-          loco::local_sgd<ef_top_k, sim_comm, loco::merge::average, loco::stepsize::constant>
-              driver(ef_top_k(lc::top_k(c.density)), {}, step, opt);
-          peak = experiment::peak_round_bytes(driver.run(comm, f, from, obs).ledger);
+          loco::local_sgd<lc::identity, sim_comm, loco::merge::average, constant> driver({}, {},
+                                                                                         step, opt);
+          return driver.run(comm, f, from, obs).ledger;
         }
-        std::lock_guard lock(m);
-        out.peak_bytes = std::max(out.peak_bytes, peak);
-      },
-      sim);
-  out.points = rec.points();
-  out.end_time = report.end_time();
-  return out;
+        if (c.method == "powersgd") {
+          loco::local_sgd<lc::powersgd, sim_comm, loco::merge::average, constant> driver(
+              powersgd_of(f.layout(), c.rank), {}, step, opt);
+          return driver.run(comm, f, from, obs).ledger;
+        }
+        using ef_top_k = lc::error_feedback<lc::top_k>;
+        loco::local_sgd<ef_top_k, sim_comm, loco::merge::average, constant> driver(
+            ef_top_k(lc::top_k(c.density)), {}, step, opt);
+        return driver.run(comm, f, from, obs).ledger;
+      });
 }
 
 }  // namespace
@@ -170,7 +147,7 @@ int main(int argc, char** argv) {
       if (wanted("top_k")) {
         // PowerSGD sends first + second payload values of 4 bytes; top_k
         // 8 bytes (index and value) per kept entry.
-        const auto c = powersgd_of(shape, r);
+        const auto c = powersgd_of(shape.layout(), r);
         const double kept = static_cast<double>(c.first_payload() + c.second_payload()) / 2.0;
         configs.push_back({"top_k", h, r, kept / static_cast<double>(shape.dimension())});
       }
