@@ -25,14 +25,16 @@ enum class alias {
   diloco,
   streaming_diloco,
   powersgd,
-  per_tensor
+  per_tensor,
+  diloco_powersgd
 };
 
 inline const std::vector<alias>& all_aliases() {
-  static const std::vector<alias> all{
-      alias::minibatch_sgd,    alias::one_shot_averaging, alias::local_sgd_decaying,
-      alias::loscar_sgd,       alias::loscar_overwrite,   alias::diloco,
-      alias::streaming_diloco, alias::powersgd,           alias::per_tensor};
+  static const std::vector<alias> all{alias::minibatch_sgd,      alias::one_shot_averaging,
+                                      alias::local_sgd_decaying, alias::loscar_sgd,
+                                      alias::loscar_overwrite,   alias::diloco,
+                                      alias::streaming_diloco,   alias::powersgd,
+                                      alias::per_tensor,         alias::diloco_powersgd};
   return all;
 }
 
@@ -56,6 +58,8 @@ inline std::string name_of(alias a) {
       return "local_sgd with powersgd (full rank, decaying steps, growing gaps)";
     case alias::per_tensor:
       return "local_sgd with per_tensor<top_k> (every entry, decaying steps, growing gaps)";
+    case alias::diloco_powersgd:
+      return "diloco with full-rank powersgd outer gradients";
   }
   return "?";
 }
@@ -158,6 +162,14 @@ loco::algorithm::local_sgd_result<double> run_alias(alias a, Comm& comm) {
           driver(full_rank_powersgd(), {}, decay, opt);
       return driver.run(comm, f, from);
     }
+    case alias::diloco_powersgd: {
+      opt.schedule = alg::schedule::rounds(diloco_rounds, diloco_h);
+      loco::local_sgd<loco::compress::powersgd, Comm, loco::merge::outer_nesterov,
+                      loco::stepsize::constant, loco::update::adamw>
+          driver(full_rank_powersgd(), loco::merge::outer_nesterov(outer_lr, outer_mu),
+                 loco::stepsize::constant(diloco_lr), opt, loco::update::adamw());
+      return driver.run(comm, f, from);
+    }
     case alias::per_tensor: {
       opt.schedule = alg::schedule::growing(local_total, local_rounds);
       loco::local_sgd<loco::compress::per_tensor<loco::compress::top_k>, Comm, loco::merge::average,
@@ -197,6 +209,7 @@ inline outcome expected(alias a) {
       return loscar(loscar_rounds, loscar_local, loscar_overlap, loscar_support,
                     a == alias::loscar_sgd, constant_eta(loscar_step));
     case alias::diloco:
+    case alias::diloco_powersgd:
       return streaming_diloco(diloco_rounds, diloco_h, 0, {{0, 1, 2, 3, 4}}, 0.0, diloco_lr,
                               outer_lr, outer_mu);
     case alias::streaming_diloco:
@@ -223,6 +236,8 @@ inline std::uint64_t expected_bytes_sent(alias a) {
       return diloco_rounds * dim * sizeof(double);
     case alias::powersgd:  // P (5 x 1), then Q (1 x 1), every round
       return local_rounds * (dim + 1) * sizeof(double);
+    case alias::diloco_powersgd:  // P (5 x 1), then Q (1 x 1), every round
+      return diloco_rounds * (dim + 1) * sizeof(double);
     case alias::per_tensor:  // one message a round: two top_k messages in per_tensor's frame
       return local_rounds * whole_per_tensor().wire_bytes<double>(dim);
     case alias::streaming_diloco: {
