@@ -4,7 +4,7 @@
 //   u8  codec        which compressor (modulo codec::count)
 //   u8  setting      bit 0: double values (else float); bits 1..7: p
 //   u16 d            vector length is 1 + d % max_d
-// and p picks k (top_k, random_k: 1 + p % d, or d when p = 127), the
+// and p picks k (top_k, top_k_2bit, random_k: 1 + p % d, or d when p = 127), the
 // levels s of qsgd (one of qsgd_levels), fp4's block (1 + p) or, for the
 // per_tensor codecs, where the layout splits d (layout_of).
 #include <array>
@@ -30,11 +30,13 @@ enum class codec : std::uint8_t {
   fp4,
   per_tensor_top_k,
   per_tensor_qsgd,
+  top_k_2bit,
   count
 };
 inline constexpr const char* codec_names[] = {
-    "identity", "fp16",        "bf16",    "top_k", "random_k",         "random_k_unscaled",
-    "qsgd",     "scaled_sign", "natural", "fp4",   "per_tensor_top_k", "per_tensor_qsgd"};
+    "identity",  "fp16",        "bf16",    "top_k", "random_k",         "random_k_unscaled",
+    "qsgd",      "scaled_sign", "natural", "fp4",   "per_tensor_top_k", "per_tensor_qsgd",
+    "top_k_2bit"};
 
 // Longer than a dense block (2048 entries), so the block loop is covered.
 inline constexpr std::size_t max_d = 2560;
@@ -122,6 +124,8 @@ void with_codec(const codec_config& c, F&& f) {
       return typed(lc::per_tensor<lc::top_k>(layout_of(c), lc::top_k(0.25)));
     case codec::per_tensor_qsgd:
       return typed(lc::per_tensor<lc::qsgd>(layout_of(c), lc::qsgd(3, 3)));
+    case codec::top_k_2bit:
+      return typed(lc::top_k_2bit::with_count(k_of(c)));
     case codec::count:
       break;
   }

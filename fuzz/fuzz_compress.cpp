@@ -4,7 +4,8 @@
 //  * an accepted message is consumed exactly (its length field) and decodes
 //    to finite values;
 //  * codec-specific facts hold: qsgd entries are at most the norm, scaled_sign
-//    entries are +-scale, top_k keeps at most k non-zeros;
+//    entries are +-scale, top_k and top_k_2bit keep at most k non-zeros,
+//    top_k_2bit's are its levels;
 //  * encode(decoded) is accepted by decode again; for the deterministic
 //    codecs (identity, fp16, bf16, natural, random_k_unscaled, scaled_sign on
 //    float) it reproduces the message byte for byte, and top_k's decodes back
@@ -72,10 +73,21 @@ void fuzz_one(const loco_fuzz::codec_config& cfg, const C& c, std::span<const st
     for (T x : out) LOCO_FUZZ_CHECK(std::abs(x) == scale);
   }
   if (cfg.kind == codec::top_k || cfg.kind == codec::random_k ||
-      cfg.kind == codec::random_k_unscaled) {
+      cfg.kind == codec::random_k_unscaled || cfg.kind == codec::top_k_2bit) {
     const auto nonzero =
         static_cast<std::size_t>(std::count_if(out.begin(), out.end(), [](T x) { return x != 0; }));
     LOCO_FUZZ_CHECK(nonzero <= loco_fuzz::k_of(cfg));
+  }
+
+  if (cfg.kind == codec::top_k_2bit) {
+    // Every sent entry is one of the four levels.
+    const std::size_t at = wire::header_bytes + 4;
+    for (T x : out) {
+      bool level = x == 0;
+      for (std::size_t l = 0; l < 4; ++l)
+        level |= x == wire::load_le<T>(accepted.data() + at + l * sizeof(T));
+      LOCO_FUZZ_CHECK(level);
+    }
   }
 
   // Re-encode what was decoded.

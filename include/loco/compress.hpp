@@ -14,4 +14,5 @@
 #include <loco/compress/scaled_sign.hpp>
 #include <loco/compress/size_threshold.hpp>
 #include <loco/compress/top_k.hpp>
+#include <loco/compress/top_k_2bit.hpp>
 #include <loco/compress/warmup.hpp>

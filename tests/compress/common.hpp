@@ -41,6 +41,10 @@ inline lc::top_k make<lc::top_k>() {
   return lc::top_k(0.1);
 }
 template <>
+inline lc::top_k_2bit make<lc::top_k_2bit>() {
+  return lc::top_k_2bit(0.1);
+}
+template <>
 inline lc::random_k make<lc::random_k>() {
   return lc::random_k(0.25, 42);
 }
@@ -98,7 +102,7 @@ using all_plain =
                with<lc::random_k_unscaled, double>, with<lc::qsgd, float>, with<lc::qsgd, double>,
                with<lc::scaled_sign, float>, with<lc::scaled_sign, double>,
                with<lc::natural, float>, with<lc::natural, double>, with<lc::fp4, float>,
-               with<lc::fp4, double>>;
+               with<lc::fp4, double>, with<lc::top_k_2bit, float>, with<lc::top_k_2bit, double>>;
 
 // Plain compressors and decorators: everything that encodes a message.
 using all_compressors = decltype(std::tuple_cat(
@@ -116,7 +120,8 @@ using checks_every_entry = std::tuple<
     with<lc::qsgd, double>, with<lc::scaled_sign, float>, with<lc::scaled_sign, double>,
     with<lc::natural, float>, with<lc::natural, double>, with<lc::fp4, float>,
     with<lc::fp4, double>, with<lc::error_feedback<lc::top_k>, float>,
-    with<lc::error_feedback<lc::random_k_unscaled>, double>, with<lc::ef21<lc::top_k>, float>>;
+    with<lc::error_feedback<lc::random_k_unscaled>, double>, with<lc::ef21<lc::top_k>, float>,
+    with<lc::top_k_2bit, float>, with<lc::top_k_2bit, double>>;
 
 // Randomised compressors: the same seed and stream replay the same bytes.
 using randomised =

@@ -18,6 +18,8 @@ static_assert(loco::check_compressor<lc::identity>() &&
 static_assert(loco::check_compressor<lc::fp16>() && loco::check_compressor<lc::fp16, double>());
 static_assert(loco::check_compressor<lc::bf16>() && loco::check_compressor<lc::bf16, double>());
 static_assert(loco::check_compressor<lc::top_k>() && loco::check_compressor<lc::top_k, double>());
+static_assert(loco::check_compressor<lc::top_k_2bit>() &&
+              loco::check_compressor<lc::top_k_2bit, double>());
 static_assert(loco::check_compressor<lc::random_k>() &&
               loco::check_compressor<lc::random_k, double>());
 static_assert(loco::check_compressor<lc::random_k_unscaled>() &&
@@ -83,6 +85,12 @@ TEST_CASE("wire sizes follow the formulas of docs/wire-format.md", "[compress][w
   CHECK(lc::top_k(0.01).wire_bytes(d) == 16 + 4 + 10 * 8);
   CHECK(lc::top_k::with_count(7).wire_bytes<double>(d) == 16 + 4 + 7 * 12);
   CHECK(lc::random_k(0.01).wire_bytes(d) == 16 + 20 + 10 * 4);
+  // 10 indices of 10 bits, 10 codes of 2 bits, four levels.
+  CHECK(lc::top_k_2bit(0.01).wire_bytes(d) == 16 + 4 + 16 + 13 + 3);
+  CHECK(lc::top_k_2bit(0.02).wire_bytes<double>(4096) == 16 + 4 + 32 + 123 + 21);
+  CHECK(lc::top_k_2bit::index_bits(1) == 1);
+  CHECK(lc::top_k_2bit::index_bits(4096) == 12);
+  CHECK(lc::top_k_2bit::index_bits(4097) == 13);
   CHECK(lc::qsgd(1).wire_bytes(d) == 16 + 4 + 4 + 250);             // 2 bits per entry
   CHECK(lc::qsgd(7).wire_bytes(d) == 16 + 4 + 4 + 500);             // 4 bits
   CHECK(lc::qsgd(255).wire_bytes<double>(d) == 16 + 4 + 8 + 1125);  // 9 bits
@@ -130,6 +138,63 @@ TEST_CASE("identity round-trips exactly; fp16 and bf16 round to nearest", "[comp
     const double ref = std::nearbyint(static_cast<double>(v[i]) / ulp) * ulp;
     CHECK(static_cast<double>(bh[i]) == ref);
   }
+}
+
+TEST_CASE("top_k_2bit sends each selected entry as the mean of its sign-and-size group",
+          "[compress]") {
+  // Top 6 by magnitude: 5, -4, 3, 2, -1, 0.5; their mean magnitude 2.58
+  // splits each sign into large and small.
+  const std::vector<float> v = {5, -1, 0.5f, -4, 3, 0.1f, -0.2f, 2};
+  const auto c = lc::top_k_2bit::with_count(6);
+  lc::top_k_2bit::state<float> s(c, v.size(), 0);
+  buffer b;
+  c.encode(std::span<const float>(v), s, b);
+  CHECK(b.size() == c.wire_bytes(v.size()));
+  CHECK(b.size() == 16 + 4 + 16 + 3 + 2);  // 3-bit indices, 2-bit codes
+  std::vector<float> out(v.size());
+  c.decode(view(b), s, std::span<float>(out));
+  CHECK(out == std::vector<float>{4, -1, 1.25f, -4, 4, 0, 0, 1.25f});
+}
+
+TEST_CASE(
+    "top_k_2bit's error is at most the input's norm; under error feedback the messages "
+    "add up to the inputs",
+    "[compress]") {
+  const std::size_t d = 1000;
+  const auto c = lc::top_k_2bit(0.02);
+  lc::top_k_2bit::state<double> s(c, d, 0);
+  std::vector<double> sum_in(d, 0.0), sum_out(d, 0.0), out(d);
+  const lc::error_feedback<lc::top_k_2bit> ef(c);
+  lc::state_t<lc::error_feedback<lc::top_k_2bit>, double> es(ef, d, 0);
+  for (std::uint64_t round = 0; round < 200; ++round) {
+    const auto v = normal_vector<double>(d, 100 + round);
+    buffer b;
+    c.encode(std::span<const double>(v), s, b);
+    c.decode(view(b), s, std::span<double>(out));
+    double err = 0, norm = 0;
+    for (std::size_t i = 0; i < d; ++i) {
+      err += (out[i] - v[i]) * (out[i] - v[i]);
+      norm += v[i] * v[i];
+    }
+    CHECK(err < norm);
+    buffer e;
+    ef.encode(std::span<const double>(v), es, e);
+    ef.decode(view(e), es, std::span<double>(out));
+    for (std::size_t i = 0; i < d; ++i) {
+      sum_in[i] += v[i];
+      sum_out[i] += out[i];
+    }
+  }
+  // What was not sent yet is the residual: sum_in - sum_out = e, and e stays
+  // bounded while the sums grow.
+  double gap = 0, total = 0;
+  for (std::size_t i = 0; i < d; ++i) {
+    gap = std::max(gap, std::abs(sum_in[i] - sum_out[i] - es.residual()[i]));
+    total += sum_in[i] * sum_in[i];
+  }
+  CHECK(gap < 1e-9);
+  CHECK(loco::compress::detail::norm2(std::span<const double>(es.residual())) <
+        0.5 * std::sqrt(total));
 }
 
 TEMPLATE_LIST_TEST_CASE("messages concatenate: decode reads one and stops after it",

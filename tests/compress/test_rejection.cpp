@@ -124,6 +124,41 @@ TEST_CASE("top_k rejects indices out of range, repeated or unordered, and a wron
   CHECK(field_of<lc::top_k, float>(c, bad, d) == "values");
 }
 
+TEST_CASE("top_k_2bit rejects bad indices, a wrong k, non-finite levels and stray padding bits",
+          "[compress][wire]") {
+  using C = lc::top_k_2bit;
+  const auto c = C::with_count(5);
+  const std::size_t d = 50;  // 6-bit indices: 50..63 fit the field but are out of range
+  const buffer good = encode_one<C, float>(c, d);
+  const std::size_t k_at = 16, levels_at = 20, idx_at = 36, codes_at = 36 + 4;
+  REQUIRE(good.size() == codes_at + 2);
+  CHECK(field_of<C, float>(c, good, d).empty());
+  // The stream's first field is the low 6 bits of its first byte.
+  const auto first = static_cast<std::uint8_t>(good.data()[idx_at]);
+  auto bad = good;
+  poke8(bad, idx_at, static_cast<std::uint8_t>((first & 0xc0u) | 55u));
+  CHECK(field_of<C, float>(c, bad, d) == "indices");
+  // Indices 0, 0 (repeated) and 1, 0 (out of order): the first two fields span bits 0..11.
+  for (std::uint16_t pair : {std::uint16_t{0}, std::uint16_t{1}}) {
+    bad = good;
+    const std::uint16_t low = peek<std::uint16_t>(good, idx_at);
+    poke<std::uint16_t>(bad, idx_at, static_cast<std::uint16_t>((low & 0xf000u) | pair));
+    CHECK(field_of<C, float>(c, bad, d) == "indices");
+  }
+  bad = good;  // 5 indices of 6 bits end at bit 30 of 32: bit 31 is padding
+  poke8(bad, idx_at + 3, static_cast<std::uint8_t>(good.data()[idx_at + 3]) | 0x80u);
+  CHECK(field_of<C, float>(c, bad, d) == "indices");
+  bad = good;  // 5 codes of 2 bits end at bit 10 of 16
+  poke8(bad, codes_at + 1, static_cast<std::uint8_t>(good.data()[codes_at + 1]) | 0x80u);
+  CHECK(field_of<C, float>(c, bad, d) == "codes");
+  bad = good;
+  poke<std::uint32_t>(bad, k_at, 4);
+  CHECK(field_of<C, float>(c, bad, d) == "k");
+  bad = good;
+  poke<float>(bad, levels_at + 8, std::numeric_limits<float>::quiet_NaN());
+  CHECK(field_of<C, float>(c, bad, d) == "levels");
+}
+
 TEST_CASE("random_k rejects another seed, a wrong k or scaling", "[compress][wire]") {
   const auto c = lc::random_k(0.1, 9);
   const std::size_t d = 100;

@@ -35,6 +35,7 @@ enum class payload_kind : std::uint8_t {
   natural = 8,
   fp4 = 9,
   per_tensor = 10,  // one inner message per tensor of a layout
+  top_k_2bit = 11,
 };
 
 inline constexpr std::uint8_t payload_version = 1;
@@ -70,6 +71,8 @@ constexpr std::string_view to_string(payload_kind k) noexcept {
       return "fp4";
     case payload_kind::per_tensor:
       return "per_tensor";
+    case payload_kind::top_k_2bit:
+      return "top_k_2bit";
   }
   return "unknown";
 }
