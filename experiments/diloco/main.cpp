@@ -16,14 +16,15 @@
 //               gradients through error_feedback<top_k> at --density (or,
 //               with --chunk C, per_tensor<top_k> over chunks of C values: a
 //               chunked top-k), outer SGD (lr 1), the residual in place of
-//               outer momentum
+//               outer momentum; --values 2bit sends the values in 2 bits
+//               (top_k_2bit), --decay beta decays the residual
 // The metric is the test accuracy of the workers' averaged model, taken by
 // an observer that costs no virtual time.
 //
 //   diloco [--quick] [--out DIR] [--seed S] [--workers 8] [--steps 3000]
 //          [--hs 10,50,200,500] [--stream-h 100] [--fragments 1,2,4] [--taus 0,5]
 //          [--alphas 0,0.5] [--split shards|strided|balanced] [--only sync,diloco,...]
-//          [--density 0.02] [--chunk 0]
+//          [--density 0.02] [--chunk 0] [--values fp32|2bit] [--decay 1]
 //
 // Writes trace.csv (one row per evaluation) and summary.csv (one row per run).
 #include <algorithm>
@@ -34,6 +35,7 @@
 #include <loco/comm/simulated.hpp>
 #include <loco/compress/error_feedback.hpp>
 #include <loco/compress/per_tensor.hpp>
+#include <loco/compress/top_k_2bit.hpp>
 #include <loco/data/fashion_mnist.hpp>
 #include <loco/data/partition.hpp>
 #include <loco/observe/csv.hpp>
@@ -70,7 +72,9 @@ struct settings {
   std::string split = "shards";
   std::vector<std::string> only{"sync", "diloco", "average", "streaming", "sparseloco"};
   double density = 0.02;
-  std::size_t chunk = 0;  // SparseLoCo's top-k per chunk of this many values (0: global)
+  std::size_t chunk = 0;        // SparseLoCo's top-k per chunk of this many values (0: global)
+  std::string values = "fp32";  // SparseLoCo's values: fp32 (top_k) or 2bit (top_k_2bit)
+  double decay = 1.0;           // SparseLoCo's residual decay
   double inner_lr = 1e-3, sync_lr = 1e-3, outer_lr = 0.7, outer_momentum = 0.9;
   double step_time = 0.01;    // virtual seconds per inner step
   double latency = 1e-3;      // link latency, seconds
@@ -89,6 +93,8 @@ struct config {
   bool fp4 = false;
   double density = 1.0;
   std::size_t chunk = 0;
+  bool two_bit = false;
+  double decay = 1.0;
   std::string name() const {
     std::ostringstream s;
     s << method;
@@ -99,6 +105,8 @@ struct config {
     }
     if (method == "sparseloco") s << " top " << density * 100 << "%";
     if (chunk != 0) s << " per " << chunk;
+    if (two_bit) s << " 2-bit";
+    if (decay != 1.0) s << " decay " << decay;
     return s.str();
   }
 };
@@ -108,6 +116,30 @@ alg::fragments::split split_of(const std::string& s) {
   if (s == "strided") return alg::fragments::split::strided;
   if (s == "balanced") return alg::fragments::split::balanced;
   throw loco::config_error("diloco: --split '" + s + "' is not shards, strided or balanced");
+}
+
+// SparseLoCo: outer gradients through error feedback over a (chunked) top-k
+// with fp32 or 2-bit values, applied by outer SGD with lr 1.
+template <class F, class Obs>
+loco::observe::ledger sparseloco(const config& c, sim_comm& comm, F& f, std::span<const float> from,
+                                 Obs& obs, const alg::local_sgd_options& opt,
+                                 const loco::stepsize::constant& inner) {
+  namespace lc = loco::compress;
+  const auto with = [&]<class Sparse>(const Sparse& sparse) {
+    const auto run = [&]<class C>(const C& compressor) {
+      using ef = lc::error_feedback<C>;
+      loco::local_sgd<ef, sim_comm, loco::merge::outer_sgd, loco::stepsize::constant,
+                      loco::update::adamw>
+          driver(ef(compressor, c.decay), loco::merge::outer_sgd(1.0), inner, opt,
+                 loco::update::adamw());
+      return driver.run(comm, f, from, obs).ledger;
+    };
+    if (c.chunk == 0) return run(sparse);
+    return run(
+        lc::per_tensor<Sparse>(loco::tensor::layout::chunks(f.dimension(), c.chunk), sparse));
+  };
+  if (c.two_bit) return with(lc::top_k_2bit(c.density));
+  return with(lc::top_k(c.density));
 }
 
 experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, const config& c,
@@ -152,20 +184,7 @@ experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, co
               {}, {}, inner, opt, adamw());
           return driver.run(comm, f, from, obs).ledger;
         }
-        if (c.method == "sparseloco" && c.chunk != 0) {
-          using chunked = lc::error_feedback<lc::per_tensor<lc::top_k>>;
-          const auto chunks = loco::tensor::layout::chunks(f.dimension(), c.chunk);
-          loco::local_sgd<chunked, sim_comm, loco::merge::outer_sgd, constant, adamw> driver(
-              chunked(lc::per_tensor<lc::top_k>(chunks, lc::top_k(c.density))),
-              loco::merge::outer_sgd(1.0), inner, opt, adamw());
-          return driver.run(comm, f, from, obs).ledger;
-        }
-        if (c.method == "sparseloco") {
-          using sparse = lc::error_feedback<lc::top_k>;
-          loco::local_sgd<sparse, sim_comm, loco::merge::outer_sgd, constant, adamw> driver(
-              sparse(lc::top_k(c.density)), loco::merge::outer_sgd(1.0), inner, opt, adamw());
-          return driver.run(comm, f, from, obs).ledger;
-        }
+        if (c.method == "sparseloco") return sparseloco(c, comm, f, from, obs, opt, inner);
         if (c.fp4) {
           loco::streaming_diloco<sim_comm, lc::fp4> driver(lc::fp4(), outer, inner, opt, adamw());
           return driver.run(comm, f, from, obs).ledger;
@@ -177,7 +196,7 @@ experiment::mlp_run run_one(const settings& s, const experiment::mlp_data& d, co
 
 // How outer gradients travel: bits per value, or "top" for top-k.
 std::string bits(const config& c) {
-  if (c.method == "sparseloco") return "top";
+  if (c.method == "sparseloco") return c.two_bit ? "top 2" : "top";
   return c.fp4 ? "4" : "32";
 }
 
@@ -197,6 +216,11 @@ int main(int argc, char** argv) {
   app.add_option("--alphas", s.alphas, "mixing alpha")->delimiter(',')->capture_default_str();
   app.add_option("--density", s.density, "SparseLoCo's top-k fraction")->capture_default_str();
   app.add_option("--chunk", s.chunk, "SparseLoCo's top-k per chunk of this many values (0: global)")
+      ->capture_default_str();
+  app.add_option("--values", s.values, "SparseLoCo's values: fp32 or 2bit")
+      ->check(CLI::IsMember({"fp32", "2bit"}))
+      ->capture_default_str();
+  app.add_option("--decay", s.decay, "SparseLoCo's residual decay in (0, 1]")
       ->capture_default_str();
   app.add_option("--split", s.split, "fragments: shards, strided or balanced")
       ->capture_default_str();
@@ -251,6 +275,8 @@ int main(int argc, char** argv) {
     config c{"sparseloco", s.stream_h};
     c.density = s.density;
     c.chunk = s.chunk;
+    c.two_bit = s.values == "2bit";
+    c.decay = s.decay;
     configs.push_back(c);
   }
 

@@ -38,6 +38,30 @@ TEST_CASE("error_feedback: e = p - decode(C(p)), so sent + residual = sum of inp
   }
 }
 
+TEST_CASE("error_feedback with decay beta sends C(v + beta e) (SparseLoCo's residual)",
+          "[compress][ef]") {
+  using EF = lc::error_feedback<lc::top_k_2bit>;
+  const EF c(lc::top_k_2bit(0.05), 0.9);
+  CHECK(c.decay() == 0.9);
+  const std::size_t d = 300;
+  EF::state<float> tx(c, d, 0), rx(c, d, 1);
+  std::vector<float> out(d);
+  for (std::uint64_t t = 0; t < 5; ++t) {
+    const auto v = normal_vector<float>(d, 7 + t);
+    std::vector<float> p(d);
+    for (std::size_t i = 0; i < d; ++i) p[i] = v[i] + 0.9f * tx.residual()[i];
+    const auto expected_msg = round_trip(c.inner(), std::span<const float>(p));
+    buffer b;
+    c.encode(std::span<const float>(v), tx, b);
+    c.decode(view(b), rx, std::span<float>(out));
+    CHECK(out == expected_msg);
+    for (std::size_t i = 0; i < d; ++i) CHECK(tx.residual()[i] == p[i] - out[i]);
+  }
+  for (double bad : {0.0, -0.5, 1.5, std::nan("")}) {
+    CHECK_THROWS_WITH(EF(lc::top_k_2bit(0.05), bad), Catch::Contains("decay"));
+  }
+}
+
 TEST_CASE("error_feedback never folds a NaN or Inf into its residual", "[compress][ef][finite]") {
   using EF = lc::error_feedback<lc::random_k_unscaled>;
   const EF c(lc::random_k_unscaled(0.1, 3));

@@ -1,7 +1,9 @@
 #pragma once
 // error_feedback<C>: classic error feedback around any compressor. The worker
 // keeps a residual e (zero at the start):
-//     p = v + e;   m = C(p);   e = p - decode(m);   send m
+//     p = v + beta e;   m = C(p);   e = p - decode(m);   send m
+// with decay beta = 1 by default; SparseLoCo (arXiv 2508.15706) decays the
+// residual (beta < 1), which then plays the part of outer momentum.
 // A message is C's own, so the receiver decodes it as C would. A non-finite
 // v is reported before e is touched, and a p that overflows is reported
 // before e is updated, so the residual never holds a NaN or Inf.
@@ -10,6 +12,7 @@
 #include <cstdint>
 #include <loco/compress/detail/common.hpp>
 #include <loco/concepts/compressor.hpp>
+#include <loco/error.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
@@ -35,8 +38,15 @@ class error_feedback {
   static constexpr bool shared_support = false;
   static constexpr const char* name = "error_feedback";
 
-  explicit error_feedback(C inner) : inner_(std::move(inner)) {}
+  // decay in (0, 1]: the share of the residual carried into the next round.
+  explicit error_feedback(C inner, double decay = 1.0) : inner_(std::move(inner)), decay_(decay) {
+    if (!(decay > 0.0 && decay <= 1.0)) {
+      throw config_error("compress::error_feedback: decay " + std::to_string(decay) +
+                         " is outside (0, 1]");
+    }
+  }
   const C& inner() const noexcept { return inner_; }
+  double decay() const noexcept { return decay_; }
 
   template <class T>
   class state {
@@ -71,8 +81,9 @@ class error_feedback {
     detail::check_encode_size(name, s.e_.size(), v.size());
     const std::size_t d = v.size();
     bool bad = false;
+    const T beta = static_cast<T>(decay_);  // 1 * e is e exactly: no cost to the default
     for (std::size_t i = 0; i < d; ++i) {
-      const T p = v[i] + s.e_[i];
+      const T p = v[i] + beta * s.e_[i];
       bad |= !tensor::is_finite(p);
       s.p_[i] = p;
     }
@@ -106,6 +117,7 @@ class error_feedback {
 
  private:
   C inner_;
+  double decay_;
 };
 
 }  // namespace loco::compress
