@@ -51,7 +51,7 @@ T expected(int n, std::size_t i, reduce_op op) {
 }
 
 inline const std::vector<std::size_t>& sizes() {
-  static const std::vector<std::size_t> s = {0, 1, 2, 7, 1000, 65537};
+  static const std::vector<std::size_t> s = {0, 1, 2, 7, 512, 513, 1000, 65537};
   return s;
 }
 
@@ -191,6 +191,19 @@ void check_overlap(Comm& comm) {
   expect(v[99999] == static_cast<float>(comm.size()), "overlapped allreduce result");
 }
 
+// A blocking collective issued while a non-blocking one is still in flight
+// runs after it (in_process runs blocking ones inline only when idle).
+template <class Comm>
+void check_blocking_after_nonblocking(Comm& comm) {
+  std::vector<float> big(65537, 1.0f), small(7, 2.0f);
+  auto req = comm.iallreduce(std::span<float>(big), reduce_op::sum);
+  comm.allreduce(std::span<float>(small), reduce_op::sum);
+  req.wait();
+  const auto n = static_cast<float>(comm.size());
+  for (float x : small) expect(x == 2.0f * n, "blocking allreduce after a non-blocking one");
+  for (float x : big) expect(x == n, "non-blocking allreduce before a blocking one");
+}
+
 template <class World>
 void run_all(int n) {
   World::run(n, [](auto& comm) {
@@ -201,6 +214,7 @@ void run_all(int n) {
     check_broadcast_and_gather(comm);
     check_point_to_point(comm);
     check_overlap(comm);
+    check_blocking_after_nonblocking(comm);
     comm.barrier();
   });
 }

@@ -1,9 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <loco/comm/in_process.hpp>
 #include <loco/concepts/communicator.hpp>
+#include <thread>
 
 #include "conformance.hpp"
 
@@ -23,6 +25,15 @@ TEST_CASE("in_process passes the communicator conformance suite", "[comm][in_pro
     INFO("ranks " << n);
     REQUIRE_NOTHROW(conformance::run_all<in_process_world>(n));
   }
+}
+
+TEST_CASE("in_process passes the suite with every rank spinning, more ranks than cores",
+          "[comm][in_process]") {
+  loco::comm::in_process_options opt;
+  opt.spin = std::chrono::microseconds(20);
+  const int n = static_cast<int>(std::min(std::thread::hardware_concurrency() + 1, 9u));
+  REQUIRE_NOTHROW(loco::comm::run_in_process(
+      n, [](loco::comm::in_process& c) { conformance::check_allreduce_on<float>(c, false); }, opt));
 }
 
 TEST_CASE("in_process reports a failed rank to the others instead of hanging",
@@ -81,6 +92,13 @@ TEST_CASE("in_process times out a missing peer with peer_lost naming it", "[comm
 }
 
 TEST_CASE("in_process rejects bad settings and mismatched vectors", "[comm][in_process]") {
+  for (long spin : {-2L, 100001L}) {
+    loco::comm::in_process_options opt;
+    opt.spin = std::chrono::microseconds(spin);
+    CHECK_THROWS_WITH(loco::comm::run_in_process(
+                          1, [](loco::comm::in_process&) {}, opt),
+                      Catch::Contains("spin " + std::to_string(spin)));
+  }
   CHECK_THROWS_AS(loco::comm::run_in_process(0, [](loco::comm::in_process&) {}),
                   loco::config_error);
   CHECK_THROWS_WITH(

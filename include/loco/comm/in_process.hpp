@@ -5,12 +5,17 @@
 // every rank's vector, then copies the other slices, so the work is spread
 // over the ranks and every rank gets bit-identical results.
 //
-// Collectives and barrier() run on a per-rank progress thread in the order
-// they were issued, so iallreduce() really proceeds while the caller computes.
-// Point-to-point messages are copied into the receiver's mailbox at send time.
+// Non-blocking collectives run on a per-rank progress thread in the order
+// they were issued, so iallreduce() really proceeds while the caller computes;
+// a blocking one runs on the caller's thread when nothing is queued before
+// it. Ranks meet at barriers that spin briefly before they sleep, and a
+// vector of at most 512 values is reduced whole by every rank (two barriers
+// instead of three). Point-to-point messages are copied into the receiver's
+// mailbox at send time.
 //
 //   loco::comm::run_in_process(4, [](loco::comm::in_process& comm) { ... });
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <deque>
@@ -35,6 +40,12 @@ struct in_process_options {
   // How long any wait (a collective, a recv) may take before the missing
   // peer is reported as loco::peer_lost.
   duration timeout{30000};
+  // How long a rank waiting for the others in a collective spins before it
+  // sleeps, in [0, max_spin]; -1 (the default): 50 us when the world has no
+  // more ranks than the machine has hardware threads, else 0 (a spinning
+  // rank would take the core from one that has not arrived yet).
+  std::chrono::microseconds spin{-1};
+  static constexpr std::chrono::microseconds max_spin{100000};
 };
 
 namespace detail {
@@ -45,7 +56,7 @@ class in_process_world {
   in_process_world(int n, in_process_options opt)
       : size(n),
         options(opt),
-        barrier(n, opt.timeout),
+        barrier(n, opt.timeout, spin_of(n, opt.spin)),
         slots(static_cast<std::size_t>(n)),
         mailboxes(static_cast<std::size_t>(n)) {}
 
@@ -71,6 +82,13 @@ class in_process_world {
     std::deque<message> queue;
     std::deque<pending_receive> pending;
   };
+
+  static std::chrono::microseconds spin_of(int n, std::chrono::microseconds spin) {
+    if (spin.count() >= 0) return spin;
+    const unsigned cores = std::thread::hardware_concurrency();
+    return static_cast<unsigned>(n) <= cores ? std::chrono::microseconds(50)
+                                             : std::chrono::microseconds(0);
+  }
 
   wire::buffer take_spare() {
     std::lock_guard lock(spare_mutex);
@@ -217,14 +235,17 @@ class in_process {
   }
 
   // ------------------------------------------------------------ collectives
-  void barrier() { ibarrier().wait(); }
+  void barrier() {
+    blocking([this] { world_->barrier.arrive_and_wait(rank_); });
+  }
   request ibarrier() {
     return progress_.submit([this] { world_->barrier.arrive_and_wait(rank_); });
   }
 
   template <class T>
   void allreduce(std::span<T> data, reduce_op op) {
-    iallreduce(data, op).wait();
+    static_assert(std::is_arithmetic_v<T>, "comm::in_process::allreduce needs arithmetic values");
+    blocking([this, data, op] { reduce_now(data, op); });
   }
   template <class T>
   request iallreduce(std::span<T> data, reduce_op op) {
@@ -233,7 +254,7 @@ class in_process {
   }
 
   void allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
-    iallgather(mine, all).wait();
+    blocking([this, mine, &all] { gather_now(mine, &all, -1); });
   }
   request iallgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
     return progress_.submit([this, mine, &all] { gather_now(mine, &all, -1); });
@@ -241,25 +262,41 @@ class in_process {
 
   void gather(std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root) {
     check_peer(root, "gather");
-    progress_.submit([this, mine, &all, root] { gather_now(mine, &all, root); }).wait();
+    blocking([this, mine, &all, root] { gather_now(mine, &all, root); });
   }
 
-  void broadcast(wire::buffer& b, int root) { ibroadcast(b, root).wait(); }
+  void broadcast(wire::buffer& b, int root) {
+    check_peer(root, "broadcast");
+    blocking([this, &b, root] { broadcast_now(b, root); });
+  }
   request ibroadcast(wire::buffer& b, int root) {
     check_peer(root, "broadcast");
-    return progress_.submit([this, &b, root] {
-      auto& w = *world_;
-      if (rank_ == root) w.slots[static_cast<std::size_t>(rank_)] = {b.data(), b.size()};
-      w.barrier.arrive_and_wait(rank_);
-      if (rank_ != root) {
-        const auto& s = w.slots[static_cast<std::size_t>(root)];
-        b.assign({static_cast<const std::byte*>(s.data), s.count});
-      }
-      w.barrier.arrive_and_wait(rank_);
-    });
+    return progress_.submit([this, &b, root] { broadcast_now(b, root); });
   }
 
  private:
+  // Runs a blocking collective: on this thread when no non-blocking one is
+  // still queued (so the issue order holds), else after them.
+  template <class Op>
+  void blocking(Op op) {
+    if (progress_.idle()) {
+      op();
+    } else {
+      progress_.submit(std::move(op)).wait();
+    }
+  }
+
+  void broadcast_now(wire::buffer& b, int root) {
+    auto& w = *world_;
+    if (rank_ == root) w.slots[static_cast<std::size_t>(rank_)] = {b.data(), b.size()};
+    w.barrier.arrive_and_wait(rank_);
+    if (rank_ != root) {
+      const auto& s = w.slots[static_cast<std::size_t>(root)];
+      b.assign({static_cast<const std::byte*>(s.data), s.count});
+    }
+    w.barrier.arrive_and_wait(rank_);
+  }
+
   void check_peer(int peer, const char* what) const {
     if (peer < 0 || peer >= world_->size) {
       throw config_error(std::string("comm::in_process::") + what + ": rank " +
@@ -298,24 +335,23 @@ class in_process {
         throw error(msg);
       }
     }
-    // Reduce my slice [lo, hi) of everyone's vector in rank order, so every
-    // element is computed once and the result is the same on every rank.
     const std::size_t d = data.size();
-    const std::size_t lo = d * me / n, hi = d * (me + 1) / n;
     constexpr std::size_t block = 512;
     T acc[block];
+    if (d <= block) {
+      // Small: every rank reduces the whole vector, in rank order (the same
+      // result everywhere), then waits until all have read its vector.
+      reduce_block(acc, 0, d, op);
+      w.barrier.arrive_and_wait(rank_);
+      std::copy(acc, acc + d, data.data());
+      return;
+    }
+    // Reduce my slice [lo, hi) of everyone's vector in rank order, so every
+    // element is computed once and the result is the same on every rank.
+    const std::size_t lo = d * me / n, hi = d * (me + 1) / n;
     for (std::size_t start = lo; start < hi; start += block) {
       const std::size_t len = std::min(block, hi - start);
-      const T* first = static_cast<const T*>(w.slots[0].data) + start;
-      std::copy(first, first + len, acc);
-      for (std::size_t q = 1; q < n; ++q) {
-        const T* src = static_cast<const T*>(w.slots[q].data) + start;
-        combine(acc, src, len, op);
-      }
-      if (op == reduce_op::average) {
-        const T count = static_cast<T>(n);
-        for (std::size_t i = 0; i < len; ++i) acc[i] = static_cast<T>(acc[i] / count);
-      }
+      reduce_block(acc, start, len, op);
       std::copy(acc, acc + len, data.data() + start);
     }
     w.barrier.arrive_and_wait(rank_);
@@ -326,6 +362,22 @@ class in_process {
       std::copy(src + qlo, src + qhi, data.data() + qlo);
     }
     w.barrier.arrive_and_wait(rank_);  // nobody reads my vector after this
+  }
+
+  // acc = op over the ranks' entries [start, start + len), in rank order.
+  template <class T>
+  void reduce_block(T* acc, std::size_t start, std::size_t len, reduce_op op) const {
+    const auto& w = *world_;
+    const auto n = static_cast<std::size_t>(w.size);
+    const T* first = static_cast<const T*>(w.slots[0].data) + start;
+    std::copy(first, first + len, acc);
+    for (std::size_t q = 1; q < n; ++q) {
+      combine(acc, static_cast<const T*>(w.slots[q].data) + start, len, op);
+    }
+    if (op == reduce_op::average) {
+      const T count = static_cast<T>(n);
+      for (std::size_t i = 0; i < len; ++i) acc[i] = static_cast<T>(acc[i] / count);
+    }
   }
 
   template <class T>
@@ -372,6 +424,11 @@ void run_in_process(int n, Fn&& fn, in_process_options opt = {}) {
   if (opt.timeout.count() <= 0) {
     throw config_error("run_in_process: timeout " + std::to_string(opt.timeout.count()) +
                        " ms must be > 0");
+  }
+  if (opt.spin.count() < -1 || opt.spin > in_process_options::max_spin) {
+    throw config_error(
+        "run_in_process: spin " + std::to_string(opt.spin.count()) + " us is outside [0, " +
+        std::to_string(in_process_options::max_spin.count()) + "] (or -1: automatic)");
   }
   auto world = std::make_shared<detail::in_process_world>(n, opt);
   std::mutex error_mutex;

@@ -2,71 +2,114 @@
 // A reusable barrier for n participants with a timeout and an abort switch:
 // a participant that times out names the first rank that did not arrive, and
 // an abort wakes every waiter with the reason, so nobody waits forever.
+//
+// Waiters spin for up to `spin` before they park on a condition variable:
+// waking a parked thread on another core costs tens of microseconds (futex),
+// which would dominate every small collective. Spinning burns that core for
+// at most `spin` per barrier; with more ranks than cores it only delays the
+// ranks that would arrive, so in_process turns it off there.
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace loco::comm::detail {
 
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 class world_barrier {
  public:
-  world_barrier(int n, duration timeout)
-      : n_(n), timeout_(timeout), arrived_(static_cast<std::size_t>(n), false) {}
+  world_barrier(int n, duration timeout, std::chrono::microseconds spin = {})
+      : n_(n),
+        timeout_(timeout),
+        spin_(spin),
+        arrived_(std::make_unique<std::atomic<unsigned long>[]>(static_cast<std::size_t>(n))) {}
 
   void arrive_and_wait(int rank) {
-    std::unique_lock lock(mutex_);
-    throw_if_aborted();
-    const auto generation = generation_;
-    arrived_[static_cast<std::size_t>(rank)] = true;
-    if (++count_ == n_) {
-      count_ = 0;
-      arrived_.assign(arrived_.size(), false);
-      ++generation_;
-      cv_.notify_all();
+    if (aborted_.load()) throw_aborted();
+    const unsigned long generation = generation_.load();
+    arrived_[static_cast<std::size_t>(rank)].store(generation + 1, std::memory_order_relaxed);
+    if (count_.fetch_add(1) + 1 == n_) {
+      count_.store(0);
+      generation_.store(generation + 1);  // releases every waiter's spin
+      if (sleepers_.load() != 0) {
+        // A sleeper counted itself under the mutex before checking the
+        // generation: taking it here means the notify cannot be lost.
+        { std::lock_guard lock(mutex_); }
+        cv_.notify_all();
+      }
       return;
     }
-    const bool woke =
-        cv_.wait_for(lock, timeout_, [&] { return generation_ != generation || aborted_; });
+    if (spin_.count() > 0) {
+      const auto until = std::chrono::steady_clock::now() + spin_;
+      for (unsigned i = 0;; ++i) {
+        if (generation_.load() != generation) return;
+        if (aborted_.load()) throw_aborted();
+        if (i % 64 == 63 && std::chrono::steady_clock::now() >= until) break;
+        cpu_relax();
+      }
+    }
+    std::unique_lock lock(mutex_);
+    sleepers_.fetch_add(1);
+    const bool woke = cv_.wait_for(
+        lock, timeout_, [&] { return generation_.load() != generation || aborted_.load(); });
+    sleepers_.fetch_sub(1);
+    if (generation_.load() != generation) return;
     if (!woke) {
       int missing = 0;
-      while (missing < n_ && arrived_[static_cast<std::size_t>(missing)]) ++missing;
+      while (missing < n_ && arrived_[static_cast<std::size_t>(missing)].load(
+                                 std::memory_order_relaxed) == generation + 1) {
+        ++missing;
+      }
       abort_locked(missing, "did not reach the collective within " +
                                 std::to_string(timeout_.count()) + " ms");
     }
-    if (generation_ == generation) throw_if_aborted();
+    lock.unlock();
+    throw_aborted();
   }
 
   // Marks the world as failed because of `rank`; every waiter throws peer_lost.
   void abort(int rank, const std::string& why) {
-    std::lock_guard lock(mutex_);
-    if (!aborted_) {
-      aborted_ = true;
-      abort_rank_ = rank;
-      abort_reason_ = why;
+    {
+      std::lock_guard lock(mutex_);
+      if (!aborted_.load()) {
+        abort_rank_ = rank;
+        abort_reason_ = why;
+        aborted_.store(true);
+      }
     }
     cv_.notify_all();
   }
-  bool aborted() const {
-    std::lock_guard lock(mutex_);
-    return aborted_;
-  }
+  bool aborted() const noexcept { return aborted_.load(); }
   void throw_if_aborted_unlocked() const {
-    std::lock_guard lock(mutex_);
-    throw_if_aborted();
+    if (aborted_.load()) throw_aborted();
   }
 
  private:
-  void throw_if_aborted() const {
-    if (aborted_) throw peer_lost(abort_rank_, abort_reason_);
+  [[noreturn]] void throw_aborted() const {
+    std::lock_guard lock(mutex_);
+    throw peer_lost(abort_rank_, abort_reason_);
   }
   [[noreturn]] void abort_locked(int rank, const std::string& why) {
-    if (!aborted_) {
-      aborted_ = true;
+    if (!aborted_.load()) {
       abort_rank_ = rank;
       abort_reason_ = why;
+      aborted_.store(true);
     }
     cv_.notify_all();
     throw peer_lost(abort_rank_, abort_reason_);
@@ -74,12 +117,15 @@ class world_barrier {
 
   const int n_;
   const duration timeout_;
-  mutable std::mutex mutex_;
+  const std::chrono::microseconds spin_;
+  // arrived_[r] = g + 1 once rank r reached the barrier of generation g.
+  std::unique_ptr<std::atomic<unsigned long>[]> arrived_;
+  std::atomic<int> count_{0};
+  std::atomic<unsigned long> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> aborted_{false};
+  mutable std::mutex mutex_;  // guards the abort reason and parking
   std::condition_variable cv_;
-  std::vector<bool> arrived_;
-  int count_ = 0;
-  unsigned long generation_ = 0;
-  bool aborted_ = false;
   int abort_rank_ = -1;
   std::string abort_reason_;
 };
