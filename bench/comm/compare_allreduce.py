@@ -1,48 +1,52 @@
 #!/usr/bin/env python3
-"""Allreduce with 2 ranks: loco's in_process and tcp against MPI_Allreduce
-(shared memory, and --mca btl self,tcp on loopback), measured in one run.
+"""Allreduce with 2 ranks, every size from 4 B to 40 MB: loco's in_process
+and tcp against MPI_Allreduce (shared memory, and --mca btl self,tcp on
+loopback), all measured in one run, each call timed on its own.
 
-    compare_allreduce.py BUILD_DIR [--min-time 0.5] [--repeat 1]
+    compare_allreduce.py BUILD_DIR [--seconds 0.5]
 
-BUILD_DIR holds bench/comm/bench_comm and bench/comm/mpi_allreduce_baseline.
-Prints one row per size: time per allreduce for each, then
-  tcp vs MPI-tcp       (MPI time / tcp time: > 1 means loco is faster)
-  in_process vs MPI-shm (MPI time / in_process time)
+BUILD_DIR holds bench/comm/allreduce_latency and
+bench/comm/mpi_allreduce_baseline. MPI runs twice: with glibc's default
+allocator, and with its mmap threshold off ("fair": MPI's large temporary
+buffers are otherwise freshly mapped, and page-faulted, on every call);
+the ratios use the fair run. For each size it prints the median and p99
+time per allreduce, the CPU time per allreduce (both ranks), and
+  in_process vs MPI-shm   (MPI median / in_process median: > 1 means loco is faster)
+  tcp vs MPI-tcp          (MPI median / tcp median)
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 
-
-def run_loco(build, min_time):
-    exe = os.path.join(build, "bench", "comm", "bench_comm")
-    out = subprocess.run([exe, "--benchmark_format=json",
-                          "--benchmark_min_time=%g" % min_time],
-                         check=True, capture_output=True, text=True).stdout
-    times = {}
-    for b in json.loads(out)["benchmarks"]:
-        # allreduce/<comm>/<bytes>/real_time
-        parts = b["name"].split("/")
-        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
-        times[(parts[1], int(parts[2]))] = b["real_time"] * scale
-    return times
+FAIR = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2000000000"
 
 
-def run_mpi(build, btl, min_time):
+def parse(out):
+    rows = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 6 and f[1].isdigit():
+            rows[(f[0], int(f[1]))] = {"median": float(f[2]), "p99": float(f[3]),
+                                       "cpu": float(f[4]), "n": int(f[5])}
+    return rows
+
+
+def run_loco(build, seconds):
+    exe = os.path.join(build, "bench", "comm", "allreduce_latency")
+    return parse(subprocess.run([exe, str(seconds)], check=True, capture_output=True,
+                                text=True).stdout)
+
+
+def run_mpi(build, btl, seconds, fair):
     exe = os.path.join(build, "bench", "comm", "mpi_allreduce_baseline")
     cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", "--mca", "btl", btl]
     if "tcp" in btl:
         cmd += ["--mca", "btl_tcp_if_include", "lo"]
-    out = subprocess.run(cmd + [exe, str(min_time)], check=True, capture_output=True,
-                         text=True).stdout
-    times = {}
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) == 3 and f[0].isdigit():
-            times[int(f[0])] = float(f[1])
-    return times
+    if fair:
+        cmd += ["-x", "GLIBC_TUNABLES=" + FAIR]
+    return parse(subprocess.run(cmd + [exe, str(seconds)], check=True, capture_output=True,
+                                text=True).stdout)
 
 
 def fmt(seconds):
@@ -57,29 +61,36 @@ def fmt(seconds):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("build")
-    p.add_argument("--min-time", type=float, default=0.5)
-    p.add_argument("--repeat", type=int, default=1, help="take the best of this many runs")
+    p.add_argument("--seconds", type=float, default=0.5, help="time per size and communicator")
     a = p.parse_args()
-    best = {}
-    for _ in range(a.repeat):
-        results = {}
-        for (comm, size), t in run_loco(a.build, a.min_time).items():
-            results[(comm, size)] = t
-        for name, btl in (("mpi-shm", "self,vader"), ("mpi-tcp", "self,tcp")):
-            for size, t in run_mpi(a.build, btl, a.min_time).items():
-                results[(name, size)] = t
-        for k, t in results.items():
-            best[k] = min(t, best.get(k, t))
-    sizes = sorted({s for _, s in best})
-    cols = ["in_process", "tcp", "mpi-shm", "mpi-tcp"]
-    print("%-10s" % "bytes" + "".join("%12s" % c for c in cols) +
-          "%16s%20s" % ("tcp vs mpi-tcp", "in_proc vs mpi-shm"))
-    for s in sizes:
-        row = [best.get((c, s)) for c in cols]
-        r1 = row[3] / row[1] if row[1] and row[3] else None
-        r2 = row[2] / row[0] if row[0] and row[2] else None
-        print("%-10d" % s + "".join("%12s" % fmt(t) for t in row) +
-              "%16s%20s" % ("%.2fx" % r1 if r1 else "-", "%.2fx" % r2 if r2 else "-"))
+    results = {}
+    for (comm, size), r in run_loco(a.build, a.seconds).items():
+        results[(comm, size)] = r
+    for name, btl in (("mpi-shm", "self,vader"), ("mpi-tcp", "self,tcp")):
+        for fair in (False, True):
+            for (_, size), r in run_mpi(a.build, btl, a.seconds, fair).items():
+                results[(name + ("" if fair else "-default"), size)] = r
+    sizes = sorted({s for _, s in results})
+
+    def get(comm, size, key="median"):
+        r = results.get((comm, size))
+        return r[key] if r else None
+
+    def ratio(baseline, mine):
+        return "%.2fx" % (baseline / mine) if baseline and mine else "-"
+
+    for local, mpi in (("in_process", "mpi-shm"), ("tcp", "mpi-tcp")):
+        print("%s against %s (fair allocator; the default allocator's median beside it)" %
+              (local, mpi))
+        head = ("bytes", local + " med", "p99", "cpu/op", mpi + " med", "p99", "cpu/op",
+                "default med", "ratio", "ratio (default)")
+        print("%-9s" % head[0] + "".join("%14s" % h for h in head[1:]))
+        for s in sizes:
+            row = [get(local, s), get(local, s, "p99"), get(local, s, "cpu"), get(mpi, s),
+                   get(mpi, s, "p99"), get(mpi, s, "cpu"), get(mpi + "-default", s)]
+            print("%-9d" % s + "".join("%14s" % fmt(t) for t in row) +
+                  "%14s%14s" % (ratio(row[3], row[0]), ratio(row[6], row[0])))
+        print()
     return 0
 
 
