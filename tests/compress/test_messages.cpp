@@ -51,6 +51,11 @@ static_assert(lc::qsgd::unbiased && !lc::qsgd::contractive);
 static_assert(!lc::scaled_sign::unbiased && lc::scaled_sign::contractive);
 static_assert(lc::natural::unbiased && !lc::natural::contractive);
 static_assert(lc::traits<lc::qsgd>::name == "qsgd");
+// Sparse decoders, so error_feedback and ef21 touch only the sent entries.
+static_assert(lc::traits<lc::top_k>::sparse && lc::traits<lc::top_k_2bit>::sparse &&
+              lc::traits<lc::random_k>::sparse && lc::traits<lc::random_k_unscaled>::sparse);
+static_assert(!lc::traits<lc::qsgd>::sparse && !lc::traits<lc::identity>::sparse &&
+              !lc::traits<lc::error_feedback<lc::top_k>>::sparse);
 
 TEMPLATE_LIST_TEST_CASE("a message takes exactly wire_bytes(d) bytes", "[compress][wire]",
                         all_compressors) {

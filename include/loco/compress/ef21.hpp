@@ -45,7 +45,7 @@ class ef21 {
   class state {
    public:
     state(const ef21& c, std::size_t d, std::uint64_t stream)
-        : inner_(c.inner_, d, stream), h_(d, T(0)), diff_(d), decoded_(d) {}
+        : inner_(c.inner_, d, stream), h_(d, T(0)), diff_(d), decoded_(traits<C>::sparse ? 0 : d) {}
     std::size_t dimension() const noexcept { return h_.size(); }
     // The estimate h_i (a sender's own, or a receiver's copy of a sender's),
     // for checkpoints.
@@ -88,15 +88,24 @@ class ef21 {
     }
     const std::size_t start = out.size();
     inner_.encode(std::span<const T>(s.diff_), s.inner_, out);
-    wire::view mine(out.bytes().subspan(start));
-    inner_.decode(mine, s.inner_, std::span<T>(s.decoded_));
     // The receiver would reject a message that overflows its copy of h_i
     // (decode below): report it here, before anything is sent or updated.
-    if (const std::size_t i = add_estimate(s, d); i != tensor::npos) {
+    const auto overflow = [&](std::size_t i) {
       out.resize(start);
       throw non_finite_error("compress::ef21 estimate + message (overflow)", i);
+    };
+    if constexpr (traits<C>::sparse) {
+      const auto mine = out.bytes().subspan(start);
+      if (const std::size_t i = first_overflow(wire::view(mine), s); i != tensor::npos) {
+        overflow(i);
+      }
+      add_sparse(wire::view(mine), s);
+    } else {
+      wire::view mine(out.bytes().subspan(start));
+      inner_.decode(mine, s.inner_, std::span<T>(s.decoded_));
+      if (const std::size_t i = add_estimate(s, d); i != tensor::npos) overflow(i);
+      std::copy(s.decoded_.begin(), s.decoded_.end(), s.h_.begin());
     }
-    std::copy(s.decoded_.begin(), s.decoded_.end(), s.h_.begin());
   }
 
   // Reads one message of C from the sender this state tracks, adds it to
@@ -106,13 +115,21 @@ class ef21 {
   template <class T>
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
     detail::check_decode_size(name, s.h_.size(), out.size());
-    inner_.decode(in, s.inner_, std::span<T>(s.decoded_));
-    if (const std::size_t i = add_estimate(s, out.size()); i != tensor::npos) {
+    const auto reject = [&in](std::size_t i) {
       in.fail("values",
               "the message makes the sender's estimate overflow at index " + std::to_string(i));
+    };
+    if constexpr (traits<C>::sparse) {
+      // Validate the whole message first (a copy of the view), then add.
+      if (const std::size_t i = first_overflow(wire::view(in), s); i != tensor::npos) reject(i);
+      add_sparse(in, s);
+      std::copy(s.h_.begin(), s.h_.end(), out.begin());
+    } else {
+      inner_.decode(in, s.inner_, std::span<T>(s.decoded_));
+      if (const std::size_t i = add_estimate(s, out.size()); i != tensor::npos) reject(i);
+      std::copy(s.decoded_.begin(), s.decoded_.end(), s.h_.begin());
+      std::copy(s.decoded_.begin(), s.decoded_.end(), out.begin());
     }
-    std::copy(s.decoded_.begin(), s.decoded_.end(), s.h_.begin());
-    std::copy(s.decoded_.begin(), s.decoded_.end(), out.begin());
   }
   template <class T>
   void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
@@ -125,6 +142,26 @@ class ef21 {
   }
 
  private:
+  // Sparse inner compressors: h_ changes only where the message sets an
+  // entry (h + 0 is h), so only those entries are read and written.
+  // The first index where h_ + message would not be finite, or npos.
+  template <class T>
+  std::size_t first_overflow(wire::view&& in, state<T>& s) const {
+    std::size_t bad = tensor::npos;
+    inner_.decode_sparse(in, s.inner_, [&](std::size_t j, T x) {
+      if (bad == tensor::npos && !tensor::is_finite(static_cast<T>(s.h_[j] + x))) bad = j;
+    });
+    return bad;
+  }
+  template <class T>
+  void add_sparse(wire::view& in, state<T>& s) const {
+    inner_.decode_sparse(in, s.inner_, [&h = s.h_](std::size_t j, T x) { h[j] += x; });
+  }
+  template <class T>
+  void add_sparse(wire::view&& in, state<T>& s) const {
+    add_sparse(in, s);
+  }
+
   // decoded_ = h_ + decoded_; returns the first index where the sum is not
   // finite, or npos. h_ itself is untouched.
   template <class T>

@@ -19,6 +19,7 @@
 #include <loco/wire/view.hpp>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace loco::compress {
@@ -52,7 +53,7 @@ class error_feedback {
   class state {
    public:
     state(const error_feedback& c, std::size_t d, std::uint64_t stream)
-        : inner_(c.inner_, d, stream), e_(d, T(0)), p_(d), decoded_(d) {}
+        : inner_(c.inner_, d, stream), e_(d, T(0)), p_(d), decoded_(traits<C>::sparse ? 0 : d) {}
     std::size_t dimension() const noexcept { return e_.size(); }
     // The residual e, for checkpoints (save it, or write a saved one back).
     std::span<T> residual() noexcept { return e_; }
@@ -96,8 +97,15 @@ class error_feedback {
     const std::size_t start = out.size();
     inner_.encode(std::span<const T>(s.p_), s.inner_, out);
     wire::view mine(out.bytes().subspan(start));
-    inner_.decode(mine, s.inner_, std::span<T>(s.decoded_));
-    for (std::size_t i = 0; i < d; ++i) s.e_[i] = s.p_[i] - s.decoded_[i];
+    if constexpr (traits<C>::sparse) {
+      // e = p off the sent entries (p - 0 is p, bit for bit): take p's
+      // buffer, then subtract only what was sent.
+      std::swap(s.e_, s.p_);
+      inner_.decode_sparse(mine, s.inner_, [&e = s.e_](std::size_t j, T x) { e[j] -= x; });
+    } else {
+      inner_.decode(mine, s.inner_, std::span<T>(s.decoded_));
+      for (std::size_t i = 0; i < d; ++i) s.e_[i] = s.p_[i] - s.decoded_[i];
+    }
   }
 
   // Reads one message of C and leaves `in` after it.

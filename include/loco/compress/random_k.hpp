@@ -146,7 +146,19 @@ class basic_random_k {
   template <class T>
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
     detail::check_decode_size(name, s.d_, out.size());
-    const std::size_t d = out.size();
+    std::memset(out.data(), 0, out.size() * sizeof(T));
+    decode_sparse(in, s, [out](std::size_t j, T x) { out[j] = x; });
+  }
+  template <class T>
+  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
+    decode(in, s, out);
+  }
+
+  // decode without the zeros: calls put(j, x) for each entry of the
+  // support, in ascending j; a non-finite value throws after the calls.
+  template <class T, class Put>
+  void decode_sparse(wire::view& in, state<T>& s, Put&& put) const {
+    const std::size_t d = s.d_;
     const auto h = wire::read_header(
         in, {wire::payload_kind::random_k, wire::value_type_of<T>(), d, scaled_flag});
     if ((h.flags & scaled_flag) != (Scaled ? scaled_flag : 0)) {
@@ -167,12 +179,11 @@ class basic_random_k {
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* val = in.take(sizeof(T) * std::size_t{k}, "values").data();
     const auto idx = support(s, round);
-    std::memset(out.data(), 0, d * sizeof(T));
     bool bad = false;
     for (std::size_t i = 0; i < k; ++i) {
       const T x = wire::load_le<T>(val + sizeof(T) * i);
       bad |= !tensor::is_finite(x);
-      out[idx[i]] = x;
+      put(std::size_t{idx[i]}, x);
     }
     if (bad) {
       for (std::size_t i = 0; i < k; ++i) {
@@ -181,10 +192,6 @@ class basic_random_k {
         }
       }
     }
-  }
-  template <class T>
-  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
-    decode(in, s, out);
   }
 
   // Header, k (u32), seed (u64), round (u64), k values (T).

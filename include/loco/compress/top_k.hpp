@@ -81,7 +81,19 @@ class top_k {
   template <class T>
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
     detail::check_decode_size(name, s.d_, out.size());
-    const std::size_t d = out.size();
+    std::memset(out.data(), 0, out.size() * sizeof(T));
+    decode_sparse(in, s, [out](std::size_t j, T x) { out[j] = x; });
+  }
+  template <class T>
+  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
+    decode(in, s, out);
+  }
+
+  // decode without the zeros: calls put(j, x) for each sent entry, in
+  // ascending j, as it validates them (a bad message throws part way).
+  template <class T, class Put>
+  void decode_sparse(wire::view& in, state<T>& s, Put&& put) const {
+    const std::size_t d = s.d_;
     const auto h = wire::read_header(in, {wire::payload_kind::top_k, wire::value_type_of<T>(), d});
     const std::uint32_t k = in.get<std::uint32_t>("k");
     if (k != s.k_) {
@@ -91,7 +103,6 @@ class top_k {
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* idx = in.take(4 * std::size_t{k}, "indices").data();
     const std::byte* val = in.take(sizeof(T) * std::size_t{k}, "values").data();
-    std::memset(out.data(), 0, d * sizeof(T));
     std::int64_t prev = -1;
     for (std::size_t i = 0; i < k; ++i) {
       const std::uint32_t j = wire::load_le<std::uint32_t>(idx + 4 * i);
@@ -108,12 +119,8 @@ class top_k {
       const T x = wire::load_le<T>(val + sizeof(T) * i);
       if (!tensor::is_finite(x))
         in.fail("values", "non-finite value at position " + std::to_string(i));
-      out[j] = x;
+      put(std::size_t{j}, x);
     }
-  }
-  template <class T>
-  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
-    decode(in, s, out);
   }
 
   // Header, k (u32), k indices (u32), k values (T).

@@ -110,7 +110,19 @@ class top_k_2bit {
   template <class T>
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
     detail::check_decode_size(name, s.d_, out.size());
-    const std::size_t d = out.size();
+    std::memset(out.data(), 0, out.size() * sizeof(T));
+    decode_sparse(in, s, [out](std::size_t j, T x) { out[j] = x; });
+  }
+  template <class T>
+  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
+    decode(in, s, out);
+  }
+
+  // decode without the zeros: calls put(j, x) for each sent entry, in
+  // ascending j, as it validates them (a bad message throws part way).
+  template <class T, class Put>
+  void decode_sparse(wire::view& in, state<T>& s, Put&& put) const {
+    const std::size_t d = s.d_;
     const auto h =
         wire::read_header(in, {wire::payload_kind::top_k_2bit, wire::value_type_of<T>(), d});
     const std::uint32_t k = in.get<std::uint32_t>("k");
@@ -129,7 +141,6 @@ class top_k_2bit {
     }
     wire::bit_reader indices(in.take(wire::bit_stream_bytes(k, w), "indices").data());
     wire::bit_reader codes(in.take(wire::bit_stream_bytes(k, code_bits), "codes").data());
-    std::memset(out.data(), 0, d * sizeof(T));
     std::int64_t prev = -1;
     for (std::size_t i = 0; i < k; ++i) {
       const std::uint32_t j = indices.get(w);
@@ -143,14 +154,10 @@ class top_k_2bit {
                     (static_cast<std::int64_t>(j) == prev ? " is repeated" : " is out of order"));
       }
       prev = j;
-      out[j] = level[codes.get(code_bits)];
+      put(std::size_t{j}, level[codes.get(code_bits)]);
     }
     if (!indices.padding_is_zero()) in.fail("indices", "padding bits are not zero");
     if (!codes.padding_is_zero()) in.fail("codes", "padding bits are not zero");
-  }
-  template <class T>
-  void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
-    decode(in, s, out);
   }
 
   // Header, k (u32), 4 levels (T), k indices of index_bits(d) bits, k codes

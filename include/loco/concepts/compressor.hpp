@@ -16,6 +16,9 @@
 //   C::name             a short name for messages (default "compressor")
 //   C::lossless         decode(encode(v)) == v exactly (default false); drivers
 //                       then average the dense vector in place, unserialised
+//   c.decode_sparse(wire::view& in, state<T>&, put)   calls put(j, x) for the
+//                       entries a message sets instead of writing all d
+//                       (top_k, top_k_2bit, random_k); traits<C>::sparse
 // Or, instead of encode/decode/wire_bytes, a linear compressor (powersgd),
 // whose payloads are T values that the driver averages across workers in
 // place (an allreduce), in phases:
@@ -83,6 +86,17 @@ concept compressor_is_linear = requires(const C& c, std::span<const T> v,
 
 template <bool>
 struct constant_bool {};
+
+// A decode_sparse callback that ignores what it is given.
+struct ignore_entry {
+  template <class T>
+  void operator()(std::size_t, T) const noexcept {}
+};
+template <class C, class T>
+concept compressor_decodes_sparse = requires(const C& c, wire::view& in,
+                                             compress::state_t<C, T>& s) {
+  c.decode_sparse(in, s, ignore_entry{});
+};
 
 template <class C>
 concept compressor_has_unbiased = requires {
@@ -181,6 +195,16 @@ struct traits {
     if constexpr (concepts::detail::compressor_has_state<C, float>) {
       return concepts::detail::compressor_is_linear<C, float> ||
              concepts::detail::compressor_is_linear<C, double>;
+    } else {
+      return false;
+    }
+  }();
+  // Has decode_sparse(in, state, put): calls put(j, x) for the entries a
+  // message sets (ascending j) instead of writing d values, so decorators
+  // with memory (error_feedback, ef21) touch only those.
+  static constexpr bool sparse = [] {
+    if constexpr (concepts::detail::compressor_has_state<C, float>) {
+      return concepts::detail::compressor_decodes_sparse<C, float>;
     } else {
       return false;
     }
