@@ -7,6 +7,11 @@
 //   copy/<d>   memcpy of the d floats
 //   peer/top_k_nth_element@<f>/<d>   top-k the slow way: std::nth_element
 //                                    over an index array by |v|
+//   gather@<f>/<d>   the k values at random_k's indices of one round,
+//                    gathered: random_k's floor (its encode also draws them)
+// The decorators with memory (error_feedback, ef21) encode a different
+// input each time (4 in turn): on one constant input their residuals would
+// settle and the benchmark would time a degenerate case.
 // bytes_per_second is input bytes (4 d) per second for every benchmark;
 // the counter wire_bytes is the size of one message. Output buffers and
 // states are reused, so the steady state allocates nothing.
@@ -37,16 +42,26 @@ namespace {
 
 namespace lc = loco::compress;
 
-const std::vector<float>& input(std::size_t d) {
-  static std::map<std::size_t, std::vector<float>> cache;
-  auto& v = cache[d];
+// The i-th input of length d (i < inputs_per_size), N(0, 1) entries.
+constexpr std::size_t inputs_per_size = 4;
+const std::vector<float>& input(std::size_t d, std::size_t i = 0) {
+  static std::map<std::pair<std::size_t, std::size_t>, std::vector<float>> cache;
+  auto& v = cache[{d, i}];
   if (v.empty()) {
     v.resize(d);
-    loco::random::stream rng(d);
+    loco::random::stream rng(d, i);
     for (auto& x : v) x = static_cast<float>(rng.normal());
   }
   return v;
 }
+
+// Decorators that keep a residual or an estimate.
+template <class C>
+constexpr bool has_memory = false;
+template <class C>
+constexpr bool has_memory<lc::error_feedback<C>> = true;
+template <class C>
+constexpr bool has_memory<lc::ef21<C>> = true;
 
 void set_bytes(benchmark::State& st, std::size_t d) {
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
@@ -94,14 +109,33 @@ void bm_nth_element_peer(benchmark::State& st, std::size_t d, double fraction) {
   set_bytes(st, d);
 }
 
+void bm_gather(benchmark::State& st, double fraction, std::size_t d) {
+  const auto& v = input(d);
+  const lc::random_k c(fraction, 1);
+  lc::random_k::state<float> s(c, d, 0);
+  const auto idx = c.support(s, 0);
+  std::vector<float> values(idx.size());
+  for (auto _ : st) {
+    for (std::size_t i = 0; i < idx.size(); ++i) values[i] = v[idx[i]];
+    benchmark::DoNotOptimize(values.data());
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, d);
+}
+
 template <class C>
 void bm_encode(benchmark::State& st, C c, std::size_t d) {
-  const auto& v = input(d);
+  std::vector<std::span<const float>> inputs;
+  for (std::size_t i = 0; i < (has_memory<C> ? inputs_per_size : 1); ++i) {
+    inputs.emplace_back(input(d, i));
+  }
   lc::state_t<C, float> s(c, d, 0);
   loco::wire::buffer b;
+  std::size_t turn = 0;
   for (auto _ : st) {
     b.clear();
-    c.encode(std::span<const float>(v), s, b);
+    c.encode(inputs[turn], s, b);
+    turn = (turn + 1) % inputs.size();
     benchmark::DoNotOptimize(b.data());
   }
   set_bytes(st, d);
@@ -238,6 +272,8 @@ void register_all() {
     for (double f : {0.01, 0.001}) {
       add_pair("top_k@" + pct(f), lc::top_k(f), d);
       add_pair("random_k@" + pct(f), lc::random_k(f, 1), d);
+      benchmark::RegisterBenchmark(("gather@" + pct(f) + "/" + n).c_str(),
+                                   [d, f](benchmark::State& st) { bm_gather(st, f, d); });
       benchmark::RegisterBenchmark(("peer/top_k_nth_element@" + pct(f) + "/" + n).c_str(),
                                    [d, f](benchmark::State& st) { bm_nth_element_peer(st, d, f); });
     }
