@@ -46,8 +46,8 @@ void measure(const char* name, double seconds) {
       p.rank0->allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
     }
     const double estimate = std::chrono::duration<double>(clock::now() - w0).count() / warm;
-    const auto n = static_cast<std::int64_t>(
-        std::clamp(seconds / std::max(estimate, 1e-9), 100.0, 1000000.0));
+    const auto n =
+        static_cast<std::int64_t>(std::clamp(seconds / std::max(estimate, 1e-9), 100.0, 1000000.0));
     std::vector<double> times(static_cast<std::size_t>(n));
     bench_pairs::command(*p.rank0, floats, n);
     const double cpu0 = process_cpu_seconds();

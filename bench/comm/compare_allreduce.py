@@ -84,12 +84,12 @@ def main():
               (local, mpi))
         head = ("bytes", local + " med", "p99", "cpu/op", mpi + " med", "p99", "cpu/op",
                 "default med", "ratio", "ratio (default)")
-        print("%-9s" % head[0] + "".join("%14s" % h for h in head[1:]))
+        print("%-9s" % head[0] + "".join("%14s" % h for h in head[1:-1]) + "%17s" % head[-1])
         for s in sizes:
             row = [get(local, s), get(local, s, "p99"), get(local, s, "cpu"), get(mpi, s),
                    get(mpi, s, "p99"), get(mpi, s, "cpu"), get(mpi + "-default", s)]
             print("%-9d" % s + "".join("%14s" % fmt(t) for t in row) +
-                  "%14s%14s" % (ratio(row[3], row[0]), ratio(row[6], row[0])))
+                  "%14s%17s" % (ratio(row[3], row[0]), ratio(row[6], row[0])))
         print()
     return 0
 

@@ -23,7 +23,6 @@ namespace bench_pairs {
 // An idle helper waits for its next command this long.
 inline constexpr loco::comm::duration idle_timeout{std::chrono::hours(1)};
 
-
 constexpr int command_tag = 999;
 
 // Rank 1: run what rank 0 asks for until it sends a count of -1.

@@ -14,7 +14,8 @@ TEST_CASE("in_process's blocking allreduce and barrier allocate nothing after th
     long before = 0, after = 0;
     loco::comm::run_in_process(2, [&](loco::comm::in_process& c) {
       std::vector<float> v(d, 1.0f);
-      for (int warm = 0; warm < 3; ++warm) c.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
+      for (int warm = 0; warm < 3; ++warm)
+        c.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
       c.barrier();
       if (c.rank() == 0) before = loco_test::allocation_count();
       c.barrier();
