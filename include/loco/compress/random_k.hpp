@@ -145,9 +145,7 @@ class basic_random_k {
   // Reads one message and leaves `in` after it; zeros off the support.
   template <class T>
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
-    detail::check_decode_size(name, s.d_, out.size());
-    std::memset(out.data(), 0, out.size() * sizeof(T));
-    decode_sparse(in, s, [out](std::size_t j, T x) { out[j] = x; });
+    detail::decode_through_sparse(*this, in, s, out);
   }
   template <class T>
   void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
@@ -166,10 +164,7 @@ class basic_random_k {
                            ", the receiver is " + name);
     }
     const std::uint32_t k = in.get<std::uint32_t>("k");
-    if (k != s.k_) {
-      in.fail("k", "message has k = " + std::to_string(k) + ", the receiver expects " +
-                       std::to_string(s.k_) + " for d = " + std::to_string(d));
-    }
+    detail::check_message_k(in, k, s.k_, d);
     const std::uint64_t seed = in.get<std::uint64_t>("seed");
     if (seed != seed_) {
       in.fail("seed", "message was made with seed " + std::to_string(seed) +

@@ -109,9 +109,7 @@ class top_k_2bit {
   // indices in range and strictly ascending, padding bits zero.
   template <class T>
   void decode(wire::view& in, state<T>& s, std::span<T> out) const {
-    detail::check_decode_size(name, s.d_, out.size());
-    std::memset(out.data(), 0, out.size() * sizeof(T));
-    decode_sparse(in, s, [out](std::size_t j, T x) { out[j] = x; });
+    detail::decode_through_sparse(*this, in, s, out);
   }
   template <class T>
   void decode(wire::view&& in, state<T>& s, std::span<T> out) const {
@@ -126,10 +124,7 @@ class top_k_2bit {
     const auto h =
         wire::read_header(in, {wire::payload_kind::top_k_2bit, wire::value_type_of<T>(), d});
     const std::uint32_t k = in.get<std::uint32_t>("k");
-    if (k != s.k_) {
-      in.fail("k", "message has k = " + std::to_string(k) + ", the receiver expects " +
-                       std::to_string(s.k_) + " for d = " + std::to_string(d));
-    }
+    detail::check_message_k(in, k, s.k_, d);
     wire::check_length(in, h, wire_bytes<T>(d));
     const unsigned w = index_bits(d);
     const std::byte* lv = in.take(levels * sizeof(T), "levels").data();
@@ -144,16 +139,7 @@ class top_k_2bit {
     std::int64_t prev = -1;
     for (std::size_t i = 0; i < k; ++i) {
       const std::uint32_t j = indices.get(w);
-      if (j >= d) {
-        in.fail("indices", "index " + std::to_string(j) + " at position " + std::to_string(i) +
-                               " is out of range for d = " + std::to_string(d));
-      }
-      if (static_cast<std::int64_t>(j) <= prev) {
-        in.fail("indices",
-                "index " + std::to_string(j) + " at position " + std::to_string(i) +
-                    (static_cast<std::int64_t>(j) == prev ? " is repeated" : " is out of order"));
-      }
-      prev = j;
+      detail::check_next_index(in, j, i, d, prev);
       put(std::size_t{j}, level[codes.get(code_bits)]);
     }
     if (!indices.padding_is_zero()) in.fail("indices", "padding bits are not zero");

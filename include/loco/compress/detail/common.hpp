@@ -57,6 +57,38 @@ inline void check_decode_size(std::string_view name, std::size_t state_d, std::s
   }
 }
 
+// The k of a sparse message must be the receiver's k for this d.
+inline void check_message_k(wire::view& in, std::uint32_t k, std::size_t expected, std::size_t d) {
+  if (k != expected) {
+    in.fail("k", "message has k = " + std::to_string(k) + ", the receiver expects " +
+                     std::to_string(expected) + " for d = " + std::to_string(d));
+  }
+}
+
+// The i-th index j of a sparse message: below d and above the previous one
+// (prev, -1 at the start), so none repeats.
+inline void check_next_index(wire::view& in, std::uint32_t j, std::size_t i, std::size_t d,
+                             std::int64_t& prev) {
+  if (j >= d) {
+    in.fail("indices", "index " + std::to_string(j) + " at position " + std::to_string(i) +
+                           " is out of range for d = " + std::to_string(d));
+  }
+  if (static_cast<std::int64_t>(j) <= prev) {
+    in.fail("indices",
+            "index " + std::to_string(j) + " at position " + std::to_string(i) +
+                (static_cast<std::int64_t>(j) == prev ? " is repeated" : " is out of order"));
+  }
+  prev = j;
+}
+
+// decode of a sparse compressor: zeros, then the entries decode_sparse sets.
+template <class C, class S, class T>
+void decode_through_sparse(const C& c, wire::view& in, S& s, std::span<T> out) {
+  check_decode_size(C::name, s.dimension(), out.size());
+  std::memset(out.data(), 0, out.size() * sizeof(T));
+  c.decode_sparse(in, s, [out](std::size_t j, T x) { out[j] = x; });
+}
+
 // A saved state must belong to a vector of the same length.
 inline void restore_dimension(wire::view& in, std::string_view name, std::size_t d) {
   const auto saved = in.get<std::uint64_t>("dimension");
