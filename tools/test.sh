@@ -101,7 +101,8 @@ for stage in "${stages[@]}"; do
       begin tsan
       LOCO_BUILD_TYPE=RelWithDebInfo configure "$build/tsan" -DLOCO_SANITIZE=thread \
         -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
-      run cmake --build "$build/tsan" -j "$jobs"
+      # Only what the concurrency-labelled tests run is built.
+      run cmake --build "$build/tsan" -j "$jobs" --target loco_tests_concurrency
       export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
       ctest_run --test-dir "$build/tsan" --output-on-failure -j "$jobs" -L concurrency -LE slow
       end tsan ;;
