@@ -336,3 +336,77 @@ TEST_CASE("the free hooks charge virtual time and do nothing on a real communica
     CHECK_FALSE(loco::sim::virtual_time(c).has_value());
   });
 }
+
+// ---------------------------------------------------------------- fibers
+
+TEST_CASE("ranks are fibers: 20,000 ranks allreduce and exchange messages on one thread",
+          "[sim][fiber]") {
+  const int n = 20000;
+  std::vector<double> sums(static_cast<std::size_t>(n), 0.0);
+  std::vector<int> heard(static_cast<std::size_t>(n), -1);
+  const auto rep = run_simulated(n, [&](simulated& c) {
+    double v = c.rank() + 1.0;
+    c.allreduce(std::span<double>(&v, 1), loco::comm::reduce_op::sum);
+    sums[static_cast<std::size_t>(c.rank())] = v;
+    // A ring: each rank tells its successor its rank.
+    const int r = c.rank();
+    const std::byte me[1] = {static_cast<std::byte>(r % 251)};
+    c.send((r + 1) % n, 3, me);
+    loco::wire::buffer in;
+    const int from = c.recv((r + n - 1) % n, 3, in);
+    heard[static_cast<std::size_t>(r)] = from;
+  });
+  const double expect = static_cast<double>(n) * (n + 1) / 2.0;
+  for (int r = 0; r < n; ++r) {
+    REQUIRE(sums[static_cast<std::size_t>(r)] == expect);
+    REQUIRE(heard[static_cast<std::size_t>(r)] == (r + n - 1) % n);
+  }
+  CHECK(rep.count(loco::sim::event_kind::send) == static_cast<std::uint64_t>(n));
+}
+
+TEST_CASE("a rank may block inside a catch block while other ranks throw and catch",
+          "[sim][fiber]") {
+  // Rank 0 catches, then waits inside its handler while rank 1 throws and
+  // catches twice; each handler must still see its own exception.
+  std::vector<std::string> seen(2);
+  run_simulated(2, [&](simulated& c) {
+    loco::wire::buffer in;
+    const auto r = static_cast<std::size_t>(c.rank());
+    if (c.rank() == 0) {
+      try {
+        throw std::runtime_error("zero");
+      } catch (const std::exception&) {
+        c.recv(1, 1, in);  // rank 1 runs its handlers meanwhile
+        try {
+          throw;  // the exception being handled is still rank 0's
+        } catch (const std::runtime_error& again) {
+          seen[r] = again.what();
+        }
+      }
+      return;
+    }
+    for (int k = 0; k < 2; ++k) {
+      try {
+        throw std::logic_error("one");
+      } catch (const std::logic_error& e) {
+        c.advance(1.0);
+        seen[r] += e.what();
+        CHECK(std::uncaught_exceptions() == 0);
+      }
+    }
+    const std::byte b[1] = {};
+    c.send(0, 1, b);
+  });
+  CHECK(seen[0] == "zero");
+  CHECK(seen[1] == "oneone");
+}
+
+TEST_CASE("stack_size below 16 KiB is refused before any rank runs", "[sim][fiber]") {
+  loco::sim::options opt;
+  opt.stack_size = 8 * 1024;
+  bool ran = false;
+  REQUIRE_THROWS_WITH(run_simulated(
+                          2, [&](simulated&) { ran = true; }, opt),
+                      Catch::Contains("stack_size 8192"));
+  CHECK_FALSE(ran);
+}

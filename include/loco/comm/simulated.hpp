@@ -2,10 +2,10 @@
 // comm::simulated: the Communicator that runs any driver in deterministic
 // virtual time (docs/simulation.md).
 //
-// n ranks are threads, but only the rank with the earliest virtual time runs
-// (ties: lower rank), so a run is bit-identical for a given seed on any
-// machine. Time passes only when charged: compute through the compute model
-// (sim::timed, comm.compute(), sim::charge) and messages through the link
+// n ranks are fibers on the calling thread (100,000 fit on one core), and
+// only the rank with the earliest virtual time runs (ties: lower rank), so a
+// run is bit-identical for a given seed on any machine. Time passes only when charged: compute
+// through the compute model (sim::timed, comm.compute(), sim::charge) and messages through the link
 // model (latency + bytes / bandwidth of the real encoded bytes). Collectives
 // complete at (latest arrival + a documented cost) and reduce in rank order,
 // so results equal comm::in_process's bit for bit.
@@ -25,6 +25,7 @@
 #include <loco/error.hpp>
 #include <loco/sim/clock.hpp>
 #include <loco/sim/clock_state.hpp>
+#include <loco/sim/detail/fiber.hpp>
 #include <loco/sim/detail/world.hpp>
 #include <loco/sim/options.hpp>
 #include <loco/sim/report.hpp>
@@ -33,8 +34,6 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <system_error>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -183,10 +182,11 @@ class simulated {
   int rank_;
 };
 
-// Runs fn(comm) on n ranks in virtual time and returns the report. If a rank
-// throws, the blocked ranks are woken with loco::peer_lost naming it and the
-// first root-cause exception is rethrown here. A rank that drops out (compute
-// model) is not an error: the report marks it.
+// Runs fn(comm) on n ranks in virtual time, each on a fiber of its own on
+// this thread, and returns the report. If a rank throws, the blocked ranks
+// are woken with loco::peer_lost naming it and the first root-cause
+// exception is rethrown here. A rank that drops out (compute model) is not
+// an error: the report marks it.
 template <class Fn>
 sim::report run_simulated(int n, Fn&& fn, sim::options opt = {}) {
   if (n < 1) throw config_error("run_simulated: n " + std::to_string(n) + " must be >= 1");
@@ -197,12 +197,9 @@ sim::report run_simulated(int n, Fn&& fn, sim::options opt = {}) {
   opt.compute.check(n);
   opt.link.check(n);
   auto world = std::make_shared<sim::detail::world>(n, std::move(opt));
-  std::vector<std::thread> threads;
-  threads.reserve(static_cast<std::size_t>(n));
+  // A rank's fiber: its function, then leave(), which never returns.
   const auto body = [&world, &fn](int r) {
     auto& w = *world;
-    w.at(r).go.acquire();
-    if (w.cancelled) return;
     bool dead = false;
     try {
       simulated comm(world, r);
@@ -220,16 +217,11 @@ sim::report run_simulated(int n, Fn&& fn, sim::options opt = {}) {
     }
     w.leave(r, dead);
   };
-  try {
-    for (int r = 0; r < n; ++r) threads.emplace_back(body, r);
-  } catch (...) {
-    world->cancelled = true;  // no rank has run yet: let the started ones exit
-    for (std::size_t r = 0; r < threads.size(); ++r) world->at(static_cast<int>(r)).go.release();
-    for (auto& t : threads) t.join();
-    throw;
-  }
-  world->start();
-  for (auto& t : threads) t.join();
+  using body_type = decltype(body);
+  sim::detail::fibers fibers(
+      n, world->opt.stack_size, [](void* b, int r) { (*static_cast<const body_type*>(b))(r); },
+      const_cast<void*>(static_cast<const void*>(&body)));
+  world->run(fibers);
   if (auto e = world->first_error()) std::rethrow_exception(e);
   return world->take_report();
 }

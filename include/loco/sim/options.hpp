@@ -1,5 +1,6 @@
 #pragma once
 // sim::options: the settings of one simulated run (docs/simulation.md#options).
+#include <cstddef>
 #include <cstdint>
 #include <loco/sim/compute_model.hpp>
 #include <loco/sim/link_model.hpp>
@@ -18,6 +19,10 @@ struct options {
   // next time another rank acts (a completion that rank causes is then seen
   // on time).
   double poll_interval = 1e-6;
+  // Bytes of stack per rank (each rank is a fiber). Reserved, not committed:
+  // a rank costs the pages it touches. At least 16 KiB; an overflow stops
+  // the process with a message naming the rank (docs/simulation.md).
+  std::size_t stack_size = 256 * 1024;
 };
 
 }  // namespace loco::sim

@@ -1,18 +1,19 @@
 #pragma once
 // The engine behind comm::simulated (docs/simulation.md#scheduling).
 //
-// Every rank is a thread, but exactly one runs at a time: the one holding the
-// token. Each rank has a virtual time `now` and a scheduling key: its time if
-// it can run, the earliest time it could continue if it is blocked and that
-// time is known (a message in flight, a collective's completion, a deadline,
-// its drop-out), or no key at all if nothing it waits for is known yet. The
-// token always goes to the smallest (key, rank). A message sent later by a
-// rank at time t >= key arrives no earlier than t, so when a blocked rank is
-// picked at time A nothing can still reach it before A: virtual time is
-// causal, and ties broken by rank make every run identical.
+// Every rank is a fiber (detail/fiber.hpp) on the caller's thread, so
+// exactly one runs at a time: the one holding the token. Each rank has a virtual time `now` and a
+// scheduling key: its time if it can run, the earliest time it could continue if it is blocked and
+// that time is known (a message in flight, a collective's completion, a deadline, its drop-out), or
+// no key at all if nothing it waits for is known yet. The token always goes to the smallest (key,
+// rank). A message sent later by a rank at time t >= key arrives no earlier than t, so when a
+// blocked rank is picked at time A nothing can still reach it before A: virtual time is causal, and
+// ties broken by rank make every run identical.
 //
-// All state below is touched only by the token holder, so it needs no lock;
-// the hand-off through per-rank semaphores orders the accesses.
+// All state below is touched only by the token holder, on one thread, so it
+// needs no lock. Nothing here is proportional to the number of ranks per
+// event: mailboxes are ordered maps, the ranks waiting for a message from a
+// given rank are a list of their own, and the dead ranks a set.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -24,13 +25,13 @@
 #include <limits>
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
+#include <loco/sim/detail/fiber.hpp>
 #include <loco/sim/event.hpp>
 #include <loco/sim/options.hpp>
 #include <loco/sim/report.hpp>
 #include <loco/wire/buffer.hpp>
 #include <map>
 #include <memory>
-#include <semaphore>
 #include <set>
 #include <span>
 #include <string>
@@ -68,12 +69,23 @@ inline const char* collective_name(collective_kind k) {
   return "collective";
 }
 
-struct message {
+// A message in a mailbox is filed under (tag, arrival, source, send order):
+// the first one of a tag is the one any_source receives take.
+struct message_key {
+  int tag;
+  double arrival;
+  int source;
+  std::uint64_t seq;
+  auto operator<=>(const message_key&) const = default;
+};
+// The same messages by (tag, source, arrival, send order), for receives
+// from one rank.
+struct source_key {
+  int tag;
+  int source;
   double arrival;
   std::uint64_t seq;
-  int source;
-  int tag;
-  wire::buffer bytes;
+  auto operator<=>(const source_key&) const = default;
 };
 
 // A receive posted by irecv() and not yet matched.
@@ -150,8 +162,8 @@ struct rank_data {
   rank_state state = rank_state::runnable;
   waiting wait;
   std::exception_ptr wake_error;
-  std::binary_semaphore go{0};
-  std::vector<message> inbox;
+  std::map<message_key, wire::buffer> inbox;
+  std::set<source_key> by_source;
   std::vector<std::weak_ptr<receive>> posted;
   std::uint64_t steps = 0;
   std::uint64_t collectives = 0;
@@ -159,7 +171,9 @@ struct rank_data {
   double drop_out = never;
   // Dead ranks already reported to this rank's any_source receives (each is
   // reported once, so a server can go on with the ranks that remain).
-  std::vector<bool> told_dead;
+  std::vector<int> told_dead;
+  // The list of ranks blocked on a message from one given rank.
+  int waiter_prev = -1, waiter_next = -1;
 };
 
 class world {
@@ -167,12 +181,12 @@ class world {
   world(int n, options o)
       : size(n),
         opt(std::move(o)),
-        ranks_(std::make_unique<rank_data[]>(static_cast<std::size_t>(n))) {
+        ranks_(std::make_unique<rank_data[]>(static_cast<std::size_t>(n))),
+        waiters_(static_cast<std::size_t>(n), -1) {
     rep_.finish_time.assign(static_cast<std::size_t>(n), 0.0);
     rep_.dropped.assign(static_cast<std::size_t>(n), false);
     for (int r = 0; r < n; ++r) {
       at(r).drop_out = opt.compute.drop_out_time(r);
-      at(r).told_dead.assign(static_cast<std::size_t>(n), false);
       set_key(r, 0.0);
     }
   }
@@ -181,12 +195,15 @@ class world {
 
   const int size;
   const options opt;
-  bool cancelled = false;  // thread start-up failed: ranks exit without running
 
   rank_data& at(int r) noexcept { return ranks_[static_cast<std::size_t>(r)]; }
 
   // ---------------------------------------------------------------- lifecycle
-  void start() { at(ready_.begin()->second).go.release(); }
+  // Runs the ranks on their fibers; returns when the last one has left.
+  void run(fibers& f) {
+    fibers_ = &f;
+    f.run(ready_.begin()->second);
+  }
 
   // A rank's function failed: remember the first root cause and wake every
   // blocked rank with peer_lost naming `lost` (as in_process does).
@@ -208,24 +225,34 @@ class world {
   }
 
   // The rank's function returned (finished) or it dropped out (dead): wake
-  // the ranks that can now never complete, then hand the token on for good.
-  void leave(int me, bool dead) {
+  // the ranks that can now never complete, then hand the token on for good
+  // (to the caller of run() after the last rank).
+  [[noreturn]] void leave(int me, bool dead) {
     auto& r = at(me);
     r.state = dead ? rank_state::dead : rank_state::finished;
+    if (dead) dead_.insert(me);
     unqueue(me);
     r.inbox.clear();
+    r.by_source.clear();
     r.posted.clear();
     rep_.finish_time[static_cast<std::size_t>(me)] = r.now;
     rep_.dropped[static_cast<std::size_t>(me)] = dead;
     record({r.now, me, dead ? event_kind::drop_out : event_kind::finish, -1, 0, 0, 0.0});
-    for (int b = 0; b < size; ++b) {
+    const auto wake = [&](int b) {
       auto& o = at(b);
-      if (o.state != rank_state::blocked || o.wake_error || !needs(b, me)) continue;
+      if (o.state != rank_state::blocked || o.wake_error || !needs(b, me)) return;
       o.wake_error = lost_error(b, me);
       set_key(b, std::max(o.now, r.now));
+    };
+    for (int b = waiters_[static_cast<std::size_t>(me)]; b >= 0; b = at(b).waiter_next) wake(b);
+    for (const auto& [seq, c] : collectives_) {
+      if (c->joined[static_cast<std::size_t>(me)]) continue;
+      for (int b = 0; b < size; ++b) {
+        if (c->joined[static_cast<std::size_t>(b)]) wake(b);
+      }
     }
     if (ready_.empty()) resolve_stall();
-    if (!ready_.empty()) at(ready_.begin()->second).go.release();
+    fibers_->finish(me, ready_.empty() ? -1 : ready_.begin()->second);
   }
 
   std::exception_ptr first_error() const { return first_error_; }
@@ -299,9 +326,9 @@ class world {
     rep_.bytes_sent += bytes.size();
     auto& d = at(dst);
     if (d.state == rank_state::finished || d.state == rank_state::dead) return;  // nobody reads it
-    message m{arrival, next_seq_++, me, tag, take_spare()};
-    m.bytes.assign(bytes);
-    d.inbox.push_back(std::move(m));
+    const std::uint64_t seq = next_seq_++;
+    d.inbox.emplace(message_key{tag, arrival, me, seq}, take_spare()).first->second.assign(bytes);
+    d.by_source.insert({tag, me, arrival, seq});
     if (d.state == rank_state::blocked && d.wait.what == waiting::on::message &&
         d.wait.tag == tag && (d.wait.source == comm::any_source || d.wait.source == me)) {
       const double c = std::max(d.now, arrival);
@@ -318,8 +345,8 @@ class world {
         [&] {
           match_posted(me);
           const auto i = find(r, src, tag, r.now);
-          if (i < 0) return false;
-          from = take(me, static_cast<std::size_t>(i), out);
+          if (i == r.inbox.end()) return false;
+          from = take(me, i, out);
           return true;
         },
         [&] { return earliest(r, src, tag); },
@@ -531,9 +558,7 @@ class world {
   void reschedule(int me) {
     if (ready_.empty()) resolve_stall();
     const int next = ready_.begin()->second;
-    if (next == me) return;
-    at(next).go.release();
-    at(me).go.acquire();
+    if (next != me) fibers_->switch_to(me, next);
   }
 
   // Moves a running rank's clock forward, letting every earlier rank run first.
@@ -584,7 +609,10 @@ class world {
       } else {
         unqueue(me);
       }
+      const bool listed = w.what == waiting::on::message && w.source != comm::any_source;
+      if (listed) link_waiter(me, w.source);
       reschedule(me);
+      if (listed) unlink_waiter(me, w.source);
       r.state = rank_state::runnable;
       r.wait = {};
       r.now = std::max(r.now, r.key);
@@ -665,16 +693,17 @@ class world {
       int culprit = -1;
       if (r.wait.what == waiting::on::message) {
         if (r.wait.source != comm::any_source) return r.wait.source;
-        for (int q = 0; q < size && culprit < 0; ++q) {
-          if (at(q).state == rank_state::dead && !r.told_dead[static_cast<std::size_t>(q)]) {
+        for (int q : dead_) {
+          if (std::find(r.told_dead.begin(), r.told_dead.end(), q) == r.told_dead.end()) {
             culprit = q;
+            break;
           }
         }
       } else if (r.wait.what == waiting::on::collective) {
-        for (int q = 0; q < size && culprit < 0; ++q) {
-          if (!r.wait.coll->joined[static_cast<std::size_t>(q)] &&
-              at(q).state == rank_state::dead) {
+        for (int q : dead_) {
+          if (!r.wait.coll->joined[static_cast<std::size_t>(q)]) {
             culprit = q;
+            break;
           }
         }
       }
@@ -687,7 +716,7 @@ class world {
       const int culprit = culprit_of(b);
       if (culprit < 0 || at(culprit).state != rank_state::dead) continue;
       if (r.wait.what == waiting::on::message && r.wait.source == comm::any_source) {
-        r.told_dead[static_cast<std::size_t>(culprit)] = true;
+        r.told_dead.push_back(culprit);
       }
       r.wake_error = std::make_exception_ptr(
           peer_lost(culprit, "dropped out at t=" + seconds_text(at(culprit).now)));
@@ -706,43 +735,54 @@ class world {
   }
 
   // ---------------------------------------------------------------- mailboxes
-  static bool matches(const message& m, int src, int tag) {
-    return m.tag == tag && (src == comm::any_source || m.source == src);
-  }
-  // The message for (src, tag) with the earliest arrival <= limit (ties: lower
-  // sender, then send order); -1 if none.
-  static std::ptrdiff_t find(const rank_data& r, int src, int tag, double limit) {
-    std::ptrdiff_t best = -1;
-    for (std::size_t i = 0; i < r.inbox.size(); ++i) {
-      const auto& m = r.inbox[i];
-      if (!matches(m, src, tag) || m.arrival > limit) continue;
-      if (best < 0) {
-        best = static_cast<std::ptrdiff_t>(i);
-        continue;
-      }
-      const auto& b = r.inbox[static_cast<std::size_t>(best)];
-      if (m.arrival < b.arrival || (m.arrival == b.arrival && m.source < b.source)) {
-        best = static_cast<std::ptrdiff_t>(i);
-      }
+  using mail = std::map<message_key, wire::buffer>::iterator;
+  // The message for (src, tag) with the earliest arrival (ties: lower sender,
+  // then send order); end() if none.
+  static mail first(rank_data& r, int src, int tag) {
+    if (src == comm::any_source) {
+      const auto i = r.inbox.lower_bound({tag, -never, std::numeric_limits<int>::min(), 0});
+      return i != r.inbox.end() && i->first.tag == tag ? i : r.inbox.end();
     }
-    return best;
+    const auto s = r.by_source.lower_bound({tag, src, -never, 0});
+    if (s == r.by_source.end() || s->tag != tag || s->source != src) return r.inbox.end();
+    return r.inbox.find({tag, s->arrival, src, s->seq});
   }
-  static double earliest(const rank_data& r, int src, int tag) {
-    double t = never;
-    for (const auto& m : r.inbox) {
-      if (matches(m, src, tag)) t = std::min(t, m.arrival);
-    }
-    return t;
+  // As first(), among the messages that arrived by `limit`.
+  static mail find(rank_data& r, int src, int tag, double limit) {
+    const auto i = first(r, src, tag);
+    return i != r.inbox.end() && i->first.arrival <= limit ? i : r.inbox.end();
   }
-  int take(int me, std::size_t i, wire::buffer& out) {
+  static double earliest(rank_data& r, int src, int tag) {
+    const auto i = first(r, src, tag);
+    return i != r.inbox.end() ? i->first.arrival : never;
+  }
+  int take(int me, mail i, wire::buffer& out) {
     auto& r = at(me);
-    auto& m = r.inbox[i];
-    const int from = m.source;
-    record({r.now, me, event_kind::recv, from, m.tag, m.bytes.size(), 0.0});
-    std::swap(out, m.bytes);
-    spares_.push_back(std::move(m.bytes));
-    r.inbox.erase(r.inbox.begin() + static_cast<std::ptrdiff_t>(i));
-    return from;
+    const auto k = i->first;
+    record({r.now, me, event_kind::recv, k.source, k.tag, i->second.size(), 0.0});
+    std::swap(out, i->second);
+    spares_.push_back(std::move(i->second));
+    r.by_source.erase({k.tag, k.source, k.arrival, k.seq});
+    r.inbox.erase(i);
+    return k.source;
+  }
+  void link_waiter(int me, int source) {
+    auto& r = at(me);
+    auto& head = waiters_[static_cast<std::size_t>(source)];
+    r.waiter_prev = -1;
+    r.waiter_next = head;
+    if (head >= 0) at(head).waiter_prev = me;
+    head = me;
+  }
+  void unlink_waiter(int me, int source) {
+    auto& r = at(me);
+    if (r.waiter_prev >= 0) {
+      at(r.waiter_prev).waiter_next = r.waiter_next;
+    } else {
+      waiters_[static_cast<std::size_t>(source)] = r.waiter_next;
+    }
+    if (r.waiter_next >= 0) at(r.waiter_next).waiter_prev = r.waiter_prev;
+    r.waiter_prev = r.waiter_next = -1;
   }
   // Gives arrived messages to posted receives, oldest receive first.
   void match_posted(int me) {
@@ -751,11 +791,11 @@ class world {
       auto p = r.posted[k].lock();
       if (p && !p->done) {
         const auto i = find(r, p->source, p->tag, r.now);
-        if (i < 0) {
+        if (i == r.inbox.end()) {
           ++k;
           continue;
         }
-        p->from = take(me, static_cast<std::size_t>(i), *p->out);
+        p->from = take(me, i, *p->out);
         p->done = true;
       }
       r.posted.erase(r.posted.begin() + static_cast<std::ptrdiff_t>(k));
@@ -807,6 +847,9 @@ class world {
   }
 
   std::unique_ptr<rank_data[]> ranks_;
+  std::vector<int> waiters_;  // per rank: the first rank blocked on a message from it
+  std::set<int> dead_;
+  fibers* fibers_ = nullptr;
   std::set<std::pair<double, int>> ready_;
   std::map<std::uint64_t, std::shared_ptr<collective>> collectives_;
   std::unordered_map<std::uint64_t, double> link_free_;
