@@ -130,6 +130,13 @@ class fibers {
       throw config_error("sim::options::stack_size " + std::to_string(stack_size) +
                          " bytes: must be at least " + std::to_string(min_stack_size));
     }
+#ifdef LOCO_SIM_FIBER_TSAN
+    // ThreadSanitizer counts fibers as threads and dies past 8128 of them.
+    if (n > 8000) {
+      throw config_error("comm::simulated: " + std::to_string(n) +
+                         " ranks under ThreadSanitizer, which allows about 8000 fibers");
+    }
+#endif
     page_ = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     stack_ = (stack_size + page_ - 1) / page_ * page_;
     guarded_ = 2 * static_cast<std::size_t>(n) + 8192 <= map_limit();
