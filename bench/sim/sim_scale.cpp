@@ -9,6 +9,7 @@
 // every rank is alive with its model, divided by the ranks.
 //
 //   sim_scale [--events 10000000] [--workers 10,1000,10000,100000] [--idle-only]
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -17,7 +18,6 @@
 #include <fstream>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "async_workload.hpp"
@@ -80,8 +80,7 @@ int main(int argc, char** argv) {
     } else if (a == "--idle-only") {
       busy_pass = false;
     } else {
-      std::fprintf(stderr,
-                   "usage: sim_scale [--events N] [--workers 10,1000,...] [--idle-only]\n");
+      std::fprintf(stderr, "usage: sim_scale [--events N] [--workers 10,1000,...] [--idle-only]\n");
       return 2;
     }
   }

@@ -17,6 +17,8 @@
 // process with a message naming the rank. Past that limit the lowest bytes
 // of each stack hold a pattern, checked whenever its rank switches out and
 // on a segmentation fault, with the same message.
+#include <sys/mman.h>
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <csignal>
@@ -31,8 +33,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #if !defined(__x86_64__) || defined(LOCO_SIM_UCONTEXT)
 #define LOCO_SIM_FIBER_UCONTEXT 1
@@ -152,8 +152,8 @@ class fibers {
     base_ = static_cast<std::byte*>(p);
     try {
       for (int r = 0; r < n; ++r) {
-        if (guarded_ && ::mprotect(base_ + stride_ * static_cast<std::size_t>(r), page_,
-                                   PROT_NONE) != 0) {
+        if (guarded_ &&
+            ::mprotect(base_ + stride_ * static_cast<std::size_t>(r), page_, PROT_NONE) != 0) {
           throw error("comm::simulated: cannot protect the guard page of rank " +
                       std::to_string(r));
         }
@@ -265,14 +265,14 @@ class fibers {
     auto* top = reinterpret_cast<std::uint64_t*>(s.low + s.size);
     std::uint64_t* sp = top - 2;
     *--sp = reinterpret_cast<std::uint64_t>(&fiber_entry);
-    *--sp = 0;                                             // rbp
-    *--sp = 0;                                             // rbx
-    *--sp = reinterpret_cast<std::uint64_t>(&start);       // r12: the function
-    *--sp = reinterpret_cast<std::uint64_t>(&s);           // r13: its argument
-    *--sp = 0;                                             // r14
-    *--sp = 0;                                             // r15
-    *--sp = 0;                                             // padding
-    *--sp = 0x037full << 32 | 0x1f80u;  // x87 control word, MXCSR: the defaults
+    *--sp = 0;                                        // rbp
+    *--sp = 0;                                        // rbx
+    *--sp = reinterpret_cast<std::uint64_t>(&start);  // r12: the function
+    *--sp = reinterpret_cast<std::uint64_t>(&s);      // r13: its argument
+    *--sp = 0;                                        // r14
+    *--sp = 0;                                        // r15
+    *--sp = 0;                                        // padding
+    *--sp = 0x037full << 32 | 0x1f80u;                // x87 control word, MXCSR: the defaults
     s.sp = sp;
 #endif
   }

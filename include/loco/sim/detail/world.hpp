@@ -26,6 +26,7 @@
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
 #include <loco/sim/detail/fiber.hpp>
+#include <loco/sim/detail/ready_queue.hpp>
 #include <loco/sim/event.hpp>
 #include <loco/sim/options.hpp>
 #include <loco/sim/report.hpp>
@@ -182,7 +183,8 @@ class world {
       : size(n),
         opt(std::move(o)),
         ranks_(std::make_unique<rank_data[]>(static_cast<std::size_t>(n))),
-        waiters_(static_cast<std::size_t>(n), -1) {
+        waiters_(static_cast<std::size_t>(n), -1),
+        ready_(n) {
     rep_.finish_time.assign(static_cast<std::size_t>(n), 0.0);
     rep_.dropped.assign(static_cast<std::size_t>(n), false);
     for (int r = 0; r < n; ++r) {
@@ -202,7 +204,7 @@ class world {
   // Runs the ranks on their fibers; returns when the last one has left.
   void run(fibers& f) {
     fibers_ = &f;
-    f.run(ready_.begin()->second);
+    f.run(ready_.top().rank);
   }
 
   // A rank's function failed: remember the first root cause and wake every
@@ -252,7 +254,7 @@ class world {
       }
     }
     if (ready_.empty()) resolve_stall();
-    fibers_->finish(me, ready_.empty() ? -1 : ready_.begin()->second);
+    fibers_->finish(me, ready_.empty() ? -1 : ready_.top().rank);
   }
 
   std::exception_ptr first_error() const { return first_error_; }
@@ -542,22 +544,21 @@ class world {
   // ---------------------------------------------------------------- scheduling
   void set_key(int r, double t) {
     auto& d = at(r);
-    if (d.queued) ready_.erase({d.key, r});
     d.key = t;
     d.queued = true;
-    ready_.insert({t, r});
+    ready_.set(r, t);
   }
   void unqueue(int r) {
     auto& d = at(r);
     if (!d.queued) return;
-    ready_.erase({d.key, r});
+    ready_.erase(r);
     d.queued = false;
   }
 
   // Hands the token to the earliest rank; returns when `me` holds it again.
   void reschedule(int me) {
     if (ready_.empty()) resolve_stall();
-    const int next = ready_.begin()->second;
+    const int next = ready_.top().rank;
     if (next != me) fibers_->switch_to(me, next);
   }
 
@@ -580,10 +581,8 @@ class world {
     if (known > r.now) t = std::min(t, known);
     // Never past the next moment another rank acts, so a completion it causes
     // is seen on time (one ulp late when that rank ties with this one).
-    auto next = ready_.begin();
-    if (next != ready_.end() && next->second == me) ++next;
-    if (next != ready_.end()) {
-      t = std::min(t, next->first > r.now ? next->first : std::nextafter(r.now, never));
+    if (const auto* next = ready_.first_other_than(me)) {
+      t = std::min(t, next->key > r.now ? next->key : std::nextafter(r.now, never));
     }
     record({r.now, me, event_kind::poll, -1, 0, 0, t - r.now});
     move_to(me, t);
@@ -850,7 +849,7 @@ class world {
   std::vector<int> waiters_;  // per rank: the first rank blocked on a message from it
   std::set<int> dead_;
   fibers* fibers_ = nullptr;
-  std::set<std::pair<double, int>> ready_;
+  ready_queue ready_;
   std::map<std::uint64_t, std::shared_ptr<collective>> collectives_;
   std::unordered_map<std::uint64_t, double> link_free_;
   std::vector<wire::buffer> spares_;
