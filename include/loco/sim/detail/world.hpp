@@ -26,6 +26,7 @@
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
 #include <loco/sim/detail/fiber.hpp>
+#include <loco/sim/detail/link_clock.hpp>
 #include <loco/sim/detail/ready_queue.hpp>
 #include <loco/sim/event.hpp>
 #include <loco/sim/options.hpp>
@@ -36,7 +37,6 @@
 #include <set>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -318,8 +318,7 @@ class world {
     const double tx = link_model::transfer_time(static_cast<double>(bytes.size()), l);
     double start = r.now;
     if (tx > 0.0) {
-      auto& free_at = link_free_[static_cast<std::uint64_t>(me) * static_cast<std::uint64_t>(size) +
-                                 static_cast<std::uint64_t>(dst)];
+      auto& free_at = links_.busy_until(me, dst);
       start = std::max(start, free_at);
       free_at = start + tx;
     }
@@ -851,7 +850,7 @@ class world {
   fibers* fibers_ = nullptr;
   ready_queue ready_;
   std::map<std::uint64_t, std::shared_ptr<collective>> collectives_;
-  std::unordered_map<std::uint64_t, double> link_free_;
+  link_clock links_;
   std::vector<wire::buffer> spares_;
   std::uint64_t next_seq_ = 0;
   bool aborted_ = false;
