@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <loco/comm/simulated.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -245,4 +246,92 @@ TEST_CASE("simulated settings are checked before any work starts", "[sim]") {
                                 }),
                   loco::config_error);
   CHECK_THROWS_AS(run_simulated(1, [](simulated& c) { c.advance(-1.0); }), loco::config_error);
+}
+
+// ---------------------------------------------------------------- availability
+
+TEST_CASE("an offline rank's compute pauses and its messages wait for its return",
+          "[sim][availability]") {
+  loco::sim::options opt;
+  opt.compute = loco::sim::compute_model(1.0);
+  opt.availability.offline(1, 2.5, 4.0).offline(2, 0.5, 2.0).offline(3, 0.0, 7.0);
+  std::vector<double> end(4, -1.0), got_at(4, -1.0);
+  run_simulated(
+      4,
+      [&](simulated& c) {
+        const auto r = static_cast<std::size_t>(c.rank());
+        loco::wire::buffer in;
+        if (c.rank() == 0) {
+          c.advance(1.0);
+          c.send(2, 1, four_bytes());  // arrives at 1.0; rank 2 is offline until 2.0
+        } else if (c.rank() == 1) {
+          for (int k = 0; k < 5; ++k) c.compute();  // 5 s of work with 1.5 s offline
+        } else if (c.rank() == 2) {
+          c.recv(0, 1, in);
+          got_at[r] = c.now();
+        }
+        end[r] = c.now();  // rank 3 is offline from the start: its clock starts at 7.0
+      },
+      opt);
+  CHECK(end[1] == 6.5);
+  CHECK(got_at[2] == 2.0);
+  CHECK(end[3] == 7.0);
+}
+
+TEST_CASE(
+    "exponential availability: online a fraction mean_on / (mean_on + mean_off), "
+    "the same for the same seed",
+    "[sim][availability]") {
+  const auto once = [](std::uint64_t seed) {
+    loco::sim::options opt;
+    opt.compute = loco::sim::compute_model(1.0);
+    opt.availability = loco::sim::availability::exponential(9.0, 1.0).keep_online(0);
+    opt.seed = seed;
+    std::vector<double> end(9);
+    run_simulated(
+        9,
+        [&](simulated& c) {
+          for (int k = 0; k < 2000; ++k) c.compute();
+          end[static_cast<std::size_t>(c.rank())] = c.now();
+        },
+        opt);
+    return end;
+  };
+  const auto a = once(5), b = once(5), other = once(6);
+  CHECK(a == b);
+  CHECK(a != other);
+  CHECK(a[0] == 2000.0);  // kept online
+  double mean = 0;
+  for (std::size_t r = 1; r < a.size(); ++r) mean += a[r] / 8.0;
+  // 2000 s of work at 90% availability: about 2222 s (8 ranks, ~200 periods each).
+  CHECK(std::abs(mean - 2000.0 * 10.0 / 9.0) < 40.0);
+}
+
+TEST_CASE("an availability trace with a bad line is refused naming the line",
+          "[sim][availability]") {
+  const auto parse = [](const std::string& text) {
+    std::istringstream in(text);
+    return loco::sim::availability::parse(in, "t.txt");
+  };
+  CHECK_NOTHROW(parse("# rank from until\n1 2.5 4\n\n1 4 5   # adjacent is fine\n2 0 1\n"));
+  CHECK_THROWS_WITH(parse("1 2.5\n"), Catch::Contains("t.txt:1: expected 'rank from until'"));
+  CHECK_THROWS_WITH(parse("1 2 3 4\n"), Catch::Contains("t.txt:1: expected"));
+  CHECK_THROWS_WITH(parse("\nx 1 2\n"), Catch::Contains("t.txt:2: rank 'x' is not a whole"));
+  CHECK_THROWS_WITH(parse("-1 1 2\n"), Catch::Contains("t.txt:1: rank -1 must be"));
+  CHECK_THROWS_WITH(parse("1 a 2\n"), Catch::Contains("t.txt:1: from 'a' is not a finite"));
+  CHECK_THROWS_WITH(parse("1 1 inf\n"), Catch::Contains("t.txt:1: until 'inf' is not a finite"));
+  CHECK_THROWS_WITH(parse("1 -1 2\n"), Catch::Contains("t.txt:1: from -1 must be >= 0"));
+  CHECK_THROWS_WITH(parse("1 3 2\n"), Catch::Contains("t.txt:1: until 2 must be > from 3"));
+  CHECK_THROWS_WITH(parse("1 1 3\n1 2 4\n"), Catch::Contains("t.txt:2: rank 1's interval starts"));
+  CHECK_THROWS_WITH(loco::sim::availability::trace("/nonexistent/trace.txt"),
+                    Catch::Contains("cannot open '/nonexistent/trace.txt'"));
+  loco::sim::options opt;
+  opt.availability = parse("1 0 1\n7 0 1\n");
+  bool ran = false;
+  CHECK_THROWS_WITH(run_simulated(
+                        4, [&](simulated&) { ran = true; }, opt),
+                    Catch::Contains("rank 7 (trace line 2) outside a world of 4 ranks"));
+  CHECK_FALSE(ran);
+  CHECK_THROWS_WITH(loco::sim::availability::exponential(0.0, 1.0),
+                    Catch::Contains("mean_online 0"));
 }

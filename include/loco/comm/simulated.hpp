@@ -196,6 +196,7 @@ sim::report run_simulated(int n, Fn&& fn, sim::options opt = {}) {
   }
   opt.compute.check(n);
   opt.link.check(n);
+  opt.availability.check(n);
   auto world = std::make_shared<sim::detail::world>(n, std::move(opt));
   // A rank's fiber: its function, then leave(), which never returns.
   const auto body = [&world, &fn](int r) {

@@ -2,16 +2,18 @@
 // sim::options: the settings of one simulated run (docs/simulation.md#options).
 #include <cstddef>
 #include <cstdint>
+#include <loco/sim/availability.hpp>
 #include <loco/sim/compute_model.hpp>
 #include <loco/sim/link_model.hpp>
 
 namespace loco::sim {
 
 struct options {
-  compute_model compute{};  // cost of each compute step per rank, drop-outs
-  link_model link{};        // latency and bandwidth of messages and collectives
-  std::uint64_t seed = 0;   // for random compute models
-  bool log_events = false;  // keep the full event log in the report (off: counts only)
+  compute_model compute{};           // cost of each compute step per rank, drop-outs
+  link_model link{};                 // latency and bandwidth of messages and collectives
+  sim::availability availability{};  // when each rank is online (default: always)
+  std::uint64_t seed = 0;            // for random compute models
+  bool log_events = false;           // keep the full event log in the report (off: counts only)
   // A test() that finds its operation unfinished charges this much virtual
   // time, doubling on each further unfinished test() with no other charge in
   // between, so a loop that only polls reaches the completion in a few dozen

@@ -14,10 +14,9 @@ class link_clock {
  public:
   // The time link src -> dst is busy until (0 if never used), to update.
   double& busy_until(int src, int dst) {
-    const std::uint64_t key =
-        (static_cast<std::uint64_t>(static_cast<std::uint32_t>(src)) << 32 |
-         static_cast<std::uint32_t>(dst)) +
-        1;  // 0 marks an empty slot
+    const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(src)) << 32 |
+                               static_cast<std::uint32_t>(dst)) +
+                              1;  // 0 marks an empty slot
     if (2 * (used_ + 1) > slots_.size()) grow();
     std::size_t i = spread(key) & (slots_.size() - 1);
     for (;;) {

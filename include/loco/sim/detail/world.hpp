@@ -187,9 +187,11 @@ class world {
         ready_(n) {
     rep_.finish_time.assign(static_cast<std::size_t>(n), 0.0);
     rep_.dropped.assign(static_cast<std::size_t>(n), false);
+    if (!opt.availability.always_online()) offline_.resize(static_cast<std::size_t>(n));
     for (int r = 0; r < n; ++r) {
       at(r).drop_out = opt.compute.drop_out_time(r);
-      set_key(r, 0.0);
+      if (!offline_.empty()) at(r).now = online_at(r, 0.0);  // offline at the start: later
+      set_key(r, at(r).now);
     }
   }
   world(const world&) = delete;
@@ -282,7 +284,7 @@ class world {
     if (kind == event_kind::compute) r.poll_step = 0.0;
     record({r.now, me, kind, -1, 0, 0, dt});
     if (dt == 0.0) return;
-    move_to(me, r.now + dt);
+    move_to(me, offline_.empty() ? r.now + dt : work_done(me, r.now, dt));
   }
 
   // Resumes a clock from a checkpoint: the step count is set and the time
@@ -542,6 +544,7 @@ class world {
  private:
   // ---------------------------------------------------------------- scheduling
   void set_key(int r, double t) {
+    if (!offline_.empty()) t = online_at(r, t);
     auto& d = at(r);
     d.key = t;
     d.queued = true;
@@ -564,6 +567,7 @@ class world {
   // Moves a running rank's clock forward, letting every earlier rank run first.
   void move_to(int me, double t) {
     auto& r = at(me);
+    if (!offline_.empty()) t = online_at(me, t);
     r.now = std::min(t, r.drop_out);
     set_key(me, r.now);
     reschedule(me);
@@ -732,6 +736,59 @@ class world {
     }
   }
 
+  // ---------------------------------------------------------------- availability
+  // A rank's offline intervals that end after its clock, made as needed.
+  struct offline_periods {
+    std::vector<availability::interval> next;
+    std::size_t head = 0;    // the first that may end after the rank's clock
+    std::uint64_t made = 0;  // intervals made so far
+    bool exhausted = false;
+  };
+
+  // The i-th offline interval of rank r from the first that ends after its
+  // clock; nullptr if there is none.
+  const availability::interval* offline_interval(int r, std::size_t i) {
+    auto& p = offline_[static_cast<std::size_t>(r)];
+    const double now = at(r).now;
+    while (p.head < p.next.size() && p.next[p.head].until <= now) ++p.head;
+    if (p.head > 32 && 2 * p.head > p.next.size()) {  // keep the list short
+      p.next.erase(p.next.begin(), p.next.begin() + static_cast<std::ptrdiff_t>(p.head));
+      p.head = 0;
+    }
+    while (p.head + i >= p.next.size() && !p.exhausted) {
+      availability::interval v{};
+      const double previous = p.next.empty() ? 0.0 : p.next.back().until;
+      if (!opt.availability.next(r, p.made, previous, opt.seed, v)) {
+        p.exhausted = true;
+        break;
+      }
+      ++p.made;
+      p.next.push_back(v);
+      if (v.until <= now) ++p.head;  // already over: look further
+    }
+    return p.head + i < p.next.size() ? &p.next[p.head + i] : nullptr;
+  }
+  // The first time >= t at which rank r is online.
+  double online_at(int r, double t) {
+    for (std::size_t i = 0;; ++i) {
+      const auto* v = offline_interval(r, i);
+      if (!v || v->from > t) return t;
+      if (v->until > t) t = v->until;
+    }
+  }
+  // When rank r, starting at `start`, has been online for `work` seconds.
+  double work_done(int r, double start, double work) {
+    double t = online_at(r, start);
+    for (std::size_t i = 0;; ++i) {
+      const auto* v = offline_interval(r, i);
+      if (!v) return t + work;
+      if (v->until <= t) continue;
+      if (t + work <= v->from) return t + work;
+      work -= v->from - t;
+      t = v->until;
+    }
+  }
+
   // ---------------------------------------------------------------- mailboxes
   using mail = std::map<message_key, wire::buffer>::iterator;
   // The message for (src, tag) with the earliest arrival (ties: lower sender,
@@ -849,6 +906,7 @@ class world {
   std::set<int> dead_;
   fibers* fibers_ = nullptr;
   ready_queue ready_;
+  std::vector<offline_periods> offline_;  // empty: every rank always online
   std::map<std::uint64_t, std::shared_ptr<collective>> collectives_;
   link_clock links_;
   std::vector<wire::buffer> spares_;
