@@ -77,4 +77,40 @@ inline loco::sim::report run_async(int workers, std::size_t gradients,
       opt);
 }
 
+// The same exchange with nothing but the simulator: 8-byte messages, no
+// problem, no model; what is left is the simulator's own cost per event.
+inline loco::sim::report run_bare(int workers, std::size_t gradients,
+                                  const std::function<void()>& at_peak = {}) {
+  std::vector<double> tau(static_cast<std::size_t>(workers) + 1, 0.0);
+  for (int w = 1; w <= workers; ++w) {
+    tau[static_cast<std::size_t>(w)] = 1.0 + 2.0 * static_cast<double>(w) / workers;
+  }
+  loco::sim::options opt;
+  opt.compute = loco::sim::compute_model::exponential(tau);
+  opt.link = loco::sim::link_model(1e-3, 1e8);
+  opt.seed = 1;
+  return loco::comm::run_simulated(
+      workers + 1,
+      [&](loco::comm::simulated& c) {
+        const std::byte word[8] = {};
+        loco::wire::buffer in;
+        if (c.rank() == 0) {
+          for (int w = 1; w <= workers; ++w) c.send(w, model_tag, word);
+          for (std::size_t k = 0; k < gradients; ++k) {
+            c.send(c.recv(loco::comm::any_source, gradient_tag, in), model_tag, word);
+          }
+          if (at_peak) at_peak();
+          for (int w = 1; w <= workers; ++w) c.send(w, model_tag, std::span(word, 1));
+          return;
+        }
+        for (;;) {
+          c.recv(0, model_tag, in);
+          if (in.size() != sizeof word) return;
+          (void)c.compute();
+          c.send(0, gradient_tag, word);
+        }
+      },
+      opt);
+}
+
 }  // namespace loco_bench

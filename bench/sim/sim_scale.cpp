@@ -4,11 +4,12 @@
 //
 // Each row runs async_workload.hpp's asynchronous SGD for about --events
 // simulator events and prints the events per second, their ratio to the
-// 10-worker row of the same pass, the ratio busy / idle, and the memory per
+// first row of the same pass, the ratio busy / idle, and the memory per
 // rank: the growth of the resident set from before the run to the moment
-// every rank is alive with its model, divided by the ranks.
+// every rank is alive with its model, divided by the ranks. --bare runs the
+// same exchange with 8-byte messages and no problem: the simulator alone.
 //
-//   sim_scale [--events 10000000] [--workers 10,1000,10000,100000] [--idle-only]
+//   sim_scale [--events 10000000] [--workers 10,1000,10000,100000] [--idle-only] [--bare]
 #include <unistd.h>
 #include <atomic>
 #include <chrono>
@@ -38,14 +39,16 @@ struct row {
   double rate() const { return static_cast<double>(events) / seconds; }
 };
 
-row measure(int workers, std::uint64_t events) {
+row measure(int workers, std::uint64_t events, bool bare) {
   // About 5 events per applied gradient, and 3 per worker to start and stop.
   const std::uint64_t start_stop = 3 * static_cast<std::uint64_t>(workers);
   const std::size_t gradients = events > start_stop ? (events - start_stop) / 5 : 1;
   const double before = resident_bytes();
   double peak = before;
   const auto t0 = std::chrono::steady_clock::now();
-  const auto rep = loco_bench::run_async(workers, gradients, [&] { peak = resident_bytes(); });
+  const auto at_peak = [&] { peak = resident_bytes(); };
+  const auto rep = bare ? loco_bench::run_bare(workers, gradients, at_peak)
+                        : loco_bench::run_async(workers, gradients, at_peak);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return {workers, rep.events, s, (peak - before) / (workers + 1)};
 }
@@ -70,7 +73,7 @@ std::vector<int> parse_list(const char* text) {
 int main(int argc, char** argv) {
   std::uint64_t events = 10'000'000;
   std::vector<int> workers{10, 1000, 10000, 100000};
-  bool busy_pass = true;
+  bool busy_pass = true, bare = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--events" && i + 1 < argc) {
@@ -79,8 +82,11 @@ int main(int argc, char** argv) {
       workers = parse_list(argv[++i]);
     } else if (a == "--idle-only") {
       busy_pass = false;
+    } else if (a == "--bare") {
+      bare = true;
     } else {
-      std::fprintf(stderr, "usage: sim_scale [--events N] [--workers 10,1000,...] [--idle-only]\n");
+      std::fprintf(
+          stderr, "usage: sim_scale [--events N] [--workers 10,1000,...] [--idle-only] [--bare]\n");
       return 2;
     }
   }
@@ -89,8 +95,10 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(events));
     return 2;
   }
-  std::printf("comm::simulated, asynchronous SGD (d = 100), about %llu events per row\n",
-              static_cast<unsigned long long>(events));
+  std::printf(
+      "comm::simulated, %s, about %llu events per row\n",
+      bare ? "the bare exchange (8-byte messages, no problem)" : "asynchronous SGD (d = 100)",
+      static_cast<unsigned long long>(events));
   std::vector<row> idle;
   for (const bool busy : {false, true}) {
     if (busy && !busy_pass) break;
@@ -107,7 +115,7 @@ int main(int argc, char** argv) {
                 "wall s", "events/s", "vs first", "KiB/rank", busy ? "  busy/idle" : "");
     std::vector<row> rows;
     for (const int w : workers) {
-      const row r = measure(w, events);
+      const row r = measure(w, events, bare);
       rows.push_back(r);
       std::printf("%9d %10llu %8.2f %10.0f %8.2fx %11.1f", r.workers,
                   static_cast<unsigned long long>(r.events), r.seconds, r.rate(),

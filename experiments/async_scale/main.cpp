@@ -44,10 +44,10 @@ struct settings {
   std::size_t jobs = 1000;  // k: jobs in flight (async), batch size (sync)
   std::size_t dim = 100;
   double mu = 0.05, lipschitz = 1.0, noise = 1.0;
-  double target = 0.01;      // relative to f(x0) - f*
-  double budget = 1e6;       // virtual seconds
-  double online = 1800.0;    // mean online period with churn
-  double offline = 600.0;    // mean offline period with churn
+  double target = 0.01;    // relative to f(x0) - f*
+  double budget = 1e6;     // virtual seconds
+  double online = 1800.0;  // mean online period with churn
+  double offline = 600.0;  // mean offline period with churn
   std::size_t seeds = 1;
 };
 
@@ -232,8 +232,9 @@ int main(int argc, char** argv) {
               << ", " << s.jobs << ")\n";
     return 2;
   }
-  loco::observe::table table{"method",     "churn",       "seed",   "time to target (s)", "updates",
-                             "mean delay", "final error", "events", "wall (s)"};
+  loco::observe::table table{"method",  "churn",      "seed",        "time to target (s)",
+                             "updates", "mean delay", "final error", "events",
+                             "wall (s)"};
   loco::observe::csv_writer csv(flags.file("async_scale.csv"),
                                 {"method", "churn", "seed", "clients", "jobs", "time_to_target_s",
                                  "updates", "mean_delay", "final_error", "events", "wall_s"});
@@ -248,8 +249,8 @@ int main(int argc, char** argv) {
             churn ? "on " + fmt(s.online) + " / off " + fmt(s.offline) + " s" : "none";
         table.add_row(method, churn_text, seed, fmt(o.time_to_target, 6), o.updates,
                       fmt(o.mean_delay), fmt(o.final_error), o.events, fmt(o.wall, 3));
-        csv.row(method, churn ? "yes" : "no", seed, s.clients, s.jobs, o.time_to_target,
-                o.updates, o.mean_delay, o.final_error, o.events, o.wall);
+        csv.row(method, churn ? "yes" : "no", seed, s.clients, s.jobs, o.time_to_target, o.updates,
+                o.mean_delay, o.final_error, o.events, o.wall);
         std::cout << method << ", churn " << churn_text << ": " << fmt(o.time_to_target, 6)
                   << " s to target, " << o.events << " events in " << fmt(o.wall, 3)
                   << " s of wall time\n"
@@ -257,7 +258,8 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::cout << "\n" << s.clients << " clients, k = " << s.jobs << ", target " << s.target
+  std::cout << "\n"
+            << s.clients << " clients, k = " << s.jobs << ", target " << s.target
             << " of the initial error\n";
   table.print(std::cout);
   return 0;

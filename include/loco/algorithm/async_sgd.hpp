@@ -744,8 +744,7 @@ class async_sgd {
           rng_(opt_.seed, static_cast<std::uint64_t>(me_)),
           encoder_(driver.compressor_, d, static_cast<std::uint64_t>(me_)),
           x_(d),
-          g_(d),
-          ring_(held_) {
+          g_(d) {
       ledger_.start(me_, comm.size(), observe::role::worker, now(), opt_.record_rounds, false);
     }
 
@@ -773,7 +772,11 @@ class async_sgd {
     void lap(observe::phase p) { ledger_.lap(p, now()); }
 
     job_slot& take(wire::buffer& job) {
-      auto& slot = ring_[static_cast<std::size_t>(taken_ % held_)];
+      // The ring grows to held_ slots as jobs come: a worker of a world with
+      // many jobs in flight but few jobs each holds only what it took.
+      const auto i = static_cast<std::size_t>(taken_ % held_);
+      if (i == ring_.size()) ring_.emplace_back();
+      auto& slot = ring_[i];
       std::swap(slot.job, job);
       slot.rng = rng_.save();
       slot.steps = steps_;
@@ -968,7 +971,7 @@ class async_sgd {
     compress::state_t<Compressor, T> encoder_;
     std::uint64_t steps_ = 0;
     std::vector<T> x_, g_;
-    std::vector<job_slot> ring_;  // the jobs held, with the state before each
+    std::vector<job_slot> ring_;  // the jobs held, with the state before each (<= held_)
     std::uint64_t taken_ = 0;     // jobs taken so far
     wire::buffer incoming_, out_, last_word_;
   };

@@ -282,15 +282,26 @@ class ledger {
     current_ = round_record{};
     totals_.elapsed = now - start_;
   }
+  // Worlds up to this size gather every rank's totals on every rank; larger
+  // ones on rank 0 only, since n copies of n totals grow as n^2 (100,000
+  // simulated ranks would need a terabyte).
+  static constexpr int gather_everywhere_up_to = 1024;
+
   // A collective: every rank calls it once, after finish(); afterwards
-  // all_ranks() holds every rank's totals, ordered by rank. Bytes from peers
-  // are checked (protocol_error naming the field).
+  // all_ranks() holds every rank's totals, ordered by rank, on every rank
+  // (on rank 0 only beyond gather_everywhere_up_to ranks; the others keep
+  // their own). Bytes from peers are checked (protocol_error naming the field).
   template <class Comm>
   void gather(Comm& comm) {
     wire::buffer mine;
     encode(totals_, mine);
     std::vector<wire::buffer> all;
-    comm.allgather(mine.bytes(), all);
+    if (comm.size() <= gather_everywhere_up_to) {
+      comm.allgather(mine.bytes(), all);
+    } else {
+      comm.gather(mine.bytes(), all, 0);
+      if (comm.rank() != 0) return;
+    }
     all_ranks_.clear();
     all_ranks_.reserve(all.size());
     for (std::size_t q = 0; q < all.size(); ++q) {
@@ -347,7 +358,8 @@ class ledger {
   // The round that ended last, whether or not rounds are recorded.
   const round_record* last_round() const noexcept { return has_last_ ? &last_ : nullptr; }
 
-  // Every rank's totals after the run (empty before gather()).
+  // Every rank's totals after the run (empty before gather(), and on ranks
+  // other than 0 of a world larger than gather_everywhere_up_to).
   std::span<const rank_totals> all_ranks() const noexcept { return all_ranks_; }
   // The sum over every rank that is not a server (its traffic mirrors the
   // workers'): bytes, values, rounds and seconds are summed; rank is -1.

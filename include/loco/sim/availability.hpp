@@ -38,8 +38,8 @@ class availability {
   availability() = default;
 
   static availability exponential(double mean_online, double mean_offline) {
-    for (const auto& [name, v] : {std::pair{"mean_online", mean_online},
-                                  std::pair{"mean_offline", mean_offline}}) {
+    for (const auto& [name, v] :
+         {std::pair{"mean_online", mean_online}, std::pair{"mean_offline", mean_offline}}) {
       if (!(v > 0.0) || !std::isfinite(v)) {
         throw config_error(std::string("sim::availability::exponential: ") + name + " " +
                            std::to_string(v) + " s must be finite and > 0");
@@ -75,12 +75,15 @@ class availability {
       if (!(fields >> from_text >> until_text) || (fields >> extra)) {
         throw where("expected 'rank from until', got '" + text + "'");
       }
-      const long long rank = whole(rank_text, [&] { return where("rank '" + rank_text + "' is not a whole number"); });
+      const long long rank =
+          whole(rank_text, [&] { return where("rank '" + rank_text + "' is not a whole number"); });
       if (rank < 0 || rank > std::numeric_limits<int>::max()) {
         throw where("rank " + rank_text + " must be in [0, 2^31)");
       }
-      const double from = seconds(from_text, [&] { return where("from '" + from_text + "' is not a finite number"); });
-      const double until = seconds(until_text, [&] { return where("until '" + until_text + "' is not a finite number"); });
+      const double from = seconds(
+          from_text, [&] { return where("from '" + from_text + "' is not a finite number"); });
+      const double until = seconds(
+          until_text, [&] { return where("until '" + until_text + "' is not a finite number"); });
       if (!(from >= 0.0)) throw where("from " + from_text + " must be >= 0");
       if (!(until > from)) throw where("until " + until_text + " must be > from " + from_text);
       auto& list = a.of(static_cast<int>(rank));

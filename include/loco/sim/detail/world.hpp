@@ -235,6 +235,7 @@ class world {
     auto& r = at(me);
     r.state = dead ? rank_state::dead : rank_state::finished;
     if (dead) dead_.insert(me);
+    gone_.insert(me);
     unqueue(me);
     r.inbox.clear();
     r.by_source.clear();
@@ -528,7 +529,7 @@ class world {
           [&] { return c.complete && r.now >= c.done_at[q]; },
           [&] { return c.complete ? c.done_at[q] : never; },
           [&] {
-            for (int o = 0; o < size; ++o) {
+            for (int o : gone_) {
               if (!c.joined[static_cast<std::size_t>(o)]) check_alive(me, o, 0, &c);
             }
           });
@@ -904,6 +905,7 @@ class world {
   std::unique_ptr<rank_data[]> ranks_;
   std::vector<int> waiters_;  // per rank: the first rank blocked on a message from it
   std::set<int> dead_;
+  std::set<int> gone_;  // finished or dead
   fibers* fibers_ = nullptr;
   ready_queue ready_;
   std::vector<offline_periods> offline_;  // empty: every rank always online
