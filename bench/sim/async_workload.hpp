@@ -33,11 +33,8 @@ inline std::span<const std::byte> as_bytes(const std::vector<float>& v) {
   return std::as_bytes(std::span<const float>(v));
 }
 
-// One run of `workers` workers and a server that applies `gradients`
-// gradients; `at_peak` (if set) runs on the server when every rank is alive
-// and has its model, before the server stops the workers.
-inline loco::sim::report run_async(int workers, std::size_t gradients,
-                                   const std::function<void()>& at_peak = {}) {
+// Exponential compute times with means from 1 to 3 s, 1 ms and 100 MB/s links.
+inline loco::sim::options world_of(int workers) {
   std::vector<double> tau(static_cast<std::size_t>(workers) + 1, 0.0);
   for (int w = 1; w <= workers; ++w) {
     tau[static_cast<std::size_t>(w)] = 1.0 + 2.0 * static_cast<double>(w) / workers;
@@ -46,6 +43,14 @@ inline loco::sim::report run_async(int workers, std::size_t gradients,
   opt.compute = loco::sim::compute_model::exponential(tau);
   opt.link = loco::sim::link_model(1e-3, 1e8);
   opt.seed = 1;
+  return opt;
+}
+
+// One run of `workers` workers and a server that applies `gradients`
+// gradients; `at_peak` (if set) runs on the server when every rank is alive
+// and has its model, before the server stops the workers.
+inline loco::sim::report run_async(int workers, std::size_t gradients,
+                                   const std::function<void()>& at_peak = {}) {
   return loco::comm::run_simulated(
       workers + 1,
       [&](loco::comm::simulated& c) {
@@ -74,21 +79,13 @@ inline loco::sim::report run_async(int workers, std::size_t gradients,
           c.send(0, gradient_tag, as_bytes(g));
         }
       },
-      opt);
+      world_of(workers));
 }
 
 // The same exchange with nothing but the simulator: 8-byte messages, no
 // problem, no model; what is left is the simulator's own cost per event.
 inline loco::sim::report run_bare(int workers, std::size_t gradients,
                                   const std::function<void()>& at_peak = {}) {
-  std::vector<double> tau(static_cast<std::size_t>(workers) + 1, 0.0);
-  for (int w = 1; w <= workers; ++w) {
-    tau[static_cast<std::size_t>(w)] = 1.0 + 2.0 * static_cast<double>(w) / workers;
-  }
-  loco::sim::options opt;
-  opt.compute = loco::sim::compute_model::exponential(tau);
-  opt.link = loco::sim::link_model(1e-3, 1e8);
-  opt.seed = 1;
   return loco::comm::run_simulated(
       workers + 1,
       [&](loco::comm::simulated& c) {
@@ -110,7 +107,7 @@ inline loco::sim::report run_bare(int workers, std::size_t gradients,
           c.send(0, gradient_tag, word);
         }
       },
-      opt);
+      world_of(workers));
 }
 
 }  // namespace loco_bench

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "experiment.hpp"
+#include "noisy_quadratic.hpp"
 
 namespace {
 
@@ -60,14 +61,7 @@ struct settings {
 };
 
 problem make_problem(const settings& s, std::uint64_t seed) {
-  auto a = loco::tensor::vector<double>::from_shape({s.dim});
-  auto b = loco::tensor::vector<double>::from_shape({s.dim});
-  loco::random::stream rng(seed, 0xb);
-  for (std::size_t j = 0; j < s.dim; ++j) {
-    a(j) = s.mu + (s.lipschitz - s.mu) * static_cast<double>(j) / static_cast<double>(s.dim - 1);
-    b(j) = rng.normal();
-  }
-  return problem::diagonal(a, b, {.noise_variance = s.noise});
+  return experiment::noisy_quadratic(s.dim, s.mu, s.lipschitz, s.noise, seed);
 }
 
 struct trace_point {
@@ -201,12 +195,7 @@ spread summarise(const std::vector<double>& v) {
   return r;
 }
 
-std::string fmt(double v, int precision = 4) {
-  std::ostringstream o;
-  o.precision(precision);
-  o << v;
-  return o.str();
-}
+using experiment::fmt;
 
 // ---------------------------------------------------------------- 1000 clients
 // ALGORITHMS.md section 4: 900 clients need 10 s, 100 need 60 s per gradient.

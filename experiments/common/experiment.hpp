@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,14 @@ struct common_flags {
 // The first columns of a trace CSV; append experiment-specific ones.
 inline std::vector<std::string> trace_columns() {
   return {"run", "round", "step", "time_s", "bytes", "loss", "accuracy"};
+}
+
+// A number with `precision` significant digits, for tables.
+inline std::string fmt(double v, int precision = 4) {
+  std::ostringstream o;
+  o.precision(precision);
+  o << v;
+  return o.str();
 }
 
 }  // namespace experiment

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "experiment.hpp"
+#include "noisy_quadratic.hpp"
 
 namespace {
 
@@ -74,14 +75,7 @@ struct settings {
 };
 
 problem make_problem(const settings& s, std::uint64_t seed) {
-  auto a = loco::tensor::vector<double>::from_shape({s.dim});
-  auto b = loco::tensor::vector<double>::from_shape({s.dim});
-  loco::random::stream rng(seed, 0xb);
-  for (std::size_t j = 0; j < s.dim; ++j) {
-    a(j) = s.mu + (s.lipschitz - s.mu) * static_cast<double>(j) / static_cast<double>(s.dim - 1);
-    b(j) = rng.normal();
-  }
-  return problem::diagonal(a, b, {.noise_variance = s.noise});
+  return experiment::noisy_quadratic(s.dim, s.mu, s.lipschitz, s.noise, seed);
 }
 
 loco::sim::options world_options(const settings& s, bool churn, std::uint64_t seed) {
@@ -331,12 +325,7 @@ diloco_outcome run_fleet(const settings& s, const fleet& f, bool diloco, std::ui
   return out;
 }
 
-std::string fmt(double v, int precision = 4) {
-  std::ostringstream o;
-  o.precision(precision);
-  o << v;
-  return o.str();
-}
+using experiment::fmt;
 
 }  // namespace
 

@@ -344,8 +344,6 @@ class fibers {
     int users = 0;
     std::atomic<const fibers*> live[64] = {};
     struct sigaction previous {};
-    stack_t previous_stack{};
-    std::unique_ptr<std::byte[]> alt;
   };
   static registry& watched() {
     static registry r;
@@ -353,6 +351,14 @@ class fibers {
   }
 
   void watch() {
+    // The handler runs on a stack of this thread's own: the faulting one has
+    // no room left.
+    constexpr std::size_t alt_size = 64 * 1024;
+    alt_ = std::make_unique<std::byte[]>(alt_size);
+    stack_t ss{};
+    ss.ss_sp = alt_.get();
+    ss.ss_size = alt_size;
+    ::sigaltstack(&ss, &previous_alt_);
     auto& g = watched();
     std::lock_guard lock(g.mutex);
     std::size_t i = 0;
@@ -360,13 +366,6 @@ class fibers {
     if (i == std::size(g.live)) return;  // too many runs at once: these go unnamed
     g.live[i].store(this);
     if (g.users++ > 0) return;
-    // The handler runs on its own stack: the faulting one has no room left.
-    constexpr std::size_t alt_size = 64 * 1024;
-    g.alt = std::make_unique<std::byte[]>(alt_size);
-    stack_t ss{};
-    ss.ss_sp = g.alt.get();
-    ss.ss_size = alt_size;
-    ::sigaltstack(&ss, &g.previous_stack);
     struct sigaction sa {};
     sa.sa_sigaction = &on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
@@ -374,6 +373,10 @@ class fibers {
     ::sigaction(SIGSEGV, &sa, &g.previous);
   }
   void unwatch() {
+    if (alt_) {
+      ::sigaltstack(&previous_alt_, nullptr);
+      alt_.reset();
+    }
     auto& g = watched();
     std::lock_guard lock(g.mutex);
     bool found = false;
@@ -385,8 +388,6 @@ class fibers {
     }
     if (!found || --g.users > 0) return;
     ::sigaction(SIGSEGV, &g.previous, nullptr);
-    ::sigaltstack(&g.previous_stack, nullptr);
-    g.alt.reset();
   }
 
   static void on_fault(int sig, siginfo_t* info, void* uc) {
@@ -430,7 +431,9 @@ class fibers {
   std::size_t page_ = 4096, stack_ = 0, stride_ = 0, bytes_ = 0;
   bool guarded_ = false;
   std::byte* base_ = nullptr;
-  std::atomic<int> current_{-1};  // the running rank; -1: the host
+  std::atomic<int> current_{-1};      // the running rank; -1: the host
+  std::unique_ptr<std::byte[]> alt_;  // this thread's signal stack during the run
+  stack_t previous_alt_{};
 };
 
 }  // namespace loco::sim::detail
