@@ -55,6 +55,7 @@
 #endif
 #ifdef LOCO_SIM_FIBER_ASAN
 #include <pthread.h>
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef LOCO_SIM_FIBER_TSAN
@@ -150,6 +151,7 @@ class fibers {
                   " bytes (sim::options::stack_size)");
     }
     base_ = static_cast<std::byte*>(p);
+    unpoison();
     try {
       for (int r = 0; r < n; ++r) {
         if (guarded_ &&
@@ -414,13 +416,25 @@ class fibers {
     ::signal(SIGSEGV, SIG_DFL);  // the faulting instruction runs again and stops the process
   }
 
+  // A rank that finished never returned from its frames, so AddressSanitizer
+  // still marks their red zones: clear them, or the next run that gets the
+  // same addresses reads them as overflows.
+  void unpoison() noexcept {
+#ifdef LOCO_SIM_FIBER_ASAN
+    __asan_unpoison_memory_region(base_, bytes_);
+#endif
+  }
+
   void release() noexcept {
 #ifdef LOCO_SIM_FIBER_TSAN
     for (int r = 0; r < n_; ++r) {
       if (at(r).tsan) __tsan_destroy_fiber(at(r).tsan);
     }
 #endif
-    if (base_) ::munmap(base_, bytes_);
+    if (base_) {
+      unpoison();
+      ::munmap(base_, bytes_);
+    }
     base_ = nullptr;
   }
 
