@@ -188,9 +188,6 @@ class fibers {
     release();
   }
 
-  std::size_t stack_size() const noexcept { return stack_; }
-  bool guard_pages() const noexcept { return guarded_; }
-
   // From the host: runs rank `first`; returns when a fiber finishes to the host.
   void run(int first) { jump(host(), at(first), false); }
   // From rank `me`'s fiber: suspends it and resumes rank `to`.

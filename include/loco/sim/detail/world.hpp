@@ -159,7 +159,6 @@ struct waiting {
 struct rank_data {
   double now = 0.0;
   double key = 0.0;
-  bool queued = false;
   rank_state state = rank_state::runnable;
   waiting wait;
   std::exception_ptr wake_error;
@@ -336,7 +335,7 @@ class world {
     if (d.state == rank_state::blocked && d.wait.what == waiting::on::message &&
         d.wait.tag == tag && (d.wait.source == comm::any_source || d.wait.source == me)) {
       const double c = std::max(d.now, arrival);
-      if (!d.queued || c < d.key) set_key(dst, c);
+      if (!ready_.contains(dst) || c < d.key) set_key(dst, c);
     }
   }
 
@@ -475,7 +474,7 @@ class world {
       if (o.state == rank_state::blocked && o.wait.what == waiting::on::collective &&
           o.wait.coll == &c) {
         const double t = std::max(o.now, c.done_at[static_cast<std::size_t>(q)]);
-        if (!o.queued || t < o.key) set_key(q, t);
+        if (!ready_.contains(q) || t < o.key) set_key(q, t);
       }
     }
   }
@@ -546,17 +545,10 @@ class world {
   // ---------------------------------------------------------------- scheduling
   void set_key(int r, double t) {
     if (!offline_.empty()) t = online_at(r, t);
-    auto& d = at(r);
-    d.key = t;
-    d.queued = true;
+    at(r).key = t;  // kept after the rank leaves the queue: block() resumes at it
     ready_.set(r, t);
   }
-  void unqueue(int r) {
-    auto& d = at(r);
-    if (!d.queued) return;
-    ready_.erase(r);
-    d.queued = false;
-  }
+  void unqueue(int r) { ready_.erase(r); }
 
   // Hands the token to the earliest rank; returns when `me` holds it again.
   void reschedule(int me) {
