@@ -44,6 +44,16 @@ TEST_CASE("tcp reads its settings from the environment and names a bad variable"
   CHECK(o.coordinator == "127.0.0.1:29400");
   CHECK(o.token == "secret");
   CHECK(o.timeout.count() == 1234);
+  CHECK(o.heartbeat_interval.count() == 100);
+  ::setenv("LOCO_HEARTBEAT_MS", "250", 1);
+  ::setenv("LOCO_HEARTBEAT_MISSES", "4", 1);
+  CHECK(loco::comm::tcp_options::from_env().heartbeat_interval.count() == 250);
+  CHECK(loco::comm::tcp_options::from_env().heartbeat_misses == 4);
+  ::setenv("LOCO_HEARTBEAT_MISSES", "1", 1);
+  CHECK_THROWS_WITH(loco::comm::tcp_options::from_env(),
+                    Catch::Contains("LOCO_HEARTBEAT_MISSES='1'"));
+  ::unsetenv("LOCO_HEARTBEAT_MS");
+  ::unsetenv("LOCO_HEARTBEAT_MISSES");
   ::setenv("LOCO_RANK", "x1", 1);
   CHECK_THROWS_WITH(loco::comm::tcp_options::from_env(), Catch::Contains("LOCO_RANK='x1'"));
   ::unsetenv("LOCO_RANK");
@@ -62,4 +72,10 @@ TEST_CASE("tcp reads its settings from the environment and names a bad variable"
   bad.token.clear();
   bad.coordinator = "0.0.0.0:0";
   CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("empty token"));
+  bad = tcp_test::options(0, 2, 1);
+  bad.heartbeat_interval = loco::comm::duration(-5);
+  CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("heartbeat_interval -5 ms"));
+  bad = tcp_test::options(0, 2, 1);
+  bad.heartbeat_misses = 1;
+  CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("heartbeat_misses 1"));
 }

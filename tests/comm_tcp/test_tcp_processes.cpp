@@ -1,6 +1,7 @@
 // Real processes on 127.0.0.1: a rank killed with SIGKILL inside an
 // allreduce (20 of 20 repetitions), and a rank that stops answering
-// (SIGSTOP). Every survivor must exit with peer_lost within the timeout.
+// (SIGSTOP), found by the heartbeats. Every survivor must exit with
+// peer_lost naming the victim, well within the timeout.
 // async_sgd on processes: a worker killed with SIGKILL mid-run (20
 // repetitions each in tolerate and fatal mode), and runs with
 // heterogeneous worker speeds checking the exact delay identity.
@@ -103,26 +104,21 @@ TEST_CASE("tcp processes: a rank killed with SIGKILL mid-allreduce is named on e
   }
 }
 
-TEST_CASE("tcp processes: a rank that stops answering is reported within the timeout",
+TEST_CASE("tcp processes: a rank that stops answering is named by every survivor within a second",
           "[comm][tcp][process]") {
-  const int timeout_ms = 1500;
+  // The collective timeout is 20 s: the heartbeats (100 ms, 10 misses) find
+  // the stopped rank, not the timeout, and every survivor names it.
+  const int timeout_ms = 20000;
   for (int rep = 0; rep < 2; ++rep) {
     const int n = 3, victim = 1 + rep;
     INFO("repetition " << rep << ", victim " << victim);
     const auto out = run_world(n, {"stop", std::to_string(victim), "2"}, victim, timeout_ms);
-    int named = 0;
     for (int r = 0; r < n; ++r) {
       if (r == victim) continue;
       INFO("rank " << r << " exit " << out.status[static_cast<std::size_t>(r)]);
-      const int st = out.status[static_cast<std::size_t>(r)];
-      CHECK((st == 3 || st == 4));  // peer_lost, not a hang or a crash
-      named += st == 3;
+      CHECK(out.status[static_cast<std::size_t>(r)] == 3);  // peer_lost naming the victim
     }
-    // Usually the victim's ring successor names it, but a survivor waiting on
-    // a live (blocked) peer can time out first and blame that peer instead
-    // (docs/communicators.md#failures), so this is reported, not required.
-    if (named == 0) WARN("no survivor named the stopped rank " << victim);
-    CHECK(out.ms < timeout_ms + 3000);
+    CHECK(out.ms < 5000);
   }
 }
 

@@ -243,6 +243,15 @@ class tcp {
     if (o.timeout.count() <= 0 || o.handshake_timeout.count() <= 0) {
       throw config_error("comm::tcp: timeout and handshake_timeout must be > 0 ms");
     }
+    if (o.heartbeat_interval.count() < 0 || o.heartbeat_interval.count() > 60000) {
+      throw config_error("comm::tcp: heartbeat_interval " +
+                         std::to_string(o.heartbeat_interval.count()) +
+                         " ms must be in [0, 60000] (0: off)");
+    }
+    if (o.heartbeat_misses < 2 || o.heartbeat_misses > 10000) {
+      throw config_error("comm::tcp: heartbeat_misses " + std::to_string(o.heartbeat_misses) +
+                         " must be in [2, 10000]");
+    }
     if (o.max_message_bytes < 4096) {
       throw config_error("comm::tcp: max_message_bytes " + std::to_string(o.max_message_bytes) +
                          " must be >= 4096");

@@ -11,9 +11,10 @@
 // a caller's write waits for its completion (await_io) instead of calling
 // sendmsg. The token handshake runs inside TLS, unchanged.
 //
-// Failure model: a peer whose connection drops, who sends a malformed frame
-// or who reports an abort fails every receive waiting on it, and the world
-// (every collective) with it. Sockets are shut down, never closed, while
+// Failure model: a peer whose connection drops, who sends a malformed frame,
+// who reports an abort or from whom nothing arrived for heartbeat_misses
+// heartbeat intervals fails every receive waiting on it, and the world
+// (every collective) with it; point-to-point traffic with the others goes on. Sockets are shut down, never closed, while
 // other threads may write to them, so a descriptor number is never reused
 // under a writer; they are closed once the I/O thread has stopped.
 #include <netinet/in.h>
@@ -158,6 +159,7 @@ class engine {
       started.set_value();
     });
     started.get_future().wait();
+    start_heartbeats();
   }
 
   // ------------------------------------------------------------ writes
@@ -325,6 +327,13 @@ class engine {
     std::exception_ptr failure;
     bool goodbye = false;
     bool read_closed = false;
+    bool silent = false;  // the heartbeat check found it lost
+    // When bytes last arrived from this peer (steady clock, ns): the I/O
+    // thread stamps it, the heartbeat thread reads it.
+    std::atomic<std::int64_t> last_heard{0};
+    void heard() noexcept {
+      last_heard.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    }
   };
 
   // An inbound connection going through the server side of the handshake
@@ -406,6 +415,11 @@ class engine {
   void send_tables(clock::time_point deadline);
 
   std::vector<endpoint_t> read_table(peer& coordinator, clock::time_point deadline);
+
+  // ------------------------------------------------------------ heartbeats (engine_heartbeat.hpp)
+  void start_heartbeats();
+  void stop_heartbeats();
+  void heartbeat_loop();
 
   // ------------------------------------------------------------ reading (I/O thread)
   // Reads on the link's stream: the socket, or TLS over it.
@@ -493,10 +507,16 @@ class engine {
   bool announced_ = false;                            // abort frames sent
 
   std::thread io_thread_;
+
+  std::mutex heartbeat_mutex_;
+  std::condition_variable heartbeat_cv_;
+  bool heartbeat_stop_ = false;
+  std::thread heartbeat_thread_;
 };
 
 }  // namespace loco::comm::detail::tcp
 
 // The engine's members by concern.
+#include <loco/comm/tcp/engine_heartbeat.hpp>
 #include <loco/comm/tcp/engine_join.hpp>
 #include <loco/comm/tcp/engine_read.hpp>

@@ -430,6 +430,7 @@ inline std::vector<endpoint_t> engine::read_table(peer& coordinator, clock::time
 // ------------------------------------------------------------ leaving
 
 inline void engine::shutdown() {
+  stop_heartbeats();
   if (!io_thread_.joinable()) {
     fail_all(std::make_exception_ptr(error("comm::tcp: communicator destroyed")));
     return;

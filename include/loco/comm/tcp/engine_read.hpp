@@ -6,21 +6,33 @@
 
 namespace loco::comm::detail::tcp {
 
+// Reads stamp the peer as heard after every piece, so a long frame on a
+// slow link keeps its sender alive for the heartbeat check.
 template <class Buffer, class Handler>
 void engine::read_exactly(peer& p, const Buffer& b, Handler&& h) {
+  const auto stamp = [&p](const boost::system::error_code& ec, std::size_t) -> std::size_t {
+    if (ec) return 0;
+    p.heard();
+    return 64 * 1024;
+  };
   if (p.tls) {
-    asio::async_read(*p.tls, b, std::forward<Handler>(h));
+    asio::async_read(*p.tls, b, stamp, std::forward<Handler>(h));
   } else {
-    asio::async_read(p.socket, b, std::forward<Handler>(h));
+    asio::async_read(p.socket, b, stamp, std::forward<Handler>(h));
   }
 }
 
 template <class Buffer, class Handler>
 void engine::read_some(peer& p, const Buffer& b, Handler&& h) {
+  auto stamped = [&p, h = std::forward<Handler>(h)](const boost::system::error_code& ec,
+                                                    std::size_t n) mutable {
+    if (!ec) p.heard();
+    h(ec, n);
+  };
   if (p.tls) {
-    p.tls->async_read_some(b, std::forward<Handler>(h));
+    p.tls->async_read_some(b, std::move(stamped));
   } else {
-    p.socket.async_read_some(b, std::forward<Handler>(h));
+    p.socket.async_read_some(b, std::move(stamped));
   }
 }
 
@@ -40,6 +52,7 @@ inline void engine::on_header(peer& p, const boost::system::error_code& ec) {
     return fail_link(p, std::current_exception());
   }
   const auto& h = p.current;
+  if (h.type == frame_type::heartbeat) return read_header(p);  // stamped by the read
   if (h.type == frame_type::goodbye) {
     std::lock_guard lock(mutex_);
     p.goodbye = true;

@@ -28,6 +28,7 @@ enum class frame_type : std::uint8_t {
   goodbye = 3,     // the sender closes its communicator; length 0
   abort = 4,       // the sender's world failed: i32 rank + reason text
   table = 5,       // the coordinator's address table (rendezvous only)
+  heartbeat = 6,   // the sender is alive (engine_heartbeat.hpp); length 0
 };
 inline constexpr std::size_t max_abort_bytes = 4096;
 
@@ -61,7 +62,7 @@ inline frame_header decode_header(std::span<const std::byte, header_bytes> bytes
   if (magic != frame_magic)
     v.fail("frame.magic", "expected 0x4f434f4c, got " + std::to_string(magic));
   const auto type = v.get<std::uint8_t>("frame.type");
-  if (type < 1 || type > 5) v.fail("frame.type", "unknown frame type " + std::to_string(type));
+  if (type < 1 || type > 6) v.fail("frame.type", "unknown frame type " + std::to_string(type));
   const auto flags = v.get<std::uint8_t>("frame.flags");
   const auto reserved = v.get<std::uint16_t>("frame.reserved");
   if (flags != 0 || reserved != 0) v.fail("frame.flags", "reserved bits must be zero");
@@ -70,7 +71,7 @@ inline frame_header decode_header(std::span<const std::byte, header_bytes> bytes
   h.tag = v.get<std::int32_t>("frame.tag");
   h.sub = v.get<std::uint32_t>("frame.sub");
   h.length = v.get<std::uint64_t>("frame.length");
-  const std::uint64_t limit = h.type == frame_type::goodbye ? 0
+  const std::uint64_t limit = h.type == frame_type::goodbye || h.type == frame_type::heartbeat ? 0
                               : h.type == frame_type::abort ? max_abort_bytes
                                                             : max_length;
   if (h.length > limit) {

@@ -41,6 +41,13 @@ struct tcp_options {
   // Any wait (a collective, a recv, a send into a full socket, joining the
   // world) longer than this reports the awaited rank as loco::peer_lost.
   duration timeout{30000};
+  // Heartbeats (docs/communicators.md#failures): every rank sends a frame
+  // to every peer at this interval, and a peer from whom nothing arrived for
+  // heartbeat_misses intervals is lost (peer_lost naming it), so a stopped
+  // or partitioned peer is found in about interval * misses, independently
+  // of `timeout`. 0 turns heartbeats off.
+  duration heartbeat_interval{100};
+  int heartbeat_misses{10};
   // An inbound connection must complete the handshake within this or is closed.
   duration handshake_timeout{5000};
   // Frames announcing more payload than this are a protocol_error.
@@ -60,7 +67,7 @@ struct tcp_options {
 
   // Reads LOCO_RANK, LOCO_WORLD_SIZE, LOCO_COORDINATOR and LOCO_TOKEN
   // (required), and LOCO_TIMEOUT_MS, LOCO_HANDSHAKE_TIMEOUT_MS,
-  // LOCO_LISTEN_HOST, LOCO_TLS_CA, LOCO_TLS_CERT, LOCO_TLS_KEY,
+  // LOCO_HEARTBEAT_MS, LOCO_HEARTBEAT_MISSES, LOCO_LISTEN_HOST, LOCO_TLS_CA, LOCO_TLS_CERT, LOCO_TLS_KEY,
   // LOCO_TLS_PEER_NAME (optional; any of the first three turns TLS on, and
   // then all three are needed). Throws config_error naming the variable.
   static tcp_options from_env() {
@@ -74,6 +81,12 @@ struct tcp_options {
     }
     if (std::getenv("LOCO_HANDSHAKE_TIMEOUT_MS") != nullptr) {
       o.handshake_timeout = duration(env_int("LOCO_HANDSHAKE_TIMEOUT_MS", true, 1, 1 << 30));
+    }
+    if (std::getenv("LOCO_HEARTBEAT_MS") != nullptr) {
+      o.heartbeat_interval = duration(env_int("LOCO_HEARTBEAT_MS", true, 0, 60000));
+    }
+    if (std::getenv("LOCO_HEARTBEAT_MISSES") != nullptr) {
+      o.heartbeat_misses = env_int("LOCO_HEARTBEAT_MISSES", true, 2, 10000);
     }
     if (std::getenv("LOCO_LISTEN_HOST") != nullptr) {
       o.listen_host = env_string("LOCO_LISTEN_HOST", true);
