@@ -319,8 +319,13 @@ class local_sgd_exchange {
       const auto at = coordinates(p_);
       const std::size_t m = size_of(p_);
       std::fill(aggregate_.begin(), aggregate_.begin() + static_cast<std::ptrdiff_t>(m), T{0});
+      std::size_t heard = 0;
       for (int q = 0; q < n_; ++q) {
         const auto i = static_cast<std::size_t>(q);
+        // No message: a worker an elastic communicator lost; the mean is
+        // over the survivors.
+        if (gathered_[i].empty()) continue;
+        ++heard;
         ledger.add_all_workers_sent(gathered_[i].size());
         if (q != me_) ledger.add_received(gathered_[i].size(), m);
         wire::view in(gathered_[i], sources_[i]);
@@ -328,7 +333,7 @@ class local_sgd_exchange {
                            std::span<T>(decoded_.data(), m));
         for (std::size_t k = 0; k < m; ++k) aggregate_[k] += decoded_[k];
       }
-      move_reference(s, std::span<const T>(aggregate_.data(), m), T{1} / static_cast<T>(n_));
+      move_reference(s, std::span<const T>(aggregate_.data(), m), T{1} / static_cast<T>(heard));
       f.lap(observe::phase::compress);
     }
   }
@@ -625,6 +630,7 @@ class local_sgd {
       if (mixing) aggregation.mix(std::span<T>(s.x), static_cast<T>(opt_.mixing));
 
       ++s.stats.rounds;
+      f.note_membership(r + 1);
       average.round = r + 1;
       s.stats.last_round_loss = round_steps ? round_loss / static_cast<double>(round_steps) : 0.0;
       const auto& record = ledger.end_round(r + 1, s.t, f.now(), s.stats.last_round_loss);

@@ -136,6 +136,16 @@ struct round_record {
 };
 
 // One rank's totals over the run (or so far, during it).
+// A rank that left or joined the world (comm::elastic), as this rank
+// learned it at the end of `round`.
+struct membership_record {
+  std::uint64_t round = 0;
+  int rank = -1;
+  bool joined = false;
+  double waited = 0.0;  // seconds the collective that found it had waited
+  std::string why;
+};
+
 struct rank_totals {
   int rank = 0;
   observe::role role = role::peer;
@@ -305,6 +315,7 @@ class ledger {
     all_ranks_.clear();
     all_ranks_.reserve(all.size());
     for (std::size_t q = 0; q < all.size(); ++q) {
+      if (all[q].empty()) continue;  // a rank an elastic communicator lost
       const std::string source = "ledger totals of rank " + std::to_string(q);
       wire::view in(all[q], source);
       all_ranks_.push_back(decode(in, static_cast<int>(q)));
@@ -350,6 +361,9 @@ class ledger {
   // local_sgd, the server of async_sgd, rank 0 of compressed_amsgrad).
   bool sees_all_workers() const noexcept { return sees_all_; }
   bool records_rounds() const noexcept { return record_rounds_; }
+  // Membership changes (comm::elastic), in the order they were learned.
+  void add_membership(membership_record r) { membership_.push_back(std::move(r)); }
+  std::span<const membership_record> membership() const noexcept { return membership_; }
 
   // This rank's totals: complete after the run, up to the last round during it.
   const rank_totals& totals() const noexcept { return totals_; }
@@ -541,6 +555,7 @@ class ledger {
   round_record last_;
   bool has_last_ = false;
   std::vector<round_record> records_;
+  std::vector<membership_record> membership_;
   std::vector<rank_totals> all_ranks_;
   evaluation evaluation_;
 };

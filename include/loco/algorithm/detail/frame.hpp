@@ -123,6 +123,18 @@ class frame {
     return *saved;
   }
 
+  // Records in the ledger the membership changes (comm::elastic) learned
+  // since the last call, as of the end of `round`.
+  void note_membership(std::uint64_t round) {
+    if constexpr (requires { comm_.changes(); }) {
+      const auto& changes = comm_.changes();
+      for (; membership_seen_ < changes.size(); ++membership_seen_) {
+        const auto& c = changes[membership_seen_];
+        ledger_.add_membership({round, c.rank, c.joined, c.waited, c.why});
+      }
+    }
+  }
+
   // Calls every round-end hook with info; collective when a hook can stop.
   // Returns true when the ranks agreed to stop.
   bool round_end(const Info& info) {
@@ -152,6 +164,7 @@ class frame {
   observe::ledger& ledger_;
   checkpoint_identity identity_;
   std::tuple<Callbacks&...> callbacks_;
+  std::size_t membership_seen_ = 0;
 };
 
 }  // namespace loco::algorithm::detail

@@ -1,0 +1,467 @@
+#pragma once
+// comm::elastic<Comm>: a communicator over any other whose collectives go on
+// without the ranks it loses (docs/fault_tolerance.md).
+//
+// Ranks keep their identities (rank() and size() are the world's); the
+// collectives run over the live members, and a rank found lost during one
+// (the inner communicator reports peer_lost: a dropped connection, missed
+// heartbeats, a timeout, a dropped-out simulated rank) is left out of it and
+// of every later one. Every survivor learns the same membership with the
+// same collective, so averages divide by the same live count everywhere and
+// results are bit-identical across the survivors.
+//
+// How: the leader (the lowest live rank) collects every member's
+// contribution point to point, reduces or forwards them in rank order, and
+// sends back the result with the membership it was computed over, stamped
+// with the collective's sequence number. Members that lose the leader
+// cannot know what the others received, so the leader's loss ends the run
+// with peer_lost naming it on every survivor (as torchft's lighthouse and
+// Horovod's driver are single points too); run it on the steadiest host.
+//
+// Cost: the leader moves (live - 1) contributions in and out per
+// collective, so this trades the inner communicator's ring for tolerance;
+// local SGD and DiLoCo communicate once per round, which keeps it small.
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <loco/comm/types.hpp>
+#include <loco/concepts/communicator.hpp>
+#include <loco/error.hpp>
+#include <loco/wire/buffer.hpp>
+#include <loco/wire/endian.hpp>
+#include <loco/wire/values.hpp>
+#include <loco/wire/view.hpp>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace loco::comm {
+
+struct elastic_options {
+  // The two point-to-point tags elastic uses on the inner communicator
+  // (tag and tag + 1); user messages must not use them.
+  int tag = 32000;
+};
+
+// One change of membership, as every survivor records it.
+struct membership_change {
+  std::uint64_t epoch = 0;      // the membership's number after the change
+  std::uint64_t collective = 0; // the collective during which it was found (1-based)
+  int rank = -1;
+  bool joined = false;          // false: the rank was lost
+  double waited = 0.0;          // seconds the leader had waited in that collective when it knew
+  std::string why;
+};
+
+template <class Comm>
+class elastic {
+ public:
+  using inner_type = Comm;
+
+  explicit elastic(Comm& inner, elastic_options o = {})
+      : inner_(inner), opt_(o), live_(static_cast<std::size_t>(inner.size()), 1) {
+    static_assert(check_communicator<Comm>());
+    if (o.tag < 0 || o.tag > 32766) {
+      throw config_error("comm::elastic: tag " + std::to_string(o.tag) +
+                         " must be in [0, 32766] (it uses tag and tag + 1)");
+    }
+    for (int q = 0; q < inner.size(); ++q) members_.push_back(q);
+  }
+
+  int rank() const { return inner_.rank(); }
+  int size() const { return inner_.size(); }
+  Comm& inner() noexcept { return inner_; }
+
+  // ------------------------------------------------------------ membership
+  std::span<const int> members() const noexcept { return members_; }
+  int live_count() const noexcept { return static_cast<int>(members_.size()); }
+  bool is_live(int q) const noexcept {
+    return q >= 0 && q < size() && live_[static_cast<std::size_t>(q)] != 0;
+  }
+  std::uint64_t epoch() const noexcept { return epoch_; }
+  const std::vector<membership_change>& changes() const noexcept { return changes_; }
+
+  // The inner communicator's clock, when it has one (the simulator's).
+  double now() const
+    requires requires(const Comm& c) { c.now(); }
+  {
+    return static_cast<double>(inner_.now());
+  }
+
+  // ------------------------------------------------------------ point to point
+  void send(int dst, int tag, std::span<const std::byte> bytes) {
+    check_tag(tag, "send");
+    inner_.send(dst, tag, bytes);
+  }
+  int recv(int src, int tag, wire::buffer& out) {
+    check_tag(tag, "recv");
+    return inner_.recv(src, tag, out);
+  }
+  auto isend(int dst, int tag, std::span<const std::byte> bytes) {
+    check_tag(tag, "isend");
+    return inner_.isend(dst, tag, bytes);
+  }
+  auto irecv(int src, int tag, wire::buffer& out) {
+    check_tag(tag, "irecv");
+    return inner_.irecv(src, tag, out);
+  }
+
+  // ------------------------------------------------------------ collectives over the members
+  template <class T>
+    requires std::is_same_v<T, float> || std::is_same_v<T, double>
+  void allreduce(std::span<T> data, reduce_op op) {
+    begin();
+    wire::buffer& mine = scratch_;
+    mine.clear();
+    mine.put<std::uint64_t>(sequence_);
+    wire::put_values<T>(mine, std::span<const T>(data));
+    if (leading()) {
+      collect(mine);
+      reduce_contributions(data, op);
+      result_.clear();
+      put_header(result_);
+      wire::put_values<T>(result_, std::span<const T>(data));
+      reported_ = changes_.size();
+      hand_out(nullptr);
+    } else {
+      const std::string source = "comm::elastic allreduce result from rank " +
+                                 std::to_string(leader());
+      wire::view in = contribute(mine, source);
+      wire::get_values<T>(in, data, "values");
+      in.expect_end("values");
+    }
+  }
+
+  // all[q]: member q's bytes; empty for ranks that are not members.
+  void allgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+    exchange(mine, all, -1, true);
+  }
+  // Filled on root only (empty entries for ranks that are not members).
+  void gather(std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root) {
+    check_member(root, "gather");
+    exchange(mine, all, root, false);
+  }
+  void broadcast(wire::buffer& b, int root) {
+    check_member(root, "broadcast");
+    std::vector<wire::buffer>& all = gathered_;
+    exchange(rank() == root ? b.bytes() : std::span<const std::byte>{}, all, -2 - root, true);
+    if (rank() != root) b = all[static_cast<std::size_t>(root)];
+  }
+  void barrier() {
+    std::vector<wire::buffer>& all = gathered_;
+    exchange({}, all, -1, false);
+  }
+
+  // Non-blocking forms run the collective when waited on or tested (the
+  // exchange needs the caller's thread); they overlap nothing.
+  class request {
+   public:
+    template <class Fn>
+    explicit request(Fn fn) : run_(std::move(fn)) {}
+    void wait() {
+      if (done_) return;
+      done_ = true;
+      run_();
+    }
+    bool test() {
+      wait();
+      return true;
+    }
+    bool wait_for(duration) { return test(); }
+    int source() const { return -1; }
+
+   private:
+    std::function<void()> run_;
+    bool done_ = false;
+  };
+  template <class T>
+    requires std::is_same_v<T, float> || std::is_same_v<T, double>
+  request iallreduce(std::span<T> data, reduce_op op) {
+    return request([this, data, op] { allreduce(data, op); });
+  }
+  request iallgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
+    return request([this, mine, &all] { allgather(mine, all); });
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  int tag_up() const noexcept { return opt_.tag; }
+  int tag_down() const noexcept { return opt_.tag + 1; }
+  int leader() const noexcept { return members_.front(); }
+  bool leading() const noexcept { return rank() == leader(); }
+
+  void check_tag(int tag, const char* what) const {
+    if (tag == tag_up() || tag == tag_down()) {
+      throw config_error("comm::elastic::" + std::string(what) + ": tag " + std::to_string(tag) +
+                         " is reserved by comm::elastic (elastic_options::tag)");
+    }
+  }
+  void check_member(int root, const char* what) const {
+    if (!is_live(root)) {
+      throw peer_lost(root, "comm::elastic::" + std::string(what) + ": root rank " +
+                                std::to_string(root) + " is not a member any more");
+    }
+  }
+
+  void begin() {
+    ++sequence_;
+    started_ = clock::now();
+    if (!is_live(rank())) {
+      throw error("loco: comm::elastic: rank " + std::to_string(rank()) +
+                  " was left out of the world (found lost by the others)");
+    }
+  }
+
+  // The leader: every member's contribution (sequence number first) in
+  // contributions_[q], checked; empty when q is not a member or was lost on
+  // the way.
+  void collect(const wire::buffer& mine) {
+    contributions_.resize(static_cast<std::size_t>(size()));
+    for (auto& c : contributions_) c.clear();
+    contributions_[static_cast<std::size_t>(rank())].assign(mine.bytes());
+    expected_ = members_;
+    for (int q : expected_) {
+      if (q == rank()) continue;
+      auto& in = contributions_[static_cast<std::size_t>(q)];
+      try {
+        (void)inner_.recv(q, tag_up(), in);
+      } catch (const peer_lost& e) {
+        lose(q, e.what());
+        in.clear();
+        continue;
+      }
+      const std::string source = "comm::elastic contribution of rank " + std::to_string(q);
+      wire::view v(in, source);
+      const auto seq = v.get<std::uint64_t>("sequence");
+      if (seq != sequence_) {
+        v.fail("sequence", "collective " + std::to_string(seq) + " arrived during collective " +
+                               std::to_string(sequence_) +
+                               " (do the ranks call the same collectives in the same order?)");
+      }
+    }
+  }
+  // A contribution after its sequence number.
+  std::span<const std::byte> body(int q) const {
+    return contributions_[static_cast<std::size_t>(q)].bytes().subspan(sizeof(std::uint64_t));
+  }
+
+  // Sends result_ to every other member; `per_member` (gather to a root)
+  // replaces it for ranks that get only the membership. A member that cannot
+  // be reached is lost, found by the next collective.
+  void hand_out(const wire::buffer* header_only, int only_full = -1) {
+    for (int q : members_) {
+      if (q == rank()) continue;
+      const auto& msg = header_only != nullptr && q != only_full ? *header_only : result_;
+      try {
+        inner_.send(q, tag_down(), msg.bytes());
+      } catch (const peer_lost& e) {
+        lose(q, e.what());
+      }
+    }
+  }
+
+  // A member: sends its contribution to the leader and returns a view of
+  // the result after the header, having adopted the membership in it.
+  wire::view contribute(const wire::buffer& mine, const std::string& source) {
+    const int from = leader();
+    inner_.send(from, tag_up(), mine.bytes());
+    (void)inner_.recv(from, tag_down(), incoming_);
+    wire::view in(incoming_, source);
+    read_header(in);
+    return in;
+  }
+
+  // Header: u64 sequence, u64 epoch, u32 count, count x i32 member ranks,
+  // then per new loss: (i32 rank, f64 waited, u32 length, why).
+  void put_header(wire::buffer& b) const {
+    b.put<std::uint64_t>(sequence_);
+    b.put<std::uint64_t>(epoch_);
+    b.put<std::uint32_t>(static_cast<std::uint32_t>(members_.size()));
+    for (int q : members_) b.put<std::int32_t>(q);
+    const auto fresh = static_cast<std::uint32_t>(changes_.size() - reported_);
+    b.put<std::uint32_t>(fresh);
+    for (std::size_t k = reported_; k < changes_.size(); ++k) {
+      const auto& c = changes_[k];
+      b.put<std::int32_t>(c.rank);
+      b.put<double>(c.waited);
+      b.put<std::uint32_t>(static_cast<std::uint32_t>(c.why.size()));
+      b.append(c.why.data(), c.why.size());
+    }
+  }
+  void read_header(wire::view& in) {
+    const auto seq = in.get<std::uint64_t>("sequence");
+    if (seq != sequence_) {
+      in.fail("sequence", "result of collective " + std::to_string(seq) + " during collective " +
+                              std::to_string(sequence_));
+    }
+    const auto epoch = in.get<std::uint64_t>("epoch");
+    const auto count = in.get<std::uint32_t>("member count");
+    if (count == 0 || count > static_cast<std::uint32_t>(size())) {
+      in.fail("member count", std::to_string(count) + " outside [1, " + std::to_string(size()) +
+                                  "]");
+    }
+    std::vector<int> members;
+    for (std::uint32_t k = 0; k < count; ++k) {
+      const auto q = in.get<std::int32_t>("member");
+      if (q < 0 || q >= size() || (!members.empty() && q <= members.back())) {
+        in.fail("member", "rank " + std::to_string(q) + " out of order or outside the world");
+      }
+      members.push_back(q);
+    }
+    const auto fresh = in.get<std::uint32_t>("changes");
+    if (fresh > static_cast<std::uint32_t>(size())) in.fail("changes", "more than the world");
+    for (std::uint32_t k = 0; k < fresh; ++k) {
+      membership_change c;
+      c.rank = in.get<std::int32_t>("change rank");
+      c.waited = in.get<double>("change waited");
+      const auto length = in.get<std::uint32_t>("change reason length");
+      const auto text = in.take(length, "change reason");
+      c.why.assign(reinterpret_cast<const char*>(text.data()), text.size());
+      if (c.rank < 0 || c.rank >= size()) in.fail("change rank", "outside the world");
+      if (is_live(c.rank)) record(c.rank, c.waited, c.why);
+    }
+    if (epoch != epoch_ || members != members_) {
+      // A member the leader dropped without a reported change: adopt its view.
+      for (int q = 0; q < size(); ++q) {
+        if (is_live(q) && std::find(members.begin(), members.end(), q) == members.end()) {
+          record(q, 0.0, "left out by the leader");
+        }
+      }
+      epoch_ = epoch;
+    }
+    if (!is_live(rank())) {
+      throw error("loco: comm::elastic: rank " + std::to_string(rank()) +
+                  " was left out of the world by the leader (it was found lost)");
+    }
+  }
+
+  void lose(int q, const std::string& why) {
+    if (!is_live(q)) return;
+    const double waited = std::chrono::duration<double>(clock::now() - started_).count();
+    record(q, waited, why);
+  }
+  void record(int q, double waited, const std::string& why) {
+    live_[static_cast<std::size_t>(q)] = 0;
+    members_.erase(std::find(members_.begin(), members_.end(), q));
+    ++epoch_;
+    changes_.push_back({epoch_, sequence_, q, false, waited, why});
+  }
+
+  // allreduce on the leader: contributions in rank order, so every
+  // survivor gets the same bits; average divides by the contributors.
+  template <class T>
+  void reduce_contributions(std::span<T> data, reduce_op op) {
+    bool first = true;
+    std::size_t count = 0;
+    for (int q : members_) {
+      const std::string source = "comm::elastic contribution of rank " + std::to_string(q);
+      wire::view in(body(q), source);
+      const auto n = in.get<std::uint64_t>("values");
+      if (n != data.size()) {
+        in.fail("values", std::to_string(n) + " values, the leader has " +
+                              std::to_string(data.size()) +
+                              " (do the ranks disagree on the vector size?)");
+      }
+      const auto bytes = in.take(data.size_bytes(), "values");
+      in.expect_end("values");
+      for (std::size_t k = 0; k < data.size(); ++k) {
+        const T v = wire::load_le<T>(bytes.data() + k * sizeof(T));
+        T& out = data[k];
+        if (first) {
+          out = v;
+        } else if (op == reduce_op::max) {
+          out = std::max(out, v);
+        } else if (op == reduce_op::min) {
+          out = std::min(out, v);
+        } else {
+          out += v;
+        }
+      }
+      first = false;
+      ++count;
+    }
+    if (op == reduce_op::average) {
+      const T inv = T{1} / static_cast<T>(count);
+      for (auto& v : data) v *= inv;
+    }
+  }
+
+  // allgather (root -1), gather (root >= 0: only root gets the bytes),
+  // broadcast (root -2 - r: everybody gets r's bytes); `forward` false with
+  // root -1 is a barrier.
+  void exchange(std::span<const std::byte> mine, std::vector<wire::buffer>& all, int root,
+                bool forward) {
+    begin();
+    all.resize(static_cast<std::size_t>(size()));
+    for (auto& b : all) b.clear();
+    const int source_only = root <= -2 ? -2 - root : -1;
+    scratch_.clear();
+    scratch_.put<std::uint64_t>(sequence_);
+    scratch_.append(mine.data(), mine.size());
+    if (leading()) {
+      collect(scratch_);
+      result_.clear();
+      put_header(result_);
+      header_.clear();
+      put_header(header_);
+      header_.put<std::int32_t>(-1);
+      reported_ = changes_.size();
+      if (forward || root >= 0) {
+        for (int q : members_) {
+          if (source_only >= 0 && q != source_only) continue;
+          const auto b = body(q);
+          result_.put<std::int32_t>(q);
+          result_.put<std::uint64_t>(b.size());
+          result_.append(b.data(), b.size());
+          if (forward || root == rank()) all[static_cast<std::size_t>(q)].assign(b);
+        }
+        result_.put<std::int32_t>(-1);
+      }
+      if (root >= 0) {
+        hand_out(&header_, root);
+      } else {
+        hand_out(forward ? nullptr : &header_);
+      }
+      return;
+    }
+    const std::string source = "comm::elastic result from rank " + std::to_string(leader());
+    wire::view in = contribute(scratch_, source);
+    for (;;) {
+      const auto q = in.get<std::int32_t>("body rank");
+      if (q == -1) break;
+      if (q < 0 || q >= size()) in.fail("body rank", "rank " + std::to_string(q) + " outside");
+      const auto length = in.get<std::uint64_t>("body length");
+      const auto bytes = in.take(static_cast<std::size_t>(length), "body");
+      all[static_cast<std::size_t>(q)].assign(bytes);
+    }
+    in.expect_end("comm::elastic result");
+  }
+
+  Comm& inner_;
+  elastic_options opt_;
+  std::vector<char> live_;
+  std::vector<int> members_;
+  std::vector<int> expected_;  // leader: the members a collective waits for
+  std::uint64_t epoch_ = 0;
+  std::uint64_t sequence_ = 0;
+  std::vector<membership_change> changes_;
+  std::size_t reported_ = 0;  // leader: changes already sent to the members
+  clock::time_point started_{};
+  wire::buffer scratch_, outgoing_, incoming_, result_, header_;
+  std::vector<wire::buffer> contributions_, gathered_;
+};
+
+// The live members of `c` (its size for communicators that never shrink).
+template <class C>
+int live_count(const C& c) {
+  if constexpr (requires { c.live_count(); }) {
+    return c.live_count();
+  } else {
+    return c.size();
+  }
+}
+
+}  // namespace loco::comm

@@ -1,0 +1,144 @@
+// comm::elastic on the simulator: collectives that go on over the
+// survivors when a rank drops out, and local_sgd through it (a lossless and
+// a compressed exchange), bit-identical on every survivor and across runs.
+#include <catch2/catch.hpp>
+
+#include "../support/test_policies.hpp"
+
+#include <cmath>
+#include <loco/algorithm/local_sgd.hpp>
+#include <loco/comm/elastic.hpp>
+#include <loco/comm/in_process.hpp>
+#include <loco/comm/simulated.hpp>
+#include <loco/compress/qsgd.hpp>
+#include <loco/merge/average.hpp>
+#include <loco/sim/timed.hpp>
+#include <loco/stepsize/constant.hpp>
+#include <vector>
+
+namespace {
+
+using vec = std::vector<double>;
+using elastic_sim = loco::comm::elastic<loco::comm::simulated>;
+constexpr std::size_t dim = 6;
+
+testing_policies::scaled_quadratic worker(int i) {
+  vec b(dim);
+  for (std::size_t j = 0; j < dim; ++j) b[j] = std::sin(1.0 + static_cast<double>(i * 7) + static_cast<double>(j));
+  return {0.5 + 0.1 * i, b};
+}
+
+struct survivor {
+  vec average, local;
+  std::vector<loco::comm::membership_change> changes;
+  std::vector<loco::observe::membership_record> recorded;
+  std::size_t rounds = 0;
+  bool finished = false;
+};
+
+// 4 workers, one local step per second; rank `victim` drops out at t = 23
+// (inside round 5 of 10 rounds of 5 steps), or never with victim -1.
+template <class Compressor>
+std::vector<survivor> run(Compressor c, int victim) {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(10, 5);
+  loco::local_sgd<Compressor, elastic_sim, loco::merge::average, loco::stepsize::constant> algo(
+      c, {}, loco::stepsize::constant(0.1), opt);
+  loco::sim::options so;
+  so.compute = loco::sim::compute_model::fixed({1.0, 1.0, 1.0, 1.0});
+  if (victim >= 0) so.compute.drop_out(victim, 23.0);
+  std::vector<survivor> out(4);
+  loco::comm::run_simulated(
+      4,
+      [&](loco::comm::simulated& comm) {
+        elastic_sim world(comm);
+        loco::sim::timed f(worker(comm.rank()), comm.clock());
+        const vec x0(dim, 0.0);
+        auto r = algo.run(world, f, std::span<const double>(x0));
+        auto& s = out[static_cast<std::size_t>(comm.rank())];
+        s.average = r.average;
+        s.local = r.local;
+        s.changes = world.changes();
+        s.rounds = r.stats.rounds;
+        s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
+        s.finished = true;
+      },
+      so);
+  return out;
+}
+
+template <class Compressor>
+void check_survivors(Compressor c) {
+  const auto got = run(c, 2);
+  CHECK_FALSE(got[2].finished);
+  for (int r : {0, 1, 3}) {
+    INFO("rank " << r);
+    const auto& s = got[static_cast<std::size_t>(r)];
+    REQUIRE(s.finished);
+    CHECK(s.rounds == 10);
+    REQUIRE(s.changes.size() == 1);
+    CHECK(s.changes[0].rank == 2);
+    CHECK_FALSE(s.changes[0].joined);
+    CHECK(s.changes[0].epoch == 1);
+    // The ledger has it at the end of round 5, the round rank 2 dropped out in.
+    REQUIRE(s.recorded.size() == 1);
+    CHECK(s.recorded[0].round == 5);
+    CHECK(s.recorded[0].rank == 2);
+    // Every survivor ends with the same bits.
+    CHECK(s.average == got[0].average);
+    for (double v : s.average) CHECK(std::isfinite(v));
+  }
+  // The survivors average their own three models: different from the
+  // fault-free run's four.
+  const auto all = run(c, -1);
+  CHECK(all[0].changes.empty());
+  CHECK(all[0].average != got[0].average);
+  // Replayed deterministically: the same bits again.
+  const auto again = run(c, 2);
+  CHECK(again[0].average == got[0].average);
+  CHECK(again[3].local == got[3].local);
+}
+
+}  // namespace
+
+TEST_CASE("comm::elastic: local_sgd finishes over the survivors when a worker drops out",
+          "[elastic][sim][faults]") {
+  SECTION("lossless: averaged models") { check_survivors(testing_policies::raw{}); }
+  SECTION("compressed: allgathered messages") { check_survivors(loco::compress::qsgd(16)); }
+}
+
+TEST_CASE("comm::elastic: collectives over the members, and what is refused",
+          "[elastic][faults]") {
+  loco::comm::run_in_process(3, [](loco::comm::in_process& comm) {
+    loco::comm::elastic<loco::comm::in_process> e(comm);
+    CHECK(e.live_count() == 3);
+    std::vector<double> v{static_cast<double>(e.rank() + 1), 1.0};
+    e.allreduce(std::span<double>(v), loco::comm::reduce_op::average);
+    CHECK(v == std::vector<double>{2.0, 1.0});
+    std::vector<float> m{static_cast<float>(e.rank())};
+    e.iallreduce(std::span<float>(m), loco::comm::reduce_op::max).wait();
+    CHECK(m[0] == 2.0f);
+    loco::wire::buffer mine;
+    mine.put<std::int32_t>(e.rank() * 10);
+    std::vector<loco::wire::buffer> all;
+    e.allgather(mine.bytes(), all);
+    REQUIRE(all.size() == 3);
+    for (int q = 0; q < 3; ++q) {
+      loco::wire::view in(all[static_cast<std::size_t>(q)]);
+      CHECK(in.get<std::int32_t>("x") == q * 10);
+    }
+    e.gather(mine.bytes(), all, 1);
+    CHECK(all[0].empty() == (e.rank() != 1));
+    loco::wire::buffer b;
+    if (e.rank() == 2) b.put<std::int32_t>(77);
+    e.broadcast(b, 2);
+    CHECK(loco::wire::view(b).get<std::int32_t>("b") == 77);
+    e.barrier();
+    CHECK(e.epoch() == 0);
+    CHECK_THROWS_WITH(e.send(0, 32000, mine.bytes()), Catch::Contains("reserved"));
+  });
+  loco::comm::run_in_process(1, [](loco::comm::in_process& comm) {
+    CHECK_THROWS_WITH(loco::comm::elastic<loco::comm::in_process>(comm, {.tag = -1}),
+                      Catch::Contains("tag -1"));
+  });
+}
