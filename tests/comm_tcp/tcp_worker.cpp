@@ -22,6 +22,15 @@
 //                                     if it finished with the others, recorded the
 //                                     victim and x is finite (5 otherwise); workers 0
 //                                     with a finite final model.
+//   tcp_worker elastic <kill|stop|none> <victim> <round> <rounds>
+//                                     local_sgd over comm::elastic<tcp> on quadratics
+//                                     (10 ms per step, 5 steps a round); the victim
+//                                     SIGKILLs itself at the end of <round>, or stops
+//                                     itself for 3 s (a child sends SIGCONT). Survivors
+//                                     exit 0 when they finished every round, lost just
+//                                     the victim and hold bit-identical models; 5 if
+//                                     not. The stopped victim, resumed, finds itself
+//                                     left out and exits 6.
 // Survivors exit 3 on peer_lost naming the victim, 4 naming another rank,
 // 1 on any other error, 0 if nothing went wrong.
 #include <signal.h>
@@ -31,9 +40,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <sys/wait.h>
+
 #include <loco/algorithm/async_sgd.hpp>
+#include <loco/algorithm/local_sgd.hpp>
 #include <loco/aliases.hpp>
+#include <loco/comm/elastic.hpp>
+#include <loco/merge/average.hpp>
 #include <loco/comm/tcp.hpp>
 #include <loco/compress/identity.hpp>
 #include <loco/stepsize/constant.hpp>
@@ -119,6 +134,95 @@ int run_async(loco::comm::tcp& comm, const std::string& mode, int argc, char** a
   }
 }
 
+// Stops this process for `seconds`: a child wakes it (fork then only
+// async-signal-safe calls in the child).
+void stop_for(unsigned seconds) {
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::sleep(seconds);
+    ::kill(parent, SIGCONT);
+    ::_exit(0);
+  }
+  ::raise(SIGSTOP);
+  ::waitpid(child, nullptr, 0);
+}
+
+int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
+  if (argc < 6) throw std::runtime_error("tcp_worker elastic: too few arguments");
+  const std::string fault = argv[2];
+  const int victim = std::atoi(argv[3]);
+  const auto at = static_cast<std::uint64_t>(std::atol(argv[4]));
+  const auto rounds = static_cast<std::size_t>(std::atol(argv[5]));
+  const int me = comm.rank();
+  struct slow_quadratic {
+    using value_type = double;
+    double a;
+    std::vector<double> b;
+    std::size_t dimension() const { return b.size(); }
+    double loss(std::span<const double> x) const {
+      double sum = 0;
+      for (std::size_t j = 0; j < b.size(); ++j) sum += 0.5 * a * (x[j] - b[j]) * (x[j] - b[j]);
+      return sum;
+    }
+    double gradient(std::span<const double> x, std::span<double> g, loco::random::stream&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      double loss = 0;
+      for (std::size_t j = 0; j < b.size(); ++j) {
+        g[j] = a * (x[j] - b[j]);
+        loss += 0.5 * a * (x[j] - b[j]) * (x[j] - b[j]);
+      }
+      return loss;
+    }
+  } f{0.5 + 0.1 * me, std::vector<double>(64, static_cast<double>(me))};
+  using world = loco::comm::elastic<loco::comm::tcp>;
+  world elastic(comm);
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(rounds, 5);
+  loco::local_sgd<loco::compress::identity, world, loco::merge::average, loco::stepsize::constant>
+      algo({}, {}, loco::stepsize::constant(0.1), opt);
+  struct {
+    const std::string& fault;
+    bool victim;
+    std::uint64_t at;
+    void on_round_end(const loco::algorithm::round_info<double>& info) const {
+      if (!victim || info.round != at) return;
+      if (fault == "kill") ::raise(SIGKILL);
+      if (fault == "stop") stop_for(3);
+    }
+  } fault_at{fault, me == victim, at};
+  const std::vector<double> x0(64, 0.0);
+  loco::algorithm::local_sgd_result<double> r;
+  try {
+    r = algo.run(elastic, f, std::span<const double>(x0), fault_at);
+  } catch (const loco::peer_lost& e) {
+    std::printf("rank %d (elastic %s, victim %d): %s\n", me, fault.c_str(), victim, e.what());
+    return e.rank() == victim ? 3 : 4;
+  } catch (const loco::error& e) {
+    std::printf("rank %d (elastic %s, victim %d): %s\n", me, fault.c_str(), victim, e.what());
+    return me == victim ? 6 : 1;
+  }
+  const auto& changes = elastic.changes();
+  const bool lost_right = fault == "none" ? changes.empty()
+                                          : changes.size() == 1 && changes[0].rank == victim;
+  // Bit-identical across the survivors: the spread of a hash of the bits.
+  std::uint64_t h = 1469598103934665603ull;
+  for (double v : r.average) {
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    h = (h ^ bits) * 1099511628211ull;
+  }
+  double spread[2] = {static_cast<double>(h >> 12), -static_cast<double>(h >> 12)};
+  elastic.allreduce(std::span<double>(spread), loco::comm::reduce_op::max);
+  const bool identical = spread[0] == -spread[1];
+  std::printf("rank %d (elastic %s, victim %d): %zu rounds, %zu changes%s%s, %s\n", me,
+              fault.c_str(), victim, r.stats.rounds, changes.size(),
+              changes.empty() ? "" : ": lost rank ",
+              changes.empty() ? "" : std::to_string(changes[0].rank).c_str(),
+              identical ? "models identical" : "MODELS DIFFER");
+  return lost_right && identical && finite(r.average) && r.stats.rounds == rounds ? 0 : 5;
+}
+
 int run(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "conformance";
   const int victim = argc > 2 ? std::atoi(argv[2]) : -1;
@@ -161,6 +265,7 @@ int run(int argc, char** argv) {
     return secs >= min_seconds ? 0 : 2;
   }
   if (mode == "async" || mode == "async-kill") return run_async(comm, mode, argc, argv);
+  if (mode == "elastic") return run_elastic(comm, argc, argv);
   if (mode == "fail") {
     comm.barrier();
     if (me == victim) throw std::runtime_error("rank " + std::to_string(me) + " fails on purpose");

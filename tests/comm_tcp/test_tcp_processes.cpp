@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -164,6 +166,39 @@ TEST_CASE("tcp processes: async_sgd in fatal mode names a worker killed mid-run 
     CHECK(out.ms < timeout_ms);
   }
   CHECK(clock_type::now() - start < std::chrono::seconds(120));
+}
+
+// The quick chaos run (docs/fault_tolerance.md has the full command):
+// local_sgd over comm::elastic<tcp> on 4 processes, a worker killed with
+// SIGKILL or stopped for 3 s at a varying round. Every survivor finishes
+// every round, names the victim, and ends bit-identical to the others.
+TEST_CASE("tcp processes: local_sgd over comm::elastic finishes through kill -9 and SIGSTOP",
+          "[comm][tcp][process][elastic][chaos]") {
+  const char* env = std::getenv("LOCO_CHAOS_RUNS");
+  const int runs = env != nullptr ? std::atoi(env) : 3;
+  const int n = 4, rounds = 30;
+  for (const char* fault : {"none", "kill", "stop"}) {
+    long long total_ms = 0;
+    for (int rep = 0; rep < runs; ++rep) {
+      const int victim = 1 + rep % 3;
+      const int at = 3 + (rep * 7) % 20;
+      INFO(fault << " repetition " << rep << ", victim " << victim << " at round " << at);
+      const auto out = run_world(n,
+                                 {"elastic", fault, std::to_string(victim), std::to_string(at),
+                                  std::to_string(rounds)},
+                                 victim, 20000);
+      for (int r = 0; r < n; ++r) {
+        if (r == victim) continue;
+        INFO("rank " << r);
+        CHECK(out.status[static_cast<std::size_t>(r)] == 0);
+      }
+      CHECK(out.ms < 15000);
+      total_ms += out.ms;
+    }
+    // The table in docs/fault_tolerance.md: wall time per run by fault kind.
+    std::printf("chaos %s: %d runs, mean %.0f ms per run (every survivor finished)\n", fault, runs,
+                static_cast<double>(total_ms) / runs);
+  }
 }
 
 TEST_CASE("tcp processes: async_sgd and rescaled ASGD keep the delay identity and converge",
