@@ -24,7 +24,8 @@ constexpr std::size_t dim = 6;
 
 testing_policies::scaled_quadratic worker(int i) {
   vec b(dim);
-  for (std::size_t j = 0; j < dim; ++j) b[j] = std::sin(1.0 + static_cast<double>(i * 7) + static_cast<double>(j));
+  for (std::size_t j = 0; j < dim; ++j)
+    b[j] = std::sin(1.0 + static_cast<double>(i * 7) + static_cast<double>(j));
   return {0.5 + 0.1 * i, b};
 }
 
@@ -107,8 +108,7 @@ TEST_CASE("comm::elastic: local_sgd finishes over the survivors when a worker dr
   SECTION("compressed: allgathered messages") { check_survivors(loco::compress::qsgd(16)); }
 }
 
-TEST_CASE("comm::elastic: collectives over the members, and what is refused",
-          "[elastic][faults]") {
+TEST_CASE("comm::elastic: collectives over the members, and what is refused", "[elastic][faults]") {
   loco::comm::run_in_process(3, [](loco::comm::in_process& comm) {
     loco::comm::elastic<loco::comm::in_process> e(comm);
     CHECK(e.live_count() == 3);

@@ -22,11 +22,13 @@
 //                                     if it finished with the others, recorded the
 //                                     victim and x is finite (5 otherwise); workers 0
 //                                     with a finite final model.
-//   tcp_worker elastic <kill|stop|none> <victim> <round> <rounds>
+//   tcp_worker elastic <kill|stop|restart|none> <victim> <round> <rounds>
 //                                     local_sgd over comm::elastic<tcp> on quadratics
 //                                     (10 ms per step, 5 steps a round); the victim
 //                                     SIGKILLs itself at the end of <round>, or stops
-//                                     itself for 3 s (a child sends SIGCONT). Survivors
+//                                     itself for 3 s (a child sends SIGCONT); restart:
+//                                     killed, the test starts a replacement with
+//                                     LOCO_REJOIN=1 that must finish too. Survivors
 //                                     exit 0 when they finished every round, lost just
 //                                     the victim and hold bit-identical models; 5 if
 //                                     not. The stopped victim, resumed, finds itself
@@ -36,21 +38,21 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <sys/wait.h>
 
 #include <loco/algorithm/async_sgd.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/aliases.hpp>
 #include <loco/comm/elastic.hpp>
-#include <loco/merge/average.hpp>
 #include <loco/comm/tcp.hpp>
 #include <loco/compress/identity.hpp>
+#include <loco/merge/average.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <string>
 #include <thread>
@@ -187,7 +189,7 @@ int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
     std::uint64_t at;
     void on_round_end(const loco::algorithm::round_info<double>& info) const {
       if (!victim || info.round != at) return;
-      if (fault == "kill") ::raise(SIGKILL);
+      if (fault == "kill" || fault == "restart") ::raise(SIGKILL);
       if (fault == "stop") stop_for(3);
     }
   } fault_at{fault, me == victim, at};
@@ -203,8 +205,16 @@ int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
     return me == victim ? 6 : 1;
   }
   const auto& changes = elastic.changes();
-  const bool lost_right = fault == "none" ? changes.empty()
-                                          : changes.size() == 1 && changes[0].rank == victim;
+  const auto change_is = [&](std::size_t k, bool joined) {
+    return changes[k].rank == victim && changes[k].joined == joined;
+  };
+  // restart: the others lost the victim, then took its replacement in; the
+  // replacement itself saw its own admission.
+  const bool lost_right = fault == "none"    ? changes.empty()
+                          : comm.rejoining() ? changes.size() == 1 && change_is(0, true)
+                          : fault == "restart"
+                              ? changes.size() == 2 && change_is(0, false) && change_is(1, true)
+                              : changes.size() == 1 && change_is(0, false);
   // Bit-identical across the survivors: the spread of a hash of the bits.
   std::uint64_t h = 1469598103934665603ull;
   for (double v : r.average) {
@@ -215,11 +225,13 @@ int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
   double spread[2] = {static_cast<double>(h >> 12), -static_cast<double>(h >> 12)};
   elastic.allreduce(std::span<double>(spread), loco::comm::reduce_op::max);
   const bool identical = spread[0] == -spread[1];
-  std::printf("rank %d (elastic %s, victim %d): %zu rounds, %zu changes%s%s, %s\n", me,
-              fault.c_str(), victim, r.stats.rounds, changes.size(),
-              changes.empty() ? "" : ": lost rank ",
-              changes.empty() ? "" : std::to_string(changes[0].rank).c_str(),
-              identical ? "models identical" : "MODELS DIFFER");
+  std::string seen;
+  for (const auto& c : changes) {
+    seen += (c.joined ? " joined " : " lost ") + std::to_string(c.rank);
+  }
+  std::printf("rank %d%s (elastic %s, victim %d): %zu rounds, changes:%s; %s\n", me,
+              comm.rejoining() ? " (replacement)" : "", fault.c_str(), victim, r.stats.rounds,
+              seen.c_str(), identical ? "models identical" : "MODELS DIFFER");
   return lost_right && identical && finite(r.average) && r.stats.rounds == rounds ? 0 : 5;
 }
 

@@ -33,17 +33,21 @@ struct outcome {
 };
 
 // Starts n tcp_worker processes with the loco environment and waits (bounded)
-// for every rank except `victim`; the victim is killed afterwards.
-outcome run_world(int n, const std::vector<std::string>& args, int victim, int timeout_ms) {
+// for every rank except `victim`; the victim is killed afterwards. With
+// `restart`, a victim that dies is replaced by a process with LOCO_REJOIN=1,
+// which counts as a survivor.
+outcome run_world(int n, const std::vector<std::string>& args, int victim, int timeout_ms,
+                  bool restart = false) {
   const auto port = tcp_test::free_port();
   std::vector<pid_t> pids(static_cast<std::size_t>(n), -1);
   const auto start = clock_type::now();
-  for (int r = 0; r < n; ++r) {
+  const auto spawn = [&](int r, bool rejoin) {
     std::vector<std::string> env_strings = {"LOCO_RANK=" + std::to_string(r),
                                             "LOCO_WORLD_SIZE=" + std::to_string(n),
                                             "LOCO_COORDINATOR=127.0.0.1:" + std::to_string(port),
                                             "LOCO_TOKEN=process-test-" + std::to_string(port),
                                             "LOCO_TIMEOUT_MS=" + std::to_string(timeout_ms)};
+    if (rejoin) env_strings.push_back("LOCO_REJOIN=1");
     std::vector<char*> env;
     for (auto& s : env_strings) env.push_back(s.data());
     for (char** e = environ; *e != nullptr; ++e) {
@@ -57,15 +61,24 @@ outcome run_world(int n, const std::vector<std::string>& args, int victim, int t
     argv.push_back(nullptr);
     REQUIRE(posix_spawn(&pids[static_cast<std::size_t>(r)], TCP_WORKER_PATH, nullptr, nullptr,
                         argv.data(), env.data()) == 0);
-  }
+  };
+  for (int r = 0; r < n; ++r) spawn(r, false);
   outcome out;
   out.status.assign(static_cast<std::size_t>(n), -1);
   const auto deadline = start + std::chrono::milliseconds(timeout_ms + 10000);
-  int left = victim >= 0 ? n - 1 : n;
+  int left = victim >= 0 && !restart ? n - 1 : n;
+  bool replaced = false;
   while (left > 0 && clock_type::now() < deadline) {
+    if (restart && !replaced) {
+      int raw = 0;
+      if (waitpid(pids[static_cast<std::size_t>(victim)], &raw, WNOHANG) > 0) {
+        spawn(victim, true);
+        replaced = true;
+      }
+    }
     for (int r = 0; r < n; ++r) {
       auto& st = out.status[static_cast<std::size_t>(r)];
-      if (r == victim || st != -1) continue;
+      if ((r == victim && !replaced) || st != -1) continue;
       int raw = 0;
       if (waitpid(pids[static_cast<std::size_t>(r)], &raw, WNOHANG) > 0) {
         st = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
@@ -81,7 +94,7 @@ outcome run_world(int n, const std::vector<std::string>& args, int victim, int t
     ::kill(pids[static_cast<std::size_t>(r)], SIGKILL);
     int raw = 0;
     waitpid(pids[static_cast<std::size_t>(r)], &raw, 0);
-    if (r != victim) st = 999;  // hung: killed by the test
+    if (r != victim || replaced) st = 999;  // hung: killed by the test
   }
   return out;
 }
@@ -170,25 +183,27 @@ TEST_CASE("tcp processes: async_sgd in fatal mode names a worker killed mid-run 
 
 // The quick chaos run (docs/fault_tolerance.md has the full command):
 // local_sgd over comm::elastic<tcp> on 4 processes, a worker killed with
-// SIGKILL or stopped for 3 s at a varying round. Every survivor finishes
-// every round, names the victim, and ends bit-identical to the others.
+// SIGKILL, stopped for 3 s, or killed and replaced by a process that
+// rejoins, at a varying round. Every survivor (and the replacement)
+// finishes every round, names the victim, and ends bit-identical to the
+// others.
 TEST_CASE("tcp processes: local_sgd over comm::elastic finishes through kill -9 and SIGSTOP",
           "[comm][tcp][process][elastic][chaos]") {
   const char* env = std::getenv("LOCO_CHAOS_RUNS");
   const int runs = env != nullptr ? std::atoi(env) : 3;
-  const int n = 4, rounds = 30;
-  for (const char* fault : {"none", "kill", "stop"}) {
+  const int n = 4, rounds = 40;
+  for (const char* fault : {"none", "kill", "stop", "restart"}) {
+    const bool restart = std::string(fault) == "restart";
     long long total_ms = 0;
     for (int rep = 0; rep < runs; ++rep) {
       const int victim = 1 + rep % 3;
-      const int at = 3 + (rep * 7) % 20;
+      const int at = 3 + (rep * 7) % 15;
       INFO(fault << " repetition " << rep << ", victim " << victim << " at round " << at);
-      const auto out = run_world(n,
-                                 {"elastic", fault, std::to_string(victim), std::to_string(at),
-                                  std::to_string(rounds)},
-                                 victim, 20000);
+      const auto out = run_world(
+          n, {"elastic", fault, std::to_string(victim), std::to_string(at), std::to_string(rounds)},
+          victim, 20000, restart);
       for (int r = 0; r < n; ++r) {
-        if (r == victim) continue;
+        if (r == victim && !restart) continue;
         INFO("rank " << r);
         CHECK(out.status[static_cast<std::size_t>(r)] == 0);
       }

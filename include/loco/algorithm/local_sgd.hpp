@@ -537,7 +537,11 @@ class local_sgd {
     const int n = comm.size(), me = comm.rank();
     const std::size_t d = objective.dimension();
     validate(n, d, x0.size());
-    algorithm::detail::require_same_dimension(comm, d, "local_sgd");
+    // A replacement joining a running world (comm::elastic) skips the
+    // start's collectives: the others ran them long ago, and the state it
+    // receives is checked against its own dimension and policies.
+    const bool joining = comm::joining(comm);
+    if (!joining) algorithm::detail::require_same_dimension(comm, d, "local_sgd");
 
     auto parts = opt_.fragments.of(tensor::layout_of(objective));
     std::vector<std::size_t> fragment_sizes{d};
@@ -548,7 +552,7 @@ class local_sgd {
                            std::string(compress::traits<Compressor>::name) +
                            ", whose layout covers the whole model; use fragments.count 1");
       }
-      algorithm::detail::require_same_fragments(comm, parts, "local_sgd");
+      if (!joining) algorithm::detail::require_same_fragments(comm, parts, "local_sgd");
       fragment_sizes.clear();
       for (const auto& p : parts) fragment_sizes.push_back(p.size());
     }
@@ -581,13 +585,15 @@ class local_sgd {
     // Every rank sees every worker's payload (equal sizes, or all gathered).
     ledger.start(me, n, observe::role::peer, f.now(), opt_.record_rounds, true);
     ledger.reserve_rounds(lengths.size());
-    const auto first_round = f.resume(opt_.resume, s, [&](std::uint64_t saved) {
-      if (saved > lengths.size()) {
-        throw config_error("local_sgd: the checkpoint of round " + std::to_string(saved) +
-                           " lies past the schedule's " + std::to_string(lengths.size()) +
-                           " rounds");
-      }
-    });
+    const auto first_round =
+        joining ? take_over(f, s, me, lengths.size())
+                : f.resume(opt_.resume, s, [&](std::uint64_t saved) {
+                    if (saved > lengths.size()) {
+                      throw config_error("local_sgd: the checkpoint of round " +
+                                         std::to_string(saved) + " lies past the schedule's " +
+                                         std::to_string(lengths.size()) + " rounds");
+                    }
+                  });
     average_model<T> average{comm, s.x, first_round};
     double round_loss = 0.0;
     std::size_t round_steps = 0;
@@ -639,10 +645,25 @@ class local_sgd {
       info.average_model = std::ref(average.get);  // no copy, no allocation
       info.save = std::ref(save);
       if (f.round_end(info)) break;
+      f.admit(s, r + 1);
     }
     ledger.finish(f.now());
     finish_run(f, s, result, lengths.size(), n, me);
     return result;
+  }
+
+  // A joining replacement: the leader's state after some round, with this
+  // rank's own random stream; returns that round.
+  template <class T, class Frame>
+  std::size_t take_over(Frame& f, state<T>& s, int me, std::size_t rounds) const {
+    const auto round = f.join(s);
+    if (round > rounds) {
+      throw protocol_error("comm::elastic admission", "round",
+                           "round " + std::to_string(round) + " lies past the schedule's " +
+                               std::to_string(rounds) + " rounds");
+    }
+    s.rng = random::stream(opt_.seed, static_cast<std::uint64_t>(me));
+    return static_cast<std::size_t>(round);
   }
 
   // One local SGD step on x; returns the mini-batch loss.

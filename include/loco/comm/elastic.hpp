@@ -36,6 +36,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace loco::comm {
@@ -48,11 +49,11 @@ struct elastic_options {
 
 // One change of membership, as every survivor records it.
 struct membership_change {
-  std::uint64_t epoch = 0;      // the membership's number after the change
-  std::uint64_t collective = 0; // the collective during which it was found (1-based)
+  std::uint64_t epoch = 0;       // the membership's number after the change
+  std::uint64_t collective = 0;  // the collective during which it was found (1-based)
   int rank = -1;
-  bool joined = false;          // false: the rank was lost
-  double waited = 0.0;          // seconds the leader had waited in that collective when it knew
+  bool joined = false;  // false: the rank was lost
+  double waited = 0.0;  // seconds the leader had waited in that collective when it knew
   std::string why;
 };
 
@@ -68,7 +69,12 @@ class elastic {
       throw config_error("comm::elastic: tag " + std::to_string(o.tag) +
                          " must be in [0, 32766] (it uses tag and tag + 1)");
     }
-    for (int q = 0; q < inner.size(); ++q) members_.push_back(q);
+    if constexpr (requires { inner.rejoining(); }) joining_ = inner.rejoining();
+    if (joining_) {
+      std::fill(live_.begin(), live_.end(), 0);  // learned from the leader in join()
+    } else {
+      for (int q = 0; q < inner.size(); ++q) members_.push_back(q);
+    }
   }
 
   int rank() const { return inner_.rank(); }
@@ -84,12 +90,95 @@ class elastic {
   std::uint64_t epoch() const noexcept { return epoch_; }
   const std::vector<membership_change>& changes() const noexcept { return changes_; }
 
-  // The inner communicator's clock, when it has one (the simulator's).
-  double now() const
-    requires requires(const Comm& c) { c.now(); }
-  {
-    return static_cast<double>(inner_.now());
+  // ------------------------------------------------------------ rejoining
+  // True on a process that replaces a lost rank (the inner communicator's
+  // rejoining(), tcp_options::rejoin) until join() returns.
+  bool joining() const noexcept { return joining_; }
+
+  // The replacement's side: waits for the leader's admission, adopts the
+  // membership and collective count, checks the state's hash and hands the
+  // state's bytes to load(std::span<const std::byte>); returns its round.
+  template <class Load>
+  std::uint64_t join(Load&& load) {
+    if (!joining_) throw config_error("comm::elastic::join: this rank is not joining");
+    (void)inner_.recv(0, tag_down(), incoming_);
+    const std::string source = "comm::elastic admission from rank 0";
+    wire::view in(incoming_, source);
+    const auto round = in.get<std::uint64_t>("round");
+    sequence_ = in.get<std::uint64_t>("sequence");
+    epoch_ = in.get<std::uint64_t>("epoch");
+    const auto count = in.get<std::uint32_t>("member count");
+    if (count == 0 || count > static_cast<std::uint32_t>(size())) {
+      in.fail("member count", std::to_string(count) + " outside the world");
+    }
+    members_.clear();
+    for (std::uint32_t k = 0; k < count; ++k) {
+      const auto q = in.get<std::int32_t>("member");
+      if (q < 0 || q >= size() || (!members_.empty() && q <= members_.back())) {
+        in.fail("member", "rank " + std::to_string(q) + " out of order or outside the world");
+      }
+      members_.push_back(q);
+      live_[static_cast<std::size_t>(q)] = 1;
+    }
+    if (!is_live(rank())) in.fail("member", "the admission does not list this rank");
+    const auto hash = in.get<std::uint64_t>("state hash");
+    const auto length = in.get<std::uint64_t>("state length");
+    const auto state = in.take(static_cast<std::size_t>(length), "state");
+    in.expect_end("admission");
+    if (state_hash(state) != hash) {
+      in.fail("state hash", "the state's bytes do not match the hash the leader sent");
+    }
+    changes_.push_back(
+        {epoch_, sequence_, rank(), true, 0.0, "rejoined at round " + std::to_string(round)});
+    reported_ = changes_.size();
+    load(state);
+    joining_ = false;
+    return round;
   }
+
+  // The leader's side, called by a driver after each round on every rank
+  // (free when nobody joins): replacements that connected since the last
+  // call become members, and each receives save(wire::buffer&)'s bytes, the
+  // driver's state after `round`. The others learn of them with the next
+  // collective.
+  template <class Save>
+  void admit(std::uint64_t round, Save&& save) {
+    if constexpr (requires { inner_.take_rejoined(); }) {
+      if (joining_ || !leading()) return;
+      notice_replacements();
+      if (replacements_.empty()) return;
+      const std::vector<int> joiners = std::exchange(replacements_, {});
+      state_.clear();
+      save(state_);
+      for (int q : joiners) {
+        add(q, "rejoined at round " + std::to_string(round));
+      }
+      wire::buffer message;
+      message.put<std::uint64_t>(round);
+      message.put<std::uint64_t>(sequence_);
+      message.put<std::uint64_t>(epoch_);
+      message.put<std::uint32_t>(static_cast<std::uint32_t>(members_.size()));
+      for (int m : members_) message.put<std::int32_t>(m);
+      message.put<std::uint64_t>(state_hash(state_.bytes()));
+      message.put<std::uint64_t>(state_.size());
+      message.append(state_.data(), state_.size());
+      started_ = clock::now();
+      for (int q : joiners) {
+        try {
+          inner_.send(q, tag_down(), message.bytes());
+        } catch (const peer_lost& e) {
+          lose(q, e.what());
+        }
+      }
+    } else {
+      (void)round;
+      (void)save;
+    }
+  }
+
+  // The inner communicator's clock, when it has one (the simulator's).
+  double now() const requires requires(const Comm& c) { c.now(); }
+  { return static_cast<double>(inner_.now()); }
 
   // ------------------------------------------------------------ point to point
   void send(int dst, int tag, std::span<const std::byte> bytes) {
@@ -111,7 +200,7 @@ class elastic {
 
   // ------------------------------------------------------------ collectives over the members
   template <class T>
-    requires std::is_same_v<T, float> || std::is_same_v<T, double>
+  requires std::is_same_v<T, float> || std::is_same_v<T, double>
   void allreduce(std::span<T> data, reduce_op op) {
     begin();
     wire::buffer& mine = scratch_;
@@ -127,8 +216,8 @@ class elastic {
       reported_ = changes_.size();
       hand_out(nullptr);
     } else {
-      const std::string source = "comm::elastic allreduce result from rank " +
-                                 std::to_string(leader());
+      const std::string source =
+          "comm::elastic allreduce result from rank " + std::to_string(leader());
       wire::view in = contribute(mine, source);
       wire::get_values<T>(in, data, "values");
       in.expect_end("values");
@@ -178,8 +267,8 @@ class elastic {
     bool done_ = false;
   };
   template <class T>
-    requires std::is_same_v<T, float> || std::is_same_v<T, double>
-  request iallreduce(std::span<T> data, reduce_op op) {
+  requires std::is_same_v<T, float> || std::is_same_v<T, double> request
+  iallreduce(std::span<T> data, reduce_op op) {
     return request([this, data, op] { allreduce(data, op); });
   }
   request iallgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
@@ -226,6 +315,8 @@ class elastic {
     for (int q : expected_) {
       if (q == rank()) continue;
       auto& in = contributions_[static_cast<std::size_t>(q)];
+      notice_replacements();
+      if (!is_live(q)) continue;
       try {
         (void)inner_.recv(q, tag_up(), in);
       } catch (const peer_lost& e) {
@@ -286,6 +377,7 @@ class elastic {
     for (std::size_t k = reported_; k < changes_.size(); ++k) {
       const auto& c = changes_[k];
       b.put<std::int32_t>(c.rank);
+      b.put<std::uint8_t>(c.joined ? 1 : 0);
       b.put<double>(c.waited);
       b.put<std::uint32_t>(static_cast<std::uint32_t>(c.why.size()));
       b.append(c.why.data(), c.why.size());
@@ -300,8 +392,8 @@ class elastic {
     const auto epoch = in.get<std::uint64_t>("epoch");
     const auto count = in.get<std::uint32_t>("member count");
     if (count == 0 || count > static_cast<std::uint32_t>(size())) {
-      in.fail("member count", std::to_string(count) + " outside [1, " + std::to_string(size()) +
-                                  "]");
+      in.fail("member count",
+              std::to_string(count) + " outside [1, " + std::to_string(size()) + "]");
     }
     std::vector<int> members;
     for (std::uint32_t k = 0; k < count; ++k) {
@@ -316,19 +408,21 @@ class elastic {
     for (std::uint32_t k = 0; k < fresh; ++k) {
       membership_change c;
       c.rank = in.get<std::int32_t>("change rank");
+      c.joined = in.get<std::uint8_t>("change kind") != 0;
       c.waited = in.get<double>("change waited");
       const auto length = in.get<std::uint32_t>("change reason length");
       const auto text = in.take(length, "change reason");
       c.why.assign(reinterpret_cast<const char*>(text.data()), text.size());
       if (c.rank < 0 || c.rank >= size()) in.fail("change rank", "outside the world");
-      if (is_live(c.rank)) record(c.rank, c.waited, c.why);
+      if (c.joined && !is_live(c.rank)) add(c.rank, c.why);
+      if (!c.joined && is_live(c.rank)) record(c.rank, c.waited, c.why);
     }
     if (epoch != epoch_ || members != members_) {
-      // A member the leader dropped without a reported change: adopt its view.
+      // Differences without a reported change: adopt the leader's view.
       for (int q = 0; q < size(); ++q) {
-        if (is_live(q) && std::find(members.begin(), members.end(), q) == members.end()) {
-          record(q, 0.0, "left out by the leader");
-        }
+        const bool listed = std::find(members.begin(), members.end(), q) != members.end();
+        if (is_live(q) && !listed) record(q, 0.0, "left out by the leader");
+        if (!is_live(q) && listed) add(q, "let in by the leader");
       }
       epoch_ = epoch;
     }
@@ -348,6 +442,35 @@ class elastic {
     members_.erase(std::find(members_.begin(), members_.end(), q));
     ++epoch_;
     changes_.push_back({epoch_, sequence_, q, false, waited, why});
+  }
+
+  // The leader: a rank whose process was replaced lost its old one, even
+  // if no collective noticed yet (its new link must not be waited on before
+  // admission); it joins at the next admit().
+  void notice_replacements() {
+    if constexpr (requires { inner_.take_rejoined(); }) {
+      for (int q : inner_.take_rejoined()) {
+        if (is_live(q)) lose(q, "its process was replaced by a new one");
+        if (std::find(replacements_.begin(), replacements_.end(), q) == replacements_.end()) {
+          replacements_.push_back(q);
+        }
+      }
+    }
+  }
+
+  void add(int q, const std::string& why) {
+    live_[static_cast<std::size_t>(q)] = 1;
+    members_.insert(std::upper_bound(members_.begin(), members_.end(), q), q);
+    ++epoch_;
+    changes_.push_back({epoch_, sequence_, q, true, 0.0, why});
+  }
+
+  // FNV-1a over the state a joiner receives (the checkpoint inside has its
+  // own CRC-32C as well).
+  static std::uint64_t state_hash(std::span<const std::byte> bytes) noexcept {
+    std::uint64_t h = 1469598103934665603ull;
+    for (std::byte b : bytes) h = (h ^ static_cast<std::uint64_t>(b)) * 1099511628211ull;
+    return h;
   }
 
   // allreduce on the leader: contributions in rank order, so every
@@ -450,7 +573,9 @@ class elastic {
   std::vector<membership_change> changes_;
   std::size_t reported_ = 0;  // leader: changes already sent to the members
   clock::time_point started_{};
-  wire::buffer scratch_, outgoing_, incoming_, result_, header_;
+  wire::buffer scratch_, outgoing_, incoming_, result_, header_, state_;
+  bool joining_ = false;
+  std::vector<int> replacements_;  // leader: replaced ranks waiting for admit()
   std::vector<wire::buffer> contributions_, gathered_;
 };
 

@@ -65,6 +65,11 @@ class tcp {
   int rank() const noexcept { return engine_->rank(); }
   int size() const noexcept { return engine_->size(); }
   duration timeout() const noexcept { return engine_->options().timeout; }
+  // Rejoining (tcp_options::rejoin, docs/fault_tolerance.md): whether this
+  // process replaces a lost rank, and on rank 0 the ranks whose replacement
+  // connected since the last call. comm::elastic uses both.
+  bool rejoining() const noexcept { return engine_->options().rejoin; }
+  std::vector<int> take_rejoined() { return engine_->take_rejoined(); }
   // The port this rank accepts connections on (rank 0: the coordinator's).
   unsigned short listen_port() const noexcept { return engine_->listen_port(); }
 
@@ -264,6 +269,9 @@ class tcp {
       throw config_error("comm::tcp: small_allreduce_bytes " +
                          std::to_string(o.small_allreduce_bytes) + " exceeds max_message_bytes " +
                          std::to_string(o.max_message_bytes));
+    }
+    if (o.rejoin && o.rank == 0) {
+      throw config_error("comm::tcp: rank 0 cannot rejoin: it is the coordinator the others join");
     }
     detail::tcp::validate_tls(o.tls);
     if (o.world_size == 1) return;

@@ -95,6 +95,42 @@ class frame {
     });
   }
 
+  // Rejoining (comm::elastic): after each round the leader hands this
+  // rank's complete state, as an in-memory checkpoint, to any replacement
+  // waiting to join; a replacement takes it in join() instead of resuming,
+  // and goes on from the round it returns.
+  template <class State>
+  void admit(State& state, std::uint64_t round) {
+    comm::admit_joiners(comm_, round, [&](wire::buffer& out) {
+      checkpoint::writer w(identity_.header(round));
+      w.section(checkpoint::tags::policy, [&](wire::buffer& b) {
+        b.append(identity_.description.data(), identity_.description.size());
+      });
+      checkpoint::section_writer a(w, agrees_on_stop);
+      state.sections(a);
+      const auto bytes = w.finish();
+      out.append(bytes.data(), bytes.size());
+    });
+  }
+  template <class State>
+  std::uint64_t join(State& state) {
+    if constexpr (requires { comm_.join([](std::span<const std::byte>) {}); }) {
+      return comm_.join([&](std::span<const std::byte> bytes) {
+        const auto c = checkpoint::parse(bytes, "the state rank 0 sent to this joining rank");
+        auto head = identity_.header(c.head().round);
+        head.rank = c.head().rank;  // the sender's state, taken over by this rank
+        checkpoint::require(c, {head, identity_.description});
+        checkpoint::read_sections(c, [&](const checkpoint::contents& in) {
+          checkpoint::section_reader a(in);
+          state.sections(a);
+        });
+      });
+    } else {
+      (void)state;
+      return 0;
+    }
+  }
+
   // Collective. Agrees on a checkpoint to resume from; if there is one,
   // check_round(round) may refuse it, then the state, ledger and clock are
   // restored. Returns the round resumed from (0: none, start afresh).

@@ -14,8 +14,8 @@
 // Failure model: a peer whose connection drops, who sends a malformed frame,
 // who reports an abort or from whom nothing arrived for heartbeat_misses
 // heartbeat intervals fails every receive waiting on it, and the world
-// (every collective) with it; point-to-point traffic with the others goes on. Sockets are shut down, never closed, while
-// other threads may write to them, so a descriptor number is never reused
+// (every collective) with it; point-to-point traffic with the others goes on. Sockets are shut
+// down, never closed, while other threads may write to them, so a descriptor number is never reused
 // under a writer; they are closed once the I/O thread has stopped.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -79,7 +79,8 @@ class engine {
         size_(o.world_size),
         rank_(o.rank),
         peers_(static_cast<std::size_t>(o.world_size)),
-        claimed_(static_cast<std::size_t>(o.world_size), false) {}
+        claimed_(static_cast<std::size_t>(o.world_size), false),
+        replacing_(static_cast<std::size_t>(o.world_size), false) {}
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
   ~engine() { shutdown(); }
@@ -124,6 +125,19 @@ class engine {
     accept_next();
     io_thread_ = std::thread([this] { io_.run(); });
 
+    if (options_.rejoin) {
+      // A replacement of a lost rank: the coordinator takes it in place of
+      // the lost link; the other ranks stay unconnected (comm::elastic
+      // routes everything through rank 0).
+      adopt(connect(coordinator, 0, deadline));
+      {
+        std::lock_guard lock(mutex_);
+        joined_ = true;
+      }
+      start_reading();
+      start_heartbeats();
+      return;
+    }
     if (rank_ > 0) {
       // Register with the coordinator, learn where the others listen, and
       // connect to every lower rank; higher ranks connect to us.
@@ -150,21 +164,28 @@ class engine {
       joined_ = true;  // from now on every inbound connection is refused
     }
     if (rank_ == 0) send_tables(deadline);
-    // Start reading; frames that arrived meanwhile wait in the kernel.
-    std::promise<void> started;
-    asio::post(io_, [this, &started] {
-      for (auto& p : peers_) {
-        if (p) read_header(*p);
-      }
-      started.set_value();
-    });
-    started.get_future().wait();
+    start_reading();
     start_heartbeats();
+  }
+
+  // Ranks whose lost link a replacement process took over since the last
+  // call (rank 0 only; tcp_options::rejoin).
+  std::vector<int> take_rejoined() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(rejoined_, {});
   }
 
   // ------------------------------------------------------------ writes
   void write(int dst, frame_header h, std::span<const std::byte> payload) {
-    peer& p = *peers_[static_cast<std::size_t>(dst)];
+    peer* link = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      // A slot changes only when a replacement takes over a lost link; the
+      // old peer lives on (graveyard_), so the pointer stays valid.
+      link = peers_[static_cast<std::size_t>(dst)].get();
+      if (link == nullptr) throw peer_lost(dst, "not connected to this rank (it rejoined)");
+    }
+    peer& p = *link;
     {
       std::lock_guard lock(mutex_);
       // A collective reports the world's root cause, not a peer that left
@@ -269,7 +290,7 @@ class engine {
       reason = bare_reason(reason);  // the receiver wraps it in its own peer_lost
       const wire::buffer note = encode_abort({blamed, reason});
       for (int q = 0; q < size_; ++q) {
-        if (q == rank_ || !peers_[static_cast<std::size_t>(q)]) continue;
+        if (q == rank_ || slot(q) == nullptr) continue;
         try {
           write(q, {frame_type::abort, 0, 0, 0}, note.bytes());
         } catch (const std::exception&) {  // best effort: that peer is gone too
@@ -340,6 +361,24 @@ class engine {
   // (engine_join.hpp).
   class inbound;
 
+  // The peer in slot q, read under the mutex (a rejoin may replace it).
+  peer* slot(int q) {
+    std::lock_guard lock(mutex_);
+    return peers_[static_cast<std::size_t>(q)].get();
+  }
+
+  // Starts reading every link; frames that arrived meanwhile wait in the kernel.
+  void start_reading() {
+    std::promise<void> started;
+    asio::post(io_, [this, &started] {
+      for (auto& p : peers_) {
+        if (p) read_header(*p);
+      }
+      started.set_value();
+    });
+    started.get_future().wait();
+  }
+
   // "loco: lost peer rank 2: why" -> "why", so a reason is not wrapped twice.
   static std::string bare_reason(std::string why) {
     static constexpr std::string_view prefix = "loco: lost peer rank ";
@@ -372,6 +411,7 @@ class engine {
   std::string refuse_rank(int rank);
   bool claim(int rank);
   void unclaim(int rank);
+  bool replaceable_locked(int rank) const;
 
   void adopt_inbound(int rank, socket_t s, std::unique_ptr<tls_stream> tls,
                      asio::ip::address address, unsigned short port, const std::string& name);
@@ -490,12 +530,15 @@ class engine {
   asio::ip::tcp::acceptor acceptor_{io_};
   unsigned short listen_port_ = 0;
   std::vector<std::unique_ptr<peer>> peers_;
-  std::vector<std::weak_ptr<inbound>> inbound_;  // I/O thread only
-  bool stopping_ = false;                        // I/O thread only
+  std::vector<std::unique_ptr<peer>> graveyard_;  // links replaced by a rejoin (kept: see write)
+  std::vector<int> rejoined_;                     // ranks rejoined since take_rejoined()
+  std::vector<std::weak_ptr<inbound>> inbound_;   // I/O thread only
+  bool stopping_ = false;                         // I/O thread only
 
   std::mutex mutex_;
   std::condition_variable cv_;
   std::vector<bool> claimed_;
+  std::vector<bool> replacing_;  // a replacement's handshake is under way
   std::map<int, endpoint_t> table_;
   bool joined_ = false;
   std::deque<message> queue_;

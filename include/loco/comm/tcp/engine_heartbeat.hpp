@@ -13,8 +13,8 @@ namespace loco::comm::detail::tcp {
 
 inline void engine::start_heartbeats() {
   if (options_.heartbeat_interval.count() == 0 || size_ == 1) return;
-  for (auto& p : peers_) {
-    if (p) p->heard();
+  for (int q = 0; q < size_; ++q) {
+    if (peer* p = slot(q)) p->heard();
   }
   heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
 }
@@ -42,9 +42,10 @@ inline void engine::heartbeat_loop() {
     // CPU): the silence is ours, not the peers', so each gets a fresh period.
     const bool we_stalled = now - last_tick > limit / 2;
     last_tick = now;
-    for (auto& slot : peers_) {
-      if (!slot || slot->rank == rank_) continue;
-      peer& p = *slot;
+    for (int q = 0; q < size_; ++q) {
+      peer* link = q == rank_ ? nullptr : slot(q);
+      if (link == nullptr) continue;
+      peer& p = *link;
       {
         std::lock_guard lock(mutex_);
         if (p.failure || p.goodbye || p.silent) continue;
@@ -57,10 +58,10 @@ inline void engine::heartbeat_loop() {
           p.silent = true;  // reported once
         }
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
-        auto failure = std::make_exception_ptr(peer_lost(
-            p.rank, p.name + " sent nothing for " + std::to_string(ms) + " ms (" +
-                        std::to_string(options_.heartbeat_misses) + " heartbeats of " +
-                        std::to_string(interval.count()) + " ms missed)"));
+        auto failure = std::make_exception_ptr(
+            peer_lost(p.rank, p.name + " sent nothing for " + std::to_string(ms) + " ms (" +
+                                  std::to_string(options_.heartbeat_misses) + " heartbeats of " +
+                                  std::to_string(interval.count()) + " ms missed)"));
         asio::post(io_, [this, &p, failure] { fail_link(p, failure); });
         continue;
       }
@@ -69,9 +70,8 @@ inline void engine::heartbeat_loop() {
       iovec iov{const_cast<std::byte*>(head.data()), head.size()};
       const auto r = link_write(p, &iov, 1, now + limit);
       if (r.status != io_status::ok && !p.tls) {  // TLS links fail themselves in link_write
-        auto failure = std::make_exception_ptr(
-            peer_lost(p.rank, p.name + " stopped reading: a heartbeat could not be sent: " +
-                                  r.describe()));
+        auto failure = std::make_exception_ptr(peer_lost(
+            p.rank, p.name + " stopped reading: a heartbeat could not be sent: " + r.describe()));
         {
           std::lock_guard lock(mutex_);
           p.silent = true;

@@ -181,6 +181,7 @@ inline void engine::accept_next() {
 
 inline std::string engine::refuse_rank(int rank) {
   std::lock_guard lock(mutex_);
+  if (joined_ && rank_ == 0 && replaceable_locked(rank)) return {};
   if (joined_) return "the world is complete (claimed rank " + std::to_string(rank) + ")";
   if (rank <= rank_ || rank >= size_) {
     return "rank " + std::to_string(rank) + " does not connect to rank " + std::to_string(rank_) +
@@ -192,8 +193,20 @@ inline std::string engine::refuse_rank(int rank) {
   return {};
 }
 
+// After the world is complete, the coordinator takes a replacement for a
+// rank whose link it lost (and that is not being replaced already).
+inline bool engine::replaceable_locked(int rank) const {
+  if (rank <= 0 || rank >= size_) return false;
+  const auto& p = peers_[static_cast<std::size_t>(rank)];
+  return p && p->failure && !p->goodbye && !replacing_[static_cast<std::size_t>(rank)];
+}
+
 inline bool engine::claim(int rank) {
   std::lock_guard lock(mutex_);
+  if (joined_ && rank_ == 0 && replaceable_locked(rank)) {
+    replacing_[static_cast<std::size_t>(rank)] = true;
+    return true;
+  }
   if (joined_ || claimed_[static_cast<std::size_t>(rank)]) return false;
   claimed_[static_cast<std::size_t>(rank)] = true;
   return true;
@@ -201,7 +214,11 @@ inline bool engine::claim(int rank) {
 
 inline void engine::unclaim(int rank) {
   std::lock_guard lock(mutex_);
-  claimed_[static_cast<std::size_t>(rank)] = false;
+  if (joined_) {
+    replacing_[static_cast<std::size_t>(rank)] = false;
+  } else {
+    claimed_[static_cast<std::size_t>(rank)] = false;
+  }
 }
 
 inline void engine::adopt_inbound(int rank, socket_t s, std::unique_ptr<tls_stream> tls,
@@ -218,7 +235,20 @@ inline void engine::adopt_inbound(int rank, socket_t s, std::unique_ptr<tls_stre
   }
   std::lock_guard lock(mutex_);
   if (rank_ == 0) table_[rank] = endpoint_t(address, port);
-  peers_[static_cast<std::size_t>(rank)] = std::move(p);
+  auto& slot = peers_[static_cast<std::size_t>(rank)];
+  if (joined_) {
+    // A replacement for a lost link (we run on the I/O thread): the old peer
+    // stays alive for writers that still hold it; read the new one now.
+    graveyard_.push_back(std::move(slot));
+    slot = std::move(p);
+    slot->heard();
+    replacing_[static_cast<std::size_t>(rank)] = false;
+    rejoined_.push_back(rank);
+    log("rank " + std::to_string(rank) + " rejoined from " + name);
+    read_header(*slot);
+  } else {
+    slot = std::move(p);
+  }
   cv_.notify_all();
 }
 
@@ -439,8 +469,8 @@ inline void engine::shutdown() {
   // no connection is reset while the peer still reads our last frames.
   const auto linger = std::min<duration>(options_.timeout, duration(2000));
   for (int q = 0; q < size_; ++q) {
-    auto& p = peers_[static_cast<std::size_t>(q)];
-    if (!p) continue;
+    peer* p = slot(q);
+    if (p == nullptr) continue;
     bool failed;
     {
       std::lock_guard lock(mutex_);

@@ -278,6 +278,10 @@ inline std::exception_ptr engine::failure_for(int src, key k) {
       peers_[static_cast<std::size_t>(src)]->failure) {
     return peers_[static_cast<std::size_t>(src)]->failure;
   }
+  if (src >= 0 && src != rank_ && joined_ && !peers_[static_cast<std::size_t>(src)]) {
+    return std::make_exception_ptr(
+        peer_lost(src, "not connected to this rank (this process rejoined through rank 0)"));
+  }
   if (src == any_source) {
     if (!unreported_losses_.empty()) {
       auto failure = unreported_losses_.front();

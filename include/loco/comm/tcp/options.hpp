@@ -48,6 +48,11 @@ struct tcp_options {
   // of `timeout`. 0 turns heartbeats off.
   duration heartbeat_interval{100};
   int heartbeat_misses{10};
+  // This process replaces a rank the running world lost (a restarted
+  // worker): it connects to the coordinator (rank 0) only, which accepts it
+  // in place of the lost link; comm::elastic then admits it at a round
+  // boundary, routing everything through rank 0 (docs/fault_tolerance.md).
+  bool rejoin = false;
   // An inbound connection must complete the handshake within this or is closed.
   duration handshake_timeout{5000};
   // Frames announcing more payload than this are a protocol_error.
@@ -67,9 +72,9 @@ struct tcp_options {
 
   // Reads LOCO_RANK, LOCO_WORLD_SIZE, LOCO_COORDINATOR and LOCO_TOKEN
   // (required), and LOCO_TIMEOUT_MS, LOCO_HANDSHAKE_TIMEOUT_MS,
-  // LOCO_HEARTBEAT_MS, LOCO_HEARTBEAT_MISSES, LOCO_LISTEN_HOST, LOCO_TLS_CA, LOCO_TLS_CERT, LOCO_TLS_KEY,
-  // LOCO_TLS_PEER_NAME (optional; any of the first three turns TLS on, and
-  // then all three are needed). Throws config_error naming the variable.
+  // LOCO_HEARTBEAT_MS, LOCO_HEARTBEAT_MISSES, LOCO_REJOIN (1: rejoin), LOCO_LISTEN_HOST,
+  // LOCO_TLS_CA, LOCO_TLS_CERT, LOCO_TLS_KEY, LOCO_TLS_PEER_NAME (optional; any of the first three
+  // turns TLS on, and then all three are needed). Throws config_error naming the variable.
   static tcp_options from_env() {
     tcp_options o;
     o.rank = env_int("LOCO_RANK", true, 0, 1 << 20);
@@ -88,6 +93,7 @@ struct tcp_options {
     if (std::getenv("LOCO_HEARTBEAT_MISSES") != nullptr) {
       o.heartbeat_misses = env_int("LOCO_HEARTBEAT_MISSES", true, 2, 10000);
     }
+    if (std::getenv("LOCO_REJOIN") != nullptr) o.rejoin = env_int("LOCO_REJOIN", true, 0, 1) == 1;
     if (std::getenv("LOCO_LISTEN_HOST") != nullptr) {
       o.listen_host = env_string("LOCO_LISTEN_HOST", true);
     }
