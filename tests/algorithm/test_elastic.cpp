@@ -6,7 +6,9 @@
 #include "../support/test_policies.hpp"
 
 #include <cmath>
+#include <loco/algorithm/compressed_amsgrad.hpp>
 #include <loco/algorithm/local_sgd.hpp>
+#include <loco/compress/top_k.hpp>
 #include <loco/comm/elastic.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/comm/simulated.hpp>
@@ -106,6 +108,57 @@ TEST_CASE("comm::elastic: local_sgd finishes over the survivors when a worker dr
           "[elastic][sim][faults]") {
   SECTION("lossless: averaged models") { check_survivors(testing_policies::raw{}); }
   SECTION("compressed: allgathered messages") { check_survivors(loco::compress::qsgd(16)); }
+}
+
+TEST_CASE("comm::elastic: CD-Adam goes on over the survivors when a worker drops out",
+          "[elastic][sim][faults][compressed_amsgrad]") {
+  using strategy = loco::algorithm::compression_strategy;
+  for (auto how : {strategy::difference, strategy::error_feedback, strategy::naive}) {
+    INFO("strategy " << static_cast<int>(how));
+    const auto run_once = [&](int victim) {
+      loco::algorithm::compressed_amsgrad_options opt;
+      opt.iterations = 40;
+      opt.strategy = how;
+      loco::compressed_amsgrad<loco::compress::top_k, elastic_sim, loco::stepsize::constant> algo(
+          loco::compress::top_k(0.5), loco::stepsize::constant(0.05), opt);
+      loco::sim::options so;
+      so.compute = loco::sim::compute_model::fixed({1.0, 1.0, 1.0, 1.0});
+      if (victim >= 0) so.compute.drop_out(victim, 17.5);
+      std::vector<survivor> out(4);
+      loco::comm::run_simulated(
+          4,
+          [&](loco::comm::simulated& comm) {
+            elastic_sim world(comm);
+            loco::sim::timed f(worker(comm.rank()), comm.clock());
+            const vec x0(dim, 0.0);
+            auto r = algo.run(world, f, std::span<const double>(x0));
+            auto& s = out[static_cast<std::size_t>(comm.rank())];
+            s.local = r.model;
+            s.changes = world.changes();
+            s.rounds = r.stats.iterations;
+            s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
+            s.finished = true;
+          },
+          so);
+      return out;
+    };
+    const auto got = run_once(1);
+    CHECK_FALSE(got[1].finished);
+    for (int r : {0, 2, 3}) {
+      INFO("rank " << r);
+      const auto& s = got[static_cast<std::size_t>(r)];
+      REQUIRE(s.finished);
+      CHECK(s.rounds == 40);
+      REQUIRE(s.changes.size() == 1);
+      CHECK(s.changes[0].rank == 1);
+      REQUIRE(s.recorded.size() == 1);
+      CHECK(s.recorded[0].rank == 1);
+      CHECK(s.local == got[0].local);  // every rank takes the same AMSGrad step
+      for (double v : s.local) CHECK(std::isfinite(v));
+    }
+    CHECK(run_once(1)[3].local == got[3].local);  // replayed bit for bit
+    CHECK(run_once(-1)[0].local != got[0].local);
+  }
 }
 
 TEST_CASE("comm::elastic: collectives over the members, and what is refused", "[elastic][faults]") {

@@ -237,6 +237,14 @@ class compressed_amsgrad {
     const int n = comm.size(), me = comm.rank();
     const std::size_t d = objective.dimension();
     algorithm::detail::require_start_size(x0.size(), d, "compressed_amsgrad");
+    if (comm::joining(comm)) {
+      // The server's decoders hold each worker's memory: a fresh process
+      // cannot take a lost worker's place without it.
+      throw config_error(
+          "compressed_amsgrad: rank " + std::to_string(me) +
+          " is a replacement joining a running world; compressed_amsgrad goes on without lost "
+          "workers but does not take replacements in (docs/fault_tolerance.md)");
+    }
     algorithm::detail::require_same_dimension(comm, d, "compressed_amsgrad");
 
     algorithm::compressed_amsgrad_result<T> result;
@@ -293,6 +301,7 @@ class compressed_amsgrad {
       amsgrad_step(s, it, me);
       s.stats.iterations = it;
       s.done = it;
+      f.note_membership(it);
       const auto& record = ledger.end_round(it, it, f.now(), loss);
       const auto save = [&](const checkpoint::location& l) { return f.save(s, it, l); };
       auto info = info_at(s, it, n, me, record.time, ledger);
@@ -345,14 +354,23 @@ class compressed_amsgrad {
   template <class T>
   void aggregate_and_compress_downlink(state<T>& s, buffers<T>& b, int n, observe::ledger& ledger) {
     const std::size_t d = s.x.size();
-    const T inv_n = T{1} / static_cast<T>(n);
     std::fill(b.scratch.begin(), b.scratch.end(), T{0});
+    std::size_t heard = 0;
     for (std::size_t q = 0; q < static_cast<std::size_t>(n); ++q) {
+      // No message: a worker an elastic communicator lost.
+      if (b.gathered[q].empty()) continue;
+      ++heard;
       ledger.add_all_workers_sent(b.gathered[q].size());
       wire::view in(b.gathered[q], b.uplink_sources[q]);
       compressor_.decode(in, s.from_worker[q], std::span<T>(b.decoded));
       for (std::size_t j = 0; j < d; ++j) b.scratch[j] += b.decoded[j];
     }
+    // The mean over the workers heard from. Under `difference`, h is the
+    // mean of all n memories h_i and moves by their changes / n: a lost
+    // worker's memory stays in it as it last was.
+    const T inv_n = T{1} / static_cast<T>(opt_.strategy == strategy::difference
+                                                 ? static_cast<std::size_t>(n)
+                                                 : heard);
     switch (opt_.strategy) {
       case strategy::difference:
         for (std::size_t j = 0; j < d; ++j) {
