@@ -191,6 +191,71 @@ void async_messages() {
   write("fuzz_async_messages", "gradient", in);
 }
 
+// comm::elastic (fuzz_elastic.cpp): a result, a contribution, an admission.
+void elastic_messages() {
+  const std::vector<double> v = {0.5, -1.0, 2.0};
+  const auto prefix = [](std::uint8_t which) {
+    bytes in;
+    put_u8(in, which);
+    put_u8(in, 2);  // n = 4
+    put_u8(in, 2);  // d = 3
+    return in;
+  };
+  wire::buffer m;  // allreduce result: members 0, 1, 3; rank 2 lost
+  m.put<std::uint64_t>(1);
+  m.put<std::uint64_t>(1);
+  m.put<std::uint32_t>(3);
+  for (std::int32_t q : {0, 1, 3}) m.put<std::int32_t>(q);
+  m.put<std::uint32_t>(1);
+  m.put<std::int32_t>(2);
+  m.put<std::uint8_t>(0);
+  m.put<double>(0.25);
+  const std::string why = "connection lost";
+  m.put<std::uint32_t>(static_cast<std::uint32_t>(why.size()));
+  m.append(why.data(), why.size());
+  wire::put_values<double>(m, std::span<const double>(v));
+  bytes in = prefix(0);
+  put_bytes(in, m.bytes());
+  write("fuzz_elastic", "allreduce_result", in);
+  m.clear();  // allgather result: all four members, 4 bytes each
+  m.put<std::uint64_t>(1);
+  m.put<std::uint64_t>(0);
+  m.put<std::uint32_t>(4);
+  for (std::int32_t q = 0; q < 4; ++q) m.put<std::int32_t>(q);
+  m.put<std::uint32_t>(0);
+  for (std::int32_t q = 0; q < 4; ++q) {
+    m.put<std::int32_t>(q);
+    m.put<std::uint64_t>(4);
+    m.put<std::uint32_t>(static_cast<std::uint32_t>(q));
+  }
+  m.put<std::int32_t>(-1);
+  in = prefix(1);
+  put_bytes(in, m.bytes());
+  write("fuzz_elastic", "allgather_result", in);
+  m.clear();  // a member's contribution to the leader's allreduce
+  m.put<std::uint64_t>(1);
+  wire::put_values<double>(m, std::span<const double>(v));
+  in = prefix(2);
+  put_bytes(in, m.bytes());
+  write("fuzz_elastic", "contribution", in);
+  m.clear();  // an admission: round 5, collective 9, members 0 and 1, a state
+  const std::string state = "LOCOCKPT state bytes";
+  std::uint64_t hash = 1469598103934665603ull;
+  for (char c : state) hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  m.put<std::uint64_t>(5);
+  m.put<std::uint64_t>(9);
+  m.put<std::uint64_t>(2);
+  m.put<std::uint32_t>(2);
+  m.put<std::int32_t>(0);
+  m.put<std::int32_t>(1);
+  m.put<std::uint64_t>(hash);
+  m.put<std::uint64_t>(state.size());
+  m.append(state.data(), state.size());
+  in = prefix(3);
+  put_bytes(in, m.bytes());
+  write("fuzz_elastic", "admission", in);
+}
+
 void data_files() {
   // IDX: labels (rank 1) and a tiny rank-3 file.
   bytes labels = {std::byte{0}, std::byte{0}, std::byte{8}, std::byte{1},
@@ -366,6 +431,7 @@ int main(int argc, char** argv) {
   decorators();
   wire_header();
   async_messages();
+  elastic_messages();
   data_files();
   checkpoints();
 #ifdef LOCO_FUZZ_HAVE_TCP

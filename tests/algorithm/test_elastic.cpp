@@ -8,11 +8,11 @@
 #include <cmath>
 #include <loco/algorithm/compressed_amsgrad.hpp>
 #include <loco/algorithm/local_sgd.hpp>
-#include <loco/compress/top_k.hpp>
 #include <loco/comm/elastic.hpp>
 #include <loco/comm/in_process.hpp>
 #include <loco/comm/simulated.hpp>
 #include <loco/compress/qsgd.hpp>
+#include <loco/compress/top_k.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/sim/timed.hpp>
 #include <loco/stepsize/constant.hpp>

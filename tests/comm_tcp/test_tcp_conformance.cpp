@@ -1,6 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <thread>
+#include <vector>
 
 #include <loco/comm/tcp.hpp>
 #include <loco/concepts/communicator.hpp>
@@ -78,4 +82,36 @@ TEST_CASE("tcp reads its settings from the environment and names a bad variable"
   bad = tcp_test::options(0, 2, 1);
   bad.heartbeat_misses = 1;
   CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("heartbeat_misses 1"));
+  bad = tcp_test::options(0, 2, 1);
+  bad.rejoin = true;
+  CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("rank 0 cannot rejoin"));
+}
+
+TEST_CASE("tcp refuses a replacement for a rank whose link is alive", "[comm][tcp][elastic]") {
+  // Rank 1 is connected and well: a process claiming to replace it is
+  // turned away by rank 0 (logged), fails on its own side, and the world
+  // goes on untouched.
+  const unsigned short port = tcp_test::free_port();
+  tcp_test::log_capture log;
+  std::atomic<bool> tried{false};
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.emplace_back([&, r] {
+      auto o = tcp_test::options(r, 2, port);
+      if (r == 0) o.log = log.sink();
+      loco::comm::tcp comm(o);
+      while (!tried) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      std::vector<double> v{1.0};
+      comm.allreduce(std::span<double>(v), loco::comm::reduce_op::sum);
+      CHECK(v[0] == 2.0);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto o = tcp_test::options(1, 2, port);
+  o.rejoin = true;
+  o.timeout = std::chrono::milliseconds(1000);
+  CHECK_THROWS_AS(loco::comm::tcp(o), loco::error);
+  tried = true;
+  for (auto& t : ranks) t.join();
+  CHECK(log.contains("rejected connection"));
 }

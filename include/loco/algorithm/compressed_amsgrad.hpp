@@ -368,9 +368,9 @@ class compressed_amsgrad {
     // The mean over the workers heard from. Under `difference`, h is the
     // mean of all n memories h_i and moves by their changes / n: a lost
     // worker's memory stays in it as it last was.
-    const T inv_n = T{1} / static_cast<T>(opt_.strategy == strategy::difference
-                                                 ? static_cast<std::size_t>(n)
-                                                 : heard);
+    const T inv_n =
+        T{1} /
+        static_cast<T>(opt_.strategy == strategy::difference ? static_cast<std::size_t>(n) : heard);
     switch (opt_.strategy) {
       case strategy::difference:
         for (std::size_t j = 0; j < d; ++j) {

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <loco/comm/types.hpp>
 #include <loco/concepts/communicator.hpp>
 #include <loco/error.hpp>
@@ -42,8 +43,8 @@
 namespace loco::comm {
 
 struct elastic_options {
-  // The two point-to-point tags elastic uses on the inner communicator
-  // (tag and tag + 1); user messages must not use them.
+  // The point-to-point tags elastic uses on the inner communicator (tag,
+  // tag + 1 and tag + 2); user messages must not use them.
   int tag = 32000;
 };
 
@@ -65,9 +66,9 @@ class elastic {
   explicit elastic(Comm& inner, elastic_options o = {})
       : inner_(inner), opt_(o), live_(static_cast<std::size_t>(inner.size()), 1) {
     static_assert(check_communicator<Comm>());
-    if (o.tag < 0 || o.tag > 32766) {
+    if (o.tag < 0 || o.tag > 32765) {
       throw config_error("comm::elastic: tag " + std::to_string(o.tag) +
-                         " must be in [0, 32766] (it uses tag and tag + 1)");
+                         " must be in [0, 32765] (it uses tag, tag + 1 and tag + 2)");
     }
     if constexpr (requires { inner.rejoining(); }) joining_ = inner.rejoining();
     if (joining_) {
@@ -88,6 +89,9 @@ class elastic {
     return q >= 0 && q < size() && live_[static_cast<std::size_t>(q)] != 0;
   }
   std::uint64_t epoch() const noexcept { return epoch_; }
+  // The leader: contributions it combined so far, its own included (the
+  // work done: a collective of m members counts m); 0 on the others.
+  std::uint64_t contributions() const noexcept { return contributions_total_; }
   const std::vector<membership_change>& changes() const noexcept { return changes_; }
 
   // ------------------------------------------------------------ rejoining
@@ -101,6 +105,11 @@ class elastic {
   template <class Load>
   std::uint64_t join(Load&& load) {
     if (!joining_) throw config_error("comm::elastic::join: this rank is not joining");
+    // Ready: the leader admits a replacement only once it asks, so one that
+    // still loads its data holds nobody up.
+    outgoing_.clear();
+    outgoing_.put<std::uint64_t>(ready_mark);
+    inner_.send(0, tag_join(), outgoing_.bytes());
     (void)inner_.recv(0, tag_down(), incoming_);
     const std::string source = "comm::elastic admission from rank 0";
     wire::view in(incoming_, source);
@@ -146,8 +155,23 @@ class elastic {
     if constexpr (requires { inner_.take_rejoined(); }) {
       if (joining_ || !leading()) return;
       notice_replacements();
-      if (replacements_.empty()) return;
-      const std::vector<int> joiners = std::exchange(replacements_, {});
+      std::vector<int> joiners;
+      for (auto it = replacements_.begin(); it != replacements_.end();) {
+        bool ready = false;
+        try {
+          if (!it->asked.test()) {
+            ++it;
+            continue;
+          }
+          it->asked.wait();
+          wire::view in(it->message, "comm::elastic join request");
+          ready = in.get<std::uint64_t>("mark") == ready_mark;
+        } catch (const error&) {  // the replacement died or sent garbage: forget it
+        }
+        if (ready) joiners.push_back(it->rank);
+        it = replacements_.erase(it);
+      }
+      if (joiners.empty()) return;
       state_.clear();
       save(state_);
       for (int q : joiners) {
@@ -209,6 +233,7 @@ class elastic {
     wire::put_values<T>(mine, std::span<const T>(data));
     if (leading()) {
       collect(mine);
+      count_contributions();
       reduce_contributions(data, op);
       result_.clear();
       put_header(result_);
@@ -279,11 +304,13 @@ class elastic {
   using clock = std::chrono::steady_clock;
   int tag_up() const noexcept { return opt_.tag; }
   int tag_down() const noexcept { return opt_.tag + 1; }
+  int tag_join() const noexcept { return opt_.tag + 2; }
+  static constexpr std::uint64_t ready_mark = 0x594441455220434fULL;  // the bytes of OC READY
   int leader() const noexcept { return members_.front(); }
   bool leading() const noexcept { return rank() == leader(); }
 
   void check_tag(int tag, const char* what) const {
-    if (tag == tag_up() || tag == tag_down()) {
+    if (tag == tag_up() || tag == tag_down() || tag == tag_join()) {
       throw config_error("comm::elastic::" + std::string(what) + ": tag " + std::to_string(tag) +
                          " is reserved by comm::elastic (elastic_options::tag)");
     }
@@ -332,6 +359,11 @@ class elastic {
                                std::to_string(sequence_) +
                                " (do the ranks call the same collectives in the same order?)");
       }
+    }
+  }
+  void count_contributions() {
+    for (int q : members_) {
+      if (!contributions_[static_cast<std::size_t>(q)].empty()) ++contributions_total_;
     }
   }
   // A contribution after its sequence number.
@@ -451,9 +483,9 @@ class elastic {
     if constexpr (requires { inner_.take_rejoined(); }) {
       for (int q : inner_.take_rejoined()) {
         if (is_live(q)) lose(q, "its process was replaced by a new one");
-        if (std::find(replacements_.begin(), replacements_.end(), q) == replacements_.end()) {
-          replacements_.push_back(q);
-        }
+        std::erase_if(replacements_, [q](const replacement& r) { return r.rank == q; });
+        auto& r = replacements_.emplace_back(q);
+        r.asked = inner_.irecv(q, tag_join(), r.message);
       }
     }
   }
@@ -526,6 +558,7 @@ class elastic {
     scratch_.append(mine.data(), mine.size());
     if (leading()) {
       collect(scratch_);
+      count_contributions();
       result_.clear();
       put_header(result_);
       header_.clear();
@@ -570,12 +603,20 @@ class elastic {
   std::vector<int> expected_;  // leader: the members a collective waits for
   std::uint64_t epoch_ = 0;
   std::uint64_t sequence_ = 0;
+  std::uint64_t contributions_total_ = 0;
   std::vector<membership_change> changes_;
   std::size_t reported_ = 0;  // leader: changes already sent to the members
   clock::time_point started_{};
   wire::buffer scratch_, outgoing_, incoming_, result_, header_, state_;
   bool joining_ = false;
-  std::vector<int> replacements_;  // leader: replaced ranks waiting for admit()
+  // Leader: replaced ranks, each with its posted receive of the request to join.
+  struct replacement {
+    explicit replacement(int q) : rank(q) {}
+    int rank;
+    wire::buffer message;
+    decltype(std::declval<Comm&>().irecv(0, 0, std::declval<wire::buffer&>())) asked{};
+  };
+  std::list<replacement> replacements_;  // a list: each receive writes into its own message
   std::vector<wire::buffer> contributions_, gathered_;
 };
 
