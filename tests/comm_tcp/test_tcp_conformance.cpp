@@ -94,6 +94,7 @@ TEST_CASE("tcp refuses a replacement for a rank whose link is alive", "[comm][tc
   const unsigned short port = tcp_test::free_port();
   tcp_test::log_capture log;
   std::atomic<bool> tried{false};
+  std::vector<double> sums(2, 0.0);  // checked here: Catch is not thread-safe
   std::vector<std::thread> ranks;
   for (int r = 0; r < 2; ++r) {
     ranks.emplace_back([&, r] {
@@ -103,7 +104,7 @@ TEST_CASE("tcp refuses a replacement for a rank whose link is alive", "[comm][tc
       while (!tried) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       std::vector<double> v{1.0};
       comm.allreduce(std::span<double>(v), loco::comm::reduce_op::sum);
-      CHECK(v[0] == 2.0);
+      sums[static_cast<std::size_t>(r)] = v[0];
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -113,5 +114,6 @@ TEST_CASE("tcp refuses a replacement for a rank whose link is alive", "[comm][tc
   CHECK_THROWS_AS(loco::comm::tcp(o), loco::error);
   tried = true;
   for (auto& t : ranks) t.join();
+  CHECK(sums == std::vector<double>{2.0, 2.0});
   CHECK(log.contains("rejected connection"));
 }
