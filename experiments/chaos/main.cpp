@@ -151,10 +151,9 @@ int run_rank(loco::comm::tcp& comm, const data& d, const settings& s, std::uint6
              bool quick) {
   const int me = comm.rank(), n = comm.size();
   const auto faults = parse_faults(s.faults, n);
-  const auto shards =
-      loco::data::partition_iid(d.train->rows(), static_cast<std::size_t>(n), seed);
-  loco::problems::softmax_regression<float> objective(
-      d.train, shards[static_cast<std::size_t>(me)], {.batch_size = s.batch, .l2 = 1e-5});
+  const auto shards = loco::data::partition_iid(d.train->rows(), static_cast<std::size_t>(n), seed);
+  loco::problems::softmax_regression<float> objective(d.train, shards[static_cast<std::size_t>(me)],
+                                                      {.batch_size = s.batch, .l2 = 1e-5});
   const auto init = objective.initial_point(seed);
   const std::vector<float> x0(init.begin(), init.end());
   paced<loco::problems::softmax_regression<float>> step{
@@ -181,9 +180,9 @@ int run_rank(loco::comm::tcp& comm, const data& d, const settings& s, std::uint6
             << " lost=" << lost << " joined=" << joined
             << " contributions=" << elastic.contributions() << std::endl;
   for (const auto& c : elastic.changes()) {
-    std::cout << "CHANGE epoch=" << c.epoch << " collective=" << c.collective
-              << " rank=" << c.rank << (c.joined ? " joined" : " lost") << " waited=" << c.waited
-              << " why=" << c.why << "\n";
+    std::cout << "CHANGE epoch=" << c.epoch << " collective=" << c.collective << " rank=" << c.rank
+              << (c.joined ? " joined" : " lost") << " waited=" << c.waited << " why=" << c.why
+              << "\n";
   }
   return 0;
 }

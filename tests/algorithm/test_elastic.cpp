@@ -39,35 +39,45 @@ struct survivor {
   bool finished = false;
 };
 
-// 4 workers, one local step per second; rank `victim` drops out at t = 23
-// (inside round 5 of 10 rounds of 5 steps), or never with victim -1.
-template <class Compressor>
-std::vector<survivor> run(Compressor c, int victim) {
-  loco::algorithm::local_sgd_options opt;
-  opt.schedule = loco::algorithm::schedule::rounds(10, 5);
-  loco::local_sgd<Compressor, elastic_sim, loco::merge::average, loco::stepsize::constant> algo(
-      c, {}, loco::stepsize::constant(0.1), opt);
+// 4 workers through comm::elastic on the simulator, one step per second;
+// rank `victim` drops out at `at` (never with -1). run(world, objective,
+// survivor&) runs the driver and keeps what it returned.
+template <class Run>
+std::vector<survivor> on_four(int victim, double at, Run run) {
   loco::sim::options so;
   so.compute = loco::sim::compute_model::fixed({1.0, 1.0, 1.0, 1.0});
-  if (victim >= 0) so.compute.drop_out(victim, 23.0);
+  if (victim >= 0) so.compute.drop_out(victim, at);
   std::vector<survivor> out(4);
   loco::comm::run_simulated(
       4,
       [&](loco::comm::simulated& comm) {
         elastic_sim world(comm);
         loco::sim::timed f(worker(comm.rank()), comm.clock());
-        const vec x0(dim, 0.0);
-        auto r = algo.run(world, f, std::span<const double>(x0));
         auto& s = out[static_cast<std::size_t>(comm.rank())];
-        s.average = r.average;
-        s.local = r.local;
+        run(world, f, s);
         s.changes = world.changes();
-        s.rounds = r.stats.rounds;
-        s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
         s.finished = true;
       },
       so);
   return out;
+}
+
+// local_sgd, 10 rounds of 5 steps; the victim drops out at t = 23, inside
+// round 5.
+template <class Compressor>
+std::vector<survivor> run(Compressor c, int victim) {
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(10, 5);
+  loco::local_sgd<Compressor, elastic_sim, loco::merge::average, loco::stepsize::constant> algo(
+      c, {}, loco::stepsize::constant(0.1), opt);
+  return on_four(victim, 23.0, [&](elastic_sim& world, auto& f, survivor& s) {
+    const vec x0(dim, 0.0);
+    auto r = algo.run(world, f, std::span<const double>(x0));
+    s.average = r.average;
+    s.local = r.local;
+    s.rounds = r.stats.rounds;
+    s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
+  });
 }
 
 template <class Compressor>
@@ -121,26 +131,13 @@ TEST_CASE("comm::elastic: CD-Adam goes on over the survivors when a worker drops
       opt.strategy = how;
       loco::compressed_amsgrad<loco::compress::top_k, elastic_sim, loco::stepsize::constant> algo(
           loco::compress::top_k(0.5), loco::stepsize::constant(0.05), opt);
-      loco::sim::options so;
-      so.compute = loco::sim::compute_model::fixed({1.0, 1.0, 1.0, 1.0});
-      if (victim >= 0) so.compute.drop_out(victim, 17.5);
-      std::vector<survivor> out(4);
-      loco::comm::run_simulated(
-          4,
-          [&](loco::comm::simulated& comm) {
-            elastic_sim world(comm);
-            loco::sim::timed f(worker(comm.rank()), comm.clock());
-            const vec x0(dim, 0.0);
-            auto r = algo.run(world, f, std::span<const double>(x0));
-            auto& s = out[static_cast<std::size_t>(comm.rank())];
-            s.local = r.model;
-            s.changes = world.changes();
-            s.rounds = r.stats.iterations;
-            s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
-            s.finished = true;
-          },
-          so);
-      return out;
+      return on_four(victim, 17.5, [&](elastic_sim& world, auto& f, survivor& s) {
+        const vec x0(dim, 0.0);
+        auto r = algo.run(world, f, std::span<const double>(x0));
+        s.local = r.model;
+        s.rounds = r.stats.iterations;
+        s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
+      });
     };
     const auto got = run_once(1);
     CHECK_FALSE(got[1].finished);

@@ -60,6 +60,7 @@
 
 #include "../comm/conformance.hpp"
 #include "../support/async_runs.hpp"
+#include "../support/test_policies.hpp"
 
 namespace {
 
@@ -157,26 +158,12 @@ int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
   const auto at = static_cast<std::uint64_t>(std::atol(argv[4]));
   const auto rounds = static_cast<std::size_t>(std::atol(argv[5]));
   const int me = comm.rank();
-  struct slow_quadratic {
-    using value_type = double;
-    double a;
-    std::vector<double> b;
-    std::size_t dimension() const { return b.size(); }
-    double loss(std::span<const double> x) const {
-      double sum = 0;
-      for (std::size_t j = 0; j < b.size(); ++j) sum += 0.5 * a * (x[j] - b[j]) * (x[j] - b[j]);
-      return sum;
-    }
-    double gradient(std::span<const double> x, std::span<double> g, loco::random::stream&) {
+  struct slow_quadratic : testing_policies::scaled_quadratic {
+    double gradient(std::span<const double> x, std::span<double> g, loco::random::stream& s) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      double loss = 0;
-      for (std::size_t j = 0; j < b.size(); ++j) {
-        g[j] = a * (x[j] - b[j]);
-        loss += 0.5 * a * (x[j] - b[j]) * (x[j] - b[j]);
-      }
-      return loss;
+      return scaled_quadratic::gradient(x, g, s);
     }
-  } f{0.5 + 0.1 * me, std::vector<double>(64, static_cast<double>(me))};
+  } f{{0.5 + 0.1 * me, std::vector<double>(64, static_cast<double>(me))}};
   using world = loco::comm::elastic<loco::comm::tcp>;
   world elastic(comm);
   loco::algorithm::local_sgd_options opt;
