@@ -275,6 +275,15 @@ inline std::unique_ptr<engine::peer> engine::connect(const endpoint_t& to, int q
       socklen_t len = sizeof(err);
       ::getsockopt(s.native_handle(), SOL_SOCKET, SO_ERROR, &err, &len);
     }
+    if (err == 0 && s.local_endpoint(ec) == to) {
+      // Nobody listened yet and the kernel picked the target's own port as
+      // our source: on loopback that connects the socket to itself (TCP
+      // simultaneous open), and would keep the port from its owner.
+      s.close(ec);
+      last = "connected to itself (no listener yet)";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
     if (err == 0) {
       configure(s);
       const auto hs_deadline = std::min(deadline, clock::now() + options_.handshake_timeout);
