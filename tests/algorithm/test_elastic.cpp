@@ -16,6 +16,7 @@
 #include <loco/merge/average.hpp>
 #include <loco/sim/timed.hpp>
 #include <loco/stepsize/constant.hpp>
+#include <string>
 #include <vector>
 
 namespace {
@@ -159,34 +160,56 @@ TEST_CASE("comm::elastic: CD-Adam goes on over the survivors when a worker drops
 }
 
 TEST_CASE("comm::elastic: collectives over the members, and what is refused", "[elastic][faults]") {
-  loco::comm::run_in_process(3, [](loco::comm::in_process& comm) {
+  // Each rank records what it saw; checked here (Catch is not thread-safe).
+  struct seen {
+    int live = 0;
+    std::vector<double> average;
+    float max = 0;
+    std::vector<std::int32_t> gathered;
+    bool root_only = false;
+    std::int32_t broadcast = 0;
+    std::uint64_t epoch = 1;
+    std::string refused;
+  };
+  std::vector<seen> out(3);
+  loco::comm::run_in_process(3, [&](loco::comm::in_process& comm) {
     loco::comm::elastic<loco::comm::in_process> e(comm);
-    CHECK(e.live_count() == 3);
-    std::vector<double> v{static_cast<double>(e.rank() + 1), 1.0};
-    e.allreduce(std::span<double>(v), loco::comm::reduce_op::average);
-    CHECK(v == std::vector<double>{2.0, 1.0});
+    auto& s = out[static_cast<std::size_t>(e.rank())];
+    s.live = e.live_count();
+    s.average = {static_cast<double>(e.rank() + 1), 1.0};
+    e.allreduce(std::span<double>(s.average), loco::comm::reduce_op::average);
     std::vector<float> m{static_cast<float>(e.rank())};
     e.iallreduce(std::span<float>(m), loco::comm::reduce_op::max).wait();
-    CHECK(m[0] == 2.0f);
+    s.max = m[0];
     loco::wire::buffer mine;
     mine.put<std::int32_t>(e.rank() * 10);
     std::vector<loco::wire::buffer> all;
     e.allgather(mine.bytes(), all);
-    REQUIRE(all.size() == 3);
-    for (int q = 0; q < 3; ++q) {
-      loco::wire::view in(all[static_cast<std::size_t>(q)]);
-      CHECK(in.get<std::int32_t>("x") == q * 10);
-    }
+    for (const auto& b : all) s.gathered.push_back(loco::wire::view(b).get<std::int32_t>("x"));
     e.gather(mine.bytes(), all, 1);
-    CHECK(all[0].empty() == (e.rank() != 1));
+    s.root_only = all[0].empty() == (e.rank() != 1);
     loco::wire::buffer b;
     if (e.rank() == 2) b.put<std::int32_t>(77);
     e.broadcast(b, 2);
-    CHECK(loco::wire::view(b).get<std::int32_t>("b") == 77);
+    s.broadcast = loco::wire::view(b).get<std::int32_t>("b");
     e.barrier();
-    CHECK(e.epoch() == 0);
-    CHECK_THROWS_WITH(e.send(0, 32000, mine.bytes()), Catch::Contains("reserved"));
+    s.epoch = e.epoch();
+    try {
+      e.send(0, 32000, mine.bytes());
+    } catch (const loco::config_error& x) {
+      s.refused = x.what();
+    }
   });
+  for (const auto& s : out) {
+    CHECK(s.live == 3);
+    CHECK(s.average == std::vector<double>{2.0, 1.0});
+    CHECK(s.max == 2.0f);
+    CHECK(s.gathered == std::vector<std::int32_t>{0, 10, 20});
+    CHECK(s.root_only);
+    CHECK(s.broadcast == 77);
+    CHECK(s.epoch == 0);
+    CHECK_THAT(s.refused, Catch::Contains("reserved"));
+  }
   loco::comm::run_in_process(1, [](loco::comm::in_process& comm) {
     CHECK_THROWS_WITH(loco::comm::elastic<loco::comm::in_process>(comm, {.tag = -1}),
                       Catch::Contains("tag -1"));
