@@ -184,17 +184,14 @@ class engine {
       // old peer lives on (graveyard_), so the pointer stays valid.
       link = peers_[static_cast<std::size_t>(dst)].get();
       if (link == nullptr) throw peer_lost(dst, "not connected to this rank (it rejoined)");
-    }
-    peer& p = *link;
-    {
-      std::lock_guard lock(mutex_);
       // A collective reports the world's root cause, not a peer that left
       // because of it.
       if (h.type == frame_type::collective && world_failure_) {
         std::rethrow_exception(world_failure_);
       }
-      if (p.failure) std::rethrow_exception(p.failure);
+      if (link->failure) std::rethrow_exception(link->failure);
     }
+    peer& p = *link;
     h.length = payload.size();
     auto head = encode_header(h);
     std::lock_guard guard(p.write_mutex);
