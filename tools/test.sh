@@ -95,6 +95,9 @@ for stage in "${stages[@]}"; do
         -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
       run cmake --build "$build/asan" -j "$jobs"
       export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+      # One run per fault kind (the release stage runs three): the chaos
+      # test's processes run several times slower instrumented.
+      export LOCO_CHAOS_RUNS=1
       ctest_run --test-dir "$build/asan" --output-on-failure -j "$jobs" -LE "compile_fail|slow"
       end asan ;;
     tsan)
@@ -103,7 +106,7 @@ for stage in "${stages[@]}"; do
         -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
       # Only what the concurrency-labelled tests run is built.
       run cmake --build "$build/tsan" -j "$jobs" --target loco_tests_concurrency
-      export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+      export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" LOCO_CHAOS_RUNS=1
       ctest_run --test-dir "$build/tsan" --output-on-failure -j "$jobs" -L concurrency -LE slow
       end tsan ;;
     fuzz)

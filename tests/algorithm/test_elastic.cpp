@@ -16,6 +16,7 @@
 #include <loco/merge/average.hpp>
 #include <loco/sim/timed.hpp>
 #include <loco/stepsize/constant.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -156,6 +157,57 @@ TEST_CASE("comm::elastic: CD-Adam goes on over the survivors when a worker drops
     }
     CHECK(run_once(1)[3].local == got[3].local);  // replayed bit for bit
     CHECK(run_once(-1)[0].local != got[0].local);
+  }
+}
+
+// A worker whose gradient throws after `left` calls (a crashing thread).
+struct crashing : testing_policies::scaled_quadratic {
+  int left;
+  double gradient(std::span<const double> x, std::span<double> g, loco::random::stream& rng) {
+    if (left-- == 0) throw std::runtime_error("worker thread crashed");
+    return scaled_quadratic::gradient(x, g, rng);
+  }
+};
+
+TEST_CASE("comm::elastic: local_sgd on tolerant in_process threads survives a crashing worker",
+          "[elastic][in_process][faults]") {
+  using elastic_threads = loco::comm::elastic<loco::comm::in_process>;
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(10, 5);
+  loco::local_sgd<testing_policies::raw, elastic_threads, loco::merge::average,
+                  loco::stepsize::constant>
+      algo({}, {}, loco::stepsize::constant(0.1), opt);
+  loco::comm::in_process_options tolerant;
+  tolerant.tolerant = true;
+  std::vector<survivor> out(4);
+  const auto failures = loco::comm::run_in_process(
+      4,
+      [&](loco::comm::in_process& comm) {
+        elastic_threads world(comm);
+        // Rank 2 crashes in round 4 (its 18th gradient).
+        crashing f{worker(comm.rank()), comm.rank() == 2 ? 17 : -1};
+        const vec x0(dim, 0.0);
+        auto r = algo.run(world, f, std::span<const double>(x0));
+        auto& s = out[static_cast<std::size_t>(comm.rank())];
+        s.average = r.average;
+        s.rounds = r.stats.rounds;
+        s.changes = world.changes();
+        s.finished = true;
+      },
+      tolerant);
+  REQUIRE(failures.size() == 1);
+  CHECK(failures[0].rank == 2);
+  CHECK(failures[0].what == "worker thread crashed");
+  CHECK_FALSE(out[2].finished);
+  for (int r : {0, 1, 3}) {
+    INFO("rank " << r);
+    const auto& s = out[static_cast<std::size_t>(r)];
+    REQUIRE(s.finished);
+    CHECK(s.rounds == 10);
+    REQUIRE(s.changes.size() == 1);
+    CHECK(s.changes[0].rank == 2);
+    CHECK_THAT(s.changes[0].why, Catch::Contains("worker thread crashed"));
+    CHECK(s.average == out[0].average);
   }
 }
 

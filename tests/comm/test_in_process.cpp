@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <loco/comm/in_process.hpp>
 #include <loco/concepts/communicator.hpp>
+#include <loco/wire/view.hpp>
+#include <string>
 #include <thread>
 
 #include "conformance.hpp"
@@ -89,6 +92,124 @@ TEST_CASE("in_process times out a missing peer with peer_lost naming it", "[comm
                       },
                       opt),
                   loco::peer_lost);
+}
+
+// Tolerant mode: each rank records what it saw (Catch is not thread-safe);
+// the main thread checks.
+TEST_CASE("in_process tolerant: a rank that throws is lost alone, the others go on",
+          "[comm][in_process][faults]") {
+  loco::comm::in_process_options opt;
+  opt.tolerant = true;
+  opt.timeout = std::chrono::milliseconds(20000);  // no test below may wait for it
+  struct seen {
+    int recv_lost = -2, send_lost = -2, collective_lost = -2, irecv_lost = -2;
+    std::int32_t from_2 = -1;
+    std::string why;
+  };
+  std::vector<seen> out(3);
+  const auto start = std::chrono::steady_clock::now();
+  const auto failures = loco::comm::run_in_process(
+      3,
+      [&](loco::comm::in_process& c) {
+        auto& s = out[static_cast<std::size_t>(c.rank())];
+        loco::wire::buffer b;
+        b.put<std::int32_t>(c.rank());
+        if (c.rank() == 1) {
+          loco::wire::buffer never;
+          auto pending = c.irecv(0, 9, never);  // withdrawn when this rank ends
+          c.send(2, 5, b.bytes());
+          throw std::runtime_error("worker crashed");
+        }
+        if (c.rank() == 2) {
+          loco::wire::buffer got;
+          (void)c.recv(1, 5, got);  // sent before rank 1 crashed: still delivered
+          c.send(0, 6, b.bytes());
+          return;
+        }
+        // Rank 0: receives from the crashed rank fail at once, posted or not.
+        loco::wire::buffer got;
+        try {
+          c.irecv(1, 7, got).wait();
+        } catch (const loco::peer_lost& e) {
+          s.irecv_lost = e.rank();
+          s.why = e.what();
+        }
+        try {
+          (void)c.recv(1, 7, got);
+        } catch (const loco::peer_lost& e) {
+          s.recv_lost = e.rank();
+        }
+        try {
+          c.send(1, 7, b.bytes());
+        } catch (const loco::peer_lost& e) {
+          s.send_lost = e.rank();
+        }
+        (void)c.recv(2, 6, got);  // the survivors still talk
+        s.from_2 = loco::wire::view(got).get<std::int32_t>("rank");
+        std::vector<float> v(4, 1.0f);
+        try {
+          c.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
+        } catch (const loco::peer_lost& e) {
+          s.collective_lost = e.rank();  // the world's own collectives need every rank
+        }
+      },
+      opt);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+  REQUIRE(failures.size() == 1);
+  CHECK(failures[0].rank == 1);
+  CHECK(failures[0].what == "worker crashed");
+  CHECK_THROWS_AS(std::rethrow_exception(failures[0].error), std::runtime_error);
+  CHECK(out[0].irecv_lost == 1);
+  CHECK_THAT(out[0].why, Catch::Contains("rank 1 failed: worker crashed"));
+  CHECK(out[0].recv_lost == 1);
+  CHECK(out[0].send_lost == 1);
+  CHECK(out[0].from_2 == 2);
+  // Whichever left first: rank 1 (crashed) or rank 2 (returned).
+  CHECK((out[0].collective_lost == 1 || out[0].collective_lost == 2));
+}
+
+TEST_CASE("in_process tolerant: a silent rank is declared lost and finds itself out",
+          "[comm][in_process][faults]") {
+  loco::comm::in_process_options opt;
+  opt.tolerant = true;
+  opt.timeout = std::chrono::milliseconds(200);
+  int named = -2;
+  std::string own;
+  const auto failures = loco::comm::run_in_process(
+      2,
+      [&](loco::comm::in_process& c) {
+        loco::wire::buffer b;
+        if (c.rank() == 0) {
+          try {
+            (void)c.recv(1, 3, b);  // rank 1 is too slow: declared lost
+          } catch (const loco::peer_lost& e) {
+            named = e.rank();
+          }
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(600));
+        b.put<std::int32_t>(1);
+        try {
+          c.send(0, 3, b.bytes());
+        } catch (const loco::peer_lost& e) {
+          own = e.what();
+          throw;
+        }
+      },
+      opt);
+  CHECK(named == 1);
+  CHECK_THAT(own, Catch::Contains("rank 1") && Catch::Contains("within 200 ms"));
+  REQUIRE(failures.size() == 1);
+  CHECK(failures[0].rank == 1);
+
+  // Nobody finished: the first root cause is rethrown, as without tolerance.
+  CHECK_THROWS_WITH(loco::comm::run_in_process(
+                        2,
+                        [](loco::comm::in_process& c) {
+                          throw std::runtime_error("rank " + std::to_string(c.rank()));
+                        },
+                        opt),
+                    Catch::StartsWith("rank "));
 }
 
 TEST_CASE("in_process rejects bad settings and mismatched vectors", "[comm][in_process]") {

@@ -13,8 +13,16 @@
 // instead of three). Point-to-point messages are copied into the receiver's
 // mailbox at send time.
 //
+// Tolerant mode (in_process_options::tolerant): a rank whose function
+// throws, returns, or is declared lost (another rank waited for its message
+// past the timeout) is lost to the others alone: receives from it and sends
+// to it throw loco::peer_lost naming it, while the survivors keep talking.
+// The world's own collectives need every rank, so they end at the first
+// loss; comm::elastic<in_process> runs collectives over the survivors.
+//
 //   loco::comm::run_in_process(4, [](loco::comm::in_process& comm) { ... });
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -46,6 +54,17 @@ struct in_process_options {
   // rank would take the core from one that has not arrived yet).
   std::chrono::microseconds spin{-1};
   static constexpr std::chrono::microseconds max_spin{100000};
+  // false: a rank that throws ends the world (every rank is woken with
+  // peer_lost, run_in_process rethrows). true: it is lost alone (above), and
+  // run_in_process returns the failures when any rank finished.
+  bool tolerant = false;
+};
+
+// A rank whose function threw, as tolerant run_in_process reports it.
+struct rank_failure {
+  int rank = -1;
+  std::string what;
+  std::exception_ptr error;
 };
 
 namespace detail {
@@ -58,7 +77,9 @@ class in_process_world {
         options(opt),
         barrier(n, opt.timeout, spin_of(n, opt.spin)),
         slots(static_cast<std::size_t>(n)),
-        mailboxes(static_cast<std::size_t>(n)) {}
+        mailboxes(static_cast<std::size_t>(n)),
+        lost_(std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(n))),
+        lost_why_(static_cast<std::size_t>(n)) {}
 
   struct slot {
     const void* data = nullptr;
@@ -111,6 +132,33 @@ class in_process_world {
     }
   }
 
+  // Tolerant mode: `rank` is out (failed, finished or declared lost). The
+  // world's collectives end; receives waiting for it and later messages to
+  // or from it throw peer_lost; messages it sent before stay receivable.
+  void lose(int rank, const std::string& why) {
+    {
+      std::lock_guard lock(lost_mutex_);
+      if (lost_[static_cast<std::size_t>(rank)].load()) return;
+      lost_why_[static_cast<std::size_t>(rank)] = why;
+      lost_[static_cast<std::size_t>(rank)].store(true);
+    }
+    barrier.abort(rank, why);
+    for (auto& box : mailboxes) {
+      std::lock_guard lock(box.mutex);
+      std::erase_if(box.pending, [&](pending_receive& p) {
+        if (p.source != rank) return false;
+        p.done->finish(-1, std::make_exception_ptr(peer_lost(rank, why)));
+        return true;
+      });
+      box.cv.notify_all();
+    }
+  }
+  bool lost(int rank) const noexcept { return lost_[static_cast<std::size_t>(rank)].load(); }
+  [[noreturn]] void throw_lost(int rank) const {
+    std::lock_guard lock(lost_mutex_);
+    throw peer_lost(rank, lost_why_[static_cast<std::size_t>(rank)]);
+  }
+
   const int size;
   const in_process_options options;
   world_barrier barrier;
@@ -118,6 +166,11 @@ class in_process_world {
   std::vector<mailbox> mailboxes;
   std::mutex spare_mutex;
   std::vector<wire::buffer> spares;  // recycled message buffers: no allocation in steady state
+
+ private:
+  std::unique_ptr<std::atomic<bool>[]> lost_;
+  mutable std::mutex lost_mutex_;  // guards lost_why_
+  std::vector<std::string> lost_why_;
 };
 
 }  // namespace detail
@@ -151,7 +204,7 @@ class in_process {
   // ------------------------------------------------------------ point to point
   void send(int dst, int tag, std::span<const std::byte> bytes) {
     check_peer(dst, "send");
-    world_->barrier.throw_if_aborted_unlocked();
+    throw_if_unreachable(dst);
     auto& box = world_->mailboxes[static_cast<std::size_t>(dst)];
     // Copy outside the lock; then match a posted receive or queue the
     // message in ONE critical section, so an irecv posted meanwhile can
@@ -180,16 +233,16 @@ class in_process {
     auto& box = world_->mailboxes[static_cast<std::size_t>(rank_)];
     std::unique_lock lock(box.mutex);
     int from = -1;
-    const bool got = box.cv.wait_for(lock, world_->options.timeout, [&] {
+    box.cv.wait_for(lock, world_->options.timeout, [&] {
       from = try_take(box, src, tag, out);
-      return from >= 0 || world_->barrier.aborted();
+      return from >= 0 || unreachable(src);
     });
     if (from >= 0) return from;
     lock.unlock();
-    world_->barrier.throw_if_aborted_unlocked();
-    (void)got;
-    throw peer_lost(src, "no message with tag " + std::to_string(tag) + " arrived within " +
-                             std::to_string(world_->options.timeout.count()) + " ms");
+    throw_if_unreachable(src);
+    const std::string why = silence(tag);
+    if (world_->options.tolerant && src != any_source) world_->lose(src, why);
+    throw peer_lost(src, why);
   }
 
   // The message is copied at once, so the request is already complete.
@@ -202,7 +255,6 @@ class in_process {
   // communicator's timeout with loco::peer_lost.
   request irecv(int src, int tag, wire::buffer& out) {
     if (src != any_source) check_peer(src, "irecv");
-    world_->barrier.throw_if_aborted_unlocked();
     auto done = std::make_shared<detail::completion>();
     auto& box = world_->mailboxes[static_cast<std::size_t>(rank_)];
     std::lock_guard lock(box.mutex);
@@ -211,24 +263,27 @@ class in_process {
       done->finish(from);
       return request(done);
     }
+    // Checked under the mailbox lock: lose() finishes the pending receives
+    // from the lost rank under it, so none posted meanwhile is missed.
+    throw_if_unreachable(src);
     done->timeout = world_->options.timeout;
     done->peer = src;
-    done->timeout_message = "no message with tag " + std::to_string(tag) + " arrived within " +
-                            std::to_string(world_->options.timeout.count()) + " ms";
+    done->timeout_message = silence(tag);
     std::weak_ptr<detail::completion> weak = done;
     // Holds the world, so a request that outlives its communicator is safe;
     // the cycle through `pending` ends when the entry is removed.
-    done->cancel = [world = world_, me = rank_, weak] {
-      auto& b = world->mailboxes[static_cast<std::size_t>(me)];
-      std::lock_guard guard(b.mutex);
+    done->cancel = [world = world_, me = rank_, src, weak] {
       auto self = weak.lock();
-      for (auto it = b.pending.begin(); it != b.pending.end(); ++it) {
-        if (it->done == self) {
-          b.pending.erase(it);
-          return true;
-        }
+      {
+        auto& b = world->mailboxes[static_cast<std::size_t>(me)];
+        std::lock_guard guard(b.mutex);
+        const auto it = std::find_if(b.pending.begin(), b.pending.end(),
+                                     [&](const auto& p) { return p.done == self; });
+        if (it == b.pending.end()) return false;
+        b.pending.erase(it);
       }
-      return false;
+      if (world->options.tolerant && src != any_source) world->lose(src, self->timeout_message);
+      return true;
     };
     box.pending.push_back({src, tag, &out, done});
     return request(done);
@@ -295,6 +350,27 @@ class in_process {
       b.assign({static_cast<const std::byte*>(s.data), s.count});
     }
     w.barrier.arrive_and_wait(rank_);
+  }
+
+  // Whether a message from `peer` (any_source: from anyone) can no longer
+  // come: the world was aborted, or, tolerant, this rank or the peer is lost.
+  bool unreachable(int peer) const noexcept {
+    if (!world_->options.tolerant) return world_->barrier.aborted();
+    return world_->lost(rank_) || (peer != any_source && world_->lost(peer));
+  }
+  void throw_if_unreachable(int peer) const {
+    if (!world_->options.tolerant) {
+      world_->barrier.throw_if_aborted_unlocked();
+    } else if (world_->lost(rank_)) {
+      world_->throw_lost(rank_);  // declared lost by another rank: it is out
+    } else if (peer != any_source && world_->lost(peer)) {
+      world_->throw_lost(peer);
+    }
+  }
+  std::string silence(int tag) const {
+    return "no message with tag " + std::to_string(tag) + " arrived at rank " +
+           std::to_string(rank_) + " within " + std::to_string(world_->options.timeout.count()) +
+           " ms";
   }
 
   void check_peer(int peer, const char* what) const {
@@ -417,9 +493,12 @@ class in_process {
 
 // Runs fn(comm) on n threads, one rank each, and returns when all are done.
 // If a rank throws, the others are woken with loco::peer_lost naming it, and
-// the first rank's original exception is rethrown here.
+// the first rank's original exception is rethrown here. Tolerant
+// (in_process_options::tolerant): a rank that throws or returns is lost
+// alone; the failures are returned when at least one rank returned, else
+// the first root cause is rethrown.
 template <class Fn>
-void run_in_process(int n, Fn&& fn, in_process_options opt = {}) {
+std::vector<rank_failure> run_in_process(int n, Fn&& fn, in_process_options opt = {}) {
   if (n < 1) throw config_error("run_in_process: n " + std::to_string(n) + " must be >= 1");
   if (opt.timeout.count() <= 0) {
     throw config_error("run_in_process: timeout " + std::to_string(opt.timeout.count()) +
@@ -434,40 +513,51 @@ void run_in_process(int n, Fn&& fn, in_process_options opt = {}) {
   std::mutex error_mutex;
   std::exception_ptr first_error;
   bool first_is_root_cause = false;
+  std::vector<rank_failure> failures;
+  // A rank failed with `what`; its own peer_lost is not a root cause.
+  const auto failed = [&](int r, const std::string& what, bool root_cause, int lost, auto&& why) {
+    {
+      std::lock_guard lock(error_mutex);
+      if (!first_error || (root_cause && !first_is_root_cause)) {
+        first_error = std::current_exception();
+        first_is_root_cause = root_cause;
+      }
+      if (opt.tolerant) failures.push_back({r, what, std::current_exception()});
+    }
+    if (opt.tolerant) {
+      world->lose(r, "rank " + std::to_string(r) + " failed: " + what);
+    } else {
+      world->abort(lost, why);
+    }
+  };
   std::vector<std::thread> threads;
   threads.reserve(static_cast<std::size_t>(n));
   for (int r = 0; r < n; ++r) {
     threads.emplace_back([&, r] {
       try {
-        in_process comm(world, r);
-        fn(comm);
+        {
+          in_process comm(world, r);
+          fn(comm);
+        }
+        if (opt.tolerant) world->lose(r, "rank " + std::to_string(r) + " returned");
       } catch (const peer_lost& e) {
-        std::lock_guard lock(error_mutex);
-        if (!first_error) first_error = std::current_exception();
-        world->abort(e.rank(), e.what());
+        failed(r, e.what(), false, e.rank(), e.what());
       } catch (const std::exception& e) {
-        {
-          std::lock_guard lock(error_mutex);
-          if (!first_is_root_cause) {
-            first_error = std::current_exception();
-            first_is_root_cause = true;
-          }
-        }
-        world->abort(r, std::string("rank ") + std::to_string(r) + " failed: " + e.what());
+        failed(r, e.what(), true, r,
+               std::string("rank ") + std::to_string(r) + " failed: " + e.what());
       } catch (...) {
-        {
-          std::lock_guard lock(error_mutex);
-          if (!first_is_root_cause) {
-            first_error = std::current_exception();
-            first_is_root_cause = true;
-          }
-        }
-        world->abort(r, "rank " + std::to_string(r) + " failed with a non-standard exception");
+        const std::string what = "a non-standard exception";
+        failed(r, what, true, r, "rank " + std::to_string(r) + " failed with " + what);
       }
     });
   }
   for (auto& t : threads) t.join();
-  if (first_error) std::rethrow_exception(first_error);
+  if (first_error && (!opt.tolerant || failures.size() == static_cast<std::size_t>(n))) {
+    std::rethrow_exception(first_error);
+  }
+  std::sort(failures.begin(), failures.end(),
+            [](const rank_failure& a, const rank_failure& b) { return a.rank < b.rank; });
+  return failures;
 }
 
 }  // namespace loco::comm
