@@ -41,14 +41,21 @@ struct survivor {
   bool finished = false;
 };
 
+enum class fault { kill, stop };
+
 // 4 workers through comm::elastic on the simulator, one step per second;
-// rank `victim` drops out at `at` (never with -1). run(world, objective,
+// rank `victim` drops out at `at` (never with -1), or, `stop`, is stopped
+// there for 3 s, past the failure detector's 1 s. run(world, objective,
 // survivor&) runs the driver and keeps what it returned.
 template <class Run>
-std::vector<survivor> on_four(int victim, double at, Run run) {
+std::vector<survivor> on_four(int victim, double at, Run run, fault how = fault::kill) {
   loco::sim::options so;
   so.compute = loco::sim::compute_model::fixed({1.0, 1.0, 1.0, 1.0});
-  if (victim >= 0) so.compute.drop_out(victim, at);
+  if (victim >= 0 && how == fault::kill) so.compute.drop_out(victim, at);
+  if (victim >= 0 && how == fault::stop) {
+    so.availability.offline(victim, at, at + 3.0);
+    so.failure_detection = 1.0;
+  }
   std::vector<survivor> out(4);
   loco::comm::run_simulated(
       4,
@@ -65,21 +72,24 @@ std::vector<survivor> on_four(int victim, double at, Run run) {
 }
 
 // local_sgd, 10 rounds of 5 steps; the victim drops out at t = 23, inside
-// round 5.
+// round 5 (or is stopped there and declared lost at 24).
 template <class Compressor>
-std::vector<survivor> run(Compressor c, int victim) {
+std::vector<survivor> run(Compressor c, int victim, fault how = fault::kill, double at = 23.0) {
   loco::algorithm::local_sgd_options opt;
   opt.schedule = loco::algorithm::schedule::rounds(10, 5);
   loco::local_sgd<Compressor, elastic_sim, loco::merge::average, loco::stepsize::constant> algo(
       c, {}, loco::stepsize::constant(0.1), opt);
-  return on_four(victim, 23.0, [&](elastic_sim& world, auto& f, survivor& s) {
-    const vec x0(dim, 0.0);
-    auto r = algo.run(world, f, std::span<const double>(x0));
-    s.average = r.average;
-    s.local = r.local;
-    s.rounds = r.stats.rounds;
-    s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
-  });
+  return on_four(
+      victim, at,
+      [&](elastic_sim& world, auto& f, survivor& s) {
+        const vec x0(dim, 0.0);
+        auto r = algo.run(world, f, std::span<const double>(x0));
+        s.average = r.average;
+        s.local = r.local;
+        s.rounds = r.stats.rounds;
+        s.recorded.assign(r.ledger.membership().begin(), r.ledger.membership().end());
+      },
+      how);
 }
 
 template <class Compressor>
@@ -120,6 +130,30 @@ TEST_CASE("comm::elastic: local_sgd finishes over the survivors when a worker dr
           "[elastic][sim][faults]") {
   SECTION("lossless: averaged models") { check_survivors(testing_policies::raw{}); }
   SECTION("compressed: allgathered messages") { check_survivors(loco::compress::qsgd(16)); }
+}
+
+TEST_CASE("comm::elastic: local_sgd replays a SIGSTOP on the simulator: declared lost, bit for bit",
+          "[elastic][sim][faults]") {
+  // Stopped at 24.5 for 3 s: the detector declares it lost at 25.5, half a
+  // second into round 5's collective (which begins at 25).
+  const auto got = run(testing_policies::raw{}, 1, fault::stop, 24.5);
+  CHECK_FALSE(got[1].finished);
+  for (int r : {0, 2, 3}) {
+    INFO("rank " << r);
+    const auto& s = got[static_cast<std::size_t>(r)];
+    REQUIRE(s.finished);
+    CHECK(s.rounds == 10);
+    REQUIRE(s.changes.size() == 1);
+    CHECK(s.changes[0].rank == 1);
+    CHECK_THAT(s.changes[0].why, Catch::Contains("declared lost at t=25.5 s"));
+    CHECK(s.changes[0].waited == Approx(0.5).margin(1e-6));  // virtual seconds
+    REQUIRE(s.recorded.size() == 1);
+    CHECK(s.recorded[0].round == 5);
+    CHECK(s.average == got[0].average);
+  }
+  const auto again = run(testing_policies::raw{}, 1, fault::stop, 24.5);
+  CHECK(again[0].average == got[0].average);
+  CHECK(again[2].changes[0].waited == got[2].changes[0].waited);
 }
 
 TEST_CASE("comm::elastic: CD-Adam goes on over the survivors when a worker drops out",

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <loco/comm/simulated.hpp>
 #include <sstream>
 #include <string>
@@ -276,6 +277,76 @@ TEST_CASE("an offline rank's compute pauses and its messages wait for its return
   CHECK(end[1] == 6.5);
   CHECK(got_at[2] == 2.0);
   CHECK(end[3] == 7.0);
+}
+
+TEST_CASE("failure_detection: a rank offline longer than it is declared lost, as heartbeats would",
+          "[sim][availability][faults]") {
+  // Rank 1 sends every second, stops at 2.5 for 3 s (a SIGSTOP); rank 2
+  // pauses 0.5 s (shorter than the detector: waited for); rank 0 waits on
+  // rank 1 and is told at 3.5 that it was declared lost.
+  const auto once = [](double detect) {
+    loco::sim::options opt;
+    opt.compute = loco::sim::compute_model(1.0);
+    opt.availability.offline(1, 2.5, 5.5).offline(2, 1.2, 1.7);
+    opt.failure_detection = detect;
+    struct out {
+      int received = 0;
+      double lost_at = -1.0, end_2 = -1.0;
+      std::string why;
+      loco::sim::report rep;
+    } o;
+    o.rep = run_simulated(
+        3,
+        [&](simulated& c) {
+          loco::wire::buffer in;
+          if (c.rank() == 0) {
+            try {
+              for (int k = 0; k < 8; ++k) {
+                c.recv(1, 1, in);
+                ++o.received;
+              }
+            } catch (const loco::peer_lost& e) {
+              o.lost_at = c.now();
+              o.why = e.what();
+              if (e.rank() != 1) throw;
+            }
+          } else if (c.rank() == 1) {
+            for (int k = 0; k < 8; ++k) {
+              c.compute();
+              c.send(0, 1, four_bytes());
+            }
+          } else {
+            for (int k = 0; k < 3; ++k) c.compute();
+            o.end_2 = c.now();
+          }
+        },
+        opt);
+    return o;
+  };
+  const auto o = once(1.0);
+  CHECK(o.received == 2);  // sent at 1 and 2; the third step would end at 3.5 + 0.5 = 6
+  CHECK(o.lost_at == 3.5);
+  CHECK_THAT(o.why, Catch::Contains("lost peer rank 1") &&
+                        Catch::Contains("offline since t=2.5 s, declared lost at t=3.5 s"));
+  CHECK(o.rep.dropped[1]);
+  CHECK(o.rep.finish_time[1] == 3.5);
+  CHECK_FALSE(o.rep.dropped[2]);
+  CHECK(o.end_2 == 3.5);  // its 0.5 s pause is waited for
+  // The detector off: rank 1 is waited for and every message arrives.
+  const auto patient = once(std::numeric_limits<double>::infinity());
+  CHECK(patient.received == 8);
+  CHECK(patient.lost_at == -1.0);
+  CHECK_FALSE(patient.rep.dropped[1]);
+  // Replayed: the same.
+  CHECK(once(1.0).lost_at == 3.5);
+
+  for (double bad : {0.0, -1.0, std::nan("")}) {
+    loco::sim::options opt;
+    opt.failure_detection = bad;
+    CHECK_THROWS_WITH(run_simulated(
+                          1, [](simulated&) {}, opt),
+                      Catch::Contains("failure_detection"));
+  }
 }
 
 TEST_CASE(

@@ -22,7 +22,6 @@
 // collective, so this trades the inner communicator's ring for tolerance;
 // local SGD and DiLoCo communicate once per round, which keeps it small.
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -186,7 +185,7 @@ class elastic {
       message.put<std::uint64_t>(state_hash(state_.bytes()));
       message.put<std::uint64_t>(state_.size());
       message.append(state_.data(), state_.size());
-      started_ = clock::now();
+      started_ = comm::now(inner_);
       for (int q : joiners) {
         try {
           inner_.send(q, tag_down(), message.bytes());
@@ -301,7 +300,6 @@ class elastic {
   }
 
  private:
-  using clock = std::chrono::steady_clock;
   int tag_up() const noexcept { return opt_.tag; }
   int tag_down() const noexcept { return opt_.tag + 1; }
   int tag_join() const noexcept { return opt_.tag + 2; }
@@ -324,7 +322,7 @@ class elastic {
 
   void begin() {
     ++sequence_;
-    started_ = clock::now();
+    started_ = comm::now(inner_);
     if (!is_live(rank())) {
       throw error("loco: comm::elastic: rank " + std::to_string(rank()) +
                   " was left out of the world (found lost by the others)");
@@ -466,7 +464,7 @@ class elastic {
 
   void lose(int q, const std::string& why) {
     if (!is_live(q)) return;
-    const double waited = std::chrono::duration<double>(clock::now() - started_).count();
+    const double waited = comm::now(inner_) - started_;
     record(q, waited, why);
   }
   void record(int q, double waited, const std::string& why) {
@@ -606,7 +604,7 @@ class elastic {
   std::uint64_t contributions_total_ = 0;
   std::vector<membership_change> changes_;
   std::size_t reported_ = 0;  // leader: changes already sent to the members
-  clock::time_point started_{};
+  double started_ = 0.0;      // comm::now() when the collective began (virtual on the simulator)
   wire::buffer scratch_, outgoing_, incoming_, result_, header_, state_;
   bool joining_ = false;
   // Leader: replaced ranks, each with its posted receive of the request to join.

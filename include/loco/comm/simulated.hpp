@@ -194,6 +194,10 @@ sim::report run_simulated(int n, Fn&& fn, sim::options opt = {}) {
     throw config_error("run_simulated: poll_interval " + std::to_string(opt.poll_interval) +
                        " s must be finite and > 0");
   }
+  if (!(opt.failure_detection > 0.0)) {
+    throw config_error("run_simulated: failure_detection " + std::to_string(opt.failure_detection) +
+                       " s must be > 0 (or +inf: off)");
+  }
   opt.compute.check(n);
   opt.link.check(n);
   opt.availability.check(n);

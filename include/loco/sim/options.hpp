@@ -2,6 +2,7 @@
 // sim::options: the settings of one simulated run (docs/simulation.md#options).
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <loco/sim/availability.hpp>
 #include <loco/sim/compute_model.hpp>
 #include <loco/sim/link_model.hpp>
@@ -12,8 +13,13 @@ struct options {
   compute_model compute{};           // cost of each compute step per rank, drop-outs
   link_model link{};                 // latency and bandwidth of messages and collectives
   sim::availability availability{};  // when each rank is online (default: always)
-  std::uint64_t seed = 0;            // for random compute models
-  bool log_events = false;           // keep the full event log in the report (off: counts only)
+  // The failure detector: a rank offline for longer than this many seconds
+  // is declared lost at that moment and drops out there, as comm::tcp's
+  // heartbeats declare a stopped process lost (a SIGSTOP that outlasts
+  // them). +inf (the default): an offline rank is waited for however long.
+  double failure_detection = std::numeric_limits<double>::infinity();
+  std::uint64_t seed = 0;   // for random compute models
+  bool log_events = false;  // keep the full event log in the report (off: counts only)
   // A test() that finds its operation unfinished charges this much virtual
   // time, doubling on each further unfinished test() with no other charge in
   // between, so a loop that only polls reaches the completion in a few dozen

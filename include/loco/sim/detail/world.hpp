@@ -169,6 +169,7 @@ struct rank_data {
   std::uint64_t collectives = 0;
   double poll_step = 0.0;
   double drop_out = never;
+  double silent_since = never;  // declared lost by the failure detector: offline from then
   // Dead ranks already reported to this rank's any_source receives (each is
   // reported once, so a server can go on with the ranks that remain).
   std::vector<int> told_dead;
@@ -189,7 +190,8 @@ class world {
     if (!opt.availability.always_online()) offline_.resize(static_cast<std::size_t>(n));
     for (int r = 0; r < n; ++r) {
       at(r).drop_out = opt.compute.drop_out_time(r);
-      if (!offline_.empty()) at(r).now = online_at(r, 0.0);  // offline at the start: later
+      // Offline at the start: later (or never, when declared lost meanwhile).
+      if (!offline_.empty()) at(r).now = std::min(online_at(r, 0.0), at(r).drop_out);
       set_key(r, at(r).now);
     }
   }
@@ -544,7 +546,12 @@ class world {
  private:
   // ---------------------------------------------------------------- scheduling
   void set_key(int r, double t) {
-    if (!offline_.empty()) t = online_at(r, t);
+    if (!offline_.empty()) {
+      // An offline rank runs again when it is back, or when the failure
+      // detector declares it lost, whichever is first.
+      const double back = online_at(r, t);
+      t = std::min(back, std::max(t, at(r).drop_out));
+    }
     at(r).key = t;  // kept after the rank leaves the queue: block() resumes at it
     ready_.set(r, t);
   }
@@ -596,6 +603,8 @@ class world {
       if (r.now >= deadline) return false;
       const double next = next_time();
       if (next == never) hopeless();
+      // Its next offline period, and so a declared loss in it, is known.
+      if (!offline_.empty()) (void)online_at(me, r.now);
       const double t = std::min({next, deadline, r.drop_out});
       r.state = rank_state::blocked;
       r.wait = w;
@@ -635,11 +644,19 @@ class world {
   std::exception_ptr lost_error(int b, int q) {
     auto& o = at(q);
     if (o.state == rank_state::dead) {
-      return std::make_exception_ptr(peer_lost(q, "dropped out at t=" + seconds_text(o.now)));
+      return std::make_exception_ptr(peer_lost(q, gone_why(q)));
     }
     return std::make_exception_ptr(error("comm::simulated: deadlock: rank " + std::to_string(b) +
                                          " waits for " + describe(b) + "; rank " +
                                          std::to_string(q) + " has finished"));
+  }
+
+  // Why dead rank q is gone.
+  std::string gone_why(int q) {
+    auto& o = at(q);
+    if (o.silent_since == never) return "dropped out at t=" + seconds_text(o.now);
+    return "offline since t=" + seconds_text(o.silent_since) +
+           ", declared lost at t=" + seconds_text(o.now) + " (sim::options::failure_detection)";
   }
 
   // Throws at once when rank me waits for rank q, which can no longer act.
@@ -647,7 +664,7 @@ class world {
     auto& o = at(q);
     if (o.state != rank_state::finished && o.state != rank_state::dead) return;
     if (o.state == rank_state::dead) {
-      throw peer_lost(q, "dropped out at t=" + seconds_text(o.now));
+      throw peer_lost(q, gone_why(q));
     }
     const std::string what =
         c ? std::string(collective_name(c->kind)) + " #" + std::to_string(c->seq)
@@ -713,8 +730,7 @@ class world {
       if (r.wait.what == waiting::on::message && r.wait.source == comm::any_source) {
         r.told_dead.push_back(culprit);
       }
-      r.wake_error = std::make_exception_ptr(
-          peer_lost(culprit, "dropped out at t=" + seconds_text(at(culprit).now)));
+      r.wake_error = std::make_exception_ptr(peer_lost(culprit, gone_why(culprit)));
       set_key(b, r.now);
       woken = true;
     }
@@ -757,9 +773,21 @@ class world {
       }
       ++p.made;
       p.next.push_back(v);
+      declare_if_silent(r, v);
       if (v.until <= now) ++p.head;  // already over: look further
     }
     return p.head + i < p.next.size() ? &p.next[p.head + i] : nullptr;
+  }
+  // The failure detector: an offline period longer than failure_detection
+  // ends the rank failure_detection seconds into it.
+  void declare_if_silent(int r, const availability::interval& v) {
+    if (!(v.until - v.from > opt.failure_detection)) return;
+    auto& d = at(r);
+    const double t = v.from + opt.failure_detection;
+    if (t < d.drop_out) {
+      d.drop_out = t;
+      d.silent_since = v.from;
+    }
   }
   // The first time >= t at which rank r is online.
   double online_at(int r, double t) {
