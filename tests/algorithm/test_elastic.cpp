@@ -41,17 +41,19 @@ struct survivor {
   bool finished = false;
 };
 
-enum class fault { kill, stop };
+enum class fault { kill, stop, restart };
 
 // 4 workers through comm::elastic on the simulator, one step per second;
-// rank `victim` drops out at `at` (never with -1), or, `stop`, is stopped
-// there for 3 s, past the failure detector's 1 s. run(world, objective,
+// rank `victim` drops out at `at` (never with -1); `stop`: it is stopped
+// there for 3 s, past the failure detector's 1 s; `restart`: it drops out
+// and a replacement starts 4 s later. run(world, objective,
 // survivor&) runs the driver and keeps what it returned.
 template <class Run>
 std::vector<survivor> on_four(int victim, double at, Run run, fault how = fault::kill) {
   loco::sim::options so;
   so.compute = loco::sim::compute_model::fixed({1.0, 1.0, 1.0, 1.0});
-  if (victim >= 0 && how == fault::kill) so.compute.drop_out(victim, at);
+  if (victim >= 0 && how != fault::stop) so.compute.drop_out(victim, at);
+  if (victim >= 0 && how == fault::restart) so.compute.restart(victim, at + 4.0);
   if (victim >= 0 && how == fault::stop) {
     so.availability.offline(victim, at, at + 3.0);
     so.failure_detection = 1.0;
@@ -154,6 +156,35 @@ TEST_CASE("comm::elastic: local_sgd replays a SIGSTOP on the simulator: declared
   const auto again = run(testing_policies::raw{}, 1, fault::stop, 24.5);
   CHECK(again[0].average == got[0].average);
   CHECK(again[2].changes[0].waited == got[2].changes[0].waited);
+}
+
+TEST_CASE("comm::elastic: local_sgd replays a restart on the simulator: the replacement rejoins",
+          "[elastic][sim][faults]") {
+  // Rank 2 dies at 23 (round 5), its replacement starts at 27 and is
+  // admitted at the end of round 6; from its first sync on it is
+  // bit-identical to the others.
+  const auto got = run(testing_policies::raw{}, 2, fault::restart);
+  for (int r = 0; r < 4; ++r) {
+    INFO("rank " << r);
+    const auto& s = got[static_cast<std::size_t>(r)];
+    REQUIRE(s.finished);
+    CHECK(s.average == got[0].average);
+    for (double v : s.average) CHECK(std::isfinite(v));
+  }
+  CHECK(got[0].rounds == 10);
+  CHECK(got[2].rounds == 10);  // the replacement's count continues the rounds
+  const auto& c = got[0].changes;
+  REQUIRE(c.size() == 2);
+  CHECK((c[0].rank == 2 && !c[0].joined));
+  CHECK((c[1].rank == 2 && c[1].joined));
+  CHECK_THAT(c[1].why, Catch::Contains("rejoined at round 6"));
+  CHECK(got[3].changes.size() == 2);
+  // Not the run without the fault (rank 2's model was lost for a while), and
+  // the same bits when replayed.
+  CHECK(run(testing_policies::raw{}, -1)[0].average != got[0].average);
+  const auto again = run(testing_policies::raw{}, 2, fault::restart);
+  CHECK(again[2].average == got[2].average);
+  CHECK(again[2].local == got[2].local);
 }
 
 TEST_CASE("comm::elastic: CD-Adam goes on over the survivors when a worker drops out",

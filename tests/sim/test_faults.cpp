@@ -349,6 +349,40 @@ TEST_CASE("failure_detection: a rank offline longer than it is declared lost, as
   }
 }
 
+TEST_CASE("compute_model::restart refuses rank 0, bad times and ranks outside the world",
+          "[sim][faults]") {
+  CHECK_THROWS_WITH(loco::sim::compute_model(1.0).restart(0, 1.0), Catch::Contains("rank 0"));
+  CHECK_THROWS_WITH(loco::sim::compute_model(1.0).restart(1, -1.0), Catch::Contains("time -1"));
+  loco::sim::options opt;
+  opt.compute = loco::sim::compute_model(1.0).restart(5, 1.0);
+  CHECK_THROWS_WITH(run_simulated(
+                        3, [](simulated&) {}, opt),
+                    Catch::Contains("restart of rank 5 outside a world of 3"));
+  // A replacement runs the function again, rejoining; rank 0 hears of it.
+  opt.compute = loco::sim::compute_model(1.0).drop_out(1, 2.5).restart(1, 4.0);
+  opt.log_events = true;
+  std::vector<int> rejoined;
+  std::vector<double> starts;
+  const auto rep = run_simulated(
+      2,
+      [&](simulated& c) {
+        if (c.rank() == 1) {
+          starts.push_back(c.now());
+          CHECK(c.rejoining() == (starts.size() == 2));
+          for (int k = 0; k < 3; ++k) c.compute();
+          return;
+        }
+        c.advance(5.0);
+        rejoined = c.take_rejoined();
+      },
+      opt);
+  CHECK(starts == std::vector<double>{0.0, 4.0});
+  CHECK(rejoined == std::vector<int>{1});
+  CHECK(rep.count(loco::sim::event_kind::rejoin) == 1);
+  CHECK_FALSE(rep.dropped[1]);
+  CHECK(rep.finish_time[1] == 7.0);
+}
+
 TEST_CASE(
     "exponential availability: online a fraction mean_on / (mean_on + mean_off), "
     "the same for the same seed",

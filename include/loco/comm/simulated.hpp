@@ -71,6 +71,13 @@ class simulated {
   }
   const sim::options& options() const noexcept { return world_->opt; }
 
+  // ------------------------------------------------------------ replacements
+  // True in a replacement of a lost rank (sim::compute_model::restart), as
+  // comm::tcp's rejoining() in a restarted process; comm::elastic admits it.
+  bool rejoining() const noexcept { return world_->at(rank_).rejoining; }
+  // Rank 0: the ranks whose replacements started since the last call.
+  std::vector<int> take_rejoined() { return world_->take_rejoined(rank_); }
+
   // ------------------------------------------------------------ point to point
   // Buffered: returns at once; the message arrives after the link's time.
   void send(int dst, int tag, std::span<const std::byte> bytes) {
@@ -203,24 +210,27 @@ sim::report run_simulated(int n, Fn&& fn, sim::options opt = {}) {
   opt.availability.check(n);
   auto world = std::make_shared<sim::detail::world>(n, std::move(opt));
   // A rank's fiber: its function, then leave(), which never returns.
+  // A rank with a restart runs its function again as the replacement.
   const auto body = [&world, &fn](int r) {
     auto& w = *world;
-    bool dead = false;
-    try {
-      simulated comm(world, r);
-      fn(comm);
-    } catch (const sim::detail::dropped_out&) {
-      dead = true;
-    } catch (const peer_lost& e) {
-      w.fail(std::current_exception(), false, e.rank(), e.what());
-    } catch (const std::exception& e) {
-      w.fail(std::current_exception(), true, r,
-             "rank " + std::to_string(r) + " failed: " + e.what());
-    } catch (...) {
-      w.fail(std::current_exception(), true, r,
-             "rank " + std::to_string(r) + " failed with a non-standard exception");
+    for (;;) {
+      bool dead = false;
+      try {
+        simulated comm(world, r);
+        fn(comm);
+      } catch (const sim::detail::dropped_out&) {
+        dead = true;
+      } catch (const peer_lost& e) {
+        w.fail(std::current_exception(), false, e.rank(), e.what());
+      } catch (const std::exception& e) {
+        w.fail(std::current_exception(), true, r,
+               "rank " + std::to_string(r) + " failed: " + e.what());
+      } catch (...) {
+        w.fail(std::current_exception(), true, r,
+               "rank " + std::to_string(r) + " failed with a non-standard exception");
+      }
+      if (!dead || !w.revive(r)) w.leave(r, dead);
     }
-    w.leave(r, dead);
   };
   using body_type = decltype(body);
   sim::detail::fibers fibers(

@@ -69,6 +69,26 @@ class compute_model {
     return *this;
   }
 
+  // A replacement of `rank` starts at `at` seconds, or when the rank is lost
+  // if that is later (a drop-out, or failure_detection): the rank's function
+  // runs again with comm.rejoining() true, as a restarted process with
+  // tcp_options::rejoin does (docs/fault_tolerance.md). Rank 0 admits the
+  // replacements, so it has none.
+  compute_model& restart(int rank, double at) {
+    if (rank < 1) {
+      throw config_error("sim::compute_model::restart: rank " + std::to_string(rank) +
+                         " must be >= 1 (replacements join through rank 0)");
+    }
+    if (!(at >= 0.0) || !std::isfinite(at)) {
+      throw config_error("sim::compute_model::restart: time " + std::to_string(at) +
+                         " must be finite and >= 0");
+    }
+    const auto r = static_cast<std::size_t>(rank);
+    if (restart_.size() <= r) restart_.resize(r + 1, std::numeric_limits<double>::infinity());
+    restart_[r] = at;
+    return *this;
+  }
+
   distribution kind() const noexcept { return kind_; }
   double sigma() const noexcept { return sigma_; }
   // tau_i: the mean cost of one step of `rank`.
@@ -79,6 +99,12 @@ class compute_model {
   double drop_out_time(int rank) const noexcept {
     const auto r = static_cast<std::size_t>(rank);
     return r < drop_out_.size() ? drop_out_[r] : std::numeric_limits<double>::infinity();
+  }
+
+  // When a replacement of `rank` starts; +inf if never.
+  double restart_time(int rank) const noexcept {
+    const auto r = static_cast<std::size_t>(rank);
+    return r < restart_.size() ? restart_[r] : std::numeric_limits<double>::infinity();
   }
 
   // The cost of step `step` (0, 1, ...) of `rank` in a run seeded with `seed`.
@@ -97,11 +123,13 @@ class compute_model {
       throw config_error("sim::compute_model: tau has " + std::to_string(tau_.size()) +
                          " entries for " + std::to_string(n) + " ranks; give 1 or one per rank");
     }
-    if (drop_out_.size() > static_cast<std::size_t>(n)) {
-      for (std::size_t r = static_cast<std::size_t>(n); r < drop_out_.size(); ++r) {
-        if (std::isfinite(drop_out_[r])) {
-          throw config_error("sim::compute_model: drop-out of rank " + std::to_string(r) +
-                             " outside a world of " + std::to_string(n) + " ranks");
+    for (const auto* times : {&drop_out_, &restart_}) {
+      for (std::size_t r = static_cast<std::size_t>(n); r < times->size(); ++r) {
+        if (std::isfinite((*times)[r])) {
+          throw config_error(
+              "sim::compute_model: " + std::string(times == &drop_out_ ? "drop-out" : "restart") +
+              " of rank " + std::to_string(r) + " outside a world of " + std::to_string(n) +
+              " ranks");
         }
       }
     }
@@ -112,6 +140,7 @@ class compute_model {
   distribution kind_ = distribution::fixed;
   double sigma_ = 0.0;
   std::vector<double> drop_out_;
+  std::vector<double> restart_;
 };
 
 }  // namespace loco::sim

@@ -14,6 +14,7 @@ enum class event_kind : std::uint8_t {
   complete,    // a collective observed complete by this rank at `time`
   drop_out,    // the rank dropped out (compute model)
   finish,      // the rank's function returned
+  rejoin,      // a replacement of a lost rank started (compute_model::restart)
 };
 
 enum class collective_kind : std::uint8_t { barrier, allreduce, allgather, broadcast, gather };

@@ -13,7 +13,7 @@ struct report {
   std::vector<double> finish_time;  // per rank: virtual time when it finished or dropped out
   std::vector<bool> dropped;        // per rank: dropped out (compute model)
   // Events of each kind (index: event_kind), counted even when not logged.
-  std::array<std::uint64_t, 8> counts{};
+  std::array<std::uint64_t, 9> counts{};
   std::uint64_t events = 0;      // the sum of counts
   std::uint64_t bytes_sent = 0;  // point-to-point payload bytes
   std::vector<event> log;        // filled when options::log_events

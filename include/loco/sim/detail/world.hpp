@@ -170,6 +170,8 @@ struct rank_data {
   double poll_step = 0.0;
   double drop_out = never;
   double silent_since = never;  // declared lost by the failure detector: offline from then
+  double restart = never;       // when a replacement starts (compute_model::restart)
+  bool rejoining = false;       // this incarnation replaces a lost one
   // Dead ranks already reported to this rank's any_source receives (each is
   // reported once, so a server can go on with the ranks that remain).
   std::vector<int> told_dead;
@@ -190,6 +192,7 @@ class world {
     if (!opt.availability.always_online()) offline_.resize(static_cast<std::size_t>(n));
     for (int r = 0; r < n; ++r) {
       at(r).drop_out = opt.compute.drop_out_time(r);
+      at(r).restart = opt.compute.restart_time(r);
       // Offline at the start: later (or never, when declared lost meanwhile).
       if (!offline_.empty()) at(r).now = std::min(online_at(r, 0.0), at(r).drop_out);
       set_key(r, at(r).now);
@@ -233,6 +236,48 @@ class world {
   // the ranks that can now never complete, then hand the token on for good
   // (to the caller of run() after the last rank).
   [[noreturn]] void leave(int me, bool dead) {
+    depart(me, dead);
+    if (ready_.empty()) resolve_stall();
+    fibers_->finish(me, ready_.empty() ? -1 : ready_.top().rank);
+  }
+
+  // After a drop-out: a rank with a replacement (compute_model::restart)
+  // departs as dead, stays dead until the restart time (the others find it
+  // lost meanwhile), then comes back rejoining, with nothing of its old
+  // incarnation left in the others' mailboxes; true then, else false.
+  bool revive(int me) {
+    auto& r = at(me);
+    if (r.restart == never) return false;
+    depart(me, true);
+    const double t = std::max(r.restart, r.now);
+    r.restart = r.drop_out = r.silent_since = never;
+    set_key(me, t);
+    reschedule(me);
+    r.now = std::max(r.now, r.key);
+    r.state = rank_state::runnable;
+    r.rejoining = true;
+    dead_.erase(me);
+    gone_.erase(me);
+    for (int b = 0; b < size; ++b) {
+      auto& o = at(b);
+      std::erase(o.told_dead, me);
+      std::erase_if(o.by_source, [&](const source_key& k) { return k.source == me; });
+      std::erase_if(o.inbox, [&](const auto& m) { return m.first.source == me; });
+    }
+    rejoined_.push_back(me);
+    record({r.now, me, event_kind::rejoin, -1, 0, 0, 0.0});
+    return true;
+  }
+  // Rank 0: the ranks that came back since its last call (a replacement
+  // reaches the others through rank 0, as with comm::tcp).
+  std::vector<int> take_rejoined(int me) {
+    if (me != 0) return {};
+    return std::exchange(rejoined_, {});
+  }
+
+  // Marks the rank finished or dead and wakes the ranks that can now never
+  // complete.
+  void depart(int me, bool dead) {
     auto& r = at(me);
     r.state = dead ? rank_state::dead : rank_state::finished;
     if (dead) dead_.insert(me);
@@ -257,8 +302,6 @@ class world {
         if (c->joined[static_cast<std::size_t>(b)]) wake(b);
       }
     }
-    if (ready_.empty()) resolve_stall();
-    fibers_->finish(me, ready_.empty() ? -1 : ready_.top().rank);
   }
 
   std::exception_ptr first_error() const { return first_error_; }
@@ -925,7 +968,8 @@ class world {
   std::unique_ptr<rank_data[]> ranks_;
   std::vector<int> waiters_;  // per rank: the first rank blocked on a message from it
   std::set<int> dead_;
-  std::set<int> gone_;  // finished or dead
+  std::set<int> gone_;         // finished or dead
+  std::vector<int> rejoined_;  // ranks revived since rank 0's last take_rejoined
   fibers* fibers_ = nullptr;
   ready_queue ready_;
   std::vector<offline_periods> offline_;  // empty: every rank always online
