@@ -276,6 +276,57 @@ TEST_CASE("comm::elastic: local_sgd on tolerant in_process threads survives a cr
   }
 }
 
+// CD-Adam on the simulator, rank 1 killed at 17.5 and replaced at 21.5.
+template <class Compressor>
+std::vector<survivor> cd_adam_restart(Compressor c, loco::algorithm::compression_strategy how,
+                                      bool keep_memories) {
+  loco::algorithm::compressed_amsgrad_options opt;
+  opt.iterations = 40;
+  opt.strategy = how;
+  opt.keep_worker_memories = keep_memories;
+  loco::compressed_amsgrad<Compressor, elastic_sim, loco::stepsize::constant> algo(
+      c, loco::stepsize::constant(0.05), opt);
+  return on_four(
+      1, 17.5,
+      [&](elastic_sim& world, auto& f, survivor& s) {
+        const vec x0(dim, 0.0);
+        auto r = algo.run(world, f, std::span<const double>(x0));
+        s.local = r.model;
+        s.rounds = r.stats.iterations;
+      },
+      fault::restart);
+}
+
+TEST_CASE("comm::elastic: CD-Adam takes a replacement in, from rank 0's state",
+          "[elastic][sim][faults][compressed_amsgrad]") {
+  using strategy = loco::algorithm::compression_strategy;
+  const auto check = [](const std::vector<survivor>& got) {
+    for (int r = 0; r < 4; ++r) {
+      INFO("rank " << r);
+      const auto& s = got[static_cast<std::size_t>(r)];
+      REQUIRE(s.finished);
+      CHECK(s.rounds == 40);
+      CHECK(s.local == got[0].local);  // the replacement steps with the others
+      for (double v : s.local) CHECK(std::isfinite(v));
+    }
+    REQUIRE(got[0].changes.size() == 2);
+    CHECK((got[0].changes[0].rank == 1 && !got[0].changes[0].joined));
+    CHECK((got[0].changes[1].rank == 1 && got[0].changes[1].joined));
+  };
+  for (auto how : {strategy::difference, strategy::error_feedback, strategy::naive}) {
+    INFO("strategy " << static_cast<int>(how));
+    const auto got = cd_adam_restart(loco::compress::top_k(0.5), how, true);
+    check(got);
+    CHECK(cd_adam_restart(loco::compress::top_k(0.5), how, true)[1].local == got[1].local);
+  }
+  // A compressor with a random state: the replacement's encoder continues
+  // the server's decoder of the lost worker.
+  check(cd_adam_restart(loco::compress::qsgd(16), strategy::difference, true));
+  // Under `difference` the lost memory is needed: refused without it.
+  CHECK_THROWS_WITH(cd_adam_restart(loco::compress::top_k(0.5), strategy::difference, false),
+                    Catch::Contains("keep_worker_memories"));
+}
+
 TEST_CASE("comm::elastic: collectives over the members, and what is refused", "[elastic][faults]") {
   // Each rank records what it saw; checked here (Catch is not thread-safe).
   struct seen {

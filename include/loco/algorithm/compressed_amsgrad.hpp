@@ -66,6 +66,11 @@ struct compressed_amsgrad_options {
   checkpoint::resume resume{};
   // Keep one ledger record per iteration (result.ledger.rounds()).
   bool record_rounds = true;
+  // `difference` only: rank 0 keeps a copy of every worker's memory h_i
+  // (n x d more values there), so that a replacement of a lost worker
+  // (comm::elastic) takes its place exactly. Without it a replacement is
+  // refused under `difference`; the other strategies take one in always.
+  bool keep_worker_memories = false;
 };
 
 // What one worker counted. Bytes (uplink = sent, downlink = received) and
@@ -108,10 +113,11 @@ template <class T, class Compressor>
 struct compressed_amsgrad_state {
   using compressor_state = compress::state_t<Compressor, T>;
 
-  std::vector<T> x;                                 // the model, identical on every rank
-  std::vector<double> m, v, v_hat;                  // AMSGrad moments
-  std::vector<T> h_i, h_tilde;                      // worker memory (difference strategy)
-  std::vector<T> h;                                 // server memory (rank 0)
+  std::vector<T> x;                 // the model, identical on every rank
+  std::vector<double> m, v, v_hat;  // AMSGrad moments
+  std::vector<T> h_i, h_tilde;      // worker memory (difference strategy)
+  std::vector<T> h;                 // server memory (rank 0)
+  std::vector<T> memories;          // server, keep_worker_memories: each worker's h_i, n x d
   std::vector<T> worker_residual, server_residual;  // error_feedback strategy
   random::stream rng;
   compressor_state up, self_decoder, down_decoder, down;
@@ -121,7 +127,8 @@ struct compressed_amsgrad_state {
   std::size_t done = 0;  // iterations completed
 
   compressed_amsgrad_state(const Compressor& c, std::span<const T> x0, int n, int me,
-                           bool is_server, compression_strategy strategy, std::uint64_t seed)
+                           bool is_server, compression_strategy strategy, std::uint64_t seed,
+                           bool keep_memories)
       : x(x0.begin(), x0.end()),
         m(x0.size(), 0.0),
         v(x0.size(), 0.0),
@@ -129,6 +136,10 @@ struct compressed_amsgrad_state {
         h_i(x0.size(), T{0}),
         h_tilde(x0.size(), T{0}),
         h(is_server ? x0.size() : 0, T{0}),
+        memories(is_server && keep_memories && strategy == compression_strategy::difference
+                     ? static_cast<std::size_t>(n) * x0.size()
+                     : 0,
+                 T{0}),
         worker_residual(strategy == compression_strategy::error_feedback ? x0.size() : 0, T{0}),
         rng(seed, static_cast<std::uint64_t>(me)),
         up(c, x0.size(), static_cast<std::uint64_t>(me)),
@@ -165,6 +176,7 @@ struct compressed_amsgrad_state {
     a.section(tags::stats, field(stats.iterations, "iterations"),
               field(stats.skipped_steps, "skipped steps"),
               field(stats.last_batch_loss, "last batch loss"));
+    if (!memories.empty()) a.section(tags::memories, field(memories, "worker memories"));
   }
 };
 
@@ -237,19 +249,22 @@ class compressed_amsgrad {
     const int n = comm.size(), me = comm.rank();
     const std::size_t d = objective.dimension();
     algorithm::detail::require_start_size(x0.size(), d, "compressed_amsgrad");
-    if (comm::joining(comm)) {
-      // The server's decoders hold each worker's memory: a fresh process
-      // cannot take a lost worker's place without it.
+    // A replacement joining a running world (comm::elastic) skips the
+    // start's collectives and takes rank 0's state over (take_over).
+    const bool joining = comm::joining(comm);
+    if (joining && opt_.strategy == strategy::difference && !opt_.keep_worker_memories) {
       throw config_error(
           "compressed_amsgrad: rank " + std::to_string(me) +
-          " is a replacement joining a running world; compressed_amsgrad goes on without lost "
-          "workers but does not take replacements in (docs/fault_tolerance.md)");
+          " is a replacement joining a running world, and under the difference strategy only "
+          "compressed_amsgrad_options::keep_worker_memories (false here, on every rank) lets "
+          "rank 0 hand it the lost worker's memory (docs/fault_tolerance.md)");
     }
-    algorithm::detail::require_same_dimension(comm, d, "compressed_amsgrad");
+    if (!joining) algorithm::detail::require_same_dimension(comm, d, "compressed_amsgrad");
 
     algorithm::compressed_amsgrad_result<T> result;
     auto& ledger = result.ledger;
-    state<T> s(compressor_, x0, n, me, me == server, opt_.strategy, opt_.seed);
+    state<T> s(compressor_, x0, n, me, me == server, opt_.strategy, opt_.seed,
+               opt_.keep_worker_memories);
     buffers<T> b{std::vector<T>(d),
                  std::vector<T>(d),
                  std::vector<T>(d),
@@ -262,14 +277,18 @@ class compressed_amsgrad {
     // Rank 0 is also the server: it sees every uplink message.
     ledger.start(me, n, observe::role::worker, f.now(), opt_.record_rounds, me == server);
     ledger.reserve_rounds(opt_.iterations);
-    f.resume(opt_.resume, s, [&](std::uint64_t saved) {
-      if (saved > opt_.iterations) {
-        throw config_error("compressed_amsgrad: the checkpoint of iteration " +
-                           std::to_string(saved) +
-                           " lies past iterations = " + std::to_string(opt_.iterations));
-      }
-      s.done = static_cast<std::size_t>(saved);
-    });
+    if (joining) {
+      take_over(f, s, x0, n, me);
+    } else {
+      f.resume(opt_.resume, s, [&](std::uint64_t saved) {
+        if (saved > opt_.iterations) {
+          throw config_error("compressed_amsgrad: the checkpoint of iteration " +
+                             std::to_string(saved) +
+                             " lies past iterations = " + std::to_string(opt_.iterations));
+        }
+        s.done = static_cast<std::size_t>(saved);
+      });
+    }
     const std::span<const T> model(s.x);
     const std::function<std::span<const T>()> average_model = [model] { return model; };
 
@@ -308,6 +327,7 @@ class compressed_amsgrad {
       info.average_model = std::ref(average_model);  // no copy, no allocation
       info.save = std::ref(save);
       if (f.round_end(info)) break;
+      f.admit(s, it);
     }
     ledger.finish(f.now());
     ledger.gather(comm);
@@ -317,6 +337,43 @@ class compressed_amsgrad {
     result.stats = s.stats;
     result.model = std::move(s.x);
     return result;
+  }
+
+  // A replacement of worker `me`: rank 0's state (it is the server, so it
+  // is read into a server-shaped state) gives the model, the moments, the
+  // downlink's estimate and decoder, and the server's decoder of this
+  // worker, which was in step with the lost worker's encoder and its own
+  // decoder; its memory h_i is the server's copy of it (difference); its
+  // residual starts at zero (error_feedback: what the lost worker had not
+  // sent yet is lost with it); its random stream is its own.
+  template <class T, class Frame>
+  void take_over(Frame& f, state<T>& s, std::span<const T> x0, int n, int me) const {
+    state<T> server_state(compressor_, x0, n, server, true, opt_.strategy, opt_.seed,
+                          opt_.keep_worker_memories);
+    const auto round = f.join(server_state, [&](std::uint64_t saved) {
+      if (saved > opt_.iterations) {
+        throw protocol_error("comm::elastic admission", "iteration",
+                             "iteration " + std::to_string(saved) +
+                                 " lies past iterations = " + std::to_string(opt_.iterations));
+      }
+      server_state.done = static_cast<std::size_t>(saved);
+    });
+    const auto q = static_cast<std::size_t>(me);
+    s.x = std::move(server_state.x);
+    s.m = std::move(server_state.m);
+    s.v = std::move(server_state.v);
+    s.v_hat = std::move(server_state.v_hat);
+    s.h_tilde = std::move(server_state.h_tilde);
+    s.down_decoder = server_state.down_decoder;
+    s.up = server_state.from_worker[q];
+    s.self_decoder = server_state.from_worker[q];
+    if (!server_state.memories.empty()) {
+      const auto d = s.x.size();
+      const auto mine = server_state.memories.begin() + static_cast<std::ptrdiff_t>(q * d);
+      std::copy(mine, mine + static_cast<std::ptrdiff_t>(d), s.h_i.begin());
+    }
+    s.stats = server_state.stats;
+    s.done = static_cast<std::size_t>(round);
   }
 
   // Worker: up = C(g - h_i), C(g + residual) or C(g) by strategy, and the
@@ -364,6 +421,10 @@ class compressed_amsgrad {
       wire::view in(b.gathered[q], b.uplink_sources[q]);
       compressor_.decode(in, s.from_worker[q], std::span<T>(b.decoded));
       for (std::size_t j = 0; j < d; ++j) b.scratch[j] += b.decoded[j];
+      if (!s.memories.empty()) {
+        T* memory = s.memories.data() + q * d;  // as worker q's own h_i moves
+        for (std::size_t j = 0; j < d; ++j) memory[j] += b.decoded[j];
+      }
     }
     // The mean over the workers heard from. Under `difference`, h is the
     // mean of all n memories h_i and moves by their changes / n: a lost
@@ -465,7 +526,11 @@ class compressed_amsgrad {
     return "compressed_amsgrad<" + std::string(sizeof(T) == 4 ? "fp32" : "fp64") +
            "; compressor=" + checkpoint::compressor_description<Compressor>() +
            "; stepsize=" + checkpoint::policy_name<Stepsize>() +
-           "; strategy=" + strategies[static_cast<std::size_t>(opt_.strategy)] + ">";
+           "; strategy=" + strategies[static_cast<std::size_t>(opt_.strategy)] +
+           (opt_.keep_worker_memories && opt_.strategy == strategy::difference
+                ? "; keep_worker_memories"
+                : "") +
+           ">";
   }
 
   Compressor compressor_;

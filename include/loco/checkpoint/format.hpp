@@ -314,6 +314,7 @@ inline constexpr tag merge = make_tag("MRGS");        // local_sgd: the merge ru
 inline constexpr tag stats = make_tag("STAT");        // driver counters (deterministic)
 inline constexpr tag ledger = make_tag("LDGR");       // observe::ledger totals so far
 inline constexpr tag clock = make_tag("CLCK");        // the virtual clock (simulator)
+inline constexpr tag memories = make_tag("MEMS");     // CD-Adam: the server's copy of each h_i
 }  // namespace tags
 inline constexpr tag policy_tag = tags::policy;
 

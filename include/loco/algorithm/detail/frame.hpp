@@ -112,14 +112,18 @@ class frame {
       out.append(bytes.data(), bytes.size());
     });
   }
-  template <class State>
-  std::uint64_t join(State& state) {
+  // at_round(round) runs before the state is read (a driver whose
+  // sections expect the round's counter sets it there).
+  template <class State, class AtRound = void (*)(std::uint64_t)>
+  std::uint64_t join(
+      State& state, AtRound&& at_round = [](std::uint64_t) {}) {
     if constexpr (requires { comm_.join([](std::span<const std::byte>) {}); }) {
       return comm_.join([&](std::span<const std::byte> bytes) {
         const auto c = checkpoint::parse(bytes, "the state rank 0 sent to this joining rank");
         auto head = identity_.header(c.head().round);
         head.rank = c.head().rank;  // the sender's state, taken over by this rank
         checkpoint::require(c, {head, identity_.description});
+        at_round(c.head().round);
         checkpoint::read_sections(c, [&](const checkpoint::contents& in) {
           checkpoint::section_reader a(in);
           state.sections(a);
@@ -127,6 +131,7 @@ class frame {
       });
     } else {
       (void)state;
+      (void)at_round;
       return 0;
     }
   }
