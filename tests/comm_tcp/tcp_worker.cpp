@@ -22,8 +22,9 @@
 //                                     if it finished with the others, recorded the
 //                                     victim and x is finite (5 otherwise); workers 0
 //                                     with a finite final model.
-//   tcp_worker elastic <kill|stop|restart|none> <victim> <round> <rounds>
-//                                     local_sgd over comm::elastic<tcp> on quadratics
+//   tcp_worker elastic <kill|stop|restart|none> <victim> <round> <rounds> [cd_adam]
+//                                     local_sgd (or CD-Adam) over comm::elastic<tcp>
+//                                     on quadratics
 //                                     (10 ms per step, 5 steps a round); the victim
 //                                     SIGKILLs itself at the end of <round>, or stops
 //                                     itself for 3 s (a child sends SIGCONT); restart:
@@ -47,11 +48,13 @@
 #include <exception>
 
 #include <loco/algorithm/async_sgd.hpp>
+#include <loco/algorithm/compressed_amsgrad.hpp>
 #include <loco/algorithm/local_sgd.hpp>
 #include <loco/aliases.hpp>
 #include <loco/comm/elastic.hpp>
 #include <loco/comm/tcp.hpp>
 #include <loco/compress/identity.hpp>
+#include <loco/compress/top_k.hpp>
 #include <loco/merge/average.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <string>
@@ -151,6 +154,20 @@ void stop_for(unsigned seconds) {
   ::waitpid(child, nullptr, 0);
 }
 
+// A round-end hook of any driver: the victim kills or stops itself after
+// round `at`.
+struct fault_injector {
+  const std::string& fault;
+  bool victim;
+  std::uint64_t at;
+  template <class Info>
+  void on_round_end(const Info& info) const {
+    if (!victim || info.round != at) return;
+    if (fault == "kill" || fault == "restart") ::raise(SIGKILL);
+    if (fault == "stop") stop_for(3);
+  }
+};
+
 int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
   if (argc < 6) throw std::runtime_error("tcp_worker elastic: too few arguments");
   const std::string fault = argv[2];
@@ -166,24 +183,32 @@ int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
   } f{{0.5 + 0.1 * me, std::vector<double>(64, static_cast<double>(me))}};
   using world = loco::comm::elastic<loco::comm::tcp>;
   world elastic(comm);
-  loco::algorithm::local_sgd_options opt;
-  opt.schedule = loco::algorithm::schedule::rounds(rounds, 5);
-  loco::local_sgd<loco::compress::identity, world, loco::merge::average, loco::stepsize::constant>
-      algo({}, {}, loco::stepsize::constant(0.1), opt);
-  struct {
-    const std::string& fault;
-    bool victim;
-    std::uint64_t at;
-    void on_round_end(const loco::algorithm::round_info<double>& info) const {
-      if (!victim || info.round != at) return;
-      if (fault == "kill" || fault == "restart") ::raise(SIGKILL);
-      if (fault == "stop") stop_for(3);
-    }
-  } fault_at{fault, me == victim, at};
+  const fault_injector fault_at{fault, me == victim, at};
   const std::vector<double> x0(64, 0.0);
-  loco::algorithm::local_sgd_result<double> r;
+  // The driver (argument 6): local_sgd (the default) or cd_adam.
+  const bool cd_adam = argc > 6 && std::string(argv[6]) == "cd_adam";
+  struct {
+    std::vector<double> model;
+    std::size_t rounds = 0;
+  } r;
   try {
-    r = algo.run(elastic, f, std::span<const double>(x0), fault_at);
+    if (cd_adam) {
+      loco::algorithm::compressed_amsgrad_options opt;
+      opt.iterations = rounds;
+      opt.keep_worker_memories = true;
+      loco::compressed_amsgrad<loco::compress::top_k, world, loco::stepsize::constant> algo(
+          loco::compress::top_k(0.25), loco::stepsize::constant(0.05), opt);
+      auto out = algo.run(elastic, f, std::span<const double>(x0), fault_at);
+      r = {std::move(out.model), out.stats.iterations};
+    } else {
+      loco::algorithm::local_sgd_options opt;
+      opt.schedule = loco::algorithm::schedule::rounds(rounds, 5);
+      loco::local_sgd<loco::compress::identity, world, loco::merge::average,
+                      loco::stepsize::constant>
+          algo({}, {}, loco::stepsize::constant(0.1), opt);
+      auto out = algo.run(elastic, f, std::span<const double>(x0), fault_at);
+      r = {std::move(out.average), out.stats.rounds};
+    }
   } catch (const loco::peer_lost& e) {
     std::printf("rank %d (elastic %s, victim %d): %s\n", me, fault.c_str(), victim, e.what());
     return e.rank() == victim ? 3 : 4;
@@ -204,7 +229,7 @@ int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
                               : changes.size() == 1 && change_is(0, false);
   // Bit-identical across the survivors: the spread of a hash of the bits.
   std::uint64_t h = 1469598103934665603ull;
-  for (double v : r.average) {
+  for (double v : r.model) {
     std::uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof bits);
     h = (h ^ bits) * 1099511628211ull;
@@ -216,10 +241,11 @@ int run_elastic(loco::comm::tcp& comm, int argc, char** argv) {
   for (const auto& c : changes) {
     seen += (c.joined ? " joined " : " lost ") + std::to_string(c.rank);
   }
-  std::printf("rank %d%s (elastic %s, victim %d): %zu rounds, changes:%s; %s\n", me,
-              comm.rejoining() ? " (replacement)" : "", fault.c_str(), victim, r.stats.rounds,
-              seen.c_str(), identical ? "models identical" : "MODELS DIFFER");
-  return lost_right && identical && finite(r.average) && r.stats.rounds == rounds ? 0 : 5;
+  std::printf("rank %d%s (elastic %s %s, victim %d): %zu rounds, changes:%s; %s\n", me,
+              comm.rejoining() ? " (replacement)" : "", cd_adam ? "cd_adam" : "local_sgd",
+              fault.c_str(), victim, r.rounds, seen.c_str(),
+              identical ? "models identical" : "MODELS DIFFER");
+  return lost_right && identical && finite(r.model) && r.rounds == rounds ? 0 : 5;
 }
 
 int run(int argc, char** argv) {

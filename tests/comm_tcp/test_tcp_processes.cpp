@@ -213,6 +213,17 @@ TEST_CASE("tcp processes: local_sgd over comm::elastic finishes through kill -9 
     // The table in docs/fault_tolerance.md: wall time per run by fault kind.
     std::printf("chaos %s: %d runs, mean %.0f ms per run (every survivor finished)\n", fault, runs,
                 static_cast<double>(total_ms) / runs);
+  }  // CD-Adam: a worker killed, or killed and replaced (the replacement takes
+  // rank 0's state, its memory included, and steps with the others).
+  for (const char* fault : {"kill", "stop", "restart"}) {
+    const bool restart = std::string(fault) == "restart";
+    INFO("CD-Adam, " << fault);
+    const auto out = run_world(n, {"elastic", fault, "2", "6", "60", "cd_adam"}, 2, 20000, restart);
+    for (int r = 0; r < n; ++r) {
+      if (r == 2 && !restart) continue;
+      INFO("rank " << r);
+      CHECK(out.status[static_cast<std::size_t>(r)] == 0);
+    }
   }
 }
 
