@@ -213,17 +213,29 @@ TEST_CASE("tcp processes: local_sgd over comm::elastic finishes through kill -9 
     // The table in docs/fault_tolerance.md: wall time per run by fault kind.
     std::printf("chaos %s: %d runs, mean %.0f ms per run (every survivor finished)\n", fault, runs,
                 static_cast<double>(total_ms) / runs);
-  }  // CD-Adam: a worker killed, or killed and replaced (the replacement takes
-  // rank 0's state, its memory included, and steps with the others).
+  }
+  // CD-Adam: a worker killed, stopped, or killed and replaced (the
+  // replacement takes rank 0's state, its memory included).
   for (const char* fault : {"kill", "stop", "restart"}) {
     const bool restart = std::string(fault) == "restart";
-    INFO("CD-Adam, " << fault);
-    const auto out = run_world(n, {"elastic", fault, "2", "6", "60", "cd_adam"}, 2, 20000, restart);
-    for (int r = 0; r < n; ++r) {
-      if (r == 2 && !restart) continue;
-      INFO("rank " << r);
-      CHECK(out.status[static_cast<std::size_t>(r)] == 0);
+    long long total_ms = 0;
+    for (int rep = 0; rep < runs; ++rep) {
+      const int victim = 1 + rep % 3;
+      const int at = 3 + (rep * 7) % 15;
+      INFO("CD-Adam, " << fault << " repetition " << rep << ", victim " << victim << " at " << at);
+      const auto out = run_world(n,
+                                 {"elastic", fault, std::to_string(victim), std::to_string(at),
+                                  std::to_string(rounds), "cd_adam"},
+                                 victim, 20000, restart);
+      for (int r = 0; r < n; ++r) {
+        if (r == victim && !restart) continue;
+        INFO("rank " << r);
+        CHECK(out.status[static_cast<std::size_t>(r)] == 0);
+      }
+      total_ms += out.ms;
     }
+    std::printf("chaos CD-Adam %s: %d runs, mean %.0f ms per run (every survivor finished)\n",
+                fault, runs, static_cast<double>(total_ms) / runs);
   }
 }
 
