@@ -24,7 +24,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <list>
 #include <loco/comm/types.hpp>
 #include <loco/concepts/communicator.hpp>
@@ -35,6 +34,7 @@
 #include <loco/wire/view.hpp>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -62,17 +62,15 @@ class elastic {
  public:
   using inner_type = Comm;
 
-  explicit elastic(Comm& inner, elastic_options o = {})
-      : inner_(inner), opt_(o), live_(static_cast<std::size_t>(inner.size()), 1) {
+  explicit elastic(Comm& inner, elastic_options o = {}) : inner_(inner), opt_(o) {
     static_assert(check_communicator<Comm>());
     if (o.tag < 0 || o.tag > 32765) {
       throw config_error("comm::elastic: tag " + std::to_string(o.tag) +
                          " must be in [0, 32765] (it uses tag, tag + 1 and tag + 2)");
     }
     if constexpr (requires { inner.rejoining(); }) joining_ = inner.rejoining();
-    if (joining_) {
-      std::fill(live_.begin(), live_.end(), 0);  // learned from the leader in join()
-    } else {
+    // A joining rank learns the members from the leader in join().
+    if (!joining_) {
       for (int q = 0; q < inner.size(); ++q) members_.push_back(q);
     }
   }
@@ -85,7 +83,7 @@ class elastic {
   std::span<const int> members() const noexcept { return members_; }
   int live_count() const noexcept { return static_cast<int>(members_.size()); }
   bool is_live(int q) const noexcept {
-    return q >= 0 && q < size() && live_[static_cast<std::size_t>(q)] != 0;
+    return std::binary_search(members_.begin(), members_.end(), q);  // kept sorted
   }
   std::uint64_t epoch() const noexcept { return epoch_; }
   // The leader: contributions it combined so far, its own included (the
@@ -115,19 +113,7 @@ class elastic {
     const auto round = in.get<std::uint64_t>("round");
     sequence_ = in.get<std::uint64_t>("sequence");
     epoch_ = in.get<std::uint64_t>("epoch");
-    const auto count = in.get<std::uint32_t>("member count");
-    if (count == 0 || count > static_cast<std::uint32_t>(size())) {
-      in.fail("member count", std::to_string(count) + " outside the world");
-    }
-    members_.clear();
-    for (std::uint32_t k = 0; k < count; ++k) {
-      const auto q = in.get<std::int32_t>("member");
-      if (q < 0 || q >= size() || (!members_.empty() && q <= members_.back())) {
-        in.fail("member", "rank " + std::to_string(q) + " out of order or outside the world");
-      }
-      members_.push_back(q);
-      live_[static_cast<std::size_t>(q)] = 1;
-    }
+    read_members(in, members_);
     if (!is_live(rank())) in.fail("member", "the admission does not list this rank");
     const auto hash = in.get<std::uint64_t>("state hash");
     const auto length = in.get<std::uint64_t>("state length");
@@ -240,9 +226,7 @@ class elastic {
       reported_ = changes_.size();
       hand_out(nullptr);
     } else {
-      const std::string source =
-          "comm::elastic allreduce result from rank " + std::to_string(leader());
-      wire::view in = contribute(mine, source);
+      wire::view in = contribute(mine);
       wire::get_values<T>(in, data, "values");
       in.expect_end("values");
     }
@@ -269,15 +253,14 @@ class elastic {
   }
 
   // Non-blocking forms run the collective when waited on or tested (the
-  // exchange needs the caller's thread); they overlap nothing.
+  // exchange needs the caller's thread); they overlap nothing. A request
+  // holds the call's arguments and a plain function, so issuing one
+  // allocates nothing.
   class request {
    public:
-    template <class Fn>
-    explicit request(Fn fn) : run_(std::move(fn)) {}
+    request() = default;
     void wait() {
-      if (done_) return;
-      done_ = true;
-      run_();
+      if (run_ != nullptr) std::exchange(run_, nullptr)(*this);
     }
     bool test() {
       wait();
@@ -287,16 +270,35 @@ class elastic {
     int source() const { return -1; }
 
    private:
-    std::function<void()> run_;
-    bool done_ = false;
+    friend class elastic;
+    void (*run_)(request&) = nullptr;
+    elastic* owner_ = nullptr;
+    void* data_ = nullptr;  // allreduce: the values
+    std::size_t count_ = 0;
+    reduce_op op_ = reduce_op::sum;
+    std::span<const std::byte> mine_;           // allgather
+    std::vector<wire::buffer>* all_ = nullptr;  // allgather
   };
   template <class T>
   requires std::is_same_v<T, float> || std::is_same_v<T, double> request
   iallreduce(std::span<T> data, reduce_op op) {
-    return request([this, data, op] { allreduce(data, op); });
+    request r;
+    r.owner_ = this;
+    r.data_ = data.data();
+    r.count_ = data.size();
+    r.op_ = op;
+    r.run_ = [](request& q) {
+      q.owner_->allreduce(std::span<T>(static_cast<T*>(q.data_), q.count_), q.op_);
+    };
+    return r;
   }
   request iallgather(std::span<const std::byte> mine, std::vector<wire::buffer>& all) {
-    return request([this, mine, &all] { allgather(mine, all); });
+    request r;
+    r.owner_ = this;
+    r.mine_ = mine;
+    r.all_ = &all;
+    r.run_ = [](request& q) { q.owner_->allgather(q.mine_, *q.all_); };
+    return r;
   }
 
  private:
@@ -349,8 +351,7 @@ class elastic {
         in.clear();
         continue;
       }
-      const std::string source = "comm::elastic contribution of rank " + std::to_string(q);
-      wire::view v(in, source);
+      wire::view v(in, contribution_source(q));
       const auto seq = v.get<std::uint64_t>("sequence");
       if (seq != sequence_) {
         v.fail("sequence", "collective " + std::to_string(seq) + " arrived during collective " +
@@ -386,11 +387,11 @@ class elastic {
 
   // A member: sends its contribution to the leader and returns a view of
   // the result after the header, having adopted the membership in it.
-  wire::view contribute(const wire::buffer& mine, const std::string& source) {
+  wire::view contribute(const wire::buffer& mine) {
     const int from = leader();
     inner_.send(from, tag_up(), mine.bytes());
     (void)inner_.recv(from, tag_down(), incoming_);
-    wire::view in(incoming_, source);
+    wire::view in(incoming_, result_source(from));
     read_header(in);
     return in;
   }
@@ -420,19 +421,8 @@ class elastic {
                               std::to_string(sequence_));
     }
     const auto epoch = in.get<std::uint64_t>("epoch");
-    const auto count = in.get<std::uint32_t>("member count");
-    if (count == 0 || count > static_cast<std::uint32_t>(size())) {
-      in.fail("member count",
-              std::to_string(count) + " outside [1, " + std::to_string(size()) + "]");
-    }
-    std::vector<int> members;
-    for (std::uint32_t k = 0; k < count; ++k) {
-      const auto q = in.get<std::int32_t>("member");
-      if (q < 0 || q >= size() || (!members.empty() && q <= members.back())) {
-        in.fail("member", "rank " + std::to_string(q) + " out of order or outside the world");
-      }
-      members.push_back(q);
-    }
+    std::vector<int>& members = listed_;
+    read_members(in, members);
     const auto fresh = in.get<std::uint32_t>("changes");
     if (fresh > static_cast<std::uint32_t>(size())) in.fail("changes", "more than the world");
     for (std::uint32_t k = 0; k < fresh; ++k) {
@@ -462,13 +452,46 @@ class elastic {
     }
   }
 
+  // Names of the peers' messages in errors, made once (no allocation per
+  // collective).
+  std::string_view contribution_source(int q) {
+    return source_names(q, 0, "comm::elastic contribution of rank ");
+  }
+  std::string_view result_source(int q) {
+    return source_names(q, 1, "comm::elastic result from rank ");
+  }
+  std::string_view source_names(int q, std::size_t kind, const char* prefix) {
+    auto& names = sources_[kind];
+    if (names.empty()) {
+      for (int r = 0; r < size(); ++r) names.push_back(prefix + std::to_string(r));
+    }
+    return names[static_cast<std::size_t>(q)];
+  }
+
+  // The member list of a header or an admission: u32 count, then the
+  // ranks in increasing order, each inside the world.
+  void read_members(wire::view& in, std::vector<int>& out) const {
+    const auto count = in.get<std::uint32_t>("member count");
+    if (count == 0 || count > static_cast<std::uint32_t>(size())) {
+      in.fail("member count",
+              std::to_string(count) + " outside [1, " + std::to_string(size()) + "]");
+    }
+    out.clear();
+    for (std::uint32_t k = 0; k < count; ++k) {
+      const auto q = in.get<std::int32_t>("member");
+      if (q < 0 || q >= size() || (!out.empty() && q <= out.back())) {
+        in.fail("member", "rank " + std::to_string(q) + " out of order or outside the world");
+      }
+      out.push_back(q);
+    }
+  }
+
   void lose(int q, const std::string& why) {
     if (!is_live(q)) return;
     const double waited = comm::now(inner_) - started_;
     record(q, waited, why);
   }
   void record(int q, double waited, const std::string& why) {
-    live_[static_cast<std::size_t>(q)] = 0;
     members_.erase(std::find(members_.begin(), members_.end(), q));
     ++epoch_;
     changes_.push_back({epoch_, sequence_, q, false, waited, why});
@@ -489,7 +512,6 @@ class elastic {
   }
 
   void add(int q, const std::string& why) {
-    live_[static_cast<std::size_t>(q)] = 1;
     members_.insert(std::upper_bound(members_.begin(), members_.end(), q), q);
     ++epoch_;
     changes_.push_back({epoch_, sequence_, q, true, 0.0, why});
@@ -510,8 +532,7 @@ class elastic {
     bool first = true;
     std::size_t count = 0;
     for (int q : members_) {
-      const std::string source = "comm::elastic contribution of rank " + std::to_string(q);
-      wire::view in(body(q), source);
+      wire::view in(body(q), contribution_source(q));
       const auto n = in.get<std::uint64_t>("values");
       if (n != data.size()) {
         in.fail("values", std::to_string(n) + " values, the leader has " +
@@ -581,8 +602,7 @@ class elastic {
       }
       return;
     }
-    const std::string source = "comm::elastic result from rank " + std::to_string(leader());
-    wire::view in = contribute(scratch_, source);
+    wire::view in = contribute(scratch_);
     for (;;) {
       const auto q = in.get<std::int32_t>("body rank");
       if (q == -1) break;
@@ -596,9 +616,10 @@ class elastic {
 
   Comm& inner_;
   elastic_options opt_;
-  std::vector<char> live_;
-  std::vector<int> members_;
-  std::vector<int> expected_;  // leader: the members a collective waits for
+  std::vector<int> members_;             // the live ranks, in increasing order
+  std::vector<int> listed_;              // members: the leader's list in the last result
+  std::vector<std::string> sources_[2];  // contribution_source, result_source
+  std::vector<int> expected_;            // leader: the members a collective waits for
   std::uint64_t epoch_ = 0;
   std::uint64_t sequence_ = 0;
   std::uint64_t contributions_total_ = 0;
