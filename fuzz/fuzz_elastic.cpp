@@ -1,9 +1,11 @@
 // comm::elastic's messages (include/loco/comm/elastic.hpp): what a member
 // parses from the leader (a collective's result: membership, changes, then
 // values or bodies), what the leader parses from a member (a contribution),
-// and what a joining replacement parses (its admission with the state).
+// what a joining replacement parses (its admission with the state), and
+// what a new leader parses after the old one was lost (recovery messages).
 // Input: u8 which (0 allreduce result, 1 allgather result, 2 contribution
-// to an allreduce on the leader, 3 admission), u8 n (world size 2 + n % 7),
+// to an allreduce on the leader, 3 admission, 4 recovery: rank 0 is lost
+// and rank 1 takes over), u8 n (world size 2 + n % 7),
 // u8 d (values 1 + d % 16), then the message, which a scripted inner
 // communicator hands to every receive (its sends go nowhere).
 // Invariants: only loco::error is thrown; after an accepted message the
@@ -29,6 +31,7 @@ struct scripted {
   std::span<const std::byte> message;
   int me = 1, n = 2;
   bool replacement = false;
+  int dead = -1;  // receives from it throw peer_lost
 
   struct request {
     void wait() {}
@@ -41,6 +44,7 @@ struct scripted {
   bool rejoining() const { return replacement; }
   void send(int, int, std::span<const std::byte>) {}
   int recv(int src, int, loco::wire::buffer& out) {
+    if (src == dead) throw loco::peer_lost(src, "scripted loss");
     out.assign(message);
     return src;
   }
@@ -80,13 +84,13 @@ void check_membership(const loco::comm::elastic<scripted>& e) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   loco_fuzz::prefix_reader prefix(loco_fuzz::as_bytes(data, size));
-  const int which = prefix.u8() % 4;
+  const int which = prefix.u8() % 5;
   const int n = 2 + prefix.u8() % 7;
   const std::size_t d = 1 + prefix.u8() % 16;
-  scripted inner{prefix.rest(), which == 2 ? 0 : 1, n, which == 3};
+  scripted inner{prefix.rest(), which == 2 ? 0 : 1, n, which == 3, which == 4 ? 0 : -1};
   try {
     loco::comm::elastic<scripted> e(inner);
-    if (which == 0 || which == 2) {
+    if (which == 0 || which == 2 || which == 4) {
       std::vector<double> v(d, 1.0);
       e.allreduce(std::span<double>(v), loco::comm::reduce_op::average);
       LOCO_FUZZ_CHECK(v.size() == d);

@@ -191,7 +191,8 @@ void async_messages() {
   write("fuzz_async_messages", "gradient", in);
 }
 
-// comm::elastic (fuzz_elastic.cpp): a result, a contribution, an admission.
+// comm::elastic (fuzz_elastic.cpp): a result, a contribution, an admission, a
+// recovery message to a new leader.
 void elastic_messages() {
   const std::vector<double> v = {0.5, -1.0, 2.0};
   const auto prefix = [](std::uint8_t which) {
@@ -254,6 +255,15 @@ void elastic_messages() {
   in = prefix(3);
   put_bytes(in, m.bytes());
   write("fuzz_elastic", "admission", in);
+  m.clear();  // to a new leader: in collective 1, no last result, a contribution
+  m.put<std::uint64_t>(1);
+  m.put<std::uint64_t>(0);
+  m.put<std::uint64_t>(0);
+  m.put<std::uint64_t>(1);
+  wire::put_values<double>(m, std::span<const double>(v));
+  in = prefix(4);
+  put_bytes(in, m.bytes());
+  write("fuzz_elastic", "recovery", in);
 }
 
 void data_files() {

@@ -134,6 +134,24 @@ TEST_CASE("comm::elastic: local_sgd finishes over the survivors when a worker dr
   SECTION("compressed: allgathered messages") { check_survivors(loco::compress::qsgd(16)); }
 }
 
+TEST_CASE("comm::elastic: local_sgd goes on when the leader, rank 0, drops out",
+          "[elastic][sim][faults]") {
+  const auto got = run(testing_policies::raw{}, 0);
+  CHECK_FALSE(got[0].finished);
+  for (int r : {1, 2, 3}) {
+    INFO("rank " << r);
+    const auto& s = got[static_cast<std::size_t>(r)];
+    REQUIRE(s.finished);
+    CHECK(s.rounds == 10);
+    REQUIRE(s.changes.size() == 1);
+    CHECK(s.changes[0].rank == 0);
+    REQUIRE(s.recorded.size() == 1);
+    CHECK(s.recorded[0].round == 5);
+    CHECK(s.average == got[1].average);
+  }
+  CHECK(run(testing_policies::raw{}, 0)[3].average == got[3].average);
+}
+
 TEST_CASE("comm::elastic: local_sgd replays a SIGSTOP on the simulator: declared lost, bit for bit",
           "[elastic][sim][faults]") {
   // Stopped at 24.5 for 3 s: the detector declares it lost at 25.5, half a
@@ -325,6 +343,90 @@ TEST_CASE("comm::elastic: CD-Adam takes a replacement in, from rank 0's state",
   // Under `difference` the lost memory is needed: refused without it.
   CHECK_THROWS_WITH(cd_adam_restart(loco::compress::top_k(0.5), strategy::difference, false),
                     Catch::Contains("keep_worker_memories"));
+}
+
+// in_process whose rank 0 throws at its `at`-th send of an elastic result
+// (tag 32001): a leader killed while handing a result out, after some
+// members got it and before the others did.
+struct leader_dies_handing_out {
+  loco::comm::in_process& c;
+  int at;
+  int rank() const { return c.rank(); }
+  int size() const { return c.size(); }
+  void send(int dst, int tag, std::span<const std::byte> b) {
+    if (c.rank() == 0 && tag == 32001 && at-- == 0) throw std::runtime_error("leader killed");
+    c.send(dst, tag, b);
+  }
+  int recv(int src, int tag, loco::wire::buffer& out) { return c.recv(src, tag, out); }
+  auto isend(int dst, int tag, std::span<const std::byte> b) { return c.isend(dst, tag, b); }
+  auto irecv(int src, int tag, loco::wire::buffer& out) { return c.irecv(src, tag, out); }
+  void barrier() { c.barrier(); }
+  template <class T>
+  void allreduce(std::span<T> v, loco::comm::reduce_op op) {
+    c.allreduce(v, op);
+  }
+  template <class T>
+  auto iallreduce(std::span<T> v, loco::comm::reduce_op op) {
+    return c.iallreduce(v, op);
+  }
+  void allgather(std::span<const std::byte> mine, std::vector<loco::wire::buffer>& all) {
+    c.allgather(mine, all);
+  }
+  auto iallgather(std::span<const std::byte> mine, std::vector<loco::wire::buffer>& all) {
+    return c.iallgather(mine, all);
+  }
+  void gather(std::span<const std::byte> mine, std::vector<loco::wire::buffer>& all, int root) {
+    c.gather(mine, all, root);
+  }
+  void broadcast(loco::wire::buffer& b, int root) { c.broadcast(b, root); }
+};
+
+TEST_CASE("comm::elastic: the leader's successor takes over, even mid-hand-out",
+          "[elastic][in_process][faults]") {
+  // Rank 0 leads; in collective 5 it sends the result to rank 1 and dies
+  // before ranks 2 and 3 get it. Rank 1 takes over: it forwards that
+  // result to 2 and 3 and leads collective 6 on. Every collective's result
+  // is the same on every survivor; 5's still counts rank 0.
+  for (int at : {4 * 3 + 0, 4 * 3 + 1, 4 * 3 + 2, 4 * 3 + 3}) {
+    INFO("rank 0 dies at its result send " << at);
+    std::vector<std::vector<double>> sums(4);
+    std::vector<std::vector<loco::comm::membership_change>> changes(4);
+    loco::comm::in_process_options tolerant;
+    tolerant.tolerant = true;
+    const auto failures = loco::comm::run_in_process(
+        4,
+        [&](loco::comm::in_process& comm) {
+          leader_dies_handing_out inner{comm, at};
+          loco::comm::elastic<leader_dies_handing_out> e(inner);
+          auto& mine = sums[static_cast<std::size_t>(comm.rank())];
+          for (int k = 1; k <= 8; ++k) {
+            double v[1] = {static_cast<double>(k * 10 + comm.rank())};
+            e.allreduce(std::span<double>(v), loco::comm::reduce_op::sum);
+            mine.push_back(v[0]);
+          }
+          changes[static_cast<std::size_t>(comm.rank())] = e.changes();
+        },
+        tolerant);
+    REQUIRE(failures.size() == 1);
+    CHECK(failures[0].rank == 0);
+    for (int r = 1; r < 4; ++r) {
+      INFO("rank " << r);
+      CHECK(sums[static_cast<std::size_t>(r)] == sums[1]);
+      REQUIRE(changes[static_cast<std::size_t>(r)].size() == 1);
+      CHECK(changes[static_cast<std::size_t>(r)][0].rank == 0);
+    }
+    // Collective k sums k*10 + r over the ranks it ran over: 4 ranks up to
+    // the one rank 0 handed out (at / 3 + 1, it had sent `at % 3` of it:
+    // 0 sent means nobody got it and rank 1 leads it afresh over 3).
+    const int handed = at / 3 + 1;
+    REQUIRE(sums[1].size() == 8);
+    for (int k = 1; k <= 8; ++k) {
+      INFO("collective " << k);
+      const bool with_zero = k < handed || (k == handed && at % 3 > 0);
+      const double expect = with_zero ? 40.0 * k + 6 : 30.0 * k + 6;
+      CHECK(sums[1][static_cast<std::size_t>(k - 1)] == expect);
+    }
+  }
 }
 
 TEST_CASE("comm::elastic: collectives over the members, and what is refused", "[elastic][faults]") {

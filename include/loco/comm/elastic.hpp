@@ -13,10 +13,13 @@
 // How: the leader (the lowest live rank) collects every member's
 // contribution point to point, reduces or forwards them in rank order, and
 // sends back the result with the membership it was computed over, stamped
-// with the collective's sequence number. Members that lose the leader
-// cannot know what the others received, so the leader's loss ends the run
-// with peer_lost naming it on every survivor (as torchft's lighthouse and
-// Horovod's driver are single points too); run it on the steadiest host.
+// with the collective's sequence number. When the leader is lost, the next
+// lowest live rank takes over: every member sends it its sequence number,
+// its contribution and the last result it received. A leader that died
+// while handing a result out left the members at most one collective
+// apart, so the new leader forwards that result to those that missed it
+// and then leads the next collective with the contributions it already
+// holds: every survivor gets the same results, bit for bit.
 //
 // Cost: the leader moves (live - 1) contributions in and out per
 // collective, so this trades the inner communicator's ring for tolerance;
@@ -32,6 +35,7 @@
 #include <loco/wire/endian.hpp>
 #include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,8 +46,8 @@
 namespace loco::comm {
 
 struct elastic_options {
-  // The point-to-point tags elastic uses on the inner communicator (tag,
-  // tag + 1 and tag + 2); user messages must not use them.
+  // The point-to-point tags elastic uses on the inner communicator (tag to
+  // tag + 3); user messages must not use them.
   int tag = 32000;
 };
 
@@ -64,9 +68,9 @@ class elastic {
 
   explicit elastic(Comm& inner, elastic_options o = {}) : inner_(inner), opt_(o) {
     static_assert(check_communicator<Comm>());
-    if (o.tag < 0 || o.tag > 32765) {
+    if (o.tag < 0 || o.tag > 32764) {
       throw config_error("comm::elastic: tag " + std::to_string(o.tag) +
-                         " must be in [0, 32765] (it uses tag, tag + 1 and tag + 2)");
+                         " must be in [0, 32764] (it uses tag to tag + 3)");
     }
     if constexpr (requires { inner.rejoining(); }) joining_ = inner.rejoining();
     // A joining rank learns the members from the leader in join().
@@ -216,19 +220,23 @@ class elastic {
     mine.clear();
     mine.put<std::uint64_t>(sequence_);
     wire::put_values<T>(mine, std::span<const T>(data));
-    if (leading()) {
-      collect(mine);
-      count_contributions();
-      reduce_contributions(data, op);
-      result_.clear();
-      put_header(result_);
-      wire::put_values<T>(result_, std::span<const T>(data));
-      reported_ = changes_.size();
-      hand_out(nullptr);
-    } else {
-      wire::view in = contribute(mine);
-      wire::get_values<T>(in, data, "values");
-      in.expect_end("values");
+    for (;;) {  // again when this rank took over from a lost leader
+      if (leading()) {
+        collect(mine);
+        count_contributions();
+        reduce_contributions(data, op);
+        result_.clear();
+        put_header(result_);
+        wire::put_values<T>(result_, std::span<const T>(data));
+        reported_ = changes_.size();
+        hand_out(nullptr);
+        return;
+      }
+      if (auto in = contribute(mine)) {
+        wire::get_values<T>(*in, data, "values");
+        in->expect_end("values");
+        return;
+      }
     }
   }
 
@@ -305,12 +313,13 @@ class elastic {
   int tag_up() const noexcept { return opt_.tag; }
   int tag_down() const noexcept { return opt_.tag + 1; }
   int tag_join() const noexcept { return opt_.tag + 2; }
+  int tag_recover() const noexcept { return opt_.tag + 3; }
   static constexpr std::uint64_t ready_mark = 0x594441455220434fULL;  // the bytes of OC READY
   int leader() const noexcept { return members_.front(); }
   bool leading() const noexcept { return rank() == leader(); }
 
   void check_tag(int tag, const char* what) const {
-    if (tag == tag_up() || tag == tag_down() || tag == tag_join()) {
+    if (tag >= tag_up() && tag <= tag_recover()) {
       throw config_error("comm::elastic::" + std::string(what) + ": tag " + std::to_string(tag) +
                          " is reserved by comm::elastic (elastic_options::tag)");
     }
@@ -344,12 +353,18 @@ class elastic {
       auto& in = contributions_[static_cast<std::size_t>(q)];
       notice_replacements();
       if (!is_live(q)) continue;
-      try {
-        (void)inner_.recv(q, tag_up(), in);
-      } catch (const peer_lost& e) {
-        lose(q, e.what());
-        in.clear();
-        continue;
+      if (!held_.empty() && !held_[static_cast<std::size_t>(q)].empty()) {
+        // Sent with its recovery message after the last leader was lost.
+        std::swap(in, held_[static_cast<std::size_t>(q)]);
+        held_[static_cast<std::size_t>(q)].clear();
+      } else {
+        try {
+          (void)inner_.recv(q, tag_up(), in);
+        } catch (const peer_lost& e) {
+          lose(q, e.what());
+          in.clear();
+          continue;
+        }
       }
       wire::view v(in, contribution_source(q));
       const auto seq = v.get<std::uint64_t>("sequence");
@@ -359,6 +374,19 @@ class elastic {
                                " (do the ranks call the same collectives in the same order?)");
       }
     }
+    require_majority(expected_.size());
+  }
+
+  // A leader that reaches no more than half of the `before` members it
+  // expected is more likely cut off itself (stopped, partitioned) than
+  // outlived by them: it leaves, so that a minority never goes on as a world
+  // of its own next to the majority. Two members cannot tell; they go on.
+  void require_majority(std::size_t before) const {
+    if (before <= 2 || 2 * members_.size() > before) return;
+    throw error("loco: comm::elastic: rank " + std::to_string(rank()) + " reached only " +
+                std::to_string(members_.size()) + " of the " + std::to_string(before) +
+                " members in collective " + std::to_string(sequence_) +
+                ": cut off from the majority, it leaves (the others go on without it)");
   }
   void count_contributions() {
     for (int q : members_) {
@@ -386,14 +414,125 @@ class elastic {
   }
 
   // A member: sends its contribution to the leader and returns a view of
-  // the result after the header, having adopted the membership in it.
-  wire::view contribute(const wire::buffer& mine) {
-    const int from = leader();
-    inner_.send(from, tag_up(), mine.bytes());
-    (void)inner_.recv(from, tag_down(), incoming_);
+  // the result after the header, having adopted the membership in it; or
+  // nothing when the leader was lost and this rank, its successor, now
+  // leads this collective.
+  std::optional<wire::view> contribute(const wire::buffer& mine) {
+    std::swap(incoming_, previous_);  // the last result, should the leader be lost
+    previous_sequence_ = result_sequence_;
+    const std::size_t before = members_.size();
+    int from = leader();
+    for (bool recovering = false;;) {
+      from = leader();
+      try {
+        if (recovering) {
+          send_recovery(from, mine);
+        } else {
+          inner_.send(from, tag_up(), mine.bytes());
+        }
+        (void)inner_.recv(from, tag_down(), incoming_);
+        break;
+      } catch (const peer_lost& e) {
+        if (e.rank() != from) throw;
+        lose(from, e.what());
+        if (leading()) {
+          if (!take_over(before)) return std::nullopt;
+          break;  // incoming_: this collective's result, from a member that had it
+        }
+        recovering = true;
+      }
+    }
     wire::view in(incoming_, result_source(from));
     read_header(in);
+    result_sequence_ = sequence_;
     return in;
+  }
+
+  // To the new leader: u64 sequence, u64 sequence of the last result, u64
+  // its length, the last result, then this collective's contribution.
+  void send_recovery(int to, const wire::buffer& mine) {
+    outgoing_.clear();
+    outgoing_.put<std::uint64_t>(sequence_);
+    outgoing_.put<std::uint64_t>(previous_sequence_);
+    outgoing_.put<std::uint64_t>(previous_.size());
+    outgoing_.append(previous_.data(), previous_.size());
+    outgoing_.append(mine.data(), mine.size());
+    inner_.send(to, tag_recover(), outgoing_.bytes());
+  }
+
+  // The new leader, after the old one was lost during this rank's
+  // collective: hears from every member where it is. The members are at
+  // most one collective apart (the old leader handed a result to some of
+  // them only); those behind get that result, forwarded as it was, and the
+  // contributions to the collective after it are kept for collect().
+  // Returns true when this rank was behind too (incoming_ then holds its
+  // result), false when it leads this collective now.
+  bool take_over(std::size_t before) {
+    reported_ = changes_.size();  // each member found the old leader lost itself
+    const auto n = static_cast<std::size_t>(size());
+    recovery_.resize(n);
+    held_.resize(n);
+    std::uint64_t low = sequence_, high = sequence_;
+    for (int q : std::vector<int>(members_)) {
+      auto& m = recovery_[static_cast<std::size_t>(q)];
+      m.clear();
+      if (q == rank()) continue;
+      try {
+        (void)inner_.recv(q, tag_recover(), m);
+      } catch (const peer_lost& e) {
+        lose(q, e.what());
+        m.clear();
+        continue;
+      }
+      wire::view in(m, contribution_source(q));
+      const auto seq = in.get<std::uint64_t>("sequence");
+      if (seq + 1 < sequence_ || seq > sequence_ + 1) {
+        in.fail("sequence", "collective " + std::to_string(seq) + " while this rank is in " +
+                                std::to_string(sequence_));
+      }
+      low = std::min(low, seq);
+      high = std::max(high, seq);
+    }
+    require_majority(before);
+    if (high > low + 1) {
+      throw error("loco: comm::elastic: after the leader's loss the members are in collectives " +
+                  std::to_string(low) + " to " + std::to_string(high));
+    }
+    // The result of `low`, held by the ranks at `high`.
+    std::span<const std::byte> result;
+    if (high > low && sequence_ == high && previous_sequence_ == low) result = previous_.bytes();
+    for (int q : members_) {
+      auto& m = recovery_[static_cast<std::size_t>(q)];
+      if (q == rank() || m.empty()) continue;
+      wire::view in(m, contribution_source(q));
+      const auto seq = in.get<std::uint64_t>("sequence");
+      const auto last = in.get<std::uint64_t>("last result");
+      const auto length = in.get<std::uint64_t>("last result length");
+      const auto bytes = in.take(static_cast<std::size_t>(length), "last result");
+      if (seq == high) {
+        if (high > low && result.empty() && last == low) result = bytes;
+        held_[static_cast<std::size_t>(q)].assign(in.take(in.remaining(), "contribution"));
+      }
+    }
+    if (high == low) return false;
+    if (result.empty()) {
+      throw error("loco: comm::elastic: no member holds the result of collective " +
+                  std::to_string(low) + " that the lost leader handed out in part");
+    }
+    for (int q : std::vector<int>(members_)) {
+      const auto& m = recovery_[static_cast<std::size_t>(q)];
+      if (q == rank() || m.empty() || wire::view(m).get<std::uint64_t>("sequence") != low) {
+        continue;
+      }
+      try {
+        inner_.send(q, tag_down(), result);
+      } catch (const peer_lost& e) {
+        lose(q, e.what());
+      }
+    }
+    if (sequence_ == high) return false;
+    incoming_.assign(result);
+    return true;
   }
 
   // Header: u64 sequence, u64 epoch, u32 count, count x i32 member ranks,
@@ -438,13 +577,16 @@ class elastic {
       if (!c.joined && is_live(c.rank)) record(c.rank, c.waited, c.why);
     }
     if (epoch != epoch_ || members != members_) {
-      // Differences without a reported change: adopt the leader's view.
-      for (int q = 0; q < size(); ++q) {
-        const bool listed = std::find(members.begin(), members.end(), q) != members.end();
-        if (is_live(q) && !listed) record(q, 0.0, "left out by the leader");
-        if (!is_live(q) && listed) add(q, "let in by the leader");
+      // Differences without a reported change: a rank the leader does not
+      // list is lost here too. A rank listed but lost here stays lost (a
+      // result the old leader handed out before its loss, forwarded by its
+      // successor, still lists it); joins always come as changes.
+      for (int q : std::vector<int>(members_)) {
+        if (!std::binary_search(members.begin(), members.end(), q)) {
+          record(q, 0.0, "left out by the leader");
+        }
       }
-      epoch_ = epoch;
+      epoch_ = std::max(epoch_, epoch);
     }
     if (!is_live(rank())) {
       throw error("loco: comm::elastic: rank " + std::to_string(rank()) +
@@ -492,6 +634,7 @@ class elastic {
     record(q, waited, why);
   }
   void record(int q, double waited, const std::string& why) {
+    if (!held_.empty()) held_[static_cast<std::size_t>(q)].clear();
     members_.erase(std::find(members_.begin(), members_.end(), q));
     ++epoch_;
     changes_.push_back({epoch_, sequence_, q, false, waited, why});
@@ -512,6 +655,7 @@ class elastic {
   }
 
   void add(int q, const std::string& why) {
+    if (!held_.empty()) held_[static_cast<std::size_t>(q)].clear();
     members_.insert(std::upper_bound(members_.begin(), members_.end(), q), q);
     ++epoch_;
     changes_.push_back({epoch_, sequence_, q, true, 0.0, why});
@@ -563,6 +707,34 @@ class elastic {
     }
   }
 
+  // The leader's side of exchange().
+  void lead_exchange(std::vector<wire::buffer>& all, int root, bool forward, int source_only) {
+    collect(scratch_);
+    count_contributions();
+    result_.clear();
+    put_header(result_);
+    header_.clear();
+    put_header(header_);
+    header_.put<std::int32_t>(-1);
+    reported_ = changes_.size();
+    if (forward || root >= 0) {
+      for (int q : members_) {
+        if (source_only >= 0 && q != source_only) continue;
+        const auto b = body(q);
+        result_.put<std::int32_t>(q);
+        result_.put<std::uint64_t>(b.size());
+        result_.append(b.data(), b.size());
+        if (forward || root == rank()) all[static_cast<std::size_t>(q)].assign(b);
+      }
+      result_.put<std::int32_t>(-1);
+    }
+    if (root >= 0) {
+      hand_out(&header_, root);
+    } else {
+      hand_out(forward ? nullptr : &header_);
+    }
+  }
+
   // allgather (root -1), gather (root >= 0: only root gets the bytes),
   // broadcast (root -2 - r: everybody gets r's bytes); `forward` false with
   // root -1 is a barrier.
@@ -575,34 +747,15 @@ class elastic {
     scratch_.clear();
     scratch_.put<std::uint64_t>(sequence_);
     scratch_.append(mine.data(), mine.size());
-    if (leading()) {
-      collect(scratch_);
-      count_contributions();
-      result_.clear();
-      put_header(result_);
-      header_.clear();
-      put_header(header_);
-      header_.put<std::int32_t>(-1);
-      reported_ = changes_.size();
-      if (forward || root >= 0) {
-        for (int q : members_) {
-          if (source_only >= 0 && q != source_only) continue;
-          const auto b = body(q);
-          result_.put<std::int32_t>(q);
-          result_.put<std::uint64_t>(b.size());
-          result_.append(b.data(), b.size());
-          if (forward || root == rank()) all[static_cast<std::size_t>(q)].assign(b);
-        }
-        result_.put<std::int32_t>(-1);
+    std::optional<wire::view> got;
+    while (!got) {  // again when this rank took over from a lost leader
+      if (leading()) {
+        lead_exchange(all, root, forward, source_only);
+        return;
       }
-      if (root >= 0) {
-        hand_out(&header_, root);
-      } else {
-        hand_out(forward ? nullptr : &header_);
-      }
-      return;
+      got = contribute(scratch_);
     }
-    wire::view in = contribute(scratch_);
+    wire::view& in = *got;
     for (;;) {
       const auto q = in.get<std::int32_t>("body rank");
       if (q == -1) break;
@@ -627,6 +780,13 @@ class elastic {
   std::size_t reported_ = 0;  // leader: changes already sent to the members
   double started_ = 0.0;      // comm::now() when the collective began (virtual on the simulator)
   wire::buffer scratch_, outgoing_, incoming_, result_, header_, state_;
+  // Members: the result before the one in incoming_, and both sequence
+  // numbers; sent to a new leader when the old one is lost.
+  wire::buffer previous_;
+  std::uint64_t previous_sequence_ = 0, result_sequence_ = 0;
+  // A new leader: each member's recovery message, and the contributions to
+  // the collective it leads next that arrived with them.
+  std::vector<wire::buffer> recovery_, held_;
   bool joining_ = false;
   // Leader: replaced ranks, each with its posted receive of the request to join.
   struct replacement {
