@@ -176,13 +176,7 @@ class elastic {
       message.put<std::uint64_t>(state_.size());
       message.append(state_.data(), state_.size());
       started_ = comm::now(inner_);
-      for (int q : joiners) {
-        try {
-          inner_.send(q, tag_down(), message.bytes());
-        } catch (const peer_lost& e) {
-          lose(q, e.what());
-        }
-      }
+      for (int q : joiners) send_or_lose(q, message.bytes());
     } else {
       (void)round;
       (void)save;
@@ -357,14 +351,8 @@ class elastic {
         // Sent with its recovery message after the last leader was lost.
         std::swap(in, held_[static_cast<std::size_t>(q)]);
         held_[static_cast<std::size_t>(q)].clear();
-      } else {
-        try {
-          (void)inner_.recv(q, tag_up(), in);
-        } catch (const peer_lost& e) {
-          lose(q, e.what());
-          in.clear();
-          continue;
-        }
+      } else if (!recv_or_lose(q, tag_up(), in)) {
+        continue;
       }
       wire::view v(in, contribution_source(q));
       const auto seq = v.get<std::uint64_t>("sequence");
@@ -402,14 +390,31 @@ class elastic {
   // replaces it for ranks that get only the membership. A member that cannot
   // be reached is lost, found by the next collective.
   void hand_out(const wire::buffer* header_only, int only_full = -1) {
-    for (int q : members_) {
+    expected_ = members_;  // a loss below changes members_
+    for (int q : expected_) {
       if (q == rank()) continue;
       const auto& msg = header_only != nullptr && q != only_full ? *header_only : result_;
-      try {
-        inner_.send(q, tag_down(), msg.bytes());
-      } catch (const peer_lost& e) {
-        lose(q, e.what());
-      }
+      send_or_lose(q, msg.bytes());
+    }
+  }
+
+  // Point to point with a member: a peer_lost loses it instead of ending
+  // the collective (recv: false then, and `out` is empty).
+  bool recv_or_lose(int q, int tag, wire::buffer& out) {
+    try {
+      (void)inner_.recv(q, tag, out);
+      return true;
+    } catch (const peer_lost& e) {
+      lose(q, e.what());
+      out.clear();
+      return false;
+    }
+  }
+  void send_or_lose(int q, std::span<const std::byte> bytes) {
+    try {
+      inner_.send(q, tag_down(), bytes);
+    } catch (const peer_lost& e) {
+      lose(q, e.what());
     }
   }
 
@@ -421,7 +426,7 @@ class elastic {
     std::swap(incoming_, previous_);  // the last result, should the leader be lost
     previous_sequence_ = result_sequence_;
     const std::size_t before = members_.size();
-    int from = leader();
+    int from = -1;
     for (bool recovering = false;;) {
       from = leader();
       try {
@@ -471,63 +476,51 @@ class elastic {
     reported_ = changes_.size();  // each member found the old leader lost itself
     const auto n = static_cast<std::size_t>(size());
     recovery_.resize(n);
+    recovered_.resize(n);
     held_.resize(n);
     std::uint64_t low = sequence_, high = sequence_;
-    for (int q : std::vector<int>(members_)) {
+    expected_ = members_;  // a loss below changes members_
+    for (int q : expected_) {
       auto& m = recovery_[static_cast<std::size_t>(q)];
-      m.clear();
-      if (q == rank()) continue;
-      try {
-        (void)inner_.recv(q, tag_recover(), m);
-      } catch (const peer_lost& e) {
-        lose(q, e.what());
-        m.clear();
-        continue;
-      }
+      if (q == rank() || !recv_or_lose(q, tag_recover(), m)) continue;
       wire::view in(m, contribution_source(q));
-      const auto seq = in.get<std::uint64_t>("sequence");
-      if (seq + 1 < sequence_ || seq > sequence_ + 1) {
-        in.fail("sequence", "collective " + std::to_string(seq) + " while this rank is in " +
+      auto& r = recovered_[static_cast<std::size_t>(q)];
+      r.sequence = in.get<std::uint64_t>("sequence");
+      if (r.sequence + 1 < sequence_ || r.sequence > sequence_ + 1) {
+        in.fail("sequence", "collective " + std::to_string(r.sequence) + " while this rank is in " +
                                 std::to_string(sequence_));
       }
-      low = std::min(low, seq);
-      high = std::max(high, seq);
+      r.last = in.get<std::uint64_t>("last result");
+      const auto length = in.get<std::uint64_t>("last result length");
+      r.result = in.take(static_cast<std::size_t>(length), "last result");
+      r.contribution = in.take(in.remaining(), "contribution");
+      low = std::min(low, r.sequence);
+      high = std::max(high, r.sequence);
     }
     require_majority(before);
     if (high > low + 1) {
       throw error("loco: comm::elastic: after the leader's loss the members are in collectives " +
                   std::to_string(low) + " to " + std::to_string(high));
     }
-    // The result of `low`, held by the ranks at `high`.
+    // The result of `low` (held by the ranks at `high` when they differ),
+    // and the contributions to `high`.
     std::span<const std::byte> result;
-    if (high > low && sequence_ == high && previous_sequence_ == low) result = previous_.bytes();
+    if (sequence_ == high && previous_sequence_ == low) result = previous_.bytes();
     for (int q : members_) {
-      auto& m = recovery_[static_cast<std::size_t>(q)];
-      if (q == rank() || m.empty()) continue;
-      wire::view in(m, contribution_source(q));
-      const auto seq = in.get<std::uint64_t>("sequence");
-      const auto last = in.get<std::uint64_t>("last result");
-      const auto length = in.get<std::uint64_t>("last result length");
-      const auto bytes = in.take(static_cast<std::size_t>(length), "last result");
-      if (seq == high) {
-        if (high > low && result.empty() && last == low) result = bytes;
-        held_[static_cast<std::size_t>(q)].assign(in.take(in.remaining(), "contribution"));
-      }
+      const auto& r = recovered_[static_cast<std::size_t>(q)];
+      if (q == rank() || r.sequence != high) continue;
+      if (result.empty() && r.last == low) result = r.result;
+      held_[static_cast<std::size_t>(q)].assign(r.contribution);
     }
     if (high == low) return false;
     if (result.empty()) {
       throw error("loco: comm::elastic: no member holds the result of collective " +
                   std::to_string(low) + " that the lost leader handed out in part");
     }
-    for (int q : std::vector<int>(members_)) {
-      const auto& m = recovery_[static_cast<std::size_t>(q)];
-      if (q == rank() || m.empty() || wire::view(m).get<std::uint64_t>("sequence") != low) {
-        continue;
-      }
-      try {
-        inner_.send(q, tag_down(), result);
-      } catch (const peer_lost& e) {
-        lose(q, e.what());
+    expected_ = members_;
+    for (int q : expected_) {
+      if (q != rank() && recovered_[static_cast<std::size_t>(q)].sequence == low) {
+        send_or_lose(q, result);
       }
     }
     if (sequence_ == high) return false;
@@ -787,6 +780,11 @@ class elastic {
   // A new leader: each member's recovery message, and the contributions to
   // the collective it leads next that arrived with them.
   std::vector<wire::buffer> recovery_, held_;
+  struct recovered {  // a recovery message, parsed (views into recovery_)
+    std::uint64_t sequence = 0, last = 0;
+    std::span<const std::byte> result, contribution;
+  };
+  std::vector<recovered> recovered_;
   bool joining_ = false;
   // Leader: replaced ranks, each with its posted receive of the request to join.
   struct replacement {

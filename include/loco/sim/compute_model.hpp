@@ -63,9 +63,7 @@ class compute_model {
       throw config_error("sim::compute_model::drop_out: time " + std::to_string(at) +
                          " must be >= 0");
     }
-    const auto r = static_cast<std::size_t>(rank);
-    if (drop_out_.size() <= r) drop_out_.resize(r + 1, std::numeric_limits<double>::infinity());
-    drop_out_[r] = at;
+    set_time(drop_out_, rank, at);
     return *this;
   }
 
@@ -83,9 +81,7 @@ class compute_model {
       throw config_error("sim::compute_model::restart: time " + std::to_string(at) +
                          " must be finite and >= 0");
     }
-    const auto r = static_cast<std::size_t>(rank);
-    if (restart_.size() <= r) restart_.resize(r + 1, std::numeric_limits<double>::infinity());
-    restart_[r] = at;
+    set_time(restart_, rank, at);
     return *this;
   }
 
@@ -96,16 +92,10 @@ class compute_model {
     return tau_.size() == 1 ? tau_[0] : tau_[static_cast<std::size_t>(rank)];
   }
   // When `rank` drops out; +inf if never.
-  double drop_out_time(int rank) const noexcept {
-    const auto r = static_cast<std::size_t>(rank);
-    return r < drop_out_.size() ? drop_out_[r] : std::numeric_limits<double>::infinity();
-  }
+  double drop_out_time(int rank) const noexcept { return time_of(drop_out_, rank); }
 
   // When a replacement of `rank` starts; +inf if never.
-  double restart_time(int rank) const noexcept {
-    const auto r = static_cast<std::size_t>(rank);
-    return r < restart_.size() ? restart_[r] : std::numeric_limits<double>::infinity();
-  }
+  double restart_time(int rank) const noexcept { return time_of(restart_, rank); }
 
   // The cost of step `step` (0, 1, ...) of `rank` in a run seeded with `seed`.
   double sample(int rank, std::uint64_t step, std::uint64_t seed) const {
@@ -136,6 +126,17 @@ class compute_model {
   }
 
  private:
+  // A time per rank, +inf for the ranks not given one.
+  static void set_time(std::vector<double>& times, int rank, double at) {
+    const auto r = static_cast<std::size_t>(rank);
+    if (times.size() <= r) times.resize(r + 1, std::numeric_limits<double>::infinity());
+    times[r] = at;
+  }
+  static double time_of(const std::vector<double>& times, int rank) noexcept {
+    const auto r = static_cast<std::size_t>(rank);
+    return r < times.size() ? times[r] : std::numeric_limits<double>::infinity();
+  }
+
   std::vector<double> tau_{0.0};
   distribution kind_ = distribution::fixed;
   double sigma_ = 0.0;
