@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include "common.hpp"
 
 using namespace loco_test;
@@ -255,6 +257,72 @@ TEMPLATE_LIST_TEST_CASE("a run replays bit-identically from its seed; streams di
   } else {
     CHECK(a != other);
   }
+}
+
+// The kernels' builds for each ISA (compress/detail/dispatch.hpp) must
+// write the same bytes and decode them to the same values: a message may not
+// depend on the CPU that encoded it.
+TEMPLATE_LIST_TEST_CASE("the AVX-512, AVX2 and baseline kernels write and read the same bytes",
+                        "[compress][dispatch]", all_plain) {
+  using C = typename TestType::compressor;
+  using T = typename TestType::value;
+  namespace dt = lc::detail;
+  struct restore {
+    ~restore() { dt::set_kernel_isa(dt::kernel_isa::avx512); }
+  } at_exit;
+  const C c = make<C>();
+  for (std::size_t d : {1u, 31u, 32u, 33u, 1000u, 4099u}) {
+    auto v = normal_vector<T>(d, 21);
+    // Zeros, subnormals, values beyond fp16's and bf16's range.
+    for (std::size_t i = 0; i < d; i += 7) v[i] = T(0);
+    for (std::size_t i = 3; i < d; i += 11) v[i] *= std::numeric_limits<T>::denorm_min() * T(5);
+    for (std::size_t i = 5; i < d; i += 13) v[i] *= T(1e5);
+    auto run = [&](dt::kernel_isa isa) {
+      dt::set_kernel_isa(isa);
+      lc::state_t<C, T> tx(c, d, 3), rx(c, d, 4);
+      buffer b;
+      c.encode(std::span<const T>(v), tx, b);
+      std::vector<T> out(d);
+      view in(b);
+      c.decode(in, rx, std::span<T>(out));
+      return std::pair{b, out};
+    };
+    const auto [bytes_base, out_base] = run(dt::kernel_isa::baseline);
+    for (const auto isa : {dt::kernel_isa::avx2, dt::kernel_isa::avx512}) {
+      INFO("d = " << d << ", " << dt::to_string(isa) << " against baseline");
+      const auto [bytes, out] = run(isa);
+      CHECK(bytes == bytes_base);
+      CHECK(std::memcmp(out.data(), out_base.data(), d * sizeof(T)) == 0);
+    }
+  }
+}
+
+TEST_CASE("a default x86-64 build dispatches its kernels to the widest ISA the CPU has",
+          "[compress][dispatch]") {
+  namespace dt = lc::detail;
+#if defined(LOCO_RUNTIME_DISPATCH)
+  const char* env = std::getenv("LOCO_KERNEL_ISA");
+  if (env == nullptr || *env == '\0') {
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
+                      __builtin_cpu_supports("bmi2");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512dq");
+    const auto cpu = avx512 ? dt::kernel_isa::avx512
+                     : avx2 ? dt::kernel_isa::avx2
+                            : dt::kernel_isa::baseline;
+    CHECK(dt::available_kernel_isa() == std::max(cpu, dt::compiled_kernel_isa()));
+  }
+#else
+  CHECK(dt::available_kernel_isa() == dt::compiled_kernel_isa());
+#endif
+  // The setting stays within [compiled, available].
+  dt::set_kernel_isa(dt::kernel_isa::baseline);
+  CHECK(dt::active_kernel_isa() == dt::compiled_kernel_isa());
+  dt::set_kernel_isa(dt::kernel_isa::avx512);
+  CHECK(dt::active_kernel_isa() == dt::available_kernel_isa());
+  CHECK(std::string(dt::to_string(dt::kernel_isa::avx512)) == "avx512");
 }
 
 TEMPLATE_LIST_TEST_CASE("non-finite input is reported with the compressor and the first bad index",

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <loco/compress/detail/common.hpp>
+#include <loco/compress/detail/dispatch.hpp>
 #include <loco/compress/detail/planes.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/tensor/finite.hpp>
@@ -75,7 +76,7 @@ class qsgd {
   template <class T>
   void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
     detail::check_encode_size(name, s.d_, v.size());
-    const double norm = detail::norm2(v);
+    const double norm = detail::vectorized([v] { return detail::norm2(v); });
     if (!std::isfinite(norm)) detail::check_finite(name, v);
     // A norm beyond T's range (float entries near FLT_MAX) saturates.
     const T norm_t =
@@ -94,7 +95,9 @@ class qsgd {
     const bool tiny = norm_t > T(0) && norm_t < std::numeric_limits<T>::min();
     const T pre = tiny ? T(0x1.0p64) : T(1);
     const T inv = norm_t > T(0) ? static_cast<T>(s_) / (norm_t * pre) : T(0);
-    wire::with_bits(code_bits(), [&]<unsigned B>() { quantize<B>(v, s.rng_, pre, inv, body); });
+    wire::with_bits(code_bits(), [&]<unsigned B>() {
+      detail::vectorized([&] { quantize<B>(v, s.rng_, pre, inv, body); });
+    });
   }
 
   // Reads one message and leaves `in` after it.
@@ -115,8 +118,9 @@ class qsgd {
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* body = in.take(wire::plane_bytes(d, code_bits()), "codes").data();
     const T scale = norm / static_cast<T>(s_);
-    const std::size_t bad =
-        wire::with_bits(code_bits(), [&]<unsigned B>() { return dequantize<B>(body, scale, out); });
+    const std::size_t bad = wire::with_bits(code_bits(), [&]<unsigned B>() {
+      return detail::vectorized([&] { return dequantize<B>(body, scale, out); });
+    });
     if (bad == d + 1) in.fail("codes", "padding bits are not zero");
     if (bad != d) {
       in.fail("codes", "level out of range at index " + std::to_string(bad) +

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <loco/compress/detail/common.hpp>
+#include <loco/compress/detail/dispatch.hpp>
 #include <loco/compress/detail/simd.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/bit_pack.hpp>
@@ -56,15 +57,17 @@ class scaled_sign {
       for (std::size_t j = 0; j < 16; ++j) acc[j] += std::abs(static_cast<double>(p[16 + j]));
       return detail::sign_mask32(p);
     };
-    for (std::size_t k = 0; k < blocks; ++k) {
-      wire::store_le(signs + 4 * k, block(v.data() + 32 * k));
-    }
-    if (rest != 0) {
-      alignas(64) T tail[32] = {};
-      for (std::size_t j = 0; j < rest; ++j) tail[j] = v[32 * blocks + j];
-      const std::uint32_t w = block(tail);
-      wire::write_tail_planes(signs + 4 * blocks, rest, 1, &w);
-    }
+    detail::vectorized([&] {
+      for (std::size_t k = 0; k < blocks; ++k) {
+        wire::store_le(signs + 4 * k, block(v.data() + 32 * k));
+      }
+      if (rest != 0) {
+        alignas(64) T tail[32] = {};
+        for (std::size_t j = 0; j < rest; ++j) tail[j] = v[32 * blocks + j];
+        const std::uint32_t w = block(tail);
+        wire::write_tail_planes(signs + 4 * blocks, rest, 1, &w);
+      }
+    });
     for (std::size_t h = 8; h > 0; h /= 2) {
       for (std::size_t j = 0; j < h; ++j) acc[j] += acc[j + h];
     }
@@ -110,8 +113,10 @@ class scaled_sign {
       std::memcpy(out.data() + base, vals, n * sizeof(T));
     };
     const std::size_t blocks = d / 32, rest = d % 32;
-    for (std::size_t k = 0; k < blocks; ++k)
-      expand(32 * k, wire::load_le<std::uint32_t>(signs + 4 * k), 32);
+    detail::vectorized([&] {
+      for (std::size_t k = 0; k < blocks; ++k)
+        expand(32 * k, wire::load_le<std::uint32_t>(signs + 4 * k), 32);
+    });
     if (rest != 0) {
       std::uint32_t w = 0;
       if (!wire::read_tail_planes(signs + 4 * blocks, rest, 1, &w)) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <loco/compress/detail/common.hpp>
+#include <loco/compress/detail/dispatch.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
@@ -144,9 +145,8 @@ using bf16_format = half_format<T, to_bf16, from_bf16, bf16_is_finite, wire::val
 
 inline constexpr std::size_t dense_block = 2048;
 
-// Header, then d values in Format. Throws non_finite_error before writing a
-// byte of the body that follows a bad block (out is left with a partial
-// message, which callers discard with the exception).
+// Header, then d values in Format. Throws non_finite_error, with out back
+// at its size before the call, on the first block holding Inf or NaN.
 template <class Format, class T>
 void dense_encode(std::string_view name, wire::payload_kind kind, std::span<const T> v,
                   wire::buffer& out) {
@@ -156,16 +156,21 @@ void dense_encode(std::string_view name, wire::payload_kind kind, std::span<cons
   out.reserve(start + total);
   wire::write_header(out, {kind, Format::code, 0, static_cast<std::uint32_t>(d), total});
   std::byte* body = out.grow(d * Format::width).data();
-  for (std::size_t b = 0; b < d; b += dense_block) {
-    const std::size_t n = b + dense_block < d ? dense_block : d - b;
-    const T* p = v.data() + b;
-    decltype(non_finite_bit(T{})) flags = 0;
-    for (std::size_t i = 0; i < n; ++i) flags |= non_finite_bit(p[i]);
-    if (has_non_finite(flags)) {
-      out.resize(start);
-      check_finite(name, v);  // the first bad index lies in this block
+  // Block by block: a non-finite entry stops the encode before its block.
+  const bool finite = vectorized([&] {
+    for (std::size_t b = 0; b < d; b += dense_block) {
+      const std::size_t n = b + dense_block < d ? dense_block : d - b;
+      const T* p = v.data() + b;
+      decltype(non_finite_bit(T{})) flags = 0;
+      for (std::size_t i = 0; i < n; ++i) flags |= non_finite_bit(p[i]);
+      if (has_non_finite(flags)) return false;
+      Format::encode(p, n, body + b * Format::width);
     }
-    Format::encode(v.data() + b, n, body + b * Format::width);
+    return true;
+  });
+  if (!finite) {
+    out.resize(start);
+    check_finite(name, v);
   }
 }
 
@@ -175,7 +180,7 @@ void dense_decode(wire::payload_kind kind, wire::view& in, std::span<T> out) {
   const auto h = wire::read_header(in, {kind, Format::code, d});
   wire::check_length(in, h, wire::header_bytes + d * Format::width);
   const auto body = in.take(d * Format::width, "values");
-  const std::size_t bad = Format::decode(body.data(), d, out.data());
+  const std::size_t bad = vectorized([&] { return Format::decode(body.data(), d, out.data()); });
   if (bad != d) in.fail("values", "non-finite value at index " + std::to_string(bad));
 }
 
