@@ -16,7 +16,6 @@
 //   auto comm = loco::comm::tcp(loco::comm::tcp_options::from_env());
 //   comm.allreduce(std::span<float>(grad), loco::comm::reduce_op::average);
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -77,21 +76,14 @@ class tcp {
   // Writes on the calling thread (after any isend still queued, keeping order).
   void send(int dst, int tag, std::span<const std::byte> bytes) {
     check_send(dst, bytes);
-    if (sends_queued_.load() == 0) return write_data(engine_.get(), dst, tag, bytes);
+    if (sender_->idle()) return write_data(engine_.get(), dst, tag, bytes);
     isend(dst, tag, bytes).wait();
   }
 
   // Sends in order on a sender thread; `bytes` must outlive the request.
   request isend(int dst, int tag, std::span<const std::byte> bytes) {
     check_send(dst, bytes);
-    ++sends_queued_;
-    return sender_->submit([this, dst, tag, bytes] {
-      struct done_guard {
-        std::atomic<int>& n;
-        ~done_guard() { --n; }
-      } guard{sends_queued_};
-      write_data(engine_.get(), dst, tag, bytes);
-    });
+    return sender_->submit([this, dst, tag, bytes] { write_data(engine_.get(), dst, tag, bytes); });
   }
 
   // Receives the oldest message from src (or any rank) with this tag; returns the sender.
@@ -334,20 +326,13 @@ class tcp {
   // Non-blocking: on the progress thread.
   template <class Op>
   request collective(Op op) {
-    ++collectives_queued_;
-    return progress_->submit([this, op = std::move(op)]() mutable {
-      struct done_guard {
-        std::atomic<int>& n;
-        ~done_guard() { --n; }
-      } guard{collectives_queued_};
-      run_collective(op);
-    });
+    return progress_->submit([this, op = std::move(op)]() mutable { run_collective(op); });
   }
   // Blocking: on the calling thread unless non-blocking ones are still
   // queued (then after them), saving two thread hand-offs per call.
   template <class Op>
   void blocking(Op op) {
-    if (collectives_queued_.load() == 0) return run_collective(op);
+    if (progress_->idle()) return run_collective(op);
     collective(std::move(op)).wait();
   }
 
@@ -536,12 +521,10 @@ class tcp {
   }
 
   std::shared_ptr<detail::tcp::engine> engine_;
-  std::mutex collective_mutex_;             // one collective at a time
-  std::uint32_t seq_ = 0;                   // under collective_mutex_
-  std::atomic<int> collectives_queued_{0};  // submitted to progress_, not finished
-  std::atomic<int> sends_queued_{0};        // submitted to sender_, not written
-  std::vector<wire::buffer> scratch_;       // one per rank, reused
-  std::vector<wire::buffer> pieces_;        // ring pieces, reused
+  std::mutex collective_mutex_;        // one collective at a time
+  std::uint32_t seq_ = 0;              // under collective_mutex_
+  std::vector<wire::buffer> scratch_;  // one per rank, reused
+  std::vector<wire::buffer> pieces_;   // ring pieces, reused
   std::unique_ptr<detail::progress_thread> progress_;
   std::unique_ptr<detail::progress_thread> sender_;
 };
