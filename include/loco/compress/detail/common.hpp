@@ -179,20 +179,33 @@ class lane_rng {
   }
   // Sixteen fresh 32-bit numbers; the high bits are the strong ones.
   void next(std::uint32_t* out) noexcept {
-    const u32x16 result = s0_ + s3_;
+    u32x16 s0, s1, s2, s3;
+    std::memcpy(&s0, s0_, sizeof(s0));
+    std::memcpy(&s1, s1_, sizeof(s1));
+    std::memcpy(&s2, s2_, sizeof(s2));
+    std::memcpy(&s3, s3_, sizeof(s3));
+    const u32x16 result = s0 + s3;
     std::memcpy(out, &result, sizeof(result));
-    const u32x16 t = s1_ << 9;
-    s2_ ^= s0_;
-    s3_ ^= s1_;
-    s1_ ^= s2_;
-    s0_ ^= s3_;
-    s2_ ^= t;
-    s3_ = (s3_ << 11) | (s3_ >> 21);
+    const u32x16 t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = (s3 << 11) | (s3 >> 21);
+    std::memcpy(s0_, &s0, sizeof(s0));
+    std::memcpy(s1_, &s1, sizeof(s1));
+    std::memcpy(s2_, &s2, sizeof(s2));
+    std::memcpy(s3_, &s3, sizeof(s3));
   }
 
  private:
+  // The state is kept as plain arrays and moved through vector-typed locals:
+  // a vector type's alignment depends on the target (64 bytes where AVX-512
+  // is enabled, less in a baseline build), so a state allocated by baseline
+  // code must not be read with the aligned loads of an AVX-512 kernel.
   using u32x16 = std::uint32_t __attribute__((vector_size(64)));
-  u32x16 s0_ = {}, s1_ = {}, s2_ = {}, s3_ = {};
+  std::uint32_t s0_[lanes] = {}, s1_[lanes] = {}, s2_[lanes] = {}, s3_[lanes] = {};
 };
 
 // Sum of f(x) over v in double, with 16 independent accumulators so the
