@@ -105,71 +105,39 @@ int main(int argc, char** argv) {
 
   comm::run_in_process(s.workers, [&](comm::in_process& comm) {
     const auto me = static_cast<std::size_t>(comm.rank());
-    double gradient = 0.0;
-    const auto make = [&] {
-      gradient = 0.0;
-      return timed_objective(problems::mlp<float>(train, shards[me], model), gradient);
-    };
     const auto init = problems::mlp<float>(train, shards[me], model).initial_point(1);
     const std::vector<float> x0(init.begin(), init.end());
-    const std::size_t rounds = s.steps / s.h;
-    auto add = [&](const std::string& name, const auto& result, double grad_seconds) {
-      if (me == 0) rows.push_back(make_row(name, result, grad_seconds, s.steps));
+    // One driver's run on a fresh objective, its gradient time clocked.
+    const auto measure = [&](const std::string& name, auto driver) {
+      double gradient = 0.0;
+      timed_objective f(problems::mlp<float>(train, shards[me], model), gradient);
+      const auto result = driver.run(comm, f, std::span<const float>(x0));
+      if (me == 0) rows.push_back(make_row(name, result, gradient, s.steps));
     };
+    const auto sgd_rounds = [&](std::size_t rounds, std::size_t h) {
+      return local_sgd_dense<comm::in_process, stepsize::constant>(
+          {}, {}, stepsize::constant(0.1), {.schedule = algorithm::schedule::rounds(rounds, h)});
+    };
+    const auto diloco_rounds = [&](std::size_t rounds, std::size_t h) {
+      return diloco<comm::in_process>({}, merge::outer_nesterov(0.7, 0.9), stepsize::constant(1e-3),
+                                      {.schedule = algorithm::schedule::rounds(rounds, h)},
+                                      update::adamw());
+    };
+    const std::size_t rounds = s.steps / s.h;
     // Baselines: every step local, one merge at the end (no compression,
     // nothing in flight): what the inner update costs by itself.
-    {
-      auto f = make();
-      local_sgd_dense<comm::in_process, stepsize::constant> d(
-          {}, {}, stepsize::constant(0.1), {.schedule = algorithm::schedule::rounds(1, s.steps)});
-      const auto result = d.run(comm, f, std::span<const float>(x0));
-      add("no exchange, SGD steps", result, gradient);
-    }
-    {
-      auto f = make();
-      diloco<comm::in_process> d({}, merge::outer_nesterov(0.7, 0.9), stepsize::constant(1e-3),
-                                 {.schedule = algorithm::schedule::rounds(1, s.steps)},
-                                 update::adamw());
-      const auto result = d.run(comm, f, std::span<const float>(x0));
-      add("no exchange, AdamW steps", result, gradient);
-    }
-    {
-      auto f = make();
-      minibatch_sgd<comm::in_process, stepsize::constant> d(
-          {}, {}, stepsize::constant(0.1), {.schedule = algorithm::schedule::rounds(s.steps, 1)});
-      const auto result = d.run(comm, f, std::span<const float>(x0));
-      add("minibatch_sgd", result, gradient);
-    }
-    {
-      auto f = make();
-      local_sgd_dense<comm::in_process, stepsize::constant> d(
-          {}, {}, stepsize::constant(0.1), {.schedule = algorithm::schedule::rounds(rounds, s.h)});
-      const auto result = d.run(comm, f, std::span<const float>(x0));
-      add("local_sgd H=10", result, gradient);
-    }
-    {
-      auto f = make();
-      loscar_sgd<comm::in_process> d(
-          compress::random_k_unscaled(s.fraction, 1), {}, stepsize::constant(0.1),
-          {.schedule = algorithm::schedule::rounds(rounds, s.h), .overlap_steps = {2}});
-      const auto result = d.run(comm, f, std::span<const float>(x0));
-      add("loscar_sgd H=10 K=10%", result, gradient);
-    }
-    {
-      auto f = make();
-      diloco<comm::in_process> d({}, merge::outer_nesterov(0.7, 0.9), stepsize::constant(1e-3),
-                                 {.schedule = algorithm::schedule::rounds(rounds, s.h)},
-                                 update::adamw());
-      const auto result = d.run(comm, f, std::span<const float>(x0));
-      add("diloco H=10", result, gradient);
-    }
-    {
-      auto f = make();
-      cd_adam<comm::in_process> d(compress::top_k(s.fraction), stepsize::constant(0.002),
-                                  {.iterations = s.steps});
-      const auto result = d.run(comm, f, std::span<const float>(x0));
-      add("cd_adam k=10%", result, gradient);
-    }
+    measure("no exchange, SGD steps", sgd_rounds(1, s.steps));
+    measure("no exchange, AdamW steps", diloco_rounds(1, s.steps));
+    measure("minibatch_sgd", sgd_rounds(s.steps, 1));
+    measure("local_sgd H=10", sgd_rounds(rounds, s.h));
+    measure("loscar_sgd H=10 K=10%",
+            loscar_sgd<comm::in_process>(
+                compress::random_k_unscaled(s.fraction, 1), {}, stepsize::constant(0.1),
+                {.schedule = algorithm::schedule::rounds(rounds, s.h), .overlap_steps = {2}}));
+    measure("diloco H=10", diloco_rounds(rounds, s.h));
+    measure("cd_adam k=10%",
+            cd_adam<comm::in_process>(compress::top_k(s.fraction), stepsize::constant(0.002),
+                                      {.iterations = s.steps}));
   });
 
   const std::size_t d = 795 * s.hidden + 10;

@@ -54,11 +54,12 @@ constexpr kernel_isa compiled_kernel_isa() noexcept {
 #endif
 }
 
-// The widest ISA the kernels can use here: the CPU's, capped by
-// LOCO_KERNEL_ISA, never below what the code was compiled for. Found once;
-// an unknown LOCO_KERNEL_ISA throws config_error on every kernel call.
+// The widest ISA this CPU offers the kernels, capped by LOCO_KERNEL_ISA.
+// Found once, and the same in every translation unit whatever its -m
+// flags (vectorized() never goes below what a unit was compiled for). An
+// unknown LOCO_KERNEL_ISA throws config_error on every kernel call.
 inline kernel_isa available_kernel_isa() {
-#if defined(LOCO_RUNTIME_DISPATCH)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(LOCO_NO_RUNTIME_DISPATCH)
   static const kernel_isa found = [] {
     __builtin_cpu_init();  // needed if this runs before the CPU-model constructor
     kernel_isa cpu = kernel_isa::baseline;
@@ -82,11 +83,11 @@ inline kernel_isa available_kernel_isa() {
       }
       cpu = cap < cpu ? cap : cpu;
     }
-    return cpu < compiled_kernel_isa() ? compiled_kernel_isa() : cpu;
+    return cpu;
   }();
   return found;
 #else
-  return compiled_kernel_isa();
+  return kernel_isa::baseline;
 #endif
 }
 
@@ -98,13 +99,11 @@ inline std::atomic<kernel_isa>& kernel_isa_setting() {
 inline kernel_isa active_kernel_isa() {
   return kernel_isa_setting().load(std::memory_order_relaxed);
 }
-// Tests and benchmarks lower it to compare the paths; the setting is
-// clamped to [compiled_kernel_isa(), available_kernel_isa()].
+// Tests and benchmarks lower it to compare the paths; a request above
+// available_kernel_isa() gets what is available.
 inline void set_kernel_isa(kernel_isa isa) {
   const kernel_isa hi = available_kernel_isa();
-  if (isa > hi) isa = hi;
-  if (isa < compiled_kernel_isa()) isa = compiled_kernel_isa();
-  kernel_isa_setting().store(isa, std::memory_order_relaxed);
+  kernel_isa_setting().store(isa > hi ? hi : isa, std::memory_order_relaxed);
 }
 
 #if defined(LOCO_RUNTIME_DISPATCH)
@@ -124,10 +123,10 @@ run_avx512(F& f) {
 template <class F>
 inline decltype(auto) vectorized(F&& f) {
 #if defined(LOCO_RUNTIME_DISPATCH)
-  constexpr kernel_isa compiled = compiled_kernel_isa();
+  // A unit compiled for AVX2 (not AVX-512) runs f itself for baseline and avx2.
   const kernel_isa isa = active_kernel_isa();
   if (isa == kernel_isa::avx512) return run_avx512(f);
-  if (isa == kernel_isa::avx2 && compiled < kernel_isa::avx2) return run_avx2(f);
+  if (isa == kernel_isa::avx2 && compiled_kernel_isa() < kernel_isa::avx2) return run_avx2(f);
 #endif
   return f();
 }
