@@ -291,7 +291,8 @@ void register_all() {
 int main(int argc, char** argv) {
   // Which build of the kernels ran: compiled for AVX2, dispatched to it at
   // run time, or baseline x86-64 (docs/compressors.md#dispatch).
-  benchmark::AddCustomContext("kernel_isa", lc::detail::to_string(lc::detail::active_kernel_isa()));
+  benchmark::AddCustomContext("kernel_isa",
+                              loco::tensor::to_string(loco::tensor::active_kernel_isa()));
   register_all();
   register_powersgd();
   benchmark::Initialize(&argc, argv);

@@ -260,14 +260,14 @@ TEMPLATE_LIST_TEST_CASE("a run replays bit-identically from its seed; streams di
   }
 }
 
-// The kernels' builds for each ISA (compress/detail/dispatch.hpp) must
+// The kernels' builds for each ISA (tensor/dispatch.hpp) must
 // write the same bytes and decode them to the same values: a message may not
 // depend on the CPU that encoded it.
 TEMPLATE_LIST_TEST_CASE("the AVX-512, AVX2 and baseline kernels write and read the same bytes",
                         "[compress][dispatch]", all_plain) {
   using C = typename TestType::compressor;
   using T = typename TestType::value;
-  namespace dt = lc::detail;
+  namespace dt = loco::tensor;
   struct restore {
     ~restore() { dt::set_kernel_isa(dt::kernel_isa::avx512); }
   } at_exit;
@@ -308,7 +308,7 @@ TEMPLATE_LIST_TEST_CASE("the AVX-512, AVX2 and baseline kernels write and read t
 
 TEST_CASE("a default x86-64 build dispatches its kernels to the widest ISA the CPU has",
           "[compress][dispatch]") {
-  namespace dt = lc::detail;
+  namespace dt = loco::tensor;
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(LOCO_NO_RUNTIME_DISPATCH)
   const char* env = std::getenv("LOCO_KERNEL_ISA");
   if (env == nullptr || *env == '\0') {

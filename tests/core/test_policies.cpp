@@ -1,12 +1,19 @@
-// Step sizes and merge rules against their formulas on hand-made values.
+// Step sizes, merge rules and update rules against their formulas on
+// hand-made values.
 #include <catch2/catch.hpp>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <loco/stepsize/polynomial.hpp>
 #include <loco/stepsize/warmup.hpp>
+#include <loco/tensor/dispatch.hpp>
+#include <loco/tensor/sqrt.hpp>
+#include <loco/update/adamw.hpp>
 #include <vector>
 
 using loco::stepsize::context;
@@ -75,4 +82,96 @@ TEST_CASE("merge rules reject mismatched sizes", "[merge]") {
   loco::merge::inputs<float> in{y, m, {}};
   auto x = y;
   CHECK_THROWS_AS(loco::merge::average{}.apply(in, std::span<float>(x)), loco::config_error);
+}
+
+namespace {
+
+// Runs body once per kernel ISA this CPU has (tensor/dispatch.hpp), then
+// restores the widest.
+template <class F>
+void on_every_isa(F body) {
+  using loco::tensor::kernel_isa;
+  for (const auto isa : {kernel_isa::baseline, kernel_isa::avx2, kernel_isa::avx512}) {
+    if (isa > loco::tensor::available_kernel_isa()) break;
+    loco::tensor::set_kernel_isa(isa);
+    body(isa);
+  }
+  loco::tensor::set_kernel_isa(kernel_isa::avx512);
+}
+
+template <class T>
+bool same_bits(T a, T b) {
+  if (std::isnan(a) && std::isnan(b)) return true;
+  if constexpr (sizeof(T) == 4) {
+    return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
+  } else {
+    return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b);
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("tensor::sqrt_in_place gives std::sqrt's bits on every ISA",
+                   "[update][dispatch]", float, double) {
+  using T = TestType;
+  using lim = std::numeric_limits<T>;
+  std::vector<T> in = {T{0},
+                       -T{0},
+                       T{1},
+                       T{2},
+                       lim::min(),
+                       lim::denorm_min(),
+                       lim::max(),
+                       lim::infinity(),
+                       T{-1},
+                       -lim::infinity(),
+                       lim::quiet_NaN(),
+                       static_cast<T>(1e-30),
+                       T{3}};
+  for (int i = 0; in.size() < 1100; ++i) in.push_back(std::ldexp(T(1 + i % 97), i % 60 - 30));
+  on_every_isa([&](loco::tensor::kernel_isa isa) {
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{13},
+                                std::size_t{17}, std::size_t{1100}}) {
+      std::vector<T> x(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(n));
+      loco::tensor::sqrt_in_place(std::span<T>(x));
+      std::size_t wrong = 0;
+      for (std::size_t j = 0; j < n; ++j) wrong += same_bits(x[j], std::sqrt(in[j])) ? 0u : 1u;
+      INFO(loco::tensor::to_string(isa) << ", n = " << n);
+      CHECK(wrong == 0);
+    }
+  });
+}
+
+TEST_CASE("update::adamw steps as its formula, to the bit, on every ISA", "[update][dispatch]") {
+  // d crosses the kernel's block of 512 and every vector width's tail.
+  const std::size_t d = 1100;
+  std::vector<float> x0(d), g(d);
+  for (std::size_t j = 0; j < d; ++j) {
+    x0[j] = std::sin(static_cast<float>(j));
+    g[j] = std::cos(static_cast<float>(3 * j)) * (j % 5 == 0 ? 1e-4f : 1.0f);
+  }
+  const loco::update::adamw rule(0.9, 0.99, 1e-6, 0.1);
+  const double eta = 0.01;
+  // The formula (update/adamw.hpp's header), entry by entry.
+  std::vector<float> want = x0, m(d), v(d);
+  for (int t = 1; t <= 3; ++t) {
+    const double c1 = 1.0 - std::pow(0.9, t), c2 = std::sqrt(1.0 - std::pow(0.99, t));
+    for (std::size_t j = 0; j < d; ++j) {
+      want[j] *= static_cast<float>(1.0 - eta * 0.1);
+      m[j] = 0.9f * m[j] + (1.0f - 0.9f) * g[j];
+      v[j] = 0.99f * v[j] + (1.0f - 0.99f) * g[j] * g[j];
+      want[j] -=
+          static_cast<float>(eta / c1) * m[j] / (std::sqrt(v[j]) / static_cast<float>(c2) + 1e-6f);
+    }
+  }
+  on_every_isa([&](loco::tensor::kernel_isa isa) {
+    std::vector<float> x = x0;
+    loco::update::adamw::state<float> s(rule, d);
+    for (int t = 1; t <= 3; ++t) rule.step<float>(s, x, g, eta);
+    std::size_t wrong = 0;
+    for (std::size_t j = 0; j < d; ++j) wrong += same_bits(x[j], want[j]) ? 0u : 1u;
+    INFO(loco::tensor::to_string(isa));
+    CHECK(wrong == 0);
+    CHECK(s.t == 3);
+  });
 }

@@ -32,7 +32,9 @@
 #include <loco/observe/ledger.hpp>
 #include <loco/random/stream.hpp>
 #include <loco/sim/hooks.hpp>
+#include <loco/tensor/dispatch.hpp>
 #include <loco/tensor/finite.hpp>
+#include <loco/tensor/sqrt.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
@@ -478,15 +480,32 @@ class compressed_amsgrad {
     const double b1 = opt_.beta1, b2 = opt_.beta2;
     const double c1 = opt_.bias_correction ? 1.0 - std::pow(b1, static_cast<double>(it)) : 1.0;
     const double c2 = opt_.bias_correction ? 1.0 - std::pow(b2, static_cast<double>(it)) : 1.0;
-    for (std::size_t j = 0; j < s.x.size(); ++j) {
-      const double grad =
-          static_cast<double>(s.h_tilde[j]) + opt_.weight_decay * static_cast<double>(s.x[j]);
-      s.m[j] = b1 * s.m[j] + (1.0 - b1) * grad;
-      s.v[j] = b2 * s.v[j] + (1.0 - b2) * grad * grad;
-      s.v_hat[j] = std::max(s.v_hat[j], s.v[j]);
-      s.x[j] = static_cast<T>(static_cast<double>(s.x[j]) -
-                              alpha * (s.m[j] / c1) / (std::sqrt(s.v_hat[j] / c2) + opt_.eps));
-    }
+    const double wd = opt_.weight_decay, eps = opt_.eps;
+    // In blocks, the square roots between two vectorised loops, constants
+    // by value: as update::adamw (tensor/sqrt.hpp).
+    tensor::vectorized([&s, alpha, b1, b2, c1, c2, wd, eps] {
+      constexpr std::size_t block = 512;
+      double root[block];
+      for (std::size_t j0 = 0; j0 < s.x.size(); j0 += block) {
+        const std::size_t n = std::min(block, s.x.size() - j0);
+        T* const x = s.x.data() + j0;
+        const T* const h = s.h_tilde.data() + j0;
+        double* const m = s.m.data() + j0;
+        double* const v = s.v.data() + j0;
+        double* const v_hat = s.v_hat.data() + j0;
+        for (std::size_t i = 0; i < n; ++i) {
+          const double grad = static_cast<double>(h[i]) + wd * static_cast<double>(x[i]);
+          m[i] = b1 * m[i] + (1.0 - b1) * grad;
+          v[i] = b2 * v[i] + (1.0 - b2) * grad * grad;
+          v_hat[i] = std::max(v_hat[i], v[i]);
+          root[i] = v_hat[i] / c2;
+        }
+        tensor::sqrt_in_place(std::span<double>(root, n));
+        for (std::size_t i = 0; i < n; ++i) {
+          x[i] = static_cast<T>(static_cast<double>(x[i]) - alpha * (m[i] / c1) / (root[i] + eps));
+        }
+      }
+    });
   }
 
   template <class T>

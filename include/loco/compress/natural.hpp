@@ -12,9 +12,9 @@
 #include <cstdint>
 #include <cstring>
 #include <loco/compress/detail/common.hpp>
-#include <loco/compress/detail/dispatch.hpp>
 #include <loco/compress/detail/simd.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/tensor/dispatch.hpp>
 #include <loco/wire/bit_pack.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
@@ -70,7 +70,7 @@ class natural {
                              static_cast<std::uint32_t>(d), total});
     std::byte* signs = out.grow(wire::plane_bytes(d, 1)).data();
     std::byte* exps = out.grow(d * exp_width<T>).data();
-    if (!detail::vectorized([&] { return round_all(v, s.rng_, signs, exps); })) {
+    if (!tensor::vectorized([&] { return round_all(v, s.rng_, signs, exps); })) {
       out.resize(start);
       detail::check_finite(name, v);
     }
@@ -86,7 +86,7 @@ class natural {
     wire::check_length(in, h, wire_bytes<T>(d));
     const std::byte* signs = in.take(wire::plane_bytes(d, 1), "signs").data();
     const std::byte* exps = in.take(d * exp_width<T>, "exponents").data();
-    const std::size_t bad = detail::vectorized([&] { return expand_all(signs, exps, out); });
+    const std::size_t bad = tensor::vectorized([&] { return expand_all(signs, exps, out); });
     if (bad == d + 1) in.fail("signs", "padding bits are not zero");
     if (bad != d) in.fail("exponents", "exponent out of range at index " + std::to_string(bad));
   }

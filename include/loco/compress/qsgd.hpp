@@ -12,9 +12,9 @@
 #include <cstring>
 #include <limits>
 #include <loco/compress/detail/common.hpp>
-#include <loco/compress/detail/dispatch.hpp>
 #include <loco/compress/detail/planes.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/tensor/dispatch.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/bit_pack.hpp>
 #include <loco/wire/buffer.hpp>
@@ -76,7 +76,7 @@ class qsgd {
   template <class T>
   void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
     detail::check_encode_size(name, s.d_, v.size());
-    const double norm = detail::vectorized([v] { return detail::norm2(v); });
+    const double norm = tensor::vectorized([v] { return detail::norm2(v); });
     if (!std::isfinite(norm)) detail::check_finite(name, v);
     // A norm beyond T's range (float entries near FLT_MAX) saturates.
     const T norm_t =
@@ -96,7 +96,7 @@ class qsgd {
     const T pre = tiny ? T(0x1.0p64) : T(1);
     const T inv = norm_t > T(0) ? static_cast<T>(s_) / (norm_t * pre) : T(0);
     wire::with_bits(code_bits(), [&]<unsigned B>() {
-      detail::vectorized([&] { quantize<B>(v, s.rng_, pre, inv, body); });
+      tensor::vectorized([&] { quantize<B>(v, s.rng_, pre, inv, body); });
     });
   }
 
@@ -119,7 +119,7 @@ class qsgd {
     const std::byte* body = in.take(wire::plane_bytes(d, code_bits()), "codes").data();
     const T scale = norm / static_cast<T>(s_);
     const std::size_t bad = wire::with_bits(code_bits(), [&]<unsigned B>() {
-      return detail::vectorized([&] { return dequantize<B>(body, scale, out); });
+      return tensor::vectorized([&] { return dequantize<B>(body, scale, out); });
     });
     if (bad == d + 1) in.fail("codes", "padding bits are not zero");
     if (bad != d) {

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <cstring>
 #include <loco/compress/detail/common.hpp>
-#include <loco/compress/detail/dispatch.hpp>
 #include <loco/compress/detail/simd.hpp>
+#include <loco/tensor/dispatch.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/bit_pack.hpp>
 #include <loco/wire/buffer.hpp>
@@ -57,7 +57,7 @@ class scaled_sign {
       for (std::size_t j = 0; j < 16; ++j) acc[j] += std::abs(static_cast<double>(p[16 + j]));
       return detail::sign_mask32(p);
     };
-    detail::vectorized([&] {
+    tensor::vectorized([&] {
       for (std::size_t k = 0; k < blocks; ++k) {
         wire::store_le(signs + 4 * k, block(v.data() + 32 * k));
       }
@@ -113,7 +113,7 @@ class scaled_sign {
       std::memcpy(out.data() + base, vals, n * sizeof(T));
     };
     const std::size_t blocks = d / 32, rest = d % 32;
-    detail::vectorized([&] {
+    tensor::vectorized([&] {
       for (std::size_t k = 0; k < blocks; ++k)
         expand(32 * k, wire::load_le<std::uint32_t>(signs + 4 * k), 32);
     });

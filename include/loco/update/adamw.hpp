@@ -4,10 +4,13 @@
 //   x <- x (1 - eta wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
 //   x <- x - (eta / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // with t this worker's own step count (kept across rounds and checkpointed).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <loco/error.hpp>
+#include <loco/tensor/dispatch.hpp>
+#include <loco/tensor/sqrt.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/values.hpp>
 #include <loco/wire/view.hpp>
@@ -69,12 +72,30 @@ struct adamw {
     const auto b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
     const auto step_size = static_cast<T>(eta / c1), sqrt_c2 = static_cast<T>(c2);
     const auto epsilon = static_cast<T>(eps);
-    for (std::size_t j = 0; j < x.size(); ++j) {
-      x[j] *= decay;
-      s.m[j] = b1 * s.m[j] + (T{1} - b1) * g[j];
-      s.v[j] = b2 * s.v[j] + (T{1} - b2) * g[j] * g[j];
-      x[j] -= step_size * s.m[j] / (std::sqrt(s.v[j]) / sqrt_c2 + epsilon);
-    }
+    // In blocks: the square roots run as vector instructions
+    // (tensor/sqrt.hpp) between two loops the compiler vectorises. The
+    // constants are captured by value: through a reference, a store to m or
+    // v might change them, and the loops would stay scalar.
+    tensor::vectorized([&s, x, g, b1, b2, decay, step_size, sqrt_c2, epsilon] {
+      constexpr std::size_t block = 512;
+      T root[block];
+      for (std::size_t j0 = 0; j0 < x.size(); j0 += block) {
+        const std::size_t n = std::min(block, x.size() - j0);
+        T* const xb = x.data() + j0;
+        T* const m = s.m.data() + j0;
+        T* const v = s.v.data() + j0;
+        const T* const gb = g.data() + j0;
+        for (std::size_t i = 0; i < n; ++i) {
+          m[i] = b1 * m[i] + (T{1} - b1) * gb[i];
+          v[i] = b2 * v[i] + (T{1} - b2) * gb[i] * gb[i];
+          root[i] = v[i];
+        }
+        tensor::sqrt_in_place(std::span<T>(root, n));
+        for (std::size_t i = 0; i < n; ++i) {
+          xb[i] = xb[i] * decay - step_size * m[i] / (root[i] / sqrt_c2 + epsilon);
+        }
+      }
+    });
   }
 };
 

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <loco/compress/detail/common.hpp>
-#include <loco/compress/detail/dispatch.hpp>
+#include <loco/tensor/dispatch.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
@@ -157,7 +157,7 @@ void dense_encode(std::string_view name, wire::payload_kind kind, std::span<cons
   wire::write_header(out, {kind, Format::code, 0, static_cast<std::uint32_t>(d), total});
   std::byte* body = out.grow(d * Format::width).data();
   // Block by block: a non-finite entry stops the encode before its block.
-  const bool finite = vectorized([&] {
+  const bool finite = tensor::vectorized([&] {
     for (std::size_t b = 0; b < d; b += dense_block) {
       const std::size_t n = b + dense_block < d ? dense_block : d - b;
       const T* p = v.data() + b;
@@ -180,7 +180,8 @@ void dense_decode(wire::payload_kind kind, wire::view& in, std::span<T> out) {
   const auto h = wire::read_header(in, {kind, Format::code, d});
   wire::check_length(in, h, wire::header_bytes + d * Format::width);
   const auto body = in.take(d * Format::width, "values");
-  const std::size_t bad = vectorized([&] { return Format::decode(body.data(), d, out.data()); });
+  const std::size_t bad =
+      tensor::vectorized([&] { return Format::decode(body.data(), d, out.data()); });
   if (bad != d) in.fail("values", "non-finite value at index " + std::to_string(bad));
 }
 

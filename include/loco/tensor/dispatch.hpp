@@ -4,14 +4,20 @@
 // 4 floats wide; most x86-64 CPUs in service have AVX2, many AVX-512.
 // vectorized(f) runs f compiled again for the widest of these the CPU has:
 // f and all it calls are inlined into one function with that target
-// (flatten), so the vectoriser sees the kernel with the wider ISA. FMA is
-// deliberately left out: contracting a * b + c would round differently, and
+// (flatten), so the vectoriser sees the kernel with the wider ISA. No
+// fused multiply-add: contracting a * b + c would round differently, and
 // a message must not depend on the CPU that encoded it (the tests compare
-// every path byte for byte). A build already compiled for AVX-512
-// (-march=native on such a machine), a compiler without the attributes, or
-// another architecture just calls f. LOCO_NO_RUNTIME_DISPATCH at compile
+// every path byte for byte). FMA is left out of the targets, and since
+// avx512f brings fused instructions of its own, that path is compiled with
+// fp-contract=off. GCC only: Clang decides contraction in its front end,
+// where no attribute of the caller reaches. A build already compiled for
+// AVX-512 (-march=native on such a machine), another compiler or another
+// architecture just calls f. LOCO_NO_RUNTIME_DISPATCH at compile
 // time turns dispatch off; LOCO_KERNEL_ISA=baseline, avx2 or avx512 in the
-// environment caps it at run time. docs/compressors.md#dispatch
+// environment caps it at run time (docs/compressors.md#dispatch). Users: the
+// compressors' kernels, update::adamw and CD-Adam's AMSGrad step; the one
+// operation they need that the vectoriser will not derive in a default build,
+// the square root, is in tensor/sqrt.hpp.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -21,12 +27,12 @@
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 #define LOCO_COMPILED_AVX512 1
 #endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(LOCO_COMPILED_AVX512) && \
-    !defined(LOCO_NO_RUNTIME_DISPATCH)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(LOCO_COMPILED_AVX512) && !defined(LOCO_NO_RUNTIME_DISPATCH)
 #define LOCO_RUNTIME_DISPATCH 1
 #endif
 
-namespace loco::compress::detail {
+namespace loco::tensor {
 
 // Ordered: each level includes the ones below.
 enum class kernel_isa { baseline = 0, avx2 = 1, avx512 = 2 };
@@ -112,8 +118,8 @@ template <class F>
   return f();
 }
 template <class F>
-[[gnu::target("avx512f,avx512vl,avx512bw,avx512dq,avx2,bmi,bmi2"),
-  gnu::flatten]] inline decltype(auto)
+[[gnu::target("avx512f,avx512vl,avx512bw,avx512dq,avx2,bmi,bmi2"), gnu::flatten,
+  gnu::optimize("fp-contract=off")]] inline decltype(auto)
 run_avx512(F& f) {
   return f();
 }
@@ -131,4 +137,4 @@ inline decltype(auto) vectorized(F&& f) {
   return f();
 }
 
-}  // namespace loco::compress::detail
+}  // namespace loco::tensor
