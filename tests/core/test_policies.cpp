@@ -12,6 +12,7 @@
 #include <loco/stepsize/polynomial.hpp>
 #include <loco/stepsize/warmup.hpp>
 #include <loco/tensor/dispatch.hpp>
+#include <loco/tensor/finite.hpp>
 #include <loco/tensor/sqrt.hpp>
 #include <loco/update/adamw.hpp>
 #include <vector>
@@ -174,4 +175,29 @@ TEST_CASE("update::adamw steps as its formula, to the bit, on every ISA", "[upda
     CHECK(wrong == 0);
     CHECK(s.t == 3);
   });
+}
+
+TEMPLATE_TEST_CASE("tensor::first_non_finite finds the first NaN or Inf anywhere", "[tensor]",
+                   float, double) {
+  using T = TestType;
+  using lim = std::numeric_limits<T>;
+  // Large finite values, subnormals and -0 are finite; NaN and Inf of either sign are not.
+  std::vector<T> v(700);
+  for (std::size_t j = 0; j < v.size(); ++j) {
+    const T finite[] = {lim::max(), -lim::max(), lim::denorm_min(), -T{0}, T{1}};
+    v[j] = finite[j % 5];
+  }
+  CHECK(loco::tensor::first_non_finite(std::span<const T>(v)) == loco::tensor::npos);
+  std::size_t misses = 0;
+  for (const T bad : {lim::quiet_NaN(), -lim::quiet_NaN(), lim::infinity(), -lim::infinity()}) {
+    for (const std::size_t at :
+         {std::size_t{0}, std::size_t{255}, std::size_t{256}, std::size_t{600}, std::size_t{699}}) {
+      std::vector<T> w = v;
+      w[at] = bad;
+      if (at + 1 < w.size()) w.back() = bad;  // a later one does not hide the first
+      misses += loco::tensor::first_non_finite(std::span<const T>(w)) == at ? 0u : 1u;
+    }
+  }
+  CHECK(misses == 0);
+  CHECK(loco::tensor::first_non_finite(std::span<const T>()) == loco::tensor::npos);
 }

@@ -12,27 +12,43 @@ namespace loco::tensor {
 
 inline constexpr std::size_t npos = std::numeric_limits<std::size_t>::max();
 
+namespace detail {
+// The 32 bits holding T's exponent (a double's high word), and the exponent
+// bits in them: all ones exactly for NaN and Inf.
+template <class T>
+constexpr std::uint32_t exponent_word(T x) noexcept {
+  static_assert(std::is_floating_point_v<T> && (sizeof(T) == 4 || sizeof(T) == 8));
+  if constexpr (sizeof(T) == 4) {
+    return std::bit_cast<std::uint32_t>(x);
+  } else {
+    return static_cast<std::uint32_t>(std::bit_cast<std::uint64_t>(x) >> 32);
+  }
+}
+template <class T>
+inline constexpr std::uint32_t exponent_bits = sizeof(T) == 4 ? 0x7f800000u : 0x7ff00000u;
+}  // namespace detail
+
 template <class T>
 constexpr bool is_finite(T x) noexcept {
-  static_assert(std::is_floating_point_v<T>);
-  if constexpr (sizeof(T) == 4) {
-    return (std::bit_cast<std::uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
-  } else {
-    return (std::bit_cast<std::uint64_t>(x) & 0x7ff0000000000000ull) != 0x7ff0000000000000ull;
-  }
+  return (detail::exponent_word(x) & detail::exponent_bits<T>) != detail::exponent_bits<T>;
 }
 
 // Index of the first NaN or Inf in v, or npos. Scans in blocks so the common
-// all-finite case is a branch-free loop the compiler vectorises.
+// all-finite case is a branch-free loop the compiler vectorises: it counts
+// in 32-bit integers (GCC leaves a bool |= reduction scalar, which made this
+// check cost as much as an SGD step, and SSE2 has no 64-bit compare).
 template <class T>
 std::size_t first_non_finite(std::span<const T> v) noexcept {
   constexpr std::size_t block = 256;
+  constexpr std::uint32_t e = detail::exponent_bits<T>;
   const std::size_t d = v.size();
   for (std::size_t start = 0; start < d; start += block) {
     const std::size_t end = start + block < d ? start + block : d;
-    bool bad = false;
-    for (std::size_t i = start; i < end; ++i) bad |= !is_finite(v[i]);
-    if (bad) {
+    std::uint32_t bad = 0;
+    for (std::size_t i = start; i < end; ++i) {
+      bad += static_cast<std::uint32_t>((detail::exponent_word(v[i]) & e) == e);
+    }
+    if (bad != 0) {
       for (std::size_t i = start; i < end; ++i) {
         if (!is_finite(v[i])) return i;
       }

@@ -51,12 +51,14 @@ inline void sqrt_sse2(double* x, std::size_t n) {
 // maskz with a full mask: GCC 12's _mm512_sqrt_ps trips -Wmaybe-uninitialized.
 [[gnu::target("avx512f")]] inline void sqrt_avx512(float* x, std::size_t n) {
   std::size_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_maskz_sqrt_ps(0xffff, _mm512_loadu_ps(x + i)));
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(x + i, _mm512_maskz_sqrt_ps(0xffff, _mm512_loadu_ps(x + i)));
   sqrt_tail(x, i, n);
 }
 [[gnu::target("avx512f")]] inline void sqrt_avx512(double* x, std::size_t n) {
   std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm512_storeu_pd(x + i, _mm512_maskz_sqrt_pd(0xff, _mm512_loadu_pd(x + i)));
+  for (; i + 8 <= n; i += 8)
+    _mm512_storeu_pd(x + i, _mm512_maskz_sqrt_pd(0xff, _mm512_loadu_pd(x + i)));
   sqrt_tail(x, i, n);
 }
 #endif
