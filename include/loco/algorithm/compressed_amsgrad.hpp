@@ -399,12 +399,32 @@ class compressed_amsgrad {
     // Decoded even when skipping, so this decoder's state stays in step with
     // the server's decoder of this worker.
     wire::view own(b.up, "compressed_amsgrad own message");
-    compressor_.decode(own, s.self_decoder, std::span<T>(b.decoded));
-    if (skip) return;
-    if (opt_.strategy == strategy::difference) {
-      for (std::size_t j = 0; j < d; ++j) s.h_i[j] += b.decoded[j];
+    if (skip) {
+      for_each_decoded(own, s.self_decoder, b, [](std::size_t, T) {});
+    } else if (opt_.strategy == strategy::difference) {
+      for_each_decoded(own, s.self_decoder, b,
+                       [h = s.h_i.data()](std::size_t j, T x) { h[j] += x; });
     } else {
-      for (std::size_t j = 0; j < d; ++j) s.worker_residual[j] = b.scratch[j] - b.decoded[j];
+      // residual = sent - decoded
+      std::copy(b.scratch.begin(), b.scratch.end(), s.worker_residual.begin());
+      for_each_decoded(own, s.self_decoder, b,
+                       [e = s.worker_residual.data()](std::size_t j, T x) { e[j] -= x; });
+    }
+  }
+
+  // Calls f(j, x) for the entries of one message that may be non-zero: the
+  // ones a sparse compressor sent (traits<C>::sparse: top_k, random_k), so
+  // that adding a message to a d-vector touches k entries instead of
+  // zero-filling, decoding and adding d; otherwise every entry of the dense
+  // decode in b.decoded.
+  template <class T, class F>
+  void for_each_decoded(wire::view& in, compress::state_t<Compressor, T>& st, buffers<T>& b,
+                        F&& f) {
+    if constexpr (compress::traits<Compressor>::sparse) {
+      compressor_.decode_sparse(in, st, f);
+    } else {
+      compressor_.decode(in, st, std::span<T>(b.decoded));
+      for (std::size_t j = 0; j < b.decoded.size(); ++j) f(j, b.decoded[j]);
     }
   }
 
@@ -421,11 +441,15 @@ class compressed_amsgrad {
       ++heard;
       ledger.add_all_workers_sent(b.gathered[q].size());
       wire::view in(b.gathered[q], b.uplink_sources[q]);
-      compressor_.decode(in, s.from_worker[q], std::span<T>(b.decoded));
-      for (std::size_t j = 0; j < d; ++j) b.scratch[j] += b.decoded[j];
-      if (!s.memories.empty()) {
-        T* memory = s.memories.data() + q * d;  // as worker q's own h_i moves
-        for (std::size_t j = 0; j < d; ++j) memory[j] += b.decoded[j];
+      T* const sum = b.scratch.data();
+      if (s.memories.empty()) {
+        for_each_decoded(in, s.from_worker[q], b, [sum](std::size_t j, T x) { sum[j] += x; });
+      } else {
+        T* const memory = s.memories.data() + q * d;  // as worker q's own h_i moves
+        for_each_decoded(in, s.from_worker[q], b, [sum, memory](std::size_t j, T x) {
+          sum[j] += x;
+          memory[j] += x;
+        });
       }
     }
     // The mean over the workers heard from. Under `difference`, h is the
@@ -453,8 +477,9 @@ class compressed_amsgrad {
     compressor_.encode(std::span<const T>(b.scratch), s.down, b.down);
     if (opt_.strategy == strategy::error_feedback) {
       wire::view own(b.down, "compressed_amsgrad downlink");
-      compressor_.decode(own, s.server_self.front(), std::span<T>(b.decoded));
-      for (std::size_t j = 0; j < d; ++j) s.server_residual[j] = b.scratch[j] - b.decoded[j];
+      std::copy(b.scratch.begin(), b.scratch.end(), s.server_residual.begin());
+      for_each_decoded(own, s.server_self.front(), b,
+                       [e = s.server_residual.data()](std::size_t j, T x) { e[j] -= x; });
     }
   }
 
@@ -462,10 +487,11 @@ class compressed_amsgrad {
   template <class T>
   void decode_downlink(state<T>& s, buffers<T>& b) {
     wire::view in(b.down, "compressed_amsgrad server message");
-    compressor_.decode(in, s.down_decoder, std::span<T>(b.decoded));
     if (opt_.strategy == strategy::difference) {
-      for (std::size_t j = 0; j < s.x.size(); ++j) s.h_tilde[j] += b.decoded[j];
+      for_each_decoded(in, s.down_decoder, b,
+                       [h = s.h_tilde.data()](std::size_t j, T x) { h[j] += x; });
     } else {
+      compressor_.decode(in, s.down_decoder, std::span<T>(b.decoded));
       std::copy(b.decoded.begin(), b.decoded.end(), s.h_tilde.begin());
     }
   }
