@@ -74,10 +74,10 @@ class ef21 {
   void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
     detail::check_encode_size(name, s.h_.size(), v.size());
     const std::size_t d = v.size();
-    bool bad = false;
+    std::uint32_t bad = 0;
     for (std::size_t i = 0; i < d; ++i) {
       const T x = v[i] - s.h_[i];
-      bad |= !tensor::is_finite(x);
+      bad |= tensor::non_finite_flag(x);
       s.diff_[i] = x;
     }
     if (bad) {
@@ -166,10 +166,10 @@ class ef21 {
   // finite, or npos. h_ itself is untouched.
   template <class T>
   static std::size_t add_estimate(state<T>& s, std::size_t d) noexcept {
-    bool bad = false;
+    std::uint32_t bad = 0;
     for (std::size_t i = 0; i < d; ++i) {
       const T h = s.h_[i] + s.decoded_[i];
-      bad |= !tensor::is_finite(h);
+      bad |= tensor::non_finite_flag(h);
       s.decoded_[i] = h;
     }
     return bad ? tensor::first_non_finite(std::span<const T>(s.decoded_)) : tensor::npos;

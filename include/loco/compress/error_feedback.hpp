@@ -81,11 +81,11 @@ class error_feedback {
   void encode(std::span<const T> v, state<T>& s, wire::buffer& out) const {
     detail::check_encode_size(name, s.e_.size(), v.size());
     const std::size_t d = v.size();
-    bool bad = false;
+    std::uint32_t bad = 0;
     const T beta = static_cast<T>(decay_);  // 1 * e is e exactly: no cost to the default
     for (std::size_t i = 0; i < d; ++i) {
       const T p = v[i] + beta * s.e_[i];
-      bad |= !tensor::is_finite(p);
+      bad |= tensor::non_finite_flag(p);
       s.p_[i] = p;
     }
     if (bad) {

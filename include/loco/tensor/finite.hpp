@@ -33,21 +33,26 @@ constexpr bool is_finite(T x) noexcept {
   return (detail::exponent_word(x) & detail::exponent_bits<T>) != detail::exponent_bits<T>;
 }
 
+// 1 for NaN or Inf, else 0, for loops that accumulate "any non-finite" in
+// an integer: GCC leaves a `bool |=` reduction scalar, and the whole loop
+// with it.
+template <class T>
+constexpr std::uint32_t non_finite_flag(T x) noexcept {
+  return static_cast<std::uint32_t>((detail::exponent_word(x) & detail::exponent_bits<T>) ==
+                                    detail::exponent_bits<T>);
+}
+
 // Index of the first NaN or Inf in v, or npos. Scans in blocks so the common
-// all-finite case is a branch-free loop the compiler vectorises: it counts
-// in 32-bit integers (GCC leaves a bool |= reduction scalar, which made this
-// check cost as much as an SGD step, and SSE2 has no 64-bit compare).
+// all-finite case is a branch-free loop the compiler vectorises (in 32-bit
+// integers: a bool reduction made this check cost as much as an SGD step).
 template <class T>
 std::size_t first_non_finite(std::span<const T> v) noexcept {
   constexpr std::size_t block = 256;
-  constexpr std::uint32_t e = detail::exponent_bits<T>;
   const std::size_t d = v.size();
   for (std::size_t start = 0; start < d; start += block) {
     const std::size_t end = start + block < d ? start + block : d;
     std::uint32_t bad = 0;
-    for (std::size_t i = start; i < end; ++i) {
-      bad += static_cast<std::uint32_t>((detail::exponent_word(v[i]) & e) == e);
-    }
+    for (std::size_t i = start; i < end; ++i) bad |= non_finite_flag(v[i]);
     if (bad != 0) {
       for (std::size_t i = start; i < end; ++i) {
         if (!is_finite(v[i])) return i;
