@@ -14,6 +14,7 @@
 #include <loco/compress/top_k.hpp>
 #include <loco/sim/timed.hpp>
 #include <loco/stepsize/constant.hpp>
+#include <loco/tensor/dispatch.hpp>
 #include <vector>
 
 namespace {
@@ -23,9 +24,9 @@ constexpr int workers = 3;
 constexpr std::size_t dim = 6;
 
 using testing_policies::scaled_quadratic;
-scaled_quadratic make_worker(int i) {
-  vec b(dim);
-  for (std::size_t j = 0; j < dim; ++j)
+scaled_quadratic make_worker(int i, std::size_t d = dim) {
+  vec b(d);
+  for (std::size_t j = 0; j < d; ++j)
     b[j] = std::cos(0.5 + static_cast<double>(i * 5 + static_cast<int>(j)));
   return {1.0 + 0.5 * i, b};
 }
@@ -66,13 +67,14 @@ vec top_1_of(const vec& v) {
 
 template <class C>
 std::vector<loco::algorithm::compressed_amsgrad_result<double>> run(
-    C c, loco::algorithm::compressed_amsgrad_options opt, double alpha = 0.05) {
+    C c, loco::algorithm::compressed_amsgrad_options opt, double alpha = 0.05,
+    std::size_t d = dim) {
   loco::compressed_amsgrad<C, loco::comm::in_process, loco::stepsize::constant> algo(
       c, loco::stepsize::constant(alpha), opt);
   std::vector<loco::algorithm::compressed_amsgrad_result<double>> out(workers);
   loco::comm::run_in_process(workers, [&](loco::comm::in_process& comm) {
-    auto f = make_worker(comm.rank());
-    const vec x0(dim, 0.1);
+    auto f = make_worker(comm.rank(), d);
+    const vec x0(d, 0.1);
     out[static_cast<std::size_t>(comm.rank())] = algo.run(comm, f, std::span<const double>(x0));
   });
   return out;
@@ -246,5 +248,74 @@ TEST_CASE("CD-Adam with the identity compressor equals plain AMSGrad on noisy gr
     INFO(cd_adam_replicas::name_of(strategy));
     const auto got = in_process_models<double>(n, loco::compress::identity{}, strategy, iterations);
     CHECK(cd_adam_replicas::max_difference(got[1], want) < 1e-12);
+  }
+}
+
+namespace {
+
+// C without decode_sparse: CD-Adam then decodes its messages densely.
+template <class C>
+struct dense_only {
+  C inner;
+  static constexpr bool unbiased = C::unbiased, contractive = C::contractive;
+  template <class T>
+  struct state : C::template state<T> {
+    state(const dense_only& c, std::size_t d, std::uint64_t id)
+        : C::template state<T>(c.inner, d, id) {}
+  };
+  template <class T>
+  void encode(std::span<const T> v, state<T>& s, loco::wire::buffer& out) const {
+    inner.encode(v, s, out);
+  }
+  template <class T>
+  void decode(loco::wire::view in, state<T>& s, std::span<T> out) const {
+    inner.decode(in, s, out);
+  }
+  std::size_t wire_bytes(std::size_t d) const { return inner.template wire_bytes<double>(d); }
+};
+static_assert(loco::compress::traits<loco::compress::top_k>::sparse);
+static_assert(!loco::compress::traits<dense_only<loco::compress::top_k>>::sparse);
+
+bool same_models(const std::vector<loco::algorithm::compressed_amsgrad_result<double>>& a,
+                 const std::vector<loco::algorithm::compressed_amsgrad_result<double>>& b) {
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].model.size() != b[i].model.size() ||
+        std::memcmp(a[i].model.data(), b[i].model.data(), a[i].model.size() * sizeof(double)) != 0)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "CD-Adam adds sparse messages entry by entry to the same bits as dense decoding, on "
+    "every kernel ISA",
+    "[cd_adam][dispatch]") {
+  using loco::algorithm::compression_strategy;
+  using loco::tensor::kernel_isa;
+  // d crosses the AMSGrad step's blocks (128 doubles) and every vector tail.
+  constexpr std::size_t d = 301;
+  const auto sparse = loco::compress::top_k(0.1);
+  const dense_only<loco::compress::top_k> dense{sparse};
+  for (const auto how : {compression_strategy::difference, compression_strategy::error_feedback,
+                         compression_strategy::naive}) {
+    for (const bool memories : {false, true}) {
+      if (memories && how != compression_strategy::difference) continue;
+      loco::algorithm::compressed_amsgrad_options opt;
+      opt.iterations = 200;
+      opt.strategy = how;
+      opt.keep_worker_memories = memories;
+      loco::tensor::set_kernel_isa(kernel_isa::baseline);
+      const auto want = run(dense, opt, 0.05, d);
+      for (const auto isa : {kernel_isa::baseline, kernel_isa::avx2, kernel_isa::avx512}) {
+        loco::tensor::set_kernel_isa(isa);
+        INFO("strategy " << static_cast<int>(how) << ", memories " << memories << ", "
+                         << loco::tensor::to_string(loco::tensor::active_kernel_isa()));
+        CHECK(same_models(run(sparse, opt, 0.05, d), want));
+        CHECK(same_models(run(dense, opt, 0.05, d), want));
+      }
+      loco::tensor::set_kernel_isa(kernel_isa::avx512);
+    }
   }
 }

@@ -144,7 +144,7 @@ TEMPLATE_TEST_CASE("tensor::sqrt_in_place gives std::sqrt's bits on every ISA",
 }
 
 TEST_CASE("update::adamw steps as its formula, to the bit, on every ISA", "[update][dispatch]") {
-  // d crosses the kernel's block of 512 and every vector width's tail.
+  // d crosses the kernel's blocks (256 floats) and every vector width's tail.
   const std::size_t d = 1100;
   std::vector<float> x0(d), g(d);
   for (std::size_t j = 0; j < d; ++j) {

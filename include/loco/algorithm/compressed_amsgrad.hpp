@@ -510,7 +510,8 @@ class compressed_amsgrad {
     // In blocks, the square roots between two vectorised loops, constants
     // by value: as update::adamw (tensor/sqrt.hpp).
     tensor::vectorized([&s, alpha, b1, b2, c1, c2, wd, eps] {
-      constexpr std::size_t block = 512;
+      constexpr std::size_t block =
+          1024 / sizeof(double);  // 1 KiB: simulated ranks run on small stacks
       double root[block];
       for (std::size_t j0 = 0; j0 < s.x.size(); j0 += block) {
         const std::size_t n = std::min(block, s.x.size() - j0);

@@ -9,15 +9,17 @@
 // a message must not depend on the CPU that encoded it (the tests compare
 // every path byte for byte). FMA is left out of the targets, and since
 // avx512f brings fused instructions of its own, that path is compiled with
-// fp-contract=off. GCC only: Clang decides contraction in its front end,
+// fp-contract=off. A unit compiled with FMA (-march=haswell, x86-64-v3)
+// calls f itself on every CPU, or its direct path would contract and the
+// AVX-512 one not. GCC only: Clang decides contraction in its front end,
 // where no attribute of the caller reaches. A build already compiled for
 // AVX-512 (-march=native on such a machine), another compiler or another
-// architecture just calls f. LOCO_NO_RUNTIME_DISPATCH at compile
-// time turns dispatch off; LOCO_KERNEL_ISA=baseline, avx2 or avx512 in the
-// environment caps it at run time (docs/compressors.md#dispatch). Users: the
-// compressors' kernels, update::adamw and CD-Adam's AMSGrad step; the one
-// operation they need that the vectoriser will not derive in a default build,
-// the square root, is in tensor/sqrt.hpp.
+// architecture just calls f. (available_kernel_isa() is the CPU's on every
+// compiler: tensor::sqrt_in_place, exact on every path, uses it too.) LOCO_NO_RUNTIME_DISPATCH at
+// compile time turns dispatch off; LOCO_KERNEL_ISA=baseline, avx2 or avx512 in the environment caps
+// it at run time (docs/compressors.md#dispatch). Users: the compressors' kernels, update::adamw and
+// CD-Adam's AMSGrad step; the one operation they need that the vectoriser will not derive in a
+// default build, the square root, is in tensor/sqrt.hpp.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -27,7 +29,7 @@
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 #define LOCO_COMPILED_AVX512 1
 #endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__FMA__) && \
     !defined(LOCO_COMPILED_AVX512) && !defined(LOCO_NO_RUNTIME_DISPATCH)
 #define LOCO_RUNTIME_DISPATCH 1
 #endif

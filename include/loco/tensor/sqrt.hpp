@@ -6,7 +6,7 @@
 // Kernels with a square root compute it here, a block at a time, between
 // loops the compiler does vectorise. IEEE square root is correctly rounded,
 // so every path (SSE2, AVX2, AVX-512, the plain loop) gives the bits
-// std::sqrt gives; a negative entry becomes NaN without setting errno.
+// std::sqrt gives; a negative entry becomes NaN.
 // The width follows tensor/dispatch.hpp (LOCO_KERNEL_ISA caps it).
 #include <cmath>
 #include <cstddef>

@@ -77,7 +77,7 @@ struct adamw {
     // constants are captured by value: through a reference, a store to m or
     // v might change them, and the loops would stay scalar.
     tensor::vectorized([&s, x, g, b1, b2, decay, step_size, sqrt_c2, epsilon] {
-      constexpr std::size_t block = 512;
+      constexpr std::size_t block = 1024 / sizeof(T);  // 1 KiB: simulated ranks run on small stacks
       T root[block];
       for (std::size_t j0 = 0; j0 < x.size(); j0 += block) {
         const std::size_t n = std::min(block, x.size() - j0);
