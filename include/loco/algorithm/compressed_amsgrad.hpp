@@ -405,10 +405,21 @@ class compressed_amsgrad {
       for_each_decoded(own, s.self_decoder, b,
                        [h = s.h_i.data()](std::size_t j, T x) { h[j] += x; });
     } else {
-      // residual = sent - decoded
-      std::copy(b.scratch.begin(), b.scratch.end(), s.worker_residual.begin());
-      for_each_decoded(own, s.self_decoder, b,
-                       [e = s.worker_residual.data()](std::size_t j, T x) { e[j] -= x; });
+      residual_of(own, s.self_decoder, b, s.worker_residual);
+    }
+  }
+
+  // e = b.scratch (what was sent) - its decoded message: for a sparse
+  // compressor a copy with the sent entries subtracted, else one fused pass.
+  template <class T>
+  void residual_of(wire::view& in, compress::state_t<Compressor, T>& st, buffers<T>& b,
+                   std::vector<T>& e) {
+    if constexpr (compress::traits<Compressor>::sparse) {
+      std::copy(b.scratch.begin(), b.scratch.end(), e.begin());
+      compressor_.decode_sparse(in, st, [r = e.data()](std::size_t j, T x) { r[j] -= x; });
+    } else {
+      compressor_.decode(in, st, std::span<T>(b.decoded));
+      for (std::size_t j = 0; j < e.size(); ++j) e[j] = b.scratch[j] - b.decoded[j];
     }
   }
 
@@ -477,9 +488,7 @@ class compressed_amsgrad {
     compressor_.encode(std::span<const T>(b.scratch), s.down, b.down);
     if (opt_.strategy == strategy::error_feedback) {
       wire::view own(b.down, "compressed_amsgrad downlink");
-      std::copy(b.scratch.begin(), b.scratch.end(), s.server_residual.begin());
-      for_each_decoded(own, s.server_self.front(), b,
-                       [e = s.server_residual.data()](std::size_t j, T x) { e[j] -= x; });
+      residual_of(own, s.server_self.front(), b, s.server_residual);
     }
   }
 

@@ -4,22 +4,24 @@
 // 4 floats wide; most x86-64 CPUs in service have AVX2, many AVX-512.
 // vectorized(f) runs f compiled again for the widest of these the CPU has:
 // f and all it calls are inlined into one function with that target
-// (flatten), so the vectoriser sees the kernel with the wider ISA. No
-// fused multiply-add: contracting a * b + c would round differently, and
-// a message must not depend on the CPU that encoded it (the tests compare
-// every path byte for byte). FMA is left out of the targets, and since
-// avx512f brings fused instructions of its own, that path is compiled with
-// fp-contract=off. A unit compiled with FMA (-march=haswell, x86-64-v3)
-// calls f itself on every CPU, or its direct path would contract and the
-// AVX-512 one not. GCC only: Clang decides contraction in its front end,
-// where no attribute of the caller reaches. A build already compiled for
-// AVX-512 (-march=native on such a machine), another compiler or another
-// architecture just calls f. (available_kernel_isa() is the CPU's on every
-// compiler: tensor::sqrt_in_place, exact on every path, uses it too.) LOCO_NO_RUNTIME_DISPATCH at
-// compile time turns dispatch off; LOCO_KERNEL_ISA=baseline, avx2 or avx512 in the environment caps
-// it at run time (docs/compressors.md#dispatch). Users: the compressors' kernels, update::adamw and
-// CD-Adam's AMSGrad step; the one operation they need that the vectoriser will not derive in a
-// default build, the square root, is in tensor/sqrt.hpp.
+// (flatten), so the vectoriser sees the kernel with the wider ISA.
+//
+// No fused multiply-add on any path: contracting a * b + c rounds
+// differently, and a message (or CD-Adam's replicated step) must not depend
+// on the CPU. FMA is not among the targets; avx512f brings fused
+// instructions of its own, so that path is compiled with fp-contract=off; a
+// unit compiled with FMA (-march=haswell, x86-64-v3) does not dispatch.
+// GCC only: Clang decides contraction in its front end, out of an
+// attribute's reach. A unit compiled for AVX-512, another compiler or
+// another architecture just calls f.
+//
+// LOCO_NO_RUNTIME_DISPATCH at compile time turns dispatch off;
+// LOCO_KERNEL_ISA=baseline, avx2 or avx512 in the environment caps it at
+// run time (docs/compressors.md#dispatch). Users: the compressors' kernels,
+// update::adamw and CD-Adam's AMSGrad step, with tensor/sqrt.hpp for the
+// square root the vectoriser will not derive in a default build (it
+// follows the setting on every compiler: a square root is exact on every
+// path).
 #include <atomic>
 #include <cstdlib>
 #include <cstring>

@@ -70,9 +70,8 @@ inline void sqrt_in_place(std::span<T> x) {
   static_assert(std::is_floating_point_v<T>, "tensor::sqrt_in_place: T must be a floating type");
 #if defined(LOCO_SQRT_X86)
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    // Never narrower than the unit was compiled for, as vectorized().
-    const kernel_isa setting = active_kernel_isa();
-    const kernel_isa isa = setting < compiled_kernel_isa() ? compiled_kernel_isa() : setting;
+    // Every width gives the same bits, so the setting alone decides.
+    const kernel_isa isa = active_kernel_isa();
     if (isa == kernel_isa::avx512) {
       detail::sqrt_avx512(x.data(), x.size());
     } else if (isa == kernel_isa::avx2) {
