@@ -8,6 +8,7 @@
 
 #include <loco/comm/tcp.hpp>
 #include <loco/concepts/communicator.hpp>
+#include <loco/wire/view.hpp>
 
 #include "../comm/conformance.hpp"
 #include "tcp_world.hpp"
@@ -19,6 +20,51 @@ TEST_CASE("tcp passes the communicator conformance suite on loopback", "[comm][t
     INFO("ranks " << n);
     REQUIRE_NOTHROW(conformance::run_all<tcp_test::world>(n));
   }
+}
+
+// The two ways a plain link is read: only by the reader thread (no
+// busy-poll), and by callers polling for as long as they wait.
+template <long BusyPollUs>
+struct busy_poll_world {
+  template <class Fn>
+  static void run(int n, Fn fn) {
+    tcp_test::run_threads(
+        n, [&](loco::comm::tcp& c) { fn(c); },
+        [](loco::comm::tcp_options& o) { o.busy_poll = std::chrono::microseconds(BusyPollUs); });
+  }
+};
+
+TEST_CASE("tcp passes the conformance suite with busy-poll off and at its longest", "[comm][tcp]") {
+  for (int n : {2, 4}) {
+    INFO("ranks " << n);
+    REQUIRE_NOTHROW(conformance::run_all<busy_poll_world<0>>(n));
+    REQUIRE_NOTHROW(conformance::run_all<busy_poll_world<100000>>(n));
+  }
+}
+
+// A caller busy-polls one link for up to 100 ms while the heartbeat check
+// allows 50 ms of silence: the other links' heartbeats must still be read
+// (by the poller, on the reader thread's behalf), or the world breaks.
+TEST_CASE("tcp busy-polling one link keeps reading the others' heartbeats", "[comm][tcp]") {
+  REQUIRE_NOTHROW(tcp_test::run_threads(
+      3,
+      [](loco::comm::tcp& c) {
+        for (int round = 0; round < 3; ++round) {
+          loco::wire::buffer b;
+          if (c.rank() == 1) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(150));
+            b.put(std::int32_t{7 + round});
+          }
+          c.broadcast(b, 1);  // ranks 0 and 2 poll rank 1's link meanwhile
+          loco::wire::view in(b, "broadcast");
+          conformance::expect(in.get<std::int32_t>("value") == 7 + round, "broadcast value");
+        }
+      },
+      [](loco::comm::tcp_options& o) {
+        o.busy_poll = loco::comm::tcp_options::max_busy_poll;
+        o.heartbeat_interval = loco::comm::duration(10);
+        o.heartbeat_misses = 5;
+      }));
 }
 
 TEST_CASE("tcp runs blocking collectives after queued non-blocking ones, in issue order",
@@ -58,6 +104,13 @@ TEST_CASE("tcp reads its settings from the environment and names a bad variable"
                     Catch::Contains("LOCO_HEARTBEAT_MISSES='1'"));
   ::unsetenv("LOCO_HEARTBEAT_MS");
   ::unsetenv("LOCO_HEARTBEAT_MISSES");
+  CHECK(loco::comm::tcp_options::from_env().busy_poll.count() == 50);
+  ::setenv("LOCO_BUSY_POLL_US", "0", 1);
+  CHECK(loco::comm::tcp_options::from_env().busy_poll.count() == 0);
+  ::setenv("LOCO_BUSY_POLL_US", "100001", 1);
+  CHECK_THROWS_WITH(loco::comm::tcp_options::from_env(),
+                    Catch::Contains("LOCO_BUSY_POLL_US='100001'"));
+  ::unsetenv("LOCO_BUSY_POLL_US");
   ::setenv("LOCO_RANK", "x1", 1);
   CHECK_THROWS_WITH(loco::comm::tcp_options::from_env(), Catch::Contains("LOCO_RANK='x1'"));
   ::unsetenv("LOCO_RANK");
@@ -82,6 +135,12 @@ TEST_CASE("tcp reads its settings from the environment and names a bad variable"
   bad = tcp_test::options(0, 2, 1);
   bad.heartbeat_misses = 1;
   CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("heartbeat_misses 1"));
+  for (long us : {-1L, 100001L}) {
+    bad = tcp_test::options(0, 2, 1);
+    bad.busy_poll = std::chrono::microseconds(us);
+    CHECK_THROWS_WITH(loco::comm::tcp(bad),
+                      Catch::Contains("busy_poll " + std::to_string(us) + " us"));
+  }
   bad = tcp_test::options(0, 2, 1);
   bad.rejoin = true;
   CHECK_THROWS_WITH(loco::comm::tcp(bad), Catch::Contains("rank 0 cannot rejoin"));

@@ -262,6 +262,11 @@ class tcp {
                          std::to_string(o.small_allreduce_bytes) + " exceeds max_message_bytes " +
                          std::to_string(o.max_message_bytes));
     }
+    if (o.busy_poll.count() < 0 || o.busy_poll > tcp_options::max_busy_poll) {
+      throw config_error("comm::tcp: busy_poll " + std::to_string(o.busy_poll.count()) +
+                         " us must be in [0, " +
+                         std::to_string(tcp_options::max_busy_poll.count()) + "]");
+    }
     if (o.rejoin && o.rank == 0) {
       throw config_error("comm::tcp: rank 0 cannot rejoin: it is the coordinator the others join");
     }
@@ -351,17 +356,9 @@ class tcp {
     engine_->write(dst, {detail::tcp::frame_type::collective, seq, sub, 0}, bytes);
   }
   void await(const completion_ptr& c, int src, const char* what) {
-    // A reply on loopback often comes within microseconds: poll a little
-    // before sleeping on the condition variable (a wake-up costs more).
-    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
-    for (;;) {
-      {
-        std::lock_guard lock(c->mutex);
-        if (c->done) break;
-      }
-      if (std::chrono::steady_clock::now() > spin_until) break;
-      std::this_thread::yield();  // let the I/O thread run if it shares this core
-    }
+    // A reply often comes within microseconds: read for it on this thread
+    // a while before sleeping on the condition variable (a wake-up costs more).
+    engine_->poll(*c, src, engine_->options().busy_poll);
     std::unique_lock lock(c->mutex);
     if (!c->cv.wait_for(lock, timeout(), [&] { return c->done; })) {
       lock.unlock();

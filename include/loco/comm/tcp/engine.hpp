@@ -1,10 +1,14 @@
 #pragma once
 // The transport under comm::tcp: one authenticated socket per peer (a full
-// mesh), one I/O thread running an asio::io_context that reads frames from
-// every peer all the time, and matching of arrived frames against posted
-// receives. Writes happen on the caller's thread with sendmsg (header and
-// payload gathered, no copy); reads of collective pieces go straight into
-// their destination when the receive was posted first.
+// mesh), frames read from every peer all the time, and matching of arrived
+// frames against posted receives. Writes happen on the caller's thread with
+// sendmsg (header and payload gathered, no copy); reads of collective pieces
+// go straight into their destination when the receive was posted first.
+// An I/O thread runs an asio::io_context for accepting and handshakes.
+//
+// Plain links are read by whoever holds the read token (engine_poll.hpp): a
+// reader thread woken by epoll, or a caller busy-polling the link it waits
+// on (tcp_options::busy_poll), which then needs no thread woken at all.
 //
 // With TLS (options.tls) every link is an Asio OpenSSL stream owned by the
 // I/O thread: the handshake, frame reads and frame writes all run there, and
@@ -19,6 +23,8 @@
 // under a writer; they are closed once the I/O thread has stopped.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -199,6 +205,14 @@ class engine {
                     {const_cast<std::byte*>(payload.data()), payload.size()}};
     const auto r = link_write(p, iov, payload.empty() ? 1 : 2, clock::now() + options_.timeout);
     if (r.status != io_status::ok) {
+      {
+        // The link failed meanwhile (a bad frame from it, say): that is the cause.
+        std::lock_guard lock(mutex_);
+        if (h.type == frame_type::collective && world_failure_) {
+          std::rethrow_exception(world_failure_);
+        }
+        if (link->failure) std::rethrow_exception(link->failure);
+      }
       throw peer_lost(dst, "sending " + std::to_string(payload.size()) + " bytes to " + p.name +
                                " failed: " + r.describe());
     }
@@ -341,6 +355,16 @@ class engine {
     frame_header current;
     wire::buffer incoming;
     std::unique_ptr<pending> in_place;  // a direct receive being read into its destination
+    // Where the payload's next bytes go (in_place's memory, or `incoming`), and how many are left.
+    std::byte* dst = nullptr;
+    std::size_t left = 0;
+    // Plain links (engine_poll.hpp), the read token's holder only.
+    enum class stage : std::uint8_t { header, payload, discard } at = stage::header;
+    std::size_t header_got = 0;
+    // Set once its reading ended (closed, failed); read by release_reads() after the token is gone.
+    std::atomic<bool> ended{false};
+    // Its one-shot epoll interest fired or was withdrawn: the token's releaser re-arms it.
+    std::atomic<bool> disarmed{false};
     // Guarded by the engine's mutex.
     std::exception_ptr failure;
     bool goodbye = false;
@@ -366,6 +390,7 @@ class engine {
 
   // Starts reading every link; frames that arrived meanwhile wait in the kernel.
   void start_reading() {
+    if (!tls_) return start_plain_reader();
     std::promise<void> started;
     asio::post(io_, [this, &started] {
       for (auto& p : peers_) {
@@ -469,6 +494,15 @@ class engine {
 
   void on_header(peer& p, const boost::system::error_code& ec);
 
+  // What follows a frame's header (both kinds of link): the next header
+  // (heartbeat, goodbye), `p.left` payload bytes into `p.dst` (in place
+  // when p.in_place is set), or nothing (the link failed).
+  enum class after_header { header, payload, stop };
+  after_header begin_frame(peer& p);
+  // A frame's payload has arrived; false if the link failed on it.
+  bool end_payload(peer& p);
+  void end_in_place(peer& p);
+
   // Reads into a collective's destination one read_some at a time. When
   // stop_direct_reads_here() withdraws the destination (its owner may free
   // it) the pending read is cancelled and the rest of the frame is read into
@@ -507,6 +541,33 @@ class engine {
 
   void fail_all(std::exception_ptr e);
 
+  // ------------------------------------------------------------ plain links (engine_poll.hpp)
+  void start_plain_reader();
+  void watch(peer& p);
+  void stop_plain_reader();
+  void reader_loop();
+  // The read token: whoever holds it reads plain links, and owns their read state.
+  bool take_reads() noexcept { return !reading_.exchange(true); }
+  void take_reads_waiting();
+  void release_reads();
+  void arm(peer& p);
+  void end_watch(peer& p);
+  // Reads what p's socket holds now, frames and all (token held).
+  void pump(peer& p);
+  void consume(peer& p, std::size_t n);
+  // Reads (and re-arms) the links whose events the reader thread left to a
+  // caller busy-polling `polled`.
+  void pump_disarmed(const peer& polled);
+  // fail_link on whatever reads p: the I/O thread (TLS) or the token's holder.
+  void fail_link_from_outside(peer& p, std::exception_ptr failure);
+
+ public:
+  // A caller about to wait for c, a receive from src: reads src's link on
+  // this thread for up to `spin` (plain links; it saves a thread wake-up),
+  // or only watches c (TLS, or while another thread reads).
+  void poll(completion& c, int src, std::chrono::microseconds spin);
+
+ private:
   wire::buffer take_spare();
   wire::buffer take_spare_locked();
 
@@ -548,6 +609,15 @@ class engine {
 
   std::thread io_thread_;
 
+  // Plain links' reader (engine_poll.hpp).
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;  // an eventfd that stops the reader thread
+  std::thread reader_thread_;
+  std::atomic<bool> reading_{false};  // the read token
+  std::atomic<bool> missed_{false};   // the reader found the token taken
+  std::mutex watched_mutex_;
+  std::vector<peer*> watched_;  // every plain link ever read (replaced ones stay, ended)
+
   std::mutex heartbeat_mutex_;
   std::condition_variable heartbeat_cv_;
   bool heartbeat_stop_ = false;
@@ -559,4 +629,5 @@ class engine {
 // The engine's members by concern.
 #include <loco/comm/tcp/engine_heartbeat.hpp>
 #include <loco/comm/tcp/engine_join.hpp>
+#include <loco/comm/tcp/engine_poll.hpp>
 #include <loco/comm/tcp/engine_read.hpp>

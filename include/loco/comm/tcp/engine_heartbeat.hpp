@@ -62,7 +62,7 @@ inline void engine::heartbeat_loop() {
             peer_lost(p.rank, p.name + " sent nothing for " + std::to_string(ms) + " ms (" +
                                   std::to_string(options_.heartbeat_misses) + " heartbeats of " +
                                   std::to_string(interval.count()) + " ms missed)"));
-        asio::post(io_, [this, &p, failure] { fail_link(p, failure); });
+        fail_link_from_outside(p, failure);
         continue;
       }
       std::unique_lock writing(p.write_mutex, std::try_to_lock);
@@ -76,7 +76,7 @@ inline void engine::heartbeat_loop() {
           std::lock_guard lock(mutex_);
           p.silent = true;
         }
-        asio::post(io_, [this, &p, failure] { fail_link(p, failure); });
+        fail_link_from_outside(p, failure);
       }
     }
     wait.lock();

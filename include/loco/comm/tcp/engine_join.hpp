@@ -233,23 +233,33 @@ inline void engine::adopt_inbound(int rank, socket_t s, std::unique_ptr<tls_stre
     configure(s);
     p = std::make_unique<peer>(rank, std::move(label), std::move(s));
   }
-  std::lock_guard lock(mutex_);
-  if (rank_ == 0) table_[rank] = endpoint_t(address, port);
-  auto& slot = peers_[static_cast<std::size_t>(rank)];
-  if (joined_) {
-    // A replacement for a lost link (we run on the I/O thread): the old peer
-    // stays alive for writers that still hold it; read the new one now.
-    graveyard_.push_back(std::move(slot));
-    slot = std::move(p);
-    slot->heard();
-    replacing_[static_cast<std::size_t>(rank)] = false;
-    rejoined_.push_back(rank);
-    log("rank " + std::to_string(rank) + " rejoined from " + name);
-    read_header(*slot);
-  } else {
-    slot = std::move(p);
+  peer* replacement = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    if (rank_ == 0) table_[rank] = endpoint_t(address, port);
+    auto& slot = peers_[static_cast<std::size_t>(rank)];
+    if (joined_) {
+      // A replacement for a lost link (we run on the I/O thread): the old
+      // peer stays alive for writers that still hold it; read the new one now.
+      graveyard_.push_back(std::move(slot));
+      slot = std::move(p);
+      slot->heard();
+      replacing_[static_cast<std::size_t>(rank)] = false;
+      rejoined_.push_back(rank);
+      log("rank " + std::to_string(rank) + " rejoined from " + name);
+      replacement = slot.get();
+    } else {
+      slot = std::move(p);
+    }
+    cv_.notify_all();
   }
-  cv_.notify_all();
+  if (replacement == nullptr) return;
+  if (replacement->tls) return read_header(*replacement);
+  try {
+    watch(*replacement);  // outside the mutex: a reader holding the watch list takes it
+  } catch (const std::exception& e) {  // unread, it goes silent: the heartbeat check ends it
+    log(e.what());
+  }
 }
 
 inline void engine::configure(socket_t& s) {
@@ -502,6 +512,7 @@ inline void engine::shutdown() {
       return true;
     });
   }
+  stop_plain_reader();  // before the sockets close under it
   asio::post(io_, [this] {
     stopping_ = true;
     boost::system::error_code ignored;

@@ -1,7 +1,9 @@
 #pragma once
-// comm::tcp's engine, reading (I/O thread): frame headers and payloads from
-// every peer, direct reads into a collective's destination, delivery to
-// posted receives, and what a broken link fails. The class is in engine.hpp.
+// comm::tcp's engine, reading: frame headers and payloads from every peer,
+// direct reads into a collective's destination, delivery to posted receives,
+// and what a broken link fails; TLS links' asynchronous reads (I/O thread).
+// Plain links run the same frame logic from engine_poll.hpp. The class is in
+// engine.hpp.
 #include <loco/comm/tcp/engine.hpp>
 
 namespace loco::comm::detail::tcp {
@@ -43,49 +45,62 @@ inline void engine::read_header(peer& p) {
 
 inline void engine::on_header(peer& p, const boost::system::error_code& ec) {
   if (ec) return on_read_error(p, ec, false);
+  switch (begin_frame(p)) {
+    case after_header::stop:
+      return;
+    case after_header::header:
+      return read_header(p);
+    case after_header::payload:
+      break;
+  }
+  if (p.in_place) return read_in_place(p, p.dst, p.left);
+  read_exactly(p, asio::buffer(p.dst, p.left),
+               [this, &p](const boost::system::error_code& e, std::size_t) { on_payload(p, e); });
+}
+
+inline engine::after_header engine::begin_frame(peer& p) {
   try {
     p.current = decode_header(p.header_in, p.name, options_.max_message_bytes);
     if (p.current.type == frame_type::table) {
       throw protocol_error(p.name, "frame.type", "address table after the rendezvous");
     }
   } catch (const protocol_error&) {
-    return fail_link(p, std::current_exception());
+    fail_link(p, std::current_exception());
+    return after_header::stop;
   }
   const auto& h = p.current;
-  if (h.type == frame_type::heartbeat) return read_header(p);  // stamped by the read
+  if (h.type == frame_type::heartbeat) return after_header::header;  // stamped by the read
   if (h.type == frame_type::goodbye) {
     std::lock_guard lock(mutex_);
     p.goodbye = true;
     fail_peer_locked(
         p, std::make_exception_ptr(peer_lost(p.rank, p.name + " closed its communicator")), false);
     cv_.notify_all();
-    return read_header(p);
+    return after_header::header;
   }
-  const auto length = static_cast<std::size_t>(h.length);
+  p.left = static_cast<std::size_t>(h.length);
   if (h.type == frame_type::collective) {
     // A posted collective receive gets the bytes read straight into place.
     std::lock_guard lock(mutex_);
     const key k{h.type, h.tag, h.sub};
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
       if (!(it->k == k && it->source == p.rank)) continue;
-      if (!it->direct || (it->out == nullptr && it->raw.size() != length)) break;
+      if (!it->direct || (it->out == nullptr && it->raw.size() != p.left)) break;
       p.in_place = std::make_unique<pending>(std::move(*it));
       pending_.erase(it);
-      std::byte* dst;
       if (p.in_place->out != nullptr) {
-        p.in_place->out->resize(length);
-        dst = p.in_place->out->data();
+        p.in_place->out->resize(p.left);
+        p.dst = p.in_place->out->data();
       } else {
-        dst = p.in_place->raw.data();
+        p.dst = p.in_place->raw.data();
       }
-      read_in_place(p, dst, length);
-      return;
+      return after_header::payload;
     }
   }
   if (p.incoming.capacity() == 0) p.incoming = take_spare();
-  p.incoming.resize(length);
-  read_exactly(p, asio::buffer(p.incoming.data(), length),
-               [this, &p](const boost::system::error_code& e, std::size_t) { on_payload(p, e); });
+  p.incoming.resize(p.left);
+  p.dst = p.incoming.data();
+  return after_header::payload;
 }
 
 inline void engine::read_in_place(peer& p, std::byte* dst, std::size_t left) {
@@ -100,7 +115,8 @@ inline void engine::read_in_place(peer& p, std::byte* dst, std::size_t left) {
               }
               if (ec) return on_read_error(p, ec, true);
               if (n < left) return read_in_place(p, dst + n, left - n);
-              on_in_place(p);
+              end_in_place(p);
+              read_header(p);
             });
 }
 
@@ -114,14 +130,17 @@ inline void engine::discard(peer& p, std::size_t left) {
             });
 }
 
-inline void engine::on_in_place(peer& p) {
+inline void engine::end_in_place(peer& p) {
   auto done = std::move(p.in_place);
   done->done->finish(p.rank);
-  read_header(p);
 }
 
 inline void engine::on_payload(peer& p, const boost::system::error_code& ec) {
   if (ec) return on_read_error(p, ec, true);
+  if (end_payload(p)) read_header(p);
+}
+
+inline bool engine::end_payload(peer& p) {
   const auto& h = p.current;
   if (h.type == frame_type::abort) {
     try {
@@ -134,29 +153,24 @@ inline void engine::on_payload(peer& p, const boost::system::error_code& ec) {
       world_aborted_ = true;
       fail_pending_locked(-2, world_failure_);
     } catch (const protocol_error&) {
-      return fail_link(p, std::current_exception());
+      fail_link(p, std::current_exception());
+      return false;
     }
     stop_direct_reads_here();
-    return read_header(p);
+    return true;
   }
-  {
-    std::lock_guard lock(mutex_);
-    const key k{h.type, h.tag, h.sub};
-    bool matched = false;
-    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
-      if (it->k == k && (it->source == any_source || it->source == p.rank)) {
-        deliver(*it, p.rank, p.incoming, p.name);
-        pending_.erase(it);
-        matched = true;
-        break;
-      }
-    }
-    if (!matched) {
-      queue_.push_back({p.rank, k, std::move(p.incoming)});
-      p.incoming = take_spare_locked();
+  std::lock_guard lock(mutex_);
+  const key k{h.type, h.tag, h.sub};
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    if (it->k == k && (it->source == any_source || it->source == p.rank)) {
+      deliver(*it, p.rank, p.incoming, p.name);
+      pending_.erase(it);
+      return true;
     }
   }
-  read_header(p);
+  queue_.push_back({p.rank, k, std::move(p.incoming)});
+  p.incoming = take_spare_locked();
+  return true;
 }
 
 inline void engine::deliver(const pending& r, int from, wire::buffer& bytes,
@@ -231,8 +245,12 @@ inline void engine::fail_link(peer& p, std::exception_ptr failure) {
     p.read_closed = true;
     cv_.notify_all();
   }
-  boost::system::error_code ignored;
-  p.sock().cancel(ignored);
+  if (p.tls) {
+    boost::system::error_code ignored;
+    p.sock().cancel(ignored);
+  } else {
+    end_watch(p);
+  }
   ::shutdown(p.fd, SHUT_RDWR);
   stop_direct_reads_here();
 }
@@ -302,20 +320,33 @@ inline std::exception_ptr engine::failure_for(int src, key k) {
   return nullptr;
 }
 
+// On the I/O thread (TLS) or with the read token (plain links).
 inline void engine::stop_direct_reads_here() {
-  for (auto& p : peers_) {
-    if (!p || !p->in_place) continue;
+  for (int q = 0; q < size_; ++q) {
+    peer* p = slot(q);
+    if (p == nullptr || !p->in_place) continue;
     {
       std::lock_guard lock(mutex_);
       p->in_place->done->finish(-1, world_failure_ ? world_failure_ : p->failure);
       p->in_place.reset();
     }
-    boost::system::error_code ignored;
-    p->sock().cancel(ignored);  // its handler goes on with discard()
+    if (p->tls) {
+      boost::system::error_code ignored;
+      p->sock().cancel(ignored);  // its handler goes on with discard()
+    } else {
+      p->at = peer::stage::discard;  // the frame's rest goes nowhere
+    }
   }
 }
 
 inline void engine::stop_direct_reads() {
+  if (!tls_) {
+    if (!reader_thread_.joinable()) return;
+    take_reads_waiting();
+    stop_direct_reads_here();
+    release_reads();
+    return;
+  }
   if (!io_thread_.joinable()) return;
   auto done = std::make_shared<std::promise<void>>();
   auto ready = done->get_future();

@@ -2,6 +2,7 @@
 // comm::tcp_options: how one process joins a TCP world. Included by
 // <loco/comm/tcp.hpp>; see docs/communicators.md#tcp for the table.
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -65,6 +66,13 @@ struct tcp_options {
   // Ring allreduce moves vectors in frames of this many bytes, so reducing
   // one piece overlaps receiving the next.
   std::size_t ring_piece_bytes{256 * 1024};
+  // A caller waiting for a collective's message reads the socket itself for
+  // up to this long before it sleeps (busy-poll): no thread is woken for a
+  // message that comes within it, at the price of a core spinning meanwhile.
+  // In [0, max_busy_poll]; 0 sleeps at once. With TLS only the wait spins
+  // (the I/O thread reads every TLS link).
+  std::chrono::microseconds busy_poll{50};
+  static constexpr std::chrono::microseconds max_busy_poll{100000};
   // Receives one line per rejected connection or lost peer; default: stderr.
   std::function<void(const std::string&)> log;
   // Off by default: plain TCP (the token still authenticates every link).
@@ -72,9 +80,10 @@ struct tcp_options {
 
   // Reads LOCO_RANK, LOCO_WORLD_SIZE, LOCO_COORDINATOR and LOCO_TOKEN
   // (required), and LOCO_TIMEOUT_MS, LOCO_HANDSHAKE_TIMEOUT_MS,
-  // LOCO_HEARTBEAT_MS, LOCO_HEARTBEAT_MISSES, LOCO_REJOIN (1: rejoin), LOCO_LISTEN_HOST,
-  // LOCO_TLS_CA, LOCO_TLS_CERT, LOCO_TLS_KEY, LOCO_TLS_PEER_NAME (optional; any of the first three
-  // turns TLS on, and then all three are needed). Throws config_error naming the variable.
+  // LOCO_HEARTBEAT_MS, LOCO_HEARTBEAT_MISSES, LOCO_REJOIN (1: rejoin), LOCO_BUSY_POLL_US,
+  // LOCO_LISTEN_HOST, LOCO_TLS_CA, LOCO_TLS_CERT, LOCO_TLS_KEY, LOCO_TLS_PEER_NAME (optional; any
+  // of the first three turns TLS on, and then all three are needed). Throws config_error naming the
+  // variable.
   static tcp_options from_env() {
     tcp_options o;
     o.rank = env_int("LOCO_RANK", true, 0, 1 << 20);
@@ -94,6 +103,10 @@ struct tcp_options {
       o.heartbeat_misses = env_int("LOCO_HEARTBEAT_MISSES", true, 2, 10000);
     }
     if (std::getenv("LOCO_REJOIN") != nullptr) o.rejoin = env_int("LOCO_REJOIN", true, 0, 1) == 1;
+    if (std::getenv("LOCO_BUSY_POLL_US") != nullptr) {
+      o.busy_poll = std::chrono::microseconds(
+          env_int("LOCO_BUSY_POLL_US", true, 0, static_cast<int>(max_busy_poll.count())));
+    }
     if (std::getenv("LOCO_LISTEN_HOST") != nullptr) {
       o.listen_host = env_string("LOCO_LISTEN_HOST", true);
     }

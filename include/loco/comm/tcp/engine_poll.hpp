@@ -1,0 +1,227 @@
+#pragma once
+// comm::tcp's engine, reading plain (non-TLS) links. Whoever holds the read
+// token reads them and owns their read state:
+//
+// * the reader thread, parked in epoll_wait until a link has bytes. Each
+//   link's interest is one-shot: an event disarms it, and the token's
+//   releaser re-arms every disarmed link (level-triggered, so bytes that
+//   arrived meanwhile report at once). A link whose event comes while
+//   someone else holds the token is left disarmed for that holder to re-arm.
+// * a caller about to wait for a receive (engine::poll, the busy-poll of
+//   tcp_options::busy_poll): it takes the token, withdraws the link's
+//   interest so no thread is woken for it, and reads the socket itself
+//   until its receive completes. On this machine waking a parked thread on
+//   another core costs tens of microseconds, more than a small message.
+//
+// The token is a seq_cst flag, so "mark disarmed, then try the token" (the
+// reader) and "drop the token, then re-arm what is marked" (the holder)
+// cannot both miss: a link is never left unwatched with bytes in it.
+#include <loco/comm/tcp/engine.hpp>
+
+namespace loco::comm::detail::tcp {
+
+inline void engine::start_plain_reader() {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) {
+    throw error(std::string("comm::tcp: cannot create the reader's epoll: ") +
+                std::strerror(errno));
+  }
+  epoll_event wake{};
+  wake.events = EPOLLIN;
+  wake.data.ptr = nullptr;  // the stop signal
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &wake) != 0) {
+    throw error(std::string("comm::tcp: epoll_ctl: ") + std::strerror(errno));
+  }
+  for (int q = 0; q < size_; ++q) {
+    if (peer* p = slot(q)) watch(*p);
+  }
+  reader_thread_ = std::thread([this] { reader_loop(); });
+}
+
+// Registers a link (at the start, or a replacement taking over a lost one).
+inline void engine::watch(peer& p) {
+  {
+    std::lock_guard lock(watched_mutex_);
+    watched_.push_back(&p);
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.ptr = &p;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, p.fd, &ev) != 0) {
+    throw error(std::string("comm::tcp: epoll_ctl: ") + std::strerror(errno));
+  }
+}
+
+inline void engine::stop_plain_reader() {
+  if (reader_thread_.joinable()) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
+    reader_thread_.join();
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+  wake_fd_ = epoll_fd_ = -1;
+}
+
+inline void engine::reader_loop() {
+  std::array<epoll_event, 16> events{};
+  for (;;) {
+    const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      log(std::string("the reader stopped: epoll_wait: ") + std::strerror(errno));
+      return;
+    }
+    const auto ready = std::span(events).first(static_cast<std::size_t>(n));
+    for (const auto& e : ready) {
+      if (e.data.ptr == nullptr) return;  // stop_plain_reader
+      static_cast<peer*>(e.data.ptr)->disarmed.store(true);
+    }
+    if (!take_reads()) {
+      missed_.store(true);  // a busy-polling holder reads them too
+      continue;             // and re-arms them when it lets go
+    }
+    for (const auto& e : ready) pump(*static_cast<peer*>(e.data.ptr));
+    release_reads();
+  }
+}
+
+inline void engine::take_reads_waiting() {
+  while (!take_reads()) std::this_thread::yield();
+}
+
+inline void engine::release_reads() {
+  reading_.store(false);
+  std::lock_guard lock(watched_mutex_);
+  for (peer* p : watched_) {
+    if (p->disarmed.load() && p->disarmed.exchange(false) && !p->ended.load()) arm(*p);
+  }
+}
+
+inline void engine::arm(peer& p) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.ptr = &p;
+  // Fails only for a link that ended meanwhile (removed from the set).
+  (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, p.fd, &ev);
+}
+
+inline void engine::end_watch(peer& p) {
+  if (p.ended.exchange(true)) return;
+  (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, p.fd, nullptr);
+}
+
+inline void engine::pump(peer& p) {
+  while (!p.ended.load(std::memory_order_relaxed)) {
+    std::byte* to = p.dst;
+    std::size_t want = p.left;
+    if (p.at == peer::stage::header) {
+      to = p.header_in.data() + p.header_got;
+      want = header_bytes - p.header_got;
+    } else if (p.at == peer::stage::discard) {
+      p.incoming.resize(std::min<std::size_t>(p.left, 1 << 16));
+      to = p.incoming.data();
+      want = p.incoming.size();
+    }
+    const auto n = ::recv(p.fd, to, want, MSG_DONTWAIT);
+    if (n > 0) {
+      p.heard();
+      consume(p, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    const bool mid_frame = p.at != peer::stage::header;  // a cut header reads as a lost link
+    on_read_error(p,
+                  n == 0 ? boost::system::error_code(asio::error::eof)
+                         : boost::system::error_code(errno, boost::system::system_category()),
+                  mid_frame);
+    end_watch(p);  // also after a clean close: an ended stream stays readable
+    return;
+  }
+}
+
+inline void engine::pump_disarmed(const peer& polled) {
+  std::lock_guard lock(watched_mutex_);
+  for (peer* q : watched_) {
+    if (q == &polled || !q->disarmed.exchange(false)) continue;
+    pump(*q);
+    if (!q->ended.load()) arm(*q);  // its next frame wakes the reader, which tells us again
+  }
+}
+
+inline void engine::consume(peer& p, std::size_t n) {
+  switch (p.at) {
+    case peer::stage::header:
+      p.header_got += n;
+      if (p.header_got < header_bytes) return;
+      p.header_got = 0;
+      switch (begin_frame(p)) {
+        case after_header::header:
+        case after_header::stop:
+          return;
+        case after_header::payload:
+          p.at = peer::stage::payload;
+          if (p.left > 0) return;
+          break;  // an empty payload has arrived with its header
+      }
+      break;
+    case peer::stage::payload:
+      p.dst += n;
+      p.left -= n;
+      if (p.left > 0) return;
+      break;
+    case peer::stage::discard:
+      p.left -= n;
+      if (p.left == 0) p.at = peer::stage::header;
+      return;
+  }
+  p.at = peer::stage::header;
+  if (p.in_place) {
+    end_in_place(p);
+  } else {
+    (void)end_payload(p);  // a failure has ended the link
+  }
+}
+
+inline void engine::fail_link_from_outside(peer& p, std::exception_ptr failure) {
+  if (p.tls) {
+    asio::post(io_, [this, &p, failure] { fail_link(p, failure); });
+    return;
+  }
+  take_reads_waiting();
+  if (!p.ended.load()) fail_link(p, failure);
+  release_reads();
+}
+
+inline void engine::poll(completion& c, int src, std::chrono::microseconds spin) {
+  const auto until = clock::now() + spin;
+  const auto done = [&c] {
+    std::lock_guard lock(c.mutex);
+    return c.done;
+  };
+  peer* p = tls_ || src < 0 || src == rank_ ? nullptr : slot(src);
+  while (!done() && clock::now() < until) {
+    if (p == nullptr || p->ended.load() || !take_reads()) {
+      std::this_thread::yield();  // let whoever reads run if it shares this core
+      continue;
+    }
+    // No thread is woken for this link while we read it ourselves.
+    epoll_event none{};
+    none.data.ptr = p;
+    (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, p->fd, &none);
+    p->disarmed.store(true);
+    do {
+      pump(*p);
+      // Other links with bytes waiting (heartbeats, say) are read too, so a
+      // caller polling one link after another does not starve the rest.
+      if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(*p);
+      std::this_thread::yield();  // the rank we wait for may need this core
+    } while (!p->ended.load(std::memory_order_relaxed) && !done() && clock::now() < until);
+    release_reads();
+    return;
+  }
+}
+
+}  // namespace loco::comm::detail::tcp
