@@ -4,7 +4,10 @@
 // allreduce (both ranks and every helper thread) is reported beside them.
 // compare_allreduce.py runs it with MPI's baseline and prints the ratios.
 //
-//   allreduce_latency [seconds per size (0.5)] [in_process|tcp ...]
+//   allreduce_latency [seconds per size (0.5)] [in_process|tcp|tcp-nopoll ...]
+//
+// tcp busy-polls as its options' default does; tcp-nopoll (busy_poll = 0)
+// parks every waiting caller at once, so each message wakes a thread.
 //
 // Prints one line per communicator and size:
 //   <comm> <bytes> <median s> <p99 s> <cpu s per allreduce> <allreduces>
@@ -72,14 +75,16 @@ int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.5;
   std::vector<std::string> comms;
   for (int i = 2; i < argc; ++i) comms.emplace_back(argv[i]);
-  if (comms.empty()) comms = {"in_process", "tcp"};
+  if (comms.empty()) comms = {"in_process", "tcp", "tcp-nopoll"};
   for (const auto& c : comms) {
     if (c == "in_process") {
       measure<bench_pairs::in_process_pair>("in_process", seconds);
     } else if (c == "tcp") {
       measure<bench_pairs::tcp_pair<false>>("tcp", seconds);
+    } else if (c == "tcp-nopoll") {
+      measure<bench_pairs::tcp_pair<false, false>>("tcp-nopoll", seconds);
     } else {
-      std::fprintf(stderr, "allreduce_latency: unknown communicator '%s' (in_process, tcp)\n",
+      std::fprintf(stderr, "allreduce_latency: unknown communicator '%s' (in_process, tcp, tcp-nopoll)\n",
                    c.c_str());
       return 2;
     }

@@ -12,7 +12,8 @@ buffers are otherwise freshly mapped, and page-faulted, on every call);
 the ratios use the fair run. For each size it prints the median and p99
 time per allreduce, the CPU time per allreduce (both ranks), and
   in_process vs MPI-shm   (MPI median / in_process median: > 1 means loco is faster)
-  tcp vs MPI-tcp          (MPI median / tcp median)
+  tcp vs MPI-tcp          (MPI median / tcp median; tcp busy-polls 50 us, its default)
+  tcp-nopoll vs MPI-tcp   (the same with busy_poll = 0: every message wakes a thread)
 """
 import argparse
 import os
@@ -79,7 +80,7 @@ def main():
     def ratio(baseline, mine):
         return "%.2fx" % (baseline / mine) if baseline and mine else "-"
 
-    for local, mpi in (("in_process", "mpi-shm"), ("tcp", "mpi-tcp")):
+    for local, mpi in (("in_process", "mpi-shm"), ("tcp", "mpi-tcp"), ("tcp-nopoll", "mpi-tcp")):
         print("%s against %s (fair allocator; the default allocator's median beside it)" %
               (local, mpi))
         head = ("bytes", local + " med", "p99", "cpu/op", mpi + " med", "p99", "cpu/op",

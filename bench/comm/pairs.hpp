@@ -86,7 +86,8 @@ loco::comm::tcp_tls_options tls_for(int rank) {
   return t;
 }
 
-template <bool Tls>
+// Poll: busy-poll as tcp_options' default does (50 us); otherwise park at once (0).
+template <bool Tls, bool Poll = true>
 struct tcp_pair {
   std::unique_ptr<loco::comm::tcp> rank0;
   std::thread helper;
@@ -98,6 +99,7 @@ struct tcp_pair {
     o.token = "bench-token";
     o.timeout = idle_timeout;
     if (Tls) o.tls = tls_for(rank);
+    if (!Poll) o.busy_poll = std::chrono::microseconds(0);
     return o;
   }
   tcp_pair() {

@@ -5,10 +5,11 @@
 // form a full mesh of TCP_NODELAY connections, optionally inside TLS with
 // mutual certificates (options.tls).
 //
-// An I/O thread reads every peer's frames all the time, so isend/irecv and
-// the non-blocking collectives progress while the caller computes; the
-// collectives run in issue order on a progress thread built on the same
-// point-to-point frames. allreduce sends small vectors to every rank and
+// Every peer's frames are read all the time (by a reader thread, or by a
+// caller busy-polling the link it waits on: options.busy_poll), so
+// isend/irecv and the non-blocking collectives progress while the caller
+// computes; the collectives run in issue order, on the caller's thread or a
+// progress thread, built on the same point-to-point frames. allreduce sends small vectors to every rank and
 // reduces them in rank order (one round trip, bit-identical to in_process);
 // large vectors use a pipelined ring (reduce-scatter + allgather, 2(n-1)/n of
 // the vector sent per rank), bit-identical on every rank.

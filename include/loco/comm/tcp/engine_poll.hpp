@@ -127,7 +127,12 @@ inline void engine::pump(peer& p) {
     const auto n = ::recv(p.fd, to, want, MSG_DONTWAIT);
     if (n > 0) {
       p.heard();
-      consume(p, static_cast<std::size_t>(n));
+      try {
+        consume(p, static_cast<std::size_t>(n));
+      } catch (const std::exception&) {  // no memory for a frame: this link ends, not the process
+        fail_link(p, std::current_exception());
+        return;
+      }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
