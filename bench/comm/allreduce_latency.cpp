@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
     } else if (c == "tcp-nopoll") {
       measure<bench_pairs::tcp_pair<false, false>>("tcp-nopoll", seconds);
     } else {
-      std::fprintf(stderr, "allreduce_latency: unknown communicator '%s' (in_process, tcp, tcp-nopoll)\n",
+      std::fprintf(stderr,
+                   "allreduce_latency: unknown communicator '%s' (in_process, tcp, tcp-nopoll)\n",
                    c.c_str());
       return 2;
     }

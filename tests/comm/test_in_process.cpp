@@ -39,6 +39,31 @@ TEST_CASE("in_process passes the suite with every rank spinning, more ranks than
       n, [](loco::comm::in_process& c) { conformance::check_allreduce_on<float>(c, false); }, opt));
 }
 
+// Small allreduces go through per-rank copies that alternate between two
+// buffers and meet at one barrier: a rank that races ahead into its next
+// allreduce must not overwrite a copy a slower rank is still reading. More
+// ranks than cores, values that change every call, and ranks that pause at
+// random points make such an overwrite show up as a wrong sum.
+TEST_CASE("in_process: back-to-back small allreduces never read a copy being rewritten",
+          "[comm][in_process]") {
+  const int n = static_cast<int>(std::min(std::thread::hardware_concurrency() + 1, 5u));
+  std::atomic<long> wrong{0};
+  loco::comm::run_in_process(n, [&](loco::comm::in_process& c) {
+    std::uint32_t noise = 12345u + static_cast<std::uint32_t>(c.rank());
+    for (int i = 0; i < 3000; ++i) {
+      const std::size_t d = 1 + static_cast<std::size_t>(i % 3) * 700;  // 1, 701, 1401 values
+      std::vector<std::int64_t> v(d, static_cast<std::int64_t>(i) * 1000 + c.rank());
+      noise = noise * 1664525u + 1013904223u;
+      if (noise % 16 == 0) std::this_thread::yield();
+      c.allreduce(std::span<std::int64_t>(v), loco::comm::reduce_op::sum);
+      const std::int64_t expect = static_cast<std::int64_t>(i) * 1000 * n + n * (n - 1) / 2;
+      if (std::any_of(v.begin(), v.end(), [&](std::int64_t x) { return x != expect; })) ++wrong;
+      if (i % 500 == 0) c.barrier();  // another collective on the same barrier
+    }
+  });
+  CHECK(wrong.load() == 0);
+}
+
 TEST_CASE("in_process reports a failed rank to the others instead of hanging",
           "[comm][in_process]") {
   const auto start = std::chrono::steady_clock::now();

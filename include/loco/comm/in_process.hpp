@@ -77,6 +77,7 @@ class in_process_world {
         options(opt),
         barrier(n, opt.timeout, spin_of(n, opt.spin)),
         slots(static_cast<std::size_t>(n)),
+        staging(static_cast<std::size_t>(n)),
         mailboxes(static_cast<std::size_t>(n)),
         lost_(std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(n))),
         lost_why_(static_cast<std::size_t>(n)) {}
@@ -84,6 +85,12 @@ class in_process_world {
   struct slot {
     const void* data = nullptr;
     std::size_t count = 0;  // elements (reductions) or bytes (byte collectives)
+  };
+  // A small allreduce's copy of one rank's vector (in_process::reduce_staged).
+  static constexpr std::size_t staged_bytes = 16 * 1024;
+  struct alignas(64) staged {
+    std::size_t count = 0;
+    alignas(64) std::byte bytes[staged_bytes];
   };
   struct message {
     int source;
@@ -163,6 +170,9 @@ class in_process_world {
   const in_process_options options;
   world_barrier barrier;
   std::vector<slot> slots;
+  // Per rank, two copies (by the barrier's generation, odd or even), made by
+  // that rank at its first small allreduce.
+  std::vector<std::unique_ptr<staged[]>> staging;
   std::vector<mailbox> mailboxes;
   std::mutex spare_mutex;
   std::vector<wire::buffer> spares;  // recycled message buffers: no allocation in steady state
@@ -396,6 +406,9 @@ class in_process {
 
   template <class T>
   void reduce_now(std::span<T> data, reduce_op op) {
+    if (data.size_bytes() <= detail::in_process_world::staged_bytes) {
+      return reduce_staged(data, op);
+    }
     auto& w = *world_;
     const auto n = static_cast<std::size_t>(w.size);
     const auto me = static_cast<std::size_t>(rank_);
@@ -414,14 +427,6 @@ class in_process {
     const std::size_t d = data.size();
     constexpr std::size_t block = 512;
     T acc[block];
-    if (d <= block) {
-      // Small: every rank reduces the whole vector, in rank order (the same
-      // result everywhere), then waits until all have read its vector.
-      reduce_block(acc, 0, d, op);
-      w.barrier.arrive_and_wait(rank_);
-      std::copy(acc, acc + d, data.data());
-      return;
-    }
     // Reduce my slice [lo, hi) of everyone's vector in rank order, so every
     // element is computed once and the result is the same on every rank.
     const std::size_t lo = d * me / n, hi = d * (me + 1) / n;
@@ -441,6 +446,40 @@ class in_process {
   }
 
   // acc = op over the ranks' entries [start, start + len), in rank order.
+  // Small vectors: each rank copies its vector into its staging buffer,
+  // meets the others at one barrier, and reduces every rank's copy in rank
+  // order 0..n-1 (the same bits everywhere, and as reduce_block). No second
+  // barrier: a rank writes the same buffer again only two barriers later,
+  // which every rank reaches after it has finished reading this one.
+  template <class T>
+  void reduce_staged(std::span<T> data, reduce_op op) {
+    auto& w = *world_;
+    const auto n = static_cast<std::size_t>(w.size);
+    auto& own = w.staging[static_cast<std::size_t>(rank_)];
+    if (!own) own = std::make_unique<detail::in_process_world::staged[]>(2);
+    const auto parity = w.barrier.generation() % 2;
+    own[parity].count = data.size();
+    if (!data.empty()) std::memcpy(own[parity].bytes, data.data(), data.size_bytes());
+    w.barrier.arrive_and_wait(rank_);
+    const auto copy_of = [&](std::size_t q) {
+      const auto& c = w.staging[q][parity];
+      if (c.count != data.size()) {
+        throw error("comm::in_process::allreduce: rank " + std::to_string(q) + " contributed " +
+                    std::to_string(c.count) + " values, rank " + std::to_string(rank_) + " " +
+                    std::to_string(data.size()));
+      }
+      return reinterpret_cast<const T*>(c.bytes);
+    };
+    for (std::size_t q = 0; q < n; ++q) (void)copy_of(q);  // every size checked before any is used
+    if (data.empty()) return;
+    std::copy(copy_of(0), copy_of(0) + data.size(), data.data());
+    for (std::size_t q = 1; q < n; ++q) combine(data.data(), copy_of(q), data.size(), op);
+    if (op == reduce_op::average) {
+      const T count = static_cast<T>(n);
+      for (auto& v : data) v = static_cast<T>(v / count);
+    }
+  }
+
   template <class T>
   void reduce_block(T* acc, std::size_t start, std::size_t len, reduce_op op) const {
     const auto& w = *world_;

@@ -38,12 +38,12 @@ class world_barrier {
       : n_(n),
         timeout_(timeout),
         spin_(spin),
-        arrived_(std::make_unique<std::atomic<unsigned long>[]>(static_cast<std::size_t>(n))) {}
+        arrived_(std::make_unique<own_line[]>(static_cast<std::size_t>(n))) {}
 
   void arrive_and_wait(int rank) {
     if (aborted_.load()) throw_aborted();
     const unsigned long generation = generation_.load();
-    arrived_[static_cast<std::size_t>(rank)].store(generation + 1, std::memory_order_relaxed);
+    arrived_[static_cast<std::size_t>(rank)].value.store(generation + 1, std::memory_order_relaxed);
     if (count_.fetch_add(1) + 1 == n_) {
       count_.store(0);
       generation_.store(generation + 1);  // releases every waiter's spin
@@ -72,7 +72,7 @@ class world_barrier {
     if (generation_.load() != generation) return;
     if (!woke) {
       int missing = 0;
-      while (missing < n_ && arrived_[static_cast<std::size_t>(missing)].load(
+      while (missing < n_ && arrived_[static_cast<std::size_t>(missing)].value.load(
                                  std::memory_order_relaxed) == generation + 1) {
         ++missing;
       }
@@ -96,6 +96,9 @@ class world_barrier {
     cv_.notify_all();
   }
   bool aborted() const noexcept { return aborted_.load(); }
+  // How many times the barrier has opened. A participant reads the number of
+  // the barrier it is about to arrive at: every participant reads the same.
+  unsigned long generation() const noexcept { return generation_.load(); }
   void throw_if_aborted_unlocked() const {
     if (aborted_.load()) throw_aborted();
   }
@@ -118,10 +121,16 @@ class world_barrier {
   const int n_;
   const duration timeout_;
   const std::chrono::microseconds spin_;
+  // A cache line of its own: a rank's store to a line another core holds
+  // would wait for it, and the fetch_add after it waits for that store.
+  struct alignas(64) own_line {
+    std::atomic<unsigned long> value{0};
+  };
   // arrived_[r] = g + 1 once rank r reached the barrier of generation g.
-  std::unique_ptr<std::atomic<unsigned long>[]> arrived_;
-  std::atomic<int> count_{0};
-  std::atomic<unsigned long> generation_{0};
+  std::unique_ptr<own_line[]> arrived_;
+  alignas(64) std::atomic<int> count_{0};
+  // Waiters spin reading this line; arrivals write count_'s.
+  alignas(64) std::atomic<unsigned long> generation_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> aborted_{false};
   mutable std::mutex mutex_;  // guards the abort reason and parking
