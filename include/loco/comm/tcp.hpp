@@ -8,10 +8,11 @@
 // Every peer's frames are read all the time (by a reader thread, or by a
 // caller busy-polling the link it waits on: options.busy_poll), so
 // isend/irecv and the non-blocking collectives progress while the caller
-// computes; the collectives run in issue order, on the caller's thread or a
-// progress thread, built on the same point-to-point frames. allreduce sends small vectors to every
-// rank and reduces them in rank order (one round trip, bit-identical to in_process); large vectors
-// use a pipelined ring (reduce-scatter + allgather, 2(n-1)/n of the vector sent per rank),
+// computes. The collectives run in issue order, on the caller's thread or a
+// progress thread, built on the same point-to-point frames. allreduce sends
+// small vectors to every rank and reduces them in rank order (one round
+// trip, bit-identical to in_process); large vectors use a pipelined ring
+// (reduce-scatter + allgather, 2(n-1)/n of the vector sent per rank),
 // bit-identical on every rank.
 //
 //   auto comm = loco::comm::tcp(loco::comm::tcp_options::from_env());
