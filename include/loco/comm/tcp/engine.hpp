@@ -545,6 +545,13 @@ class engine {
   void start_plain_reader();
   void watch(peer& p);
   void stop_plain_reader();
+  void close_plain_reader();
+  // Holds the read token for a scope (taken already), so an exception
+  // cannot leave it held.
+  struct reads_held {
+    engine& e;
+    ~reads_held() { e.release_reads(); }
+  };
   void reader_loop();
   // The read token: whoever holds it reads plain links, and owns their read state.
   bool take_reads() noexcept { return !reading_.exchange(true); }

@@ -69,6 +69,7 @@ inline void engine::heartbeat_loop() {
       if (!writing) continue;  // a frame is on its way: that is a heartbeat too
       iovec iov{const_cast<std::byte*>(head.data()), head.size()};
       const auto r = link_write(p, &iov, 1, now + limit);
+      writing.unlock();                           // failing the link may wait for the read token
       if (r.status != io_status::ok && !p.tls) {  // TLS links fail themselves in link_write
         auto failure = std::make_exception_ptr(peer_lost(
             p.rank, p.name + " stopped reading: a heartbeat could not be sent: " + r.describe()));

@@ -528,6 +528,7 @@ inline void engine::shutdown() {
     io_.stop();
   });
   io_thread_.join();
+  close_plain_reader();  // now that no rejoining link can be watched any more
   fail_all(std::make_exception_ptr(error("comm::tcp: communicator destroyed")));
 }
 

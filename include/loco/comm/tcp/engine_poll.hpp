@@ -59,6 +59,9 @@ inline void engine::stop_plain_reader() {
     [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
     reader_thread_.join();
   }
+}
+
+inline void engine::close_plain_reader() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
   wake_fd_ = epoll_fd_ = -1;
@@ -82,8 +85,15 @@ inline void engine::reader_loop() {
       missed_.store(true);  // a busy-polling holder reads them too
       continue;             // and re-arms them when it lets go
     }
-    for (const auto& e : ready) pump(*static_cast<peer*>(e.data.ptr));
-    release_reads();
+    const reads_held held{*this};
+    for (const auto& e : ready) {
+      peer& p = *static_cast<peer*>(e.data.ptr);
+      try {
+        pump(p);
+      } catch (...) {  // the log callback threw, say: this link is not read any more
+        end_watch(p);
+      }
+    }
   }
 }
 
@@ -113,7 +123,10 @@ inline void engine::end_watch(peer& p) {
 }
 
 inline void engine::pump(peer& p) {
-  while (!p.ended.load(std::memory_order_relaxed)) {
+  // At most this much at a time, so one busy link cannot keep the others
+  // (their heartbeats) unread: the link stays readable and is back at once.
+  std::size_t budget = std::size_t{4} << 20;
+  while (!p.ended.load(std::memory_order_relaxed) && budget > 0) {
     std::byte* to = p.dst;
     std::size_t want = p.left;
     if (p.at == peer::stage::header) {
@@ -127,6 +140,7 @@ inline void engine::pump(peer& p) {
     const auto n = ::recv(p.fd, to, want, MSG_DONTWAIT);
     if (n > 0) {
       p.heard();
+      budget -= std::min(budget, static_cast<std::size_t>(n));
       try {
         consume(p, static_cast<std::size_t>(n));
       } catch (const std::exception&) {  // no memory for a frame: this link ends, not the process
@@ -196,8 +210,8 @@ inline void engine::fail_link_from_outside(peer& p, std::exception_ptr failure) 
     return;
   }
   take_reads_waiting();
+  const reads_held held{*this};
   if (!p.ended.load()) fail_link(p, failure);
-  release_reads();
 }
 
 inline void engine::poll(completion& c, int src, std::chrono::microseconds spin) {
@@ -212,8 +226,11 @@ inline void engine::poll(completion& c, int src, std::chrono::microseconds spin)
       std::this_thread::yield();  // let whoever reads run if it shares this core
       continue;
     }
-    // No thread is woken for this link while we read it ourselves.
+    const reads_held held{*this};
+    // No thread is woken for this link while we read it ourselves (one-shot
+    // even so: epoll reports a hang-up whatever the events asked for).
     epoll_event none{};
+    none.events = EPOLLONESHOT;
     none.data.ptr = p;
     (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, p->fd, &none);
     p->disarmed.store(true);
@@ -228,7 +245,6 @@ inline void engine::poll(completion& c, int src, std::chrono::microseconds spin)
       // rank we wait for may share the core, though.
       if (i % 64 == 0) std::this_thread::yield();
     }
-    release_reads();
     return;
   }
 }

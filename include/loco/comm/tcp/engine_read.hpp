@@ -343,8 +343,8 @@ inline void engine::stop_direct_reads() {
   if (!tls_) {
     if (!reader_thread_.joinable()) return;
     take_reads_waiting();
+    const reads_held held{*this};
     stop_direct_reads_here();
-    release_reads();
     return;
   }
   if (!io_thread_.joinable()) return;
