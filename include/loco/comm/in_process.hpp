@@ -416,12 +416,9 @@ class in_process {
     w.barrier.arrive_and_wait(rank_);
     for (std::size_t q = 0; q < n; ++q) {
       if (w.slots[q].count != data.size()) {
-        const std::string msg = "comm::in_process::allreduce: rank " + std::to_string(q) +
-                                " contributed " + std::to_string(w.slots[q].count) +
-                                " values, rank " + std::to_string(rank_) + " " +
-                                std::to_string(data.size());
-        w.barrier.arrive_and_wait(rank_);
-        throw error(msg);
+        auto mismatch = size_mismatch(q, w.slots[q].count, data.size());
+        w.barrier.arrive_and_wait(rank_);  // nobody reads my vector after I leave
+        throw mismatch;
       }
     }
     const std::size_t d = data.size();
@@ -445,10 +442,9 @@ class in_process {
     w.barrier.arrive_and_wait(rank_);  // nobody reads my vector after this
   }
 
-  // acc = op over the ranks' entries [start, start + len), in rank order.
   // Small vectors: each rank copies its vector into its staging buffer,
   // meets the others at one barrier, and reduces every rank's copy in rank
-  // order 0..n-1 (the same bits everywhere, and as reduce_block). No second
+  // order 0..n-1 (the same bits everywhere, and as the slices). No second
   // barrier: a rank writes the same buffer again only two barriers later,
   // which every rank reaches after it has finished reading this one.
   template <class T>
@@ -461,38 +457,42 @@ class in_process {
     own[parity].count = data.size();
     if (!data.empty()) std::memcpy(own[parity].bytes, data.data(), data.size_bytes());
     w.barrier.arrive_and_wait(rank_);
-    const auto copy_of = [&](std::size_t q) {
-      const auto& c = w.staging[q][parity];
-      if (c.count != data.size()) {
-        throw error("comm::in_process::allreduce: rank " + std::to_string(q) + " contributed " +
-                    std::to_string(c.count) + " values, rank " + std::to_string(rank_) + " " +
-                    std::to_string(data.size()));
-      }
-      return reinterpret_cast<const T*>(c.bytes);
-    };
-    for (std::size_t q = 0; q < n; ++q) (void)copy_of(q);  // every size checked before any is used
-    if (data.empty()) return;
-    std::copy(copy_of(0), copy_of(0) + data.size(), data.data());
-    for (std::size_t q = 1; q < n; ++q) combine(data.data(), copy_of(q), data.size(), op);
-    if (op == reduce_op::average) {
-      const T count = static_cast<T>(n);
-      for (auto& v : data) v = static_cast<T>(v / count);
+    for (std::size_t q = 0; q < n; ++q) {
+      const auto theirs = w.staging[q][parity].count;
+      if (theirs != data.size()) throw size_mismatch(q, theirs, data.size());
     }
+    reduce_in_rank_order(data.data(), data.size(), op, [&](std::size_t q) {
+      return reinterpret_cast<const T*>(w.staging[q][parity].bytes);
+    });
   }
 
+  // acc = op over the ranks' entries [start, start + len), in rank order.
   template <class T>
   void reduce_block(T* acc, std::size_t start, std::size_t len, reduce_op op) const {
     const auto& w = *world_;
-    const auto n = static_cast<std::size_t>(w.size);
-    const T* first = static_cast<const T*>(w.slots[0].data) + start;
-    std::copy(first, first + len, acc);
-    for (std::size_t q = 1; q < n; ++q) {
-      combine(acc, static_cast<const T*>(w.slots[q].data) + start, len, op);
-    }
+    reduce_in_rank_order(acc, len, op, [&](std::size_t q) {
+      return static_cast<const T*>(w.slots[q].data) + start;
+    });
+  }
+
+  // out = op over from(0..n-1)[0, len), in rank order, so every rank that
+  // reduces an entry gets the same bits.
+  template <class T, class From>
+  void reduce_in_rank_order(T* out, std::size_t len, reduce_op op, From from) const {
+    const auto n = static_cast<std::size_t>(world_->size);
+    if (len == 0) return;
+    std::copy(from(0), from(0) + len, out);
+    for (std::size_t q = 1; q < n; ++q) combine(out, from(q), len, op);
     if (op == reduce_op::average) {
       const T count = static_cast<T>(n);
-      for (std::size_t i = 0; i < len; ++i) acc[i] = static_cast<T>(acc[i] / count);
+      for (std::size_t i = 0; i < len; ++i) out[i] = static_cast<T>(out[i] / count);
     }
+  }
+
+  error size_mismatch(std::size_t q, std::size_t theirs, std::size_t mine) const {
+    return error("comm::in_process::allreduce: rank " + std::to_string(q) + " contributed " +
+                 std::to_string(theirs) + " values, rank " + std::to_string(rank_) + " " +
+                 std::to_string(mine));
   }
 
   template <class T>

@@ -557,6 +557,8 @@ class engine {
   bool take_reads() noexcept { return !reading_.exchange(true); }
   void take_reads_waiting();
   void release_reads();
+  // epoll_ctl(op) for p with `events`, one-shot.
+  int interest(peer& p, int op, std::uint32_t events);
   void arm(peer& p);
   void end_watch(peer& p);
   // Reads what p's socket holds now, frames and all (token held).
@@ -567,6 +569,9 @@ class engine {
   void pump_disarmed(const peer& polled);
   // fail_link on whatever reads p: the I/O thread (TLS) or the token's holder.
   void fail_link_from_outside(peer& p, std::exception_ptr failure);
+  // poll() with the token: reads p until c is finished or `until`.
+  void read_until(peer& p, completion& c, clock::time_point until);
+  static bool finished(completion& c);
 
  public:
   // A caller about to wait for c, a receive from src: reads src's link on

@@ -45,12 +45,17 @@ inline void engine::watch(peer& p) {
     std::lock_guard lock(watched_mutex_);
     watched_.push_back(&p);
   }
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.ptr = &p;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, p.fd, &ev) != 0) {
+  if (interest(p, EPOLL_CTL_ADD, EPOLLIN) != 0) {
     throw error(std::string("comm::tcp: epoll_ctl: ") + std::strerror(errno));
   }
+}
+
+inline int engine::interest(peer& p, int op, std::uint32_t events) {
+  epoll_event ev{};
+  // One-shot even with no events asked for: epoll reports a hang-up regardless.
+  ev.events = events | EPOLLONESHOT;
+  ev.data.ptr = &p;
+  return ::epoll_ctl(epoll_fd_, op, p.fd, &ev);
 }
 
 inline void engine::stop_plain_reader() {
@@ -110,11 +115,8 @@ inline void engine::release_reads() {
 }
 
 inline void engine::arm(peer& p) {
-  epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.ptr = &p;
   // Fails only for a link that ended meanwhile (removed from the set).
-  (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, p.fd, &ev);
+  (void)interest(p, EPOLL_CTL_MOD, EPOLLIN);
 }
 
 inline void engine::end_watch(peer& p) {
@@ -216,37 +218,35 @@ inline void engine::fail_link_from_outside(peer& p, std::exception_ptr failure) 
 
 inline void engine::poll(completion& c, int src, std::chrono::microseconds spin) {
   const auto until = clock::now() + spin;
-  const auto done = [&c] {
-    std::lock_guard lock(c.mutex);
-    return c.done;
-  };
   peer* p = tls_ || src < 0 || src == rank_ ? nullptr : slot(src);
-  while (!done() && clock::now() < until) {
-    if (p == nullptr || p->ended.load() || !take_reads()) {
-      std::this_thread::yield();  // let whoever reads run if it shares this core
-      continue;
+  while (!finished(c) && clock::now() < until) {
+    if (p != nullptr && !p->ended.load() && take_reads()) {
+      const reads_held held{*this};
+      return read_until(*p, c, until);
     }
-    const reads_held held{*this};
-    // No thread is woken for this link while we read it ourselves (one-shot
-    // even so: epoll reports a hang-up whatever the events asked for).
-    epoll_event none{};
-    none.events = EPOLLONESHOT;
-    none.data.ptr = p;
-    (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, p->fd, &none);
-    p->disarmed.store(true);
-    for (unsigned i = 1;; ++i) {
-      pump(*p);
-      // Other links with bytes waiting (heartbeats, say) are read too, so a
-      // caller polling one link after another does not starve the rest.
-      if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(*p);
-      if (p->ended.load(std::memory_order_relaxed) || done() || clock::now() >= until) break;
-      // Seldom: a yield switches to any thread runnable on this core, and
-      // yielding on every turn tripled the small allreduce's time here. The
-      // rank we wait for may share the core, though.
-      if (i % 64 == 0) std::this_thread::yield();
-    }
-    return;
+    std::this_thread::yield();  // let whoever reads run if it shares this core
   }
+}
+
+inline void engine::read_until(peer& p, completion& c, clock::time_point until) {
+  (void)interest(p, EPOLL_CTL_MOD, 0);  // no thread is woken for it while we read it
+  p.disarmed.store(true);               // the token's release re-arms it
+  for (unsigned i = 1;; ++i) {
+    pump(p);
+    // Other links with bytes waiting (heartbeats, say) are read too, so a
+    // caller polling one link after another does not starve the rest.
+    if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(p);
+    if (p.ended.load(std::memory_order_relaxed) || finished(c) || clock::now() >= until) return;
+    // Seldom: a yield switches to any thread runnable on this core, and
+    // yielding on every turn tripled the small allreduce's time here. The
+    // rank we wait for may share the core, though.
+    if (i % 64 == 0) std::this_thread::yield();
+  }
+}
+
+inline bool engine::finished(completion& c) {
+  std::lock_guard lock(c.mutex);
+  return c.done;
 }
 
 }  // namespace loco::comm::detail::tcp
