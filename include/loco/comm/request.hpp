@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace loco::comm {
 
@@ -38,6 +39,43 @@ struct completion {
     }
     cv.notify_all();
   }
+};
+
+// Completions handed out again, so that operations posted over and over
+// (a communicator's collectives) allocate none in steady state. One is
+// lent until reclaim(), called when its owner is done with every
+// completion it took; it is reused only if it also finished (whoever
+// finishes one never touches it again), so an abandoned operation's stays
+// out.
+class completion_pool {
+ public:
+  std::shared_ptr<completion> take() {
+    for (std::size_t tried = 0; tried < pool_.size(); ++tried) {
+      next_ = next_ + 1 < pool_.size() ? next_ + 1 : 0;
+      auto& e = pool_[next_];
+      if (e.lent) continue;
+      std::lock_guard lock(e.c->mutex);
+      if (!e.c->done) continue;
+      e.c->done = false;
+      e.c->source = -1;
+      e.c->error = nullptr;
+      e.lent = true;
+      return e.c;
+    }
+    next_ = pool_.size();
+    return pool_.emplace_back(entry{std::make_shared<completion>(), true}).c;
+  }
+  void reclaim() noexcept {
+    for (auto& e : pool_) e.lent = false;
+  }
+
+ private:
+  struct entry {
+    std::shared_ptr<completion> c;
+    bool lent;
+  };
+  std::vector<entry> pool_;
+  std::size_t next_ = 0;
 };
 }  // namespace detail
 

@@ -99,7 +99,8 @@ class tcp {
   // wait() gives up after the communicator's timeout with loco::peer_lost.
   request irecv(int src, int tag, wire::buffer& out) {
     if (src != any_source) check_peer(src, "irecv");
-    auto done = engine_->post(src, {detail::tcp::frame_type::data, tag, 0}, &out, {}, false);
+    auto done = std::make_shared<detail::completion>();
+    engine_->post(src, {detail::tcp::frame_type::data, tag, 0}, &out, {}, false, done);
     done->timeout = timeout();
     done->peer = src;
     done->timeout_message = "no message with tag " + std::to_string(tag) + " arrived within " +
@@ -119,7 +120,7 @@ class tcp {
   auto barrier_op() {
     return [this](std::int32_t seq) {
       const int n = size(), me = rank();
-      std::vector<std::shared_ptr<detail::completion>> got(static_cast<std::size_t>(n));
+      auto& got = receives(idx(n));
       for (int q = 0; q < n; ++q) {
         if (q != me) got[idx(q)] = post(q, seq, 0, &scratch_[idx(q)]);
       }
@@ -150,7 +151,7 @@ class tcp {
     return [this, mine, &all](std::int32_t seq) {
       const int n = size(), me = rank();
       all.resize(static_cast<std::size_t>(n));
-      std::vector<std::shared_ptr<detail::completion>> got(static_cast<std::size_t>(n));
+      auto& got = receives(idx(n));
       for (int q = 0; q < n; ++q) {
         if (q != me) got[idx(q)] = post(q, seq, 0, &all[idx(q)]);
       }
@@ -206,7 +207,7 @@ class tcp {
       const int n = size(), me = rank();
       if (me != root) return put(root, seq, 0, mine);
       all.resize(static_cast<std::size_t>(n));
-      std::vector<std::shared_ptr<detail::completion>> got(static_cast<std::size_t>(n));
+      auto& got = receives(idx(n));
       for (int q = 0; q < n; ++q) {
         if (q != me) got[idx(q)] = post(q, seq, 0, &all[idx(q)]);
       }
@@ -319,6 +320,7 @@ class tcp {
   void run_collective(Op& op) {
     std::lock_guard lock(collective_mutex_);
     const auto seq = static_cast<std::int32_t>(seq_++);
+    completions_.reclaim();  // the last collective's are all awaited or abandoned
     try {
       engine_->throw_if_failed();
       op(seq);
@@ -344,10 +346,14 @@ class tcp {
   }
 
   completion_ptr post(int src, std::int32_t seq, std::uint32_t sub, wire::buffer* out) {
-    return engine_->post(src, {detail::tcp::frame_type::collective, seq, sub}, out, {}, true);
+    auto done = completions_.take();
+    engine_->post(src, {detail::tcp::frame_type::collective, seq, sub}, out, {}, true, done);
+    return done;
   }
   completion_ptr post_raw(int src, std::int32_t seq, std::uint32_t sub, std::span<std::byte> to) {
-    return engine_->post(src, {detail::tcp::frame_type::collective, seq, sub}, nullptr, to, true);
+    auto done = completions_.take();
+    engine_->post(src, {detail::tcp::frame_type::collective, seq, sub}, nullptr, to, true, done);
+    return done;
   }
   void put(int dst, std::int32_t seq, std::uint32_t sub, std::span<const std::byte> bytes) {
     if (bytes.size() > engine_->options().max_message_bytes) {
@@ -415,7 +421,7 @@ class tcp {
   void reduce_small(std::span<T> data, reduce_op op, std::int32_t seq) {
     const int n = size(), me = rank();
     const auto mine = std::as_bytes(data);
-    std::vector<completion_ptr> got(idx(n));
+    auto& got = receives(idx(n));
     for (int q = 0; q < n; ++q) {
       if (q != me) got[idx(q)] = post(q, seq, 0, &scratch_[idx(q)]);
     }
@@ -474,7 +480,7 @@ class tcp {
       const auto rc = chunk(me - s - 1);
       const std::size_t np = pieces(rc);
       if (pieces_.size() < np) pieces_.resize(np);
-      std::vector<completion_ptr> got(np);
+      auto& got = receives(np);
       for (std::size_t j = 0; j < np; ++j) got[j] = post(prev, seq, rs_sub(s), &pieces_[j]);
       for (std::size_t j = 0; j < np; ++j) {
         if (s == 0) {  // keep our own chunk flowing ahead of the reduction
@@ -508,7 +514,7 @@ class tcp {
     for (int s = 0; s + 1 < n; ++s) {
       const auto rc = chunk(me - s);
       const std::size_t np = pieces(rc);
-      std::vector<completion_ptr> got(np);
+      auto& got = receives(np);
       for (std::size_t j = 0; j < np; ++j) {
         got[j] = post_raw(prev, seq, ag_sub(s), std::as_writable_bytes(piece_span(rc, j)));
       }
@@ -524,6 +530,16 @@ class tcp {
   std::uint32_t seq_ = 0;              // under collective_mutex_
   std::vector<wire::buffer> scratch_;  // one per rank, reused
   std::vector<wire::buffer> pieces_;   // ring pieces, reused
+  // Room for the receives of a collective's next round; those of the last
+  // round were all awaited. Under collective_mutex_, as the two below.
+  std::vector<completion_ptr>& receives(std::size_t count) {
+    got_.clear();
+    completions_.reclaim();
+    got_.resize(count);
+    return got_;
+  }
+  std::vector<completion_ptr> got_;
+  detail::completion_pool completions_;
   std::unique_ptr<detail::progress_thread> progress_;
   std::unique_ptr<detail::progress_thread> sender_;
 };

@@ -44,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -86,7 +87,12 @@ class engine {
         rank_(o.rank),
         peers_(static_cast<std::size_t>(o.world_size)),
         claimed_(static_cast<std::size_t>(o.world_size), false),
-        replacing_(static_cast<std::size_t>(o.world_size), false) {}
+        replacing_(static_cast<std::size_t>(o.world_size), false) {
+    // Sized once, so that steady state allocates nothing.
+    spares_.reserve(max_spares);
+    pending_.reserve(64);
+    queue_.reserve(64);
+  }
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
   ~engine() { shutdown(); }
@@ -223,26 +229,21 @@ class engine {
   // With `raw`, the payload must have exactly raw.size() bytes and lands
   // there; otherwise it replaces *out. `direct` lets the I/O thread read into
   // the destination itself (collectives, whose memory outlives the wait or
-  // is protected by abort_world()).
-  std::shared_ptr<completion> post(int src, key k, wire::buffer* out, std::span<std::byte> raw,
-                                   bool direct) {
-    auto done = std::make_shared<completion>();
+  // is protected by abort_world()). `done` is fresh, or a finished one
+  // reused: once finished the engine no longer touches it.
+  void post(int src, key k, wire::buffer* out, std::span<std::byte> raw, bool direct,
+            const std::shared_ptr<completion>& done) {
     std::lock_guard lock(mutex_);
     for (auto it = queue_.begin(); it != queue_.end(); ++it) {
       if (it->k == k && (src == any_source || it->source == src)) {
-        deliver({src, k, out, raw, direct, done}, it->source, it->bytes, peer_name(it->source));
-        if (it->bytes.capacity() != 0 && spares_.size() < 64)
-          spares_.push_back(std::move(it->bytes));
+        deliver({src, k, out, raw, direct, done}, it->source, it->bytes);
+        keep_spare_locked(std::move(it->bytes));
         queue_.erase(it);
-        return done;
+        return;
       }
     }
-    if (auto failure = failure_for(src, k); failure) {
-      done->finish(-1, failure);
-      return done;
-    }
+    if (auto failure = failure_for(src, k); failure) return done->finish(-1, failure);
     pending_.push_back({src, k, out, raw, direct, done});
-    return done;
   }
 
   // A message to ourselves: matched like an arrived frame.
@@ -252,9 +253,9 @@ class engine {
     copy.assign(bytes);
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
       if (it->k == k && (it->source == any_source || it->source == rank_)) {
-        deliver(*it, rank_, copy, "rank " + std::to_string(rank_));
+        deliver(*it, rank_, copy);
         pending_.erase(it);
-        if (copy.capacity() != 0 && spares_.size() < 64) spares_.push_back(std::move(copy));
+        keep_spare_locked(std::move(copy));
         return;
       }
     }
@@ -354,7 +355,7 @@ class engine {
     std::array<std::byte, header_bytes> header_in{};
     frame_header current;
     wire::buffer incoming;
-    std::unique_ptr<pending> in_place;  // a direct receive being read into its destination
+    std::optional<pending> in_place;  // a direct receive being read into its destination
     // Where the payload's next bytes go (in_place's memory, or `incoming`), and how many are left.
     std::byte* dst = nullptr;
     std::size_t left = 0;
@@ -390,6 +391,14 @@ class engine {
 
   // Starts reading every link; frames that arrived meanwhile wait in the kernel.
   void start_reading() {
+    {
+      // Room for two small frames per peer arriving ahead of their
+      // receives and a third being read, so that this ordinary backlog
+      // allocates nothing.
+      std::lock_guard lock(mutex_);
+      const auto n = std::min<std::size_t>(3 * static_cast<std::size_t>(size_ - 1), 24);
+      while (spares_.size() < n) spares_.emplace_back(copy_below);
+    }
     if (!tls_) return start_plain_reader();
     std::promise<void> started;
     asio::post(io_, [this, &started] {
@@ -517,7 +526,7 @@ class engine {
 
   // Completes a receive with a message's bytes (under the mutex). A buffer
   // target takes the bytes by swap; `bytes` gets the target's old storage.
-  void deliver(const pending& r, int from, wire::buffer& bytes, const std::string& name);
+  void deliver(const pending& r, int from, wire::buffer& bytes);  // under mutex_
 
   void on_read_error(peer& p, const boost::system::error_code& ec, bool mid_frame);
 
@@ -580,14 +589,26 @@ class engine {
   void poll(completion& c, int src, std::chrono::microseconds spin);
 
  private:
-  wire::buffer take_spare();
+  // Payload storage circulates: frames read ahead of their receive take
+  // it, receives swap it with the caller's buffer, spares_ keeps the rest.
+  static constexpr std::size_t max_spares = 64;
+  // deliver() copies payloads up to this size into the receiver's buffer
+  // rather than swapping buffers, and read buffers are never smaller.
+  static constexpr std::size_t copy_below = 64 * 1024;
   wire::buffer take_spare_locked();
+  void keep_spare_locked(wire::buffer&& b) {
+    if (b.capacity() != 0 && spares_.size() < max_spares) spares_.push_back(std::move(b));
+  }
+  // Gives p.incoming room for `bytes`: the smallest spare that fits takes
+  // its place, so a large frame does not grow a small buffer while a large
+  // one sits unused (each growth is an allocation).
+  void fit_incoming(peer& p, std::size_t bytes);
 
  public:
   // Returns a delivered message's storage to the pool (no allocation in steady state).
   void give_spare(wire::buffer&& b) {
     std::lock_guard lock(mutex_);
-    if (b.capacity() != 0 && spares_.size() < 64) spares_.push_back(std::move(b));
+    keep_spare_locked(std::move(b));
   }
 
  private:
@@ -611,8 +632,9 @@ class engine {
   std::vector<bool> replacing_;  // a replacement's handshake is under way
   std::map<int, endpoint_t> table_;
   bool joined_ = false;
-  std::deque<message> queue_;
-  std::deque<pending> pending_;
+  // Vectors, not deques: their memory stays between collectives.
+  std::vector<message> queue_;
+  std::vector<pending> pending_;
   std::vector<wire::buffer> spares_;
   std::exception_ptr world_failure_;
   bool world_aborted_ = false;                        // a collective failed (any rank's abort)

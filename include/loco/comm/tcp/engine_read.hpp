@@ -86,7 +86,7 @@ inline engine::after_header engine::begin_frame(peer& p) {
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
       if (!(it->k == k && it->source == p.rank)) continue;
       if (!it->direct || (it->out == nullptr && it->raw.size() != p.left)) break;
-      p.in_place = std::make_unique<pending>(std::move(*it));
+      p.in_place.emplace(std::move(*it));
       pending_.erase(it);
       if (p.in_place->out != nullptr) {
         p.in_place->out->resize(p.left);
@@ -97,7 +97,12 @@ inline engine::after_header engine::begin_frame(peer& p) {
       return after_header::payload;
     }
   }
-  if (p.incoming.capacity() == 0) p.incoming = take_spare();
+  if (p.left > 0) {
+    // At least copy_below: any buffer then fits any small frame (they come in many sizes).
+    const std::size_t room = std::max(p.left, copy_below);
+    if (p.incoming.capacity() < room) fit_incoming(p, room);
+    p.incoming.reserve(room);
+  }
   p.incoming.resize(p.left);
   p.dst = p.incoming.data();
   return after_header::payload;
@@ -131,8 +136,9 @@ inline void engine::discard(peer& p, std::size_t left) {
 }
 
 inline void engine::end_in_place(peer& p) {
-  auto done = std::move(p.in_place);
-  done->done->finish(p.rank);
+  const auto done = std::move(p.in_place->done);
+  p.in_place.reset();
+  done->finish(p.rank);
 }
 
 inline void engine::on_payload(peer& p, const boost::system::error_code& ec) {
@@ -163,24 +169,34 @@ inline bool engine::end_payload(peer& p) {
   const key k{h.type, h.tag, h.sub};
   for (auto it = pending_.begin(); it != pending_.end(); ++it) {
     if (it->k == k && (it->source == any_source || it->source == p.rank)) {
-      deliver(*it, p.rank, p.incoming, p.name);
+      deliver(*it, p.rank, p.incoming);
       pending_.erase(it);
       return true;
     }
   }
-  queue_.push_back({p.rank, k, std::move(p.incoming)});
-  p.incoming = take_spare_locked();
+  if (p.incoming.empty()) {  // keep the storage: an empty message needs none
+    queue_.push_back({p.rank, k, wire::buffer{}});
+  } else {
+    queue_.push_back({p.rank, k, std::move(p.incoming)});
+    p.incoming = take_spare_locked();
+  }
   return true;
 }
 
-inline void engine::deliver(const pending& r, int from, wire::buffer& bytes,
-                            const std::string& name) {
+inline void engine::deliver(const pending& r, int from, wire::buffer& bytes) {
   if (r.out != nullptr) {
-    std::swap(*r.out, bytes);
+    // Small payloads are copied and large ones swapped: a swap would hand
+    // the large storage a small frame was read into to a receiver of small
+    // messages, and the next large frame would allocate again.
+    if (bytes.size() <= copy_below) {
+      r.out->assign(bytes.bytes());
+    } else {
+      std::swap(*r.out, bytes);
+    }
     r.done->finish(from);
   } else if (bytes.size() != r.raw.size()) {
     r.done->finish(-1, std::make_exception_ptr(
-                           protocol_error(name, "frame.length",
+                           protocol_error(peer_name(from), "frame.length",
                                           "collective piece of " + std::to_string(bytes.size()) +
                                               " bytes, expected " + std::to_string(r.raw.size()) +
                                               " (do the ranks disagree on the vector size?)")));
@@ -363,9 +379,16 @@ inline void engine::fail_all(std::exception_ptr e) {
   pending_.clear();
 }
 
-inline wire::buffer engine::take_spare() {
+inline void engine::fit_incoming(peer& p, std::size_t bytes) {
   std::lock_guard lock(mutex_);
-  return take_spare_locked();
+  auto best = spares_.end();
+  for (auto it = spares_.begin(); it != spares_.end(); ++it) {
+    if (it->capacity() >= bytes && (best == spares_.end() || it->capacity() < best->capacity()))
+      best = it;
+  }
+  if (best == spares_.end()) return;  // none fits: p.incoming grows
+  std::swap(*best, p.incoming);
+  if (best->capacity() == 0) spares_.erase(best);
 }
 
 inline wire::buffer engine::take_spare_locked() {
