@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <loco/comm/detail/thread_name.hpp>
 #include <loco/comm/types.hpp>
 #include <loco/error.hpp>
 #include <loco/wire/buffer.hpp>
@@ -238,7 +239,12 @@ class mpi_engine {
     int has_ub = 0;
     MPI_Comm_get_attr(comm_, MPI_TAG_UB, &ub, &has_ub);
     tag_ub_ = has_ub ? *static_cast<int*>(ub) : 32767;  // 32767: the least MPI guarantees
-    if (opt.progress_interval.count() > 0) thread_ = std::thread([this] { progress_loop(); });
+    if (opt.progress_interval.count() > 0) {
+      thread_ = std::thread([this] {
+        name_this_thread("loco-mpi-prog");
+        progress_loop();
+      });
+    }
   }
   mpi_engine(const mpi_engine&) = delete;
   mpi_engine& operator=(const mpi_engine&) = delete;

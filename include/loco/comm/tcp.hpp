@@ -50,8 +50,8 @@ class tcp {
     engine_ = std::make_shared<detail::tcp::engine>(options);
     engine_->join();
     scratch_.resize(static_cast<std::size_t>(options.world_size));
-    progress_ = std::make_unique<detail::progress_thread>();
-    sender_ = std::make_unique<detail::progress_thread>();
+    progress_ = std::make_unique<detail::progress_thread>("loco-tcp-coll");
+    sender_ = std::make_unique<detail::progress_thread>("loco-tcp-send");
   }
   tcp(const tcp&) = delete;
   tcp& operator=(const tcp&) = delete;

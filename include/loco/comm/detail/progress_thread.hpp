@@ -8,6 +8,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <loco/comm/detail/thread_name.hpp>
 #include <loco/comm/request.hpp>
 #include <memory>
 #include <mutex>
@@ -17,7 +18,11 @@ namespace loco::comm::detail {
 
 class progress_thread {
  public:
-  progress_thread() : thread_([this] { loop(); }) {}
+  explicit progress_thread(const char* name = "loco-progress")
+      : thread_([this, name] {
+          name_this_thread(name);
+          loop();
+        }) {}
   progress_thread(const progress_thread&) = delete;
   progress_thread& operator=(const progress_thread&) = delete;
   ~progress_thread() {

@@ -55,6 +55,7 @@
 #include <loco/comm/tcp/asio.hpp>
 #include <loco/comm/tcp/endpoint.hpp>
 
+#include <loco/comm/detail/thread_name.hpp>
 #include <loco/comm/request.hpp>
 #include <loco/comm/tcp/frame.hpp>
 #include <loco/comm/tcp/handshake.hpp>
@@ -135,7 +136,10 @@ class engine {
             : endpoint_t(parse_endpoint(options_.listen_host + ":0", "listen_host").address(), 0);
     open_listener(listen, coordinator.port());
     accept_next();
-    io_thread_ = std::thread([this] { io_.run(); });
+    io_thread_ = std::thread([this] {
+      name_this_thread("loco-tcp-io");
+      io_.run();
+    });
 
     if (options_.rejoin) {
       // A replacement of a lost rank: the coordinator takes it in place of
@@ -336,20 +340,23 @@ class engine {
     wire::buffer bytes;
   };
   struct peer {
-    peer(int r, std::string n, socket_t s)
-        : rank(r), name(std::move(n)), socket(std::move(s)), fd(socket.native_handle()) {}
+    // A plain link's descriptor leaves Asio (the peer closes it): Asio's
+    // reactor watches every socket it owns, edge-triggered, and woke the
+    // I/O thread for every frame that arrived, although engine_poll.hpp
+    // reads them; that was one thread wake-up per message.
+    peer(int r, std::string n, socket_t s) : rank(r), name(std::move(n)), fd(s.release()) {}
     peer(int r, std::string n, std::unique_ptr<tls_stream> t)
-        : rank(r),
-          name(std::move(n)),
-          socket(t->get_executor()),  // unused: the stream owns the connection
-          tls(std::move(t)),
-          fd(tls->next_layer().native_handle()) {}
+        : rank(r), name(std::move(n)), tls(std::move(t)), fd(tls->next_layer().native_handle()) {}
+    peer(const peer&) = delete;
+    peer& operator=(const peer&) = delete;
+    ~peer() {
+      if (!tls) ::close(fd);
+    }
     const int rank;
     const std::string name;
-    socket_t socket;
     std::unique_ptr<tls_stream> tls;  // set on TLS links (used by the I/O thread only)
     const int fd;
-    socket_t& sock() noexcept { return tls ? tls->next_layer() : socket; }
+    socket_t& sock() noexcept { return tls->next_layer(); }  // TLS links only
     std::mutex write_mutex;
     // I/O thread only.
     std::array<std::byte, header_bytes> header_in{};

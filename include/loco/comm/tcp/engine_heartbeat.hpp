@@ -16,7 +16,10 @@ inline void engine::start_heartbeats() {
   for (int q = 0; q < size_; ++q) {
     if (peer* p = slot(q)) p->heard();
   }
-  heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
+  heartbeat_thread_ = std::thread([this] {
+    name_this_thread("loco-tcp-beat");
+    heartbeat_loop();
+  });
 }
 
 inline void engine::stop_heartbeats() {

@@ -519,7 +519,7 @@ inline void engine::shutdown() {
     acceptor_.close(ignored);
     for (auto& p : peers_) {
       if (!p) continue;
-      p->sock().cancel(ignored);
+      if (p->tls) p->sock().cancel(ignored);
       ::shutdown(p->fd, SHUT_RDWR);
     }
     for (auto& in : inbound_) {

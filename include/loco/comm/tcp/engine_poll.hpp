@@ -36,7 +36,10 @@ inline void engine::start_plain_reader() {
   for (int q = 0; q < size_; ++q) {
     if (peer* p = slot(q)) watch(*p);
   }
-  reader_thread_ = std::thread([this] { reader_loop(); });
+  reader_thread_ = std::thread([this] {
+    name_this_thread("loco-tcp-read");
+    reader_loop();
+  });
 }
 
 // Registers a link (at the start, or a replacement taking over a lost one).

@@ -8,8 +8,9 @@
 
 namespace loco::comm::detail::tcp {
 
-// Reads stamp the peer as heard after every piece, so a long frame on a
-// slow link keeps its sender alive for the heartbeat check.
+// TLS links only (plain ones: engine_poll.hpp). Reads stamp the peer as
+// heard after every piece, so a long frame on a slow link keeps its sender
+// alive for the heartbeat check.
 template <class Buffer, class Handler>
 void engine::read_exactly(peer& p, const Buffer& b, Handler&& h) {
   const auto stamp = [&p](const boost::system::error_code& ec, std::size_t) -> std::size_t {
@@ -17,11 +18,7 @@ void engine::read_exactly(peer& p, const Buffer& b, Handler&& h) {
     p.heard();
     return 64 * 1024;
   };
-  if (p.tls) {
-    asio::async_read(*p.tls, b, stamp, std::forward<Handler>(h));
-  } else {
-    asio::async_read(p.socket, b, stamp, std::forward<Handler>(h));
-  }
+  asio::async_read(*p.tls, b, stamp, std::forward<Handler>(h));
 }
 
 template <class Buffer, class Handler>
@@ -31,11 +28,7 @@ void engine::read_some(peer& p, const Buffer& b, Handler&& h) {
     if (!ec) p.heard();
     h(ec, n);
   };
-  if (p.tls) {
-    p.tls->async_read_some(b, std::move(stamped));
-  } else {
-    p.socket.async_read_some(b, std::move(stamped));
-  }
+  p.tls->async_read_some(b, std::move(stamped));
 }
 
 inline void engine::read_header(peer& p) {
