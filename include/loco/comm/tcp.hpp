@@ -156,7 +156,7 @@ class tcp {
         if (q != me) got[idx(q)] = post(q, seq, 0, &all[idx(q)]);
       }
       for (int q = 0; q < n; ++q) {
-        if (q != me) put(q, seq, 0, mine);
+        if (q != me) put(q, seq, 0, mine, q);
       }
       all[idx(me)].assign(mine);
       for (int q = 0; q < n; ++q) {
@@ -355,13 +355,17 @@ class tcp {
     engine_->post(src, {detail::tcp::frame_type::collective, seq, sub}, nullptr, to, true, done);
     return done;
   }
-  void put(int dst, std::int32_t seq, std::uint32_t sub, std::span<const std::byte> bytes) {
+  // While dst's socket is full, the write reads `drain`'s link (the
+  // collective's next receives), so two ranks writing to each other keep
+  // making room for each other.
+  void put(int dst, std::int32_t seq, std::uint32_t sub, std::span<const std::byte> bytes,
+           int drain = -1) {
     if (bytes.size() > engine_->options().max_message_bytes) {
       throw config_error("comm::tcp: a collective message of " + std::to_string(bytes.size()) +
                          " bytes exceeds max_message_bytes " +
                          std::to_string(engine_->options().max_message_bytes));
     }
-    engine_->write(dst, {detail::tcp::frame_type::collective, seq, sub, 0}, bytes);
+    engine_->write(dst, {detail::tcp::frame_type::collective, seq, sub, 0}, bytes, drain);
   }
   void await(const completion_ptr& c, int src, const char* what) {
     // A reply often comes within microseconds: read for it on this thread
@@ -426,7 +430,7 @@ class tcp {
       if (q != me) got[idx(q)] = post(q, seq, 0, &scratch_[idx(q)]);
     }
     for (int q = 0; q < n; ++q) {
-      if (q != me) put(q, seq, 0, mine);
+      if (q != me) put(q, seq, 0, mine, q);
     }
     for (int q = 0; q < n; ++q) {
       if (q == me) continue;
@@ -485,7 +489,7 @@ class tcp {
       for (std::size_t j = 0; j < np; ++j) {
         if (s == 0) {  // keep our own chunk flowing ahead of the reduction
           for (; sent < pieces(first_send) && sent <= j + 1; ++sent) {
-            put(next, seq, rs_sub(0), std::as_bytes(piece_span(first_send, sent)));
+            put(next, seq, rs_sub(0), std::as_bytes(piece_span(first_send, sent)), prev);
           }
         }
         const auto target = piece_span(rc, j);
@@ -499,14 +503,14 @@ class tcp {
         combine(target.data(), pieces_[j].data(), target.size(), op, true);
         if (s + 2 == n) {
           if (op == reduce_op::average) divide(target.data(), target.size(), n);
-          put(next, seq, ag_sub(0), std::as_bytes(target));
+          put(next, seq, ag_sub(0), std::as_bytes(target), prev);
         } else {
-          put(next, seq, rs_sub(s + 1), std::as_bytes(target));
+          put(next, seq, rs_sub(s + 1), std::as_bytes(target), prev);
         }
       }
       if (s == 0) {
         for (; sent < pieces(first_send); ++sent) {
-          put(next, seq, rs_sub(0), std::as_bytes(piece_span(first_send, sent)));
+          put(next, seq, rs_sub(0), std::as_bytes(piece_span(first_send, sent)), prev);
         }
       }
     }
@@ -520,7 +524,7 @@ class tcp {
       }
       for (std::size_t j = 0; j < np; ++j) {
         await(got[j], prev, "allreduce");
-        if (s + 2 < n) put(next, seq, ag_sub(s + 1), std::as_bytes(piece_span(rc, j)));
+        if (s + 2 < n) put(next, seq, ag_sub(s + 1), std::as_bytes(piece_span(rc, j)), prev);
       }
     }
   }

@@ -192,13 +192,18 @@ class engine {
   }
 
   // ------------------------------------------------------------ writes
-  void write(int dst, frame_header h, std::span<const std::byte> payload) {
+  // Sends a frame to dst. While dst's socket is full, a collective reads
+  // `drain`'s link (where its next receives come from; plain links).
+  void write(int dst, frame_header h, std::span<const std::byte> payload, int drain = -1) {
     peer* link = nullptr;
+    peer* from = nullptr;
     {
       std::lock_guard lock(mutex_);
       // A slot changes only when a replacement takes over a lost link; the
       // old peer lives on (graveyard_), so the pointer stays valid.
       link = peers_[static_cast<std::size_t>(dst)].get();
+      if (drain >= 0 && drain != rank_ && !tls_)
+        from = peers_[static_cast<std::size_t>(drain)].get();
       if (link == nullptr) throw peer_lost(dst, "not connected to this rank (it rejoined)");
       // A collective reports the world's root cause, not a peer that left
       // because of it.
@@ -213,7 +218,10 @@ class engine {
     std::lock_guard guard(p.write_mutex);
     iovec iov[2] = {{head.data(), head.size()},
                     {const_cast<std::byte*>(payload.data()), payload.size()}};
-    const auto r = link_write(p, iov, payload.empty() ? 1 : 2, clock::now() + options_.timeout);
+    const int parts = payload.empty() ? 1 : 2;
+    const auto deadline = clock::now() + options_.timeout;
+    const auto r = from != nullptr ? write_draining(p, iov, parts, deadline, *from)
+                                   : link_write(p, iov, parts, deadline);
     if (r.status != io_status::ok) {
       {
         // The link failed meanwhile (a bad frame from it, say): that is the cause.
@@ -577,16 +585,18 @@ class engine {
   int interest(peer& p, int op, std::uint32_t events);
   void arm(peer& p);
   void end_watch(peer& p);
-  // Reads what p's socket holds now, frames and all (token held).
-  void pump(peer& p);
+  // Reads what p's socket holds now, frames and all (token held); true if
+  // it read anything.
+  bool pump(peer& p);
   void consume(peer& p, std::size_t n);
   // Reads (and re-arms) the links whose events the reader thread left to a
   // caller busy-polling `polled`.
   void pump_disarmed(const peer& polled);
   // fail_link on whatever reads p: the I/O thread (TLS) or the token's holder.
   void fail_link_from_outside(peer& p, std::exception_ptr failure);
-  // poll() with the token: reads p until c is finished or `until`.
-  void read_until(peer& p, completion& c, clock::time_point until);
+  // poll() with the token: reads p until c is finished, or for `spin`
+  // after the last byte arrived.
+  void read_until(peer& p, completion& c, std::chrono::microseconds spin);
   static bool finished(completion& c);
 
  public:
@@ -594,6 +604,7 @@ class engine {
   // this thread for up to `spin` (plain links; it saves a thread wake-up),
   // or only watches c (TLS, or while another thread reads).
   void poll(completion& c, int src, std::chrono::microseconds spin);
+  io_result write_draining(peer& to, iovec* iov, int count, clock::time_point deadline, peer& from);
 
  private:
   // Payload storage circulates: frames read ahead of their receive take

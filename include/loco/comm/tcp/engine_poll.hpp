@@ -127,10 +127,11 @@ inline void engine::end_watch(peer& p) {
   (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, p.fd, nullptr);
 }
 
-inline void engine::pump(peer& p) {
+inline bool engine::pump(peer& p) {
   // At most this much at a time, so one busy link cannot keep the others
   // (their heartbeats) unread: the link stays readable and is back at once.
-  std::size_t budget = std::size_t{4} << 20;
+  constexpr std::size_t most = std::size_t{4} << 20;
+  std::size_t budget = most;
   while (!p.ended.load(std::memory_order_relaxed) && budget > 0) {
     std::byte* to = p.dst;
     std::size_t want = p.left;
@@ -150,20 +151,21 @@ inline void engine::pump(peer& p) {
         consume(p, static_cast<std::size_t>(n));
       } catch (const std::exception&) {  // no memory for a frame: this link ends, not the process
         fail_link(p, std::current_exception());
-        return;
+        return true;
       }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return budget < most;
     const bool mid_frame = p.at != peer::stage::header;  // a cut header reads as a lost link
     on_read_error(p,
                   n == 0 ? boost::system::error_code(asio::error::eof)
                          : boost::system::error_code(errno, boost::system::system_category()),
                   mid_frame);
     end_watch(p);  // also after a clean close: an ended stream stays readable
-    return;
+    return true;
   }
+  return budget < most;
 }
 
 inline void engine::pump_disarmed(const peer& polled) {
@@ -225,17 +227,23 @@ inline void engine::poll(completion& c, int src, std::chrono::microseconds spin)
   while (!finished(c) && clock::now() < until) {
     if (p != nullptr && !p->ended.load() && take_reads()) {
       const reads_held held{*this};
-      return read_until(*p, c, until);
+      return read_until(*p, c, spin);
     }
     std::this_thread::yield();  // let whoever reads run if it shares this core
   }
 }
 
-inline void engine::read_until(peer& p, completion& c, clock::time_point until) {
+inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds spin) {
   (void)interest(p, EPOLL_CTL_MOD, 0);  // no thread is woken for it while we read it
   p.disarmed.store(true);               // the token's release re-arms it
+  // While bytes keep coming (a large frame), keep reading: the spin counts
+  // from the last byte, not from the start, or every frame longer than
+  // the spin would be finished by the reader thread, woken for it. (Not
+  // past the timeout, though a peer kept sending other frames.)
+  const auto last = clock::now() + options_.timeout;
+  auto until = clock::now() + spin;
   for (unsigned i = 1;; ++i) {
-    pump(p);
+    if (pump(p)) until = std::min(clock::now() + spin, last);
     // Other links with bytes waiting (heartbeats, say) are read too, so a
     // caller polling one link after another does not starve the rest.
     if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(p);
@@ -245,6 +253,33 @@ inline void engine::read_until(peer& p, completion& c, clock::time_point until) 
     // rank we wait for may share the core, though.
     if (i % 64 == 0) std::this_thread::yield();
   }
+}
+
+// Two ranks writing large frames to each other both find their sockets
+// full; waiting for room then depends on the other side's reader thread,
+// woken for every socket buffer's worth. So a collective's writer reads
+// the link its next receives come from whenever its own write would block
+// (if nobody else holds the read token).
+inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::time_point deadline,
+                                        peer& from) {
+  std::optional<reads_held> held;
+  return write_all(to.fd, iov, count, deadline, [&](int fd, clock::time_point until) -> io_result {
+    if (!held && !from.ended.load() && take_reads()) {
+      held.emplace(*this);
+      (void)interest(from, EPOLL_CTL_MOD, 0);  // we read it now; the release re-arms it
+      from.disarmed.store(true);
+    }
+    if (!held) return wait_ready(fd, POLLOUT, until);
+    pump(from);
+    if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(from);
+    // Sleep until there is room or something to read; at most 1 ms, so
+    // that links the reader thread was woken for are read meanwhile.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now());
+    if (left.count() <= 0) return {io_status::timeout, 0};
+    pollfd ready[2] = {{fd, POLLOUT, 0}, {from.ended.load() ? -1 : from.fd, POLLIN, 0}};
+    if (::poll(ready, 2, 1) < 0 && errno != EINTR) return {io_status::failed, errno};
+    return {};
+  });
 }
 
 inline bool engine::finished(completion& c) {

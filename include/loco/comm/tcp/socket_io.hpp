@@ -58,7 +58,10 @@ inline io_result wait_ready(int fd, short events, clock::time_point deadline) {
 }
 
 // Writes every byte of the iovecs (modified in place) before the deadline.
-inline io_result write_all(int fd, iovec* iov, int count, clock::time_point deadline) {
+// While the socket is full, blocked(fd, deadline) waits for room (and may do
+// other work meanwhile); a result other than ok ends the write with it.
+template <class Blocked>
+io_result write_all(int fd, iovec* iov, int count, clock::time_point deadline, Blocked&& blocked) {
   while (count > 0) {
     msghdr msg{};
     msg.msg_iov = iov;
@@ -67,7 +70,7 @@ inline io_result write_all(int fd, iovec* iov, int count, clock::time_point dead
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        if (auto r = wait_ready(fd, POLLOUT, deadline); r.status != io_status::ok) return r;
+        if (auto r = blocked(fd, deadline); r.status != io_status::ok) return r;
         continue;
       }
       return {io_status::failed, errno};
@@ -84,6 +87,11 @@ inline io_result write_all(int fd, iovec* iov, int count, clock::time_point dead
     }
   }
   return {};
+}
+
+inline io_result write_all(int fd, iovec* iov, int count, clock::time_point deadline) {
+  return write_all(fd, iov, count, deadline,
+                   [](int f, clock::time_point d) { return wait_ready(f, POLLOUT, d); });
 }
 
 inline io_result write_all(int fd, const void* data, std::size_t n, clock::time_point deadline) {
