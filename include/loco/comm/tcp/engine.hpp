@@ -666,6 +666,7 @@ class engine {
   int wake_fd_ = -1;  // an eventfd that stops the reader thread
   std::thread reader_thread_;
   std::atomic<bool> reading_{false};  // the read token
+  std::atomic<int> token_wanted_{0};  // threads in take_reads_waiting()
   std::atomic<bool> missed_{false};   // the reader found the token taken
   std::mutex watched_mutex_;
   std::vector<peer*> watched_;  // every plain link ever read (replaced ones stay, ended)

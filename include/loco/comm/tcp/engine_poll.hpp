@@ -106,7 +106,11 @@ inline void engine::reader_loop() {
 }
 
 inline void engine::take_reads_waiting() {
+  // Counted, so that a caller busy-polling or writing with the token lets
+  // go at once (a heartbeat failing a link must not wait for its write).
+  token_wanted_.fetch_add(1);
   while (!take_reads()) std::this_thread::yield();
+  token_wanted_.fetch_sub(1);
 }
 
 inline void engine::release_reads() {
@@ -247,7 +251,10 @@ inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds
     // Other links with bytes waiting (heartbeats, say) are read too, so a
     // caller polling one link after another does not starve the rest.
     if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(p);
-    if (p.ended.load(std::memory_order_relaxed) || finished(c) || clock::now() >= until) return;
+    if (p.ended.load(std::memory_order_relaxed) || finished(c) || clock::now() >= until ||
+        token_wanted_.load(std::memory_order_relaxed) > 0) {
+      return;
+    }
     // Seldom: a yield switches to any thread runnable on this core, and
     // yielding on every turn tripled the small allreduce's time here. The
     // rank we wait for may share the core, though.
@@ -263,8 +270,13 @@ inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds
 inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::time_point deadline,
                                         peer& from) {
   std::optional<reads_held> held;
+  bool yielded = false;  // to a thread that needs the token: not taken again
   return write_all(to.fd, iov, count, deadline, [&](int fd, clock::time_point until) -> io_result {
-    if (!held && !from.ended.load() && take_reads()) {
+    if (held && token_wanted_.load() > 0) {
+      held.reset();
+      yielded = true;
+    }
+    if (!held && !yielded && !from.ended.load() && take_reads()) {
       held.emplace(*this);
       (void)interest(from, EPOLL_CTL_MOD, 0);  // we read it now; the release re-arms it
       from.disarmed.store(true);
