@@ -12,6 +12,11 @@
 //   interest so no thread is woken for it, and reads the socket itself
 //   until its receive completes. On this machine waking a parked thread on
 //   another core costs tens of microseconds, more than a small message.
+// * a collective's writer whose socket is full (engine::write_draining): it
+//   reads the link its next receives come from until there is room.
+//
+// A polling or writing holder lets go at once when a thread waits for the
+// token (take_reads_waiting: failing a link, aborting the world).
 //
 // The token is a seq_cst flag, so "mark disarmed, then try the token" (the
 // reader) and "drop the token, then re-arm what is marked" (the holder)
@@ -286,8 +291,7 @@ inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::
     if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(from);
     // Sleep until there is room or something to read; at most 1 ms, so
     // that links the reader thread was woken for are read meanwhile.
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now());
-    if (left.count() <= 0) return {io_status::timeout, 0};
+    if (clock::now() >= until) return {io_status::timeout, 0};
     pollfd ready[2] = {{fd, POLLOUT, 0}, {from.ended.load() ? -1 : from.fd, POLLIN, 0}};
     if (::poll(ready, 2, 1) < 0 && errno != EINTR) return {io_status::failed, errno};
     return {};
