@@ -7,8 +7,9 @@
 //   copy/<d>   memcpy of the d floats
 //   peer/top_k_nth_element@<f>/<d>   top-k the slow way: std::nth_element
 //                                    over an index array by |v|
-//   gather@<f>/<d>   the k values at random_k's indices of one round,
-//                    gathered: random_k's floor (its encode also draws them)
+//   gather@<f>/<d>   the k values at random_k's indices, a new round's each
+//                    time as in its encode: random_k's floor (its encode
+//                    also draws them)
 // The decorators with memory (error_feedback, ef21) encode a different
 // input each time (4 in turn): on one constant input their residuals would
 // settle and the benchmark would time a degenerate case.
@@ -109,16 +110,32 @@ void bm_nth_element_peer(benchmark::State& st, std::size_t d, double fraction) {
   set_bytes(st, d);
 }
 
+// The supports of consecutive rounds, as random_k's encode draws them, in
+// turn: gathering one support over and over would find its k lines in
+// cache every time, while each encode reads the lines of a new round.
+// Enough rounds to touch 128 MB of lines (at most 1024).
 void bm_gather(benchmark::State& st, double fraction, std::size_t d) {
   const auto& v = input(d);
   const lc::random_k c(fraction, 1);
   lc::random_k::state<float> s(c, d, 0);
-  const auto idx = c.support(s, 0);
-  std::vector<float> values(idx.size());
+  const std::size_t k = c.support(s, 0).size();
+  const std::size_t rounds = std::clamp<std::size_t>((std::size_t{128} << 20) / (64 * k), 1, 1024);
+  std::vector<std::uint32_t> supports(rounds * k);
+  for (std::size_t r = 0; r < rounds; ++r) {
+    const auto idx = c.support(s, r);
+    std::copy(idx.begin(), idx.end(), supports.begin() + static_cast<std::ptrdiff_t>(r * k));
+  }
+  std::vector<float> values(k);
+  std::size_t r = 0;
   for (auto _ : st) {
-    for (std::size_t i = 0; i < idx.size(); ++i) values[i] = v[idx[i]];
+    const std::uint32_t* idx = supports.data() + r * k;
+    for (std::size_t i = 0; i < k; ++i) {
+      if (i + 32 < k) __builtin_prefetch(v.data() + idx[i + 32]);  // as the encode does
+      values[i] = v[idx[i]];
+    }
     benchmark::DoNotOptimize(values.data());
     benchmark::ClobberMemory();
+    r = r + 1 < rounds ? r + 1 : 0;
   }
   set_bytes(st, d);
 }
