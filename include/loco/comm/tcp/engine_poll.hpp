@@ -276,6 +276,7 @@ inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::
                                         peer& from) {
   std::optional<reads_held> held;
   bool yielded = false;  // to a thread that needs the token: not taken again
+  auto last_read = clock::now();
   return write_all(to.fd, iov, count, deadline, [&](int fd, clock::time_point until) -> io_result {
     if (held && token_wanted_.load() > 0) {
       held.reset();
@@ -287,11 +288,15 @@ inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::
       from.disarmed.store(true);
     }
     if (!held) return wait_ready(fd, POLLOUT, until);
-    pump(from);
+    const auto now = clock::now();
+    if (pump(from)) last_read = now;
     if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(from);
-    // Sleep until there is room or something to read; at most 1 ms, so
-    // that links the reader thread was woken for are read meanwhile.
-    if (clock::now() >= until) return {io_status::timeout, 0};
+    if (now >= until) return {io_status::timeout, 0};
+    // Spin (try the write again at once) while bytes came in the last
+    // busy_poll, as a busy-polling receive does; then sleep until there is
+    // room or something to read, at most 1 ms at a time, so that links the
+    // reader thread was woken for are read meanwhile.
+    if (now - last_read < options_.busy_poll) return {};
     pollfd ready[2] = {{fd, POLLOUT, 0}, {from.ended.load() ? -1 : from.fd, POLLIN, 0}};
     if (::poll(ready, 2, 1) < 0 && errno != EINTR) return {io_status::failed, errno};
     return {};
