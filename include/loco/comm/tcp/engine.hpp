@@ -411,8 +411,7 @@ class engine {
       // receives and a third being read, so that this ordinary backlog
       // allocates nothing.
       std::lock_guard lock(mutex_);
-      const auto n = std::min<std::size_t>(3 * static_cast<std::size_t>(size_ - 1), 24);
-      while (spares_.size() < n) spares_.emplace_back(copy_below);
+      while (spares_.size() < ready_buffers()) spares_.emplace_back(copy_below);
     }
     if (!tls_) return start_plain_reader();
     std::promise<void> started;
@@ -614,6 +613,9 @@ class engine {
   // rather than swapping buffers, and read buffers are never smaller.
   static constexpr std::size_t copy_below = 64 * 1024;
   wire::buffer take_spare_locked();
+  std::size_t ready_buffers() const noexcept {
+    return std::min<std::size_t>(3 * static_cast<std::size_t>(size_ - 1), 24);
+  }
   void keep_spare_locked(wire::buffer&& b) {
     if (b.capacity() != 0 && spares_.size() < max_spares) spares_.push_back(std::move(b));
   }

@@ -169,6 +169,12 @@ inline bool engine::end_payload(peer& p) {
   }
   if (p.incoming.empty()) {  // keep the storage: an empty message needs none
     queue_.push_back({p.rank, k, wire::buffer{}});
+  } else if (queue_.size() >= ready_buffers() && p.incoming.size() < copy_below) {
+    // A deeper backlog than collectives make (point-to-point messages
+    // nobody receives yet): a small message keeps only its own size, not
+    // a 64 KiB read buffer each.
+    queue_.push_back({p.rank, k, p.incoming});
+    p.incoming.clear();
   } else {
     queue_.push_back({p.rank, k, std::move(p.incoming)});
     p.incoming = take_spare_locked();
