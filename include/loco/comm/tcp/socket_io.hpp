@@ -2,7 +2,8 @@
 // Blocking reads and writes with a deadline on a non-blocking socket
 // descriptor. comm::tcp writes frames from the caller's threads with these
 // (gathering header and payload with sendmsg, so a large vector is never
-// copied), while the I/O thread owns all reads of an established link.
+// copied) and reads with them only during the handshake: an established
+// link is read by the holder of the engine's read token (engine_poll.hpp).
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
