@@ -350,8 +350,7 @@ class engine {
   struct peer {
     // A plain link's descriptor leaves Asio (the peer closes it): Asio's
     // reactor watches every socket it owns, edge-triggered, and woke the
-    // I/O thread for every frame that arrived, although engine_poll.hpp
-    // reads them; that was one thread wake-up per message.
+    // I/O thread as frames arrived, although engine_poll.hpp reads them.
     peer(int r, std::string n, socket_t s) : rank(r), name(std::move(n)), fd(s.release()) {}
     peer(int r, std::string n, std::unique_ptr<tls_stream> t)
         : rank(r), name(std::move(n)), tls(std::move(t)), fd(tls->next_layer().native_handle()) {}
@@ -366,7 +365,8 @@ class engine {
     const int fd;
     socket_t& sock() noexcept { return tls->next_layer(); }  // TLS links only
     std::mutex write_mutex;
-    // I/O thread only.
+    // Whoever reads the link only: the I/O thread (TLS) or the read
+    // token's holder (plain links).
     std::array<std::byte, header_bytes> header_in{};
     frame_header current;
     wire::buffer incoming;
@@ -407,9 +407,6 @@ class engine {
   // Starts reading every link; frames that arrived meanwhile wait in the kernel.
   void start_reading() {
     {
-      // Room for two small frames per peer arriving ahead of their
-      // receives and a third being read, so that this ordinary backlog
-      // allocates nothing.
       std::lock_guard lock(mutex_);
       while (spares_.size() < ready_buffers()) spares_.emplace_back(copy_below);
     }
@@ -534,13 +531,12 @@ class engine {
   void read_in_place(peer& p, std::byte* dst, std::size_t left);
   void discard(peer& p, std::size_t left);
 
-  void on_in_place(peer& p);
-
   void on_payload(peer& p, const boost::system::error_code& ec);
 
   // Completes a receive with a message's bytes (under the mutex). A buffer
-  // target takes the bytes by swap; `bytes` gets the target's old storage.
-  void deliver(const pending& r, int from, wire::buffer& bytes);  // under mutex_
+  // target gets a copy up to copy_below bytes, above that the bytes by swap
+  // (then `bytes` holds the target's old storage).
+  void deliver(const pending& r, int from, wire::buffer& bytes);
 
   void on_read_error(peer& p, const boost::system::error_code& ec, bool mid_frame);
 
@@ -596,6 +592,13 @@ class engine {
   // poll() with the token: reads p until c is finished, or for `spin`
   // after the last byte arrived.
   void read_until(peer& p, completion& c, std::chrono::microseconds spin);
+  // write() for a collective (plain links): while `to` is full, reads `from`.
+  io_result write_draining(peer& to, iovec* iov, int count, clock::time_point deadline, peer& from);
+  // The token's holder reads p itself: no thread is woken for it until the
+  // token's release re-arms it.
+  void read_here(peer& p);
+  // Reads the links the reader thread was woken for while we held the token.
+  void read_missed(const peer& polled);
   static bool finished(completion& c);
 
  public:
@@ -603,7 +606,6 @@ class engine {
   // this thread for up to `spin` (plain links; it saves a thread wake-up),
   // or only watches c (TLS, or while another thread reads).
   void poll(completion& c, int src, std::chrono::microseconds spin);
-  io_result write_draining(peer& to, iovec* iov, int count, clock::time_point deadline, peer& from);
 
  private:
   // Payload storage circulates: frames read ahead of their receive take
@@ -613,6 +615,9 @@ class engine {
   // rather than swapping buffers, and read buffers are never smaller.
   static constexpr std::size_t copy_below = 64 * 1024;
   wire::buffer take_spare_locked();
+  // Read buffers made at the start: two small frames per peer arriving
+  // ahead of their receives and a third being read, so that the backlog
+  // collectives make allocates nothing.
   std::size_t ready_buffers() const noexcept {
     return std::min<std::size_t>(3 * static_cast<std::size_t>(size_ - 1), 24);
   }

@@ -242,9 +242,17 @@ inline void engine::poll(completion& c, int src, std::chrono::microseconds spin)
   }
 }
 
+inline void engine::read_here(peer& p) {
+  (void)interest(p, EPOLL_CTL_MOD, 0);
+  p.disarmed.store(true);
+}
+
+inline void engine::read_missed(const peer& polled) {
+  if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(polled);
+}
+
 inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds spin) {
-  (void)interest(p, EPOLL_CTL_MOD, 0);  // no thread is woken for it while we read it
-  p.disarmed.store(true);               // the token's release re-arms it
+  read_here(p);
   // While bytes keep coming (a large frame), keep reading: the spin counts
   // from the last byte, not from the start, or every frame longer than
   // the spin would be finished by the reader thread, woken for it. (Not
@@ -255,7 +263,7 @@ inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds
     if (pump(p)) until = std::min(clock::now() + spin, last);
     // Other links with bytes waiting (heartbeats, say) are read too, so a
     // caller polling one link after another does not starve the rest.
-    if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(p);
+    read_missed(p);
     if (p.ended.load(std::memory_order_relaxed) || finished(c) || clock::now() >= until ||
         token_wanted_.load(std::memory_order_relaxed) > 0) {
       return;
@@ -284,13 +292,12 @@ inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::
     }
     if (!held && !yielded && !from.ended.load() && take_reads()) {
       held.emplace(*this);
-      (void)interest(from, EPOLL_CTL_MOD, 0);  // we read it now; the release re-arms it
-      from.disarmed.store(true);
+      read_here(from);
     }
     if (!held) return wait_ready(fd, POLLOUT, until);
     const auto now = clock::now();
     if (pump(from)) last_read = now;
-    if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(from);
+    read_missed(from);
     if (now >= until) return {io_status::timeout, 0};
     // Spin (try the write again at once) while bytes came in the last
     // busy_poll, as a busy-polling receive does; then sleep until there is

@@ -167,12 +167,10 @@ inline bool engine::end_payload(peer& p) {
       return true;
     }
   }
-  if (p.incoming.empty()) {  // keep the storage: an empty message needs none
-    queue_.push_back({p.rank, k, wire::buffer{}});
-  } else if (queue_.size() >= ready_buffers() && p.incoming.size() < copy_below) {
-    // A deeper backlog than collectives make (point-to-point messages
-    // nobody receives yet): a small message keeps only its own size, not
-    // a 64 KiB read buffer each.
+  // An empty message, or a small one beyond the backlog collectives make
+  // (point-to-point messages nobody receives yet), is queued as a copy of
+  // its own size (none for an empty one); the read buffer stays.
+  if (p.incoming.empty() || (queue_.size() >= ready_buffers() && p.incoming.size() < copy_below)) {
     queue_.push_back({p.rank, k, p.incoming});
     p.incoming.clear();
   } else {
