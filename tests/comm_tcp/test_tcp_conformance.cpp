@@ -67,6 +67,40 @@ TEST_CASE("tcp busy-polling one link keeps reading the others' heartbeats", "[co
       }));
 }
 
+// A ring allreduce reads its pieces on the caller's thread, its link kept
+// out of the reader thread's epoll (engine::kept_link); afterwards the
+// reader thread must watch that link again. With busy-poll off, only the
+// reader thread delivers the point-to-point message and the heartbeats
+// that follow each ring (silence over 50 ms fails the link).
+TEST_CASE("tcp's ring allreduce gives its link back to the reader thread", "[comm][tcp]") {
+  for (int n : {2, 3}) {
+    INFO("ranks " << n);
+    REQUIRE_NOTHROW(tcp_test::run_threads(
+        n,
+        [](loco::comm::tcp& c) {
+          const int next = (c.rank() + 1) % c.size(), prev = (c.rank() + c.size() - 1) % c.size();
+          for (int round = 0; round < 4; ++round) {
+            std::vector<float> v(100000, 1.0f);  // 400 KB: the ring
+            c.allreduce(std::span<float>(v), loco::comm::reduce_op::sum);
+            conformance::expect(v[99999] == static_cast<float>(c.size()), "ring sum");
+            std::this_thread::sleep_for(std::chrono::milliseconds(150));  // heartbeats only
+            loco::wire::buffer out, in;
+            out.put(std::int32_t{round});
+            c.send(next, 3, out.bytes());
+            (void)c.recv(prev, 3, in);
+            conformance::expect(loco::wire::view(in, "p2p").get<std::int32_t>("round") == round,
+                                "message after the ring");
+          }
+        },
+        [](loco::comm::tcp_options& o) {
+          o.busy_poll = std::chrono::microseconds(0);
+          o.heartbeat_interval = loco::comm::duration(10);
+          o.heartbeat_misses = 5;
+          o.timeout = loco::comm::duration(3000);
+        }));
+  }
+}
+
 TEST_CASE("tcp runs blocking collectives after queued non-blocking ones, in issue order",
           "[comm][tcp]") {
   REQUIRE_NOTHROW(tcp_test::run_threads(3, [](loco::comm::tcp& c) {

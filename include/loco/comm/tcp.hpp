@@ -370,9 +370,10 @@ class tcp {
   void await(const completion_ptr& c, int src, const char* what) {
     // A reply often comes within microseconds: read for it on this thread
     // a while before sleeping on the condition variable (a wake-up costs more).
-    engine_->poll(*c, src, engine_->options().busy_poll);
+    const auto deadline = std::chrono::steady_clock::now() + timeout();
+    engine_->poll(*c, src, engine_->options().busy_poll, deadline);
     std::unique_lock lock(c->mutex);
-    if (!c->cv.wait_for(lock, timeout(), [&] { return c->done; })) {
+    if (!c->cv.wait_until(lock, deadline, [&] { return c->done; })) {
       lock.unlock();
       throw peer_lost(src, std::string("no data from rank ") + std::to_string(src) + " within " +
                                std::to_string(timeout().count()) + " ms during " + what);
@@ -476,6 +477,9 @@ class tcp {
     };
     const auto rs_sub = [](int s) { return static_cast<std::uint32_t>(1 + s); };
     const auto ag_sub = [n](int s) { return static_cast<std::uint32_t>(n + s); };
+
+    // Every piece comes from prev: this thread reads them, no other is woken.
+    const detail::tcp::engine::kept_link from_prev(*engine_, prev);
 
     // Reduce-scatter.
     const auto first_send = chunk(me);

@@ -381,6 +381,9 @@ class engine {
     std::atomic<bool> ended{false};
     // Its one-shot epoll interest fired or was withdrawn: the token's releaser re-arms it.
     std::atomic<bool> disarmed{false};
+    // A blocking collective receives from it (engine::keep): whoever holds
+    // the token leaves it disarmed, and the collective's caller reads it.
+    std::atomic<bool> kept{false};
     // Guarded by the engine's mutex.
     std::exception_ptr failure;
     bool goodbye = false;
@@ -590,8 +593,9 @@ class engine {
   // fail_link on whatever reads p: the I/O thread (TLS) or the token's holder.
   void fail_link_from_outside(peer& p, std::exception_ptr failure);
   // poll() with the token: reads p until c is finished, or for `spin`
-  // after the last byte arrived.
-  void read_until(peer& p, completion& c, std::chrono::microseconds spin);
+  // after the last byte arrived (a kept link: until `deadline`).
+  void read_until(peer& p, completion& c, std::chrono::microseconds spin,
+                  clock::time_point deadline);
   // write() for a collective (plain links): while `to` is full, reads `from`.
   io_result write_draining(peer& to, iovec* iov, int count, clock::time_point deadline, peer& from);
   // The token's holder reads p itself: no thread is woken for it until the
@@ -604,8 +608,26 @@ class engine {
  public:
   // A caller about to wait for c, a receive from src: reads src's link on
   // this thread for up to `spin` (plain links; it saves a thread wake-up),
-  // or only watches c (TLS, or while another thread reads).
-  void poll(completion& c, int src, std::chrono::microseconds spin);
+  // or only watches c (TLS, or while another thread reads). A kept link is
+  // read until c is finished or `deadline`: no other thread would read it.
+  void poll(completion& c, int src, std::chrono::microseconds spin, clock::time_point deadline);
+
+  // For a blocking collective's duration, src's frames wake no thread: its
+  // caller reads them whenever it waits for one (poll) or its own write
+  // would block (write_draining). Between ring pieces the reader thread
+  // would otherwise be woken for each piece and hand it over. A no-op for
+  // TLS and for src == rank.
+  class kept_link {
+   public:
+    kept_link(engine& e, int src);
+    ~kept_link();
+    kept_link(const kept_link&) = delete;
+    kept_link& operator=(const kept_link&) = delete;
+
+   private:
+    engine& e_;
+    peer* p_ = nullptr;
+  };
 
  private:
   // Payload storage circulates: frames read ahead of their receive take

@@ -14,6 +14,10 @@
 //   another core costs tens of microseconds, more than a small message.
 // * a collective's writer whose socket is full (engine::write_draining): it
 //   reads the link its next receives come from until there is room.
+// * a ring allreduce's caller, for the whole collective (engine::kept_link):
+//   the link its pieces come from is left disarmed by every releaser, so no
+//   thread is woken for a piece; the caller reads it whenever it waits for
+//   one or its write would block, sleeping in poll() on that socket.
 //
 // A polling or writing holder lets go at once when a thread waits for the
 // token (take_reads_waiting: failing a link, aborting the world).
@@ -122,6 +126,7 @@ inline void engine::release_reads() {
   reading_.store(false);
   std::lock_guard lock(watched_mutex_);
   for (peer* p : watched_) {
+    if (p->kept.load()) continue;  // its collective reads it; ~kept_link re-arms it
     if (p->disarmed.load() && p->disarmed.exchange(false) && !p->ended.load()) arm(*p);
   }
 }
@@ -180,7 +185,7 @@ inline bool engine::pump(peer& p) {
 inline void engine::pump_disarmed(const peer& polled) {
   std::lock_guard lock(watched_mutex_);
   for (peer* q : watched_) {
-    if (q == &polled || !q->disarmed.exchange(false)) continue;
+    if (q == &polled || q->kept.load() || !q->disarmed.exchange(false)) continue;
     pump(*q);
     if (!q->ended.load()) arm(*q);  // its next frame wakes the reader, which tells us again
   }
@@ -230,13 +235,20 @@ inline void engine::fail_link_from_outside(peer& p, std::exception_ptr failure) 
   if (!p.ended.load()) fail_link(p, failure);
 }
 
-inline void engine::poll(completion& c, int src, std::chrono::microseconds spin) {
-  const auto until = clock::now() + spin;
+inline void engine::poll(completion& c, int src, std::chrono::microseconds spin,
+                         clock::time_point deadline) {
   peer* p = tls_ || src < 0 || src == rank_ ? nullptr : slot(src);
-  while (!finished(c) && clock::now() < until) {
-    if (p != nullptr && !p->ended.load() && take_reads()) {
+  const auto spin_end = std::min(deadline, clock::now() + spin);
+  // A kept link has no other reader: read it until c is done (asked each
+  // turn: the collective keeping it may end meanwhile).
+  const auto until = [&] { return p != nullptr && p->kept.load() ? deadline : spin_end; };
+  while (!finished(c) && clock::now() < until()) {
+    if (p != nullptr && p->ended.load()) return;  // c fails, or times out, without us
+    // Not while a thread waits for the token: it would never get it.
+    if (p != nullptr && token_wanted_.load() == 0 && take_reads()) {
       const reads_held held{*this};
-      return read_until(*p, c, spin);
+      read_until(*p, c, spin, until());
+      if (!p->kept.load()) return;
     }
     std::this_thread::yield();  // let whoever reads run if it shares this core
   }
@@ -251,22 +263,31 @@ inline void engine::read_missed(const peer& polled) {
   if (missed_.load(std::memory_order_relaxed) && missed_.exchange(false)) pump_disarmed(polled);
 }
 
-inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds spin) {
+inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds spin,
+                               clock::time_point deadline) {
   read_here(p);
   // While bytes keep coming (a large frame), keep reading: the spin counts
   // from the last byte, not from the start, or every frame longer than
   // the spin would be finished by the reader thread, woken for it. (Not
-  // past the timeout, though a peer kept sending other frames.)
-  const auto last = clock::now() + options_.timeout;
-  auto until = clock::now() + spin;
+  // past the deadline, though a peer kept sending other frames.)
+  auto until = std::min(clock::now() + spin, deadline);
   for (unsigned i = 1;; ++i) {
-    if (pump(p)) until = std::min(clock::now() + spin, last);
+    if (pump(p)) until = std::min(clock::now() + spin, deadline);
     // Other links with bytes waiting (heartbeats, say) are read too, so a
     // caller polling one link after another does not starve the rest.
     read_missed(p);
-    if (p.ended.load(std::memory_order_relaxed) || finished(c) || clock::now() >= until ||
+    if (p.ended.load(std::memory_order_relaxed) || finished(c) ||
         token_wanted_.load(std::memory_order_relaxed) > 0) {
       return;
+    }
+    if (clock::now() >= until) {
+      // A kept link has no thread to wake for it: sleep on its socket here,
+      // 1 ms at a time so that links the reader thread was woken for are
+      // read meanwhile.
+      if (!p.kept.load(std::memory_order_relaxed) || clock::now() >= deadline) return;
+      pollfd ready{p.fd, POLLIN, 0};
+      (void)::poll(&ready, 1, 1);
+      continue;
     }
     // Seldom: a yield switches to any thread runnable on this core, and
     // yielding on every turn tripled the small allreduce's time here. The
@@ -283,18 +304,17 @@ inline void engine::read_until(peer& p, completion& c, std::chrono::microseconds
 inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::time_point deadline,
                                         peer& from) {
   std::optional<reads_held> held;
-  bool yielded = false;  // to a thread that needs the token: not taken again
   auto last_read = clock::now();
   return write_all(to.fd, iov, count, deadline, [&](int fd, clock::time_point until) -> io_result {
-    if (held && token_wanted_.load() > 0) {
-      held.reset();
-      yielded = true;
-    }
-    if (!held && !yielded && !from.ended.load() && take_reads()) {
+    // A thread waiting for the token (failing a link, say) gets it first.
+    if (held && token_wanted_.load() > 0) held.reset();
+    if (!held && token_wanted_.load() == 0 && !from.ended.load() && take_reads()) {
       held.emplace(*this);
       read_here(from);
     }
-    if (!held) return wait_ready(fd, POLLOUT, until);
+    // Without the token, try again in 1 ms: a kept link has nobody else to read it.
+    if (!held)
+      return wait_ready(fd, POLLOUT, std::min(until, clock::now() + std::chrono::milliseconds(1)));
     const auto now = clock::now();
     if (pump(from)) last_read = now;
     read_missed(from);
@@ -308,6 +328,21 @@ inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::
     if (::poll(ready, 2, 1) < 0 && errno != EINTR) return {io_status::failed, errno};
     return {};
   });
+}
+
+inline engine::kept_link::kept_link(engine& e, int src) : e_(e) {
+  if (e.tls_ || src == e.rank_) return;
+  p_ = e.slot(src);
+  if (p_ != nullptr) p_->kept.store(true);
+}
+
+inline engine::kept_link::~kept_link() {
+  if (p_ == nullptr) return;
+  p_->kept.store(false);
+  // Re-armed by whoever lets go of the token next: us, if nobody holds it
+  // (a holder's release scanning before our store is then over, seq_cst).
+  p_->disarmed.store(true);
+  if (e_.take_reads()) e_.release_reads();
 }
 
 inline bool engine::finished(completion& c) {
