@@ -388,32 +388,33 @@ class tcp {
   // own[i] = in[i] op own[i] (in_first) or own[i] op in[i]; `in` is raw bytes.
   template <class T>
   static void combine(T* own, const std::byte* in, std::size_t len, reduce_op op, bool in_first) {
-    constexpr std::size_t block = 1024;
-    T tmp[block];
-    for (std::size_t at = 0; at < len; at += block) {
-      const std::size_t m = std::min(block, len - at);
-      std::memcpy(tmp, in + at * sizeof(T), m * sizeof(T));
-      T* o = own + at;
-      switch (op) {
-        case reduce_op::sum:
-        case reduce_op::average:
-          if (in_first) {
-            for (std::size_t i = 0; i < m; ++i) o[i] = static_cast<T>(tmp[i] + o[i]);
-          } else {
-            for (std::size_t i = 0; i < m; ++i) o[i] = static_cast<T>(o[i] + tmp[i]);
-          }
-          break;
-        case reduce_op::max:
-          for (std::size_t i = 0; i < m; ++i)
-            o[i] = in_first ? std::max(tmp[i], o[i]) : std::max(o[i], tmp[i]);
-          break;
-        case reduce_op::min:
-          for (std::size_t i = 0; i < m; ++i)
-            o[i] = in_first ? std::min(tmp[i], o[i]) : std::min(o[i], tmp[i]);
-          break;
-      }
+    // `in` may be unaligned for T: each entry is loaded through memcpy,
+    // which compiles to plain (vector) loads, not a copy of the whole piece.
+    const auto at = [in](std::size_t i) {
+      T x;
+      std::memcpy(&x, in + i * sizeof(T), sizeof(T));
+      return x;
+    };
+    switch (op) {
+      case reduce_op::sum:
+      case reduce_op::average:
+        if (in_first) {
+          for (std::size_t i = 0; i < len; ++i) own[i] = static_cast<T>(at(i) + own[i]);
+        } else {
+          for (std::size_t i = 0; i < len; ++i) own[i] = static_cast<T>(own[i] + at(i));
+        }
+        break;
+      case reduce_op::max:
+        for (std::size_t i = 0; i < len; ++i)
+          own[i] = in_first ? std::max(at(i), own[i]) : std::max(own[i], at(i));
+        break;
+      case reduce_op::min:
+        for (std::size_t i = 0; i < len; ++i)
+          own[i] = in_first ? std::min(at(i), own[i]) : std::min(own[i], at(i));
+        break;
     }
   }
+
   template <class T>
   static void divide(T* v, std::size_t len, int n) {
     const T count = static_cast<T>(n);
@@ -480,6 +481,16 @@ class tcp {
 
     // Every piece comes from prev: this thread reads them, no other is woken.
     const detail::tcp::engine::kept_link from_prev(*engine_, prev);
+    // The allgather's receive of a piece is posted as soon as this rank is
+    // done with that piece of `data` (sent it, or reduced and forwarded it),
+    // long before its final value can arrive: the frame is then read in
+    // place, where one that arrived first would be copied.
+    if (finals_.size() + 1 < nn) finals_.resize(nn - 1);
+    for (auto& f : finals_) f.clear();
+    const auto expect_final = [&](int s, std::pair<std::size_t, std::size_t> c, std::size_t j) {
+      finals_[static_cast<std::size_t>(s)].push_back(
+          post_raw(prev, seq, ag_sub(s), std::as_writable_bytes(piece_span(c, j))));
+    };
 
     // Reduce-scatter.
     const auto first_send = chunk(me);
@@ -494,6 +505,7 @@ class tcp {
         if (s == 0) {  // keep our own chunk flowing ahead of the reduction
           for (; sent < pieces(first_send) && sent <= j + 1; ++sent) {
             put(next, seq, rs_sub(0), std::as_bytes(piece_span(first_send, sent)), prev);
+            expect_final(0, first_send, sent);
           }
         }
         const auto target = piece_span(rc, j);
@@ -510,23 +522,21 @@ class tcp {
           put(next, seq, ag_sub(0), std::as_bytes(target), prev);
         } else {
           put(next, seq, rs_sub(s + 1), std::as_bytes(target), prev);
+          expect_final(s + 1, rc, j);
         }
       }
       if (s == 0) {
         for (; sent < pieces(first_send); ++sent) {
           put(next, seq, rs_sub(0), std::as_bytes(piece_span(first_send, sent)), prev);
+          expect_final(0, first_send, sent);
         }
       }
     }
     // Allgather.
     for (int s = 0; s + 1 < n; ++s) {
       const auto rc = chunk(me - s);
-      const std::size_t np = pieces(rc);
-      auto& got = receives(np);
-      for (std::size_t j = 0; j < np; ++j) {
-        got[j] = post_raw(prev, seq, ag_sub(s), std::as_writable_bytes(piece_span(rc, j)));
-      }
-      for (std::size_t j = 0; j < np; ++j) {
+      const auto& got = finals_[static_cast<std::size_t>(s)];
+      for (std::size_t j = 0; j < got.size(); ++j) {
         await(got[j], prev, "allreduce");
         if (s + 2 < n) put(next, seq, ag_sub(s + 1), std::as_bytes(piece_span(rc, j)), prev);
       }
@@ -538,15 +548,17 @@ class tcp {
   std::uint32_t seq_ = 0;              // under collective_mutex_
   std::vector<wire::buffer> scratch_;  // one per rank, reused
   std::vector<wire::buffer> pieces_;   // ring pieces, reused
-  // Room for the receives of a collective's next round; those of the last
-  // round were all awaited. Under collective_mutex_, as the two below.
+  // Room for the receives of a collective's next round. Completions are
+  // reclaimed only between collectives (run_collective): a ring's
+  // allgather receives stay posted through its reduce-scatter's rounds.
+  // Under collective_mutex_, as the three below.
   std::vector<completion_ptr>& receives(std::size_t count) {
     got_.clear();
-    completions_.reclaim();
     got_.resize(count);
     return got_;
   }
   std::vector<completion_ptr> got_;
+  std::vector<std::vector<completion_ptr>> finals_;  // a ring's allgather receives, by step
   detail::completion_pool completions_;
   std::unique_ptr<detail::progress_thread> progress_;
   std::unique_ptr<detail::progress_thread> sender_;
