@@ -52,9 +52,15 @@ inline void radix_sort_u32(std::uint32_t* x, std::uint32_t* tmp, std::size_t n, 
 inline std::size_t dedupe_sorted(std::uint32_t* x, std::size_t n) {
   if (n == 0) return 0;
   std::size_t w = 1;
+  // Compared with the last value read, kept in a register: comparing with
+  // x[w - 1] waited each turn for the store just made (a fifth of the
+  // support's time at k = 1e5).
+  std::uint32_t last = x[0];
   for (std::size_t i = 1; i < n; ++i) {
-    x[w] = x[i];
-    w += static_cast<std::size_t>(x[i] != x[w - 1]);
+    const std::uint32_t v = x[i];
+    x[w] = v;
+    w += static_cast<std::size_t>(v != last);
+    last = v;
   }
   return w;
 }
