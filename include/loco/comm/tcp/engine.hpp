@@ -381,7 +381,7 @@ class engine {
     std::atomic<bool> ended{false};
     // Its one-shot epoll interest fired or was withdrawn: the token's releaser re-arms it.
     std::atomic<bool> disarmed{false};
-    // A blocking collective receives from it (engine::keep): whoever holds
+    // A ring allreduce receives from it (engine::kept_link): whoever holds
     // the token leaves it disarmed, and the collective's caller reads it.
     std::atomic<bool> kept{false};
     // Guarded by the engine's mutex.

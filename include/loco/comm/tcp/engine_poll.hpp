@@ -247,7 +247,7 @@ inline void engine::poll(completion& c, int src, std::chrono::microseconds spin,
     // Not while a thread waits for the token: it would never get it.
     if (p != nullptr && token_wanted_.load() == 0 && take_reads()) {
       const reads_held held{*this};
-      read_until(*p, c, spin, until());
+      read_until(*p, c, spin, deadline);
       if (!p->kept.load()) return;
     }
     std::this_thread::yield();  // let whoever reads run if it shares this core
@@ -339,8 +339,9 @@ inline engine::kept_link::kept_link(engine& e, int src) : e_(e) {
 inline engine::kept_link::~kept_link() {
   if (p_ == nullptr) return;
   p_->kept.store(false);
-  // Re-armed by whoever lets go of the token next: us, if nobody holds it
-  // (a holder's release scanning before our store is then over, seq_cst).
+  // Re-armed by whoever lets go of the token next: us if it is free, else
+  // its holder, whose release then comes after these stores (seq_cst, as
+  // in release_reads) and so sees them.
   p_->disarmed.store(true);
   if (e_.take_reads()) e_.release_reads();
 }
