@@ -444,12 +444,17 @@ class tcp {
       }
     }
     if (data.empty()) return;
-    if (me != 0) {
+    // In rank order, x0 op x1 op ...: rank 0 and rank 1 (x0 op data) fold
+    // into data at once; the others first move their own values aside.
+    int q = 1;
+    if (me == 1) {
+      combine(data.data(), scratch_[0].data(), data.size(), op, true);
+      q = 2;
+    } else if (me != 0) {
       scratch_[idx(me)].assign(mine);
       std::memcpy(data.data(), scratch_[0].data(), mine.size());
     }
-    for (int q = 1; q < n; ++q)
-      combine(data.data(), scratch_[idx(q)].data(), data.size(), op, false);
+    for (; q < n; ++q) combine(data.data(), scratch_[idx(q)].data(), data.size(), op, false);
     if (op == reduce_op::average) divide(data.data(), data.size(), n);
   }
 
