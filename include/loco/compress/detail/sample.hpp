@@ -53,8 +53,7 @@ inline std::size_t dedupe_sorted(std::uint32_t* x, std::size_t n) {
   if (n == 0) return 0;
   std::size_t w = 1;
   // Compared with the last value read, kept in a register: comparing with
-  // x[w - 1] waited each turn for the store just made (a fifth of the
-  // support's time at k = 1e5).
+  // x[w - 1] waited each turn for the store just made.
   std::uint32_t last = x[0];
   for (std::size_t i = 1; i < n; ++i) {
     const std::uint32_t v = x[i];
