@@ -40,9 +40,9 @@ TEST_CASE("in_process's blocking allreduce and barrier allocate nothing after th
 // into pooled storage, as many buffers as the deepest such backlog so far
 // (three small frames per peer are ready from the start). Ring pieces are
 // larger than those, and a new deepest backlog of them still turns up now
-// and then (2 ranks at 1e5: one allocation in about one run of 20; 4 ranks:
-// 0-7 in 90 collectives measured), where allocating per collective would
-// be 90 or more: the rings get a bound, the small path none.
+// and then (6 runs: 0-2 allocations in 90 collectives for 2 ranks, 1-3 for
+// 4), where allocating per collective would be 90 or more: the rings get a
+// bound, the small path none.
 TEST_CASE("tcp's blocking collectives allocate nothing after the first calls",
           "[comm][tcp][alloc]") {
   const std::pair<int, std::size_t> worlds[] = {{2, 7}, {2, 100000}, {2, 3000000}, {4, 100000}};
