@@ -106,7 +106,7 @@ for stage in "${stages[@]}"; do
         -DLOCO_BUILD_BENCHMARKS=OFF -DLOCO_BUILD_EXAMPLES=OFF -DLOCO_BUILD_EXPERIMENTS=OFF
       # Only what the concurrency-labelled tests run is built.
       run cmake --build "$build/tsan" -j "$jobs" --target loco_tests_concurrency
-      export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" LOCO_CHAOS_RUNS=1
+      export LOCO_CHAOS_RUNS=1  # TSAN_OPTIONS: each test's, tests/CMakeLists.txt
       ctest_run --test-dir "$build/tsan" --output-on-failure -j "$jobs" -L concurrency -LE slow
       end tsan ;;
     fuzz)

@@ -490,7 +490,7 @@ class tcp {
     // done with that piece of `data` (sent it, or reduced and forwarded it),
     // long before its final value can arrive: the frame is then read in
     // place, where one that arrived first would be copied.
-    if (finals_.size() + 1 < nn) finals_.resize(nn - 1);
+    if (finals_.size() < nn - 1) finals_.resize(nn - 1);
     for (auto& f : finals_) f.clear();
     const auto expect_final = [&](int s, std::pair<std::size_t, std::size_t> c, std::size_t j) {
       finals_[static_cast<std::size_t>(s)].push_back(

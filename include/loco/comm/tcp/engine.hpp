@@ -612,7 +612,7 @@ class engine {
   // read until c is finished or `deadline`: no other thread would read it.
   void poll(completion& c, int src, std::chrono::microseconds spin, clock::time_point deadline);
 
-  // For a blocking collective's duration, src's frames wake no thread: its
+  // For a ring allreduce's duration, src's frames wake no thread: its
   // caller reads them whenever it waits for one (poll) or its own write
   // would block (write_draining). Between ring pieces the reader thread
   // would otherwise be woken for each piece and hand it over. A no-op for

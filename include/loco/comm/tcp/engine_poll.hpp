@@ -237,15 +237,19 @@ inline void engine::fail_link_from_outside(peer& p, std::exception_ptr failure) 
 
 inline void engine::poll(completion& c, int src, std::chrono::microseconds spin,
                          clock::time_point deadline) {
-  peer* p = tls_ || src < 0 || src == rank_ ? nullptr : slot(src);
   const auto spin_end = std::min(deadline, clock::now() + spin);
+  peer* p = tls_ || src < 0 || src == rank_ ? nullptr : slot(src);
+  if (p == nullptr) {  // TLS, or this rank: only watch c
+    while (!finished(c) && clock::now() < spin_end) std::this_thread::yield();
+    return;
+  }
   // A kept link has no other reader: read it until c is done (asked each
-  // turn: the collective keeping it may end meanwhile).
-  const auto until = [&] { return p != nullptr && p->kept.load() ? deadline : spin_end; };
-  while (!finished(c) && clock::now() < until()) {
-    if (p != nullptr && p->ended.load()) return;  // c fails, or times out, without us
+  // turn: the collective keeping it may end meanwhile). An ended link's
+  // receives fail, or time out, without us.
+  const auto until = [&] { return p->kept.load() ? deadline : spin_end; };
+  while (!finished(c) && !p->ended.load() && clock::now() < until()) {
     // Not while a thread waits for the token: it would never get it.
-    if (p != nullptr && token_wanted_.load() == 0 && take_reads()) {
+    if (token_wanted_.load() == 0 && take_reads()) {
       const reads_held held{*this};
       read_until(*p, c, spin, deadline);
       if (!p->kept.load()) return;
