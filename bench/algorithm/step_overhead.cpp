@@ -7,7 +7,8 @@
 // The MLP 784-1270-10 on Fashion-MNIST (1,009,660 parameters), batch 32,
 // threads on comm::in_process, the drivers with the demo's policies:
 // mini-batch SGD (identity, H = 1), local SGD (H = 10), LOSCAR-SGD
-// (random_k_unscaled 10%, delay-corrected merge, H = 10, 2 overlap steps),
+// (random_k_unscaled 10%, delay-corrected merge, H = 10, 2 overlap steps;
+// again with random_k's stratified support),
 // DiLoCo (AdamW inside, Nesterov outside, H = 10) and CD-Adam (top_k 10%).
 // Rank 0's seconds, from its ledger and from a clock around each gradient:
 //   gradient     the objective's gradient calls
@@ -76,9 +77,13 @@ struct row {
   double gradient = 0, update_merge = 0, compression = 0, comm = 0;
 };
 
+// Per gradient step: local_sgd's overlap steps (LOSCAR's) are steps too.
 template <class Result>
 row make_row(const std::string& name, const Result& r, double gradient, std::size_t steps) {
   const auto& t = r.ledger.totals().seconds;  // this rank's own
+  if constexpr (requires { r.stats.overlap_steps; }) {
+    steps = r.stats.local_steps + r.stats.overlap_steps;
+  }
   return {name, steps, gradient, t.compute - gradient, t.compress, t.communicate + t.wait};
 }
 
@@ -133,6 +138,11 @@ int main(int argc, char** argv) {
     measure("loscar_sgd H=10 K=10%",
             loscar_sgd<comm::in_process>(
                 compress::random_k_unscaled(s.fraction, 1), {}, stepsize::constant(0.1),
+                {.schedule = algorithm::schedule::rounds(rounds, s.h), .overlap_steps = {2}}));
+    measure("loscar_sgd H=10 K=10% stratified",
+            loscar_sgd<comm::in_process>(
+                compress::random_k_unscaled(s.fraction, 1, compress::sampling::stratified), {},
+                stepsize::constant(0.1),
                 {.schedule = algorithm::schedule::rounds(rounds, s.h), .overlap_steps = {2}}));
     measure("diloco H=10", diloco_rounds(rounds, s.h));
     measure("cd_adam k=10%",

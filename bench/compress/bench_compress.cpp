@@ -10,6 +10,8 @@
 //   gather@<f>/<d>   the k values at random_k's indices, a new round's each
 //                    time as in its encode: random_k's floor (its encode
 //                    also draws them)
+//   random_k_stratified@<f>, gather_stratified@<f>/<d>   the same with
+//                    sampling::stratified (one index per stratum of d/k)
 // The decorators with memory (error_feedback, ef21) encode a different
 // input each time (4 in turn): on one constant input their residuals would
 // settle and the benchmark would time a degenerate case.
@@ -114,9 +116,9 @@ void bm_nth_element_peer(benchmark::State& st, std::size_t d, double fraction) {
 // turn: gathering one support over and over would find its k lines in
 // cache every time, while each encode reads the lines of a new round.
 // Enough rounds to touch 128 MB of lines (at most 1024).
-void bm_gather(benchmark::State& st, double fraction, std::size_t d) {
+void bm_gather(benchmark::State& st, double fraction, std::size_t d, lc::sampling how) {
   const auto& v = input(d);
-  const lc::random_k c(fraction, 1);
+  const lc::random_k c(fraction, 1, how);
   lc::random_k::state<float> s(c, d, 0);
   const std::size_t k = c.support(s, 0).size();
   const std::size_t rounds = std::clamp<std::size_t>((std::size_t{128} << 20) / (64 * k), 1, 1024);
@@ -289,8 +291,13 @@ void register_all() {
     for (double f : {0.01, 0.001}) {
       add_pair("top_k@" + pct(f), lc::top_k(f), d);
       add_pair("random_k@" + pct(f), lc::random_k(f, 1), d);
-      benchmark::RegisterBenchmark(("gather@" + pct(f) + "/" + n).c_str(),
-                                   [d, f](benchmark::State& st) { bm_gather(st, f, d); });
+      benchmark::RegisterBenchmark(
+          ("gather@" + pct(f) + "/" + n).c_str(),
+          [d, f](benchmark::State& st) { bm_gather(st, f, d, lc::sampling::uniform); });
+      add_pair("random_k_stratified@" + pct(f), lc::random_k(f, 1, lc::sampling::stratified), d);
+      benchmark::RegisterBenchmark(
+          ("gather_stratified@" + pct(f) + "/" + n).c_str(),
+          [d, f](benchmark::State& st) { bm_gather(st, f, d, lc::sampling::stratified); });
       benchmark::RegisterBenchmark(("peer/top_k_nth_element@" + pct(f) + "/" + n).c_str(),
                                    [d, f](benchmark::State& st) { bm_nth_element_peer(st, d, f); });
     }

@@ -21,9 +21,19 @@ struct with {
   using value = T;
 };
 
+// random_k drawing stratified supports: a type of its own here, so that the
+// type lists below run it.
+struct random_k_stratified : lc::random_k {
+  random_k_stratified() : lc::random_k(0.25, 42, lc::sampling::stratified) {}
+};
+
 // One configured instance of each compressor the tests use.
 template <class C>
 C make();
+template <>
+inline random_k_stratified make<random_k_stratified>() {
+  return {};
+}
 template <>
 inline lc::identity make<lc::identity>() {
   return {};
@@ -102,7 +112,8 @@ using all_plain =
                with<lc::random_k_unscaled, double>, with<lc::qsgd, float>, with<lc::qsgd, double>,
                with<lc::scaled_sign, float>, with<lc::scaled_sign, double>,
                with<lc::natural, float>, with<lc::natural, double>, with<lc::fp4, float>,
-               with<lc::fp4, double>, with<lc::top_k_2bit, float>, with<lc::top_k_2bit, double>>;
+               with<lc::fp4, double>, with<lc::top_k_2bit, float>, with<lc::top_k_2bit, double>,
+               with<random_k_stratified, float>, with<random_k_stratified, double>>;
 
 // Plain compressors and decorators: everything that encodes a message.
 using all_compressors = decltype(std::tuple_cat(
@@ -126,7 +137,8 @@ using checks_every_entry = std::tuple<
 // Randomised compressors: the same seed and stream replay the same bytes.
 using randomised =
     std::tuple<with<lc::random_k, float>, with<lc::random_k, double>, with<lc::qsgd, float>,
-               with<lc::qsgd, double>, with<lc::natural, float>, with<lc::natural, double>>;
+               with<lc::qsgd, double>, with<lc::natural, float>, with<lc::natural, double>,
+               with<random_k_stratified, float>>;
 
 // Unbiased: E C(v) = v.
 using unbiased_list =

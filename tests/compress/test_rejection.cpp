@@ -159,13 +159,18 @@ TEST_CASE("top_k_2bit rejects bad indices, a wrong k, non-finite levels and stra
   CHECK(field_of<C, float>(c, bad, d) == "levels");
 }
 
-TEST_CASE("random_k rejects another seed, a wrong k or scaling", "[compress][wire]") {
+TEST_CASE("random_k rejects another seed, a wrong k, scaling or sampling", "[compress][wire]") {
   const auto c = lc::random_k(0.1, 9);
   const std::size_t d = 100;
   const buffer good = encode_one<lc::random_k, float>(c, d);
   CHECK(field_of<lc::random_k, float>(lc::random_k(0.1, 10), good, d) == "seed");
   CHECK(field_of<lc::random_k, float>(lc::random_k(0.2, 9), good, d) == "k");
   CHECK(field_of<lc::random_k_unscaled, float>(lc::random_k_unscaled(0.1, 9), good, d) == "flags");
+  // A stratified support is another support: each side refuses the other's.
+  const auto stratified = lc::random_k(0.1, 9, lc::sampling::stratified);
+  CHECK(field_of<lc::random_k, float>(stratified, good, d) == "flags");
+  CHECK(field_of<lc::random_k, float>(c, encode_one<lc::random_k, float>(stratified, d), d) ==
+        "flags");
   auto bad = good;
   poke<float>(bad, 36, std::numeric_limits<float>::quiet_NaN());
   CHECK(field_of<lc::random_k, float>(c, bad, d) == "values");

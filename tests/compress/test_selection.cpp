@@ -1,4 +1,4 @@
-// top_k against a sort, and random_k's shared support.
+// top_k against a sort, and random_k's shared support, uniform and stratified.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -129,11 +129,12 @@ TEST_CASE("top_k keeps the output buffers of its state (no allocation after the 
 
 TEST_CASE("random_k: every worker derives the same ascending support from (seed, round)",
           "[compress][random_k]") {
+  const auto how = GENERATE(lc::sampling::uniform, lc::sampling::stratified);
   for (std::size_t d : {1u, 10u, 1000u, 100000u}) {
     for (double f : {0.001, 0.1, 0.5, 0.7, 1.0}) {
-      const auto c = lc::random_k(f, 1234);
+      const auto c = lc::random_k(f, 1234, how);
       const std::size_t k = c.k(d);
-      CAPTURE(d, k);
+      CAPTURE(lc::name_of(how), d, k);
       lc::random_k::state<float> w0(c, d, 0), w1(c, d, 1);
       lc::random_k::state<double> w2(c, d, 2);
       for (std::uint64_t round : {0u, 1u, 7u, 1000000u}) {
@@ -153,7 +154,7 @@ TEST_CASE("random_k: every worker derives the same ascending support from (seed,
         const auto r1 = c.support(w0, 1);
         CHECK_FALSE(std::equal(s0.begin(), s0.end(), r1.begin(), r1.end()));
         // Another seed, another support.
-        const auto other = lc::random_k(f, 99);
+        const auto other = lc::random_k(f, 99, how);
         lc::random_k::state<float> w3(other, d, 0);
         const auto r2 = other.support(w3, 0);
         CHECK_FALSE(std::equal(s0.begin(), s0.end(), r2.begin(), r2.end()));
@@ -228,5 +229,72 @@ TEST_CASE("random_k's support is uniform: every index is chosen k/d of the time"
       CAPTURE(f, j, pair[j]);
       CHECK(std::abs(pair[j] - rounds * q) <= 5 * sq);
     }
+  }
+}
+
+TEST_CASE("random_k's stratified support: one index in each stratum, each kept 1/(its size)",
+          "[compress][random_k][stats]") {
+  const std::uint64_t seed = 556;
+  INFO("seed " << seed);
+  // d = 53, k = 10: three strata of 6 entries, then seven of 5.
+  const std::size_t d = 53, rounds = 20000;
+  const auto c = lc::random_k::with_count(10, seed, lc::sampling::stratified);
+  CHECK(c.how() == lc::sampling::stratified);
+  lc::random_k::state<float> s(c, d, 0);
+  std::vector<std::size_t> first(11, 0);  // where each stratum starts
+  for (std::size_t j = 0; j < 10; ++j) first[j + 1] = first[j] + (j < 3 ? 6 : 5);
+  REQUIRE(first[10] == d);
+  std::vector<double> count(d, 0.0);
+  std::size_t outside = 0;
+  for (std::uint64_t r = 0; r < rounds; ++r) {
+    const auto sup = c.support(s, r);
+    REQUIRE(sup.size() == 10);
+    for (std::size_t j = 0; j < 10; ++j) {
+      outside += sup[j] < first[j] || sup[j] >= first[j + 1];
+      count[sup[j]] += 1;
+    }
+  }
+  CHECK(outside == 0);
+  for (std::size_t j = 0; j < 10; ++j) {
+    const double p = 1.0 / static_cast<double>(first[j + 1] - first[j]);
+    const double sd = std::sqrt(rounds * p * (1 - p));
+    for (std::size_t i = first[j]; i < first[j + 1]; ++i) {
+      CAPTURE(j, i, count[i]);
+      CHECK(std::abs(count[i] - rounds * p) <= 5 * sd);
+    }
+  }
+
+  // Scaled by its stratum's size, 1/P(kept): the decoded entry's mean is v.
+  const auto v = normal_vector<float>(d, 3);
+  lc::random_k::state<float> tx(c, d, 1), rx(c, d, 2);
+  std::vector<float> out(d);
+  std::size_t wrong = 0;
+  for (std::uint64_t r = 0; r < 50; ++r) {
+    buffer b;
+    c.encode(std::span<const float>(v), tx, b);
+    c.decode(view(b), rx, std::span<float>(out));
+    const auto sup = c.support(rx, r);
+    for (std::size_t j = 0; j < 10; ++j) {
+      const auto size = static_cast<float>(first[j + 1] - first[j]);
+      wrong += out[sup[j]] != v[sup[j]] * size;
+    }
+  }
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("random_k's stratified support is uniform within one large stratum",
+          "[compress][random_k][stats]") {
+  // k = 1 of d = 10^6: one stratum of 10^6, where the 32-bit multiply-shift
+  // needs its rejection step (2^32 mod 10^6 low products of 2^32 are drawn
+  // again) to be exact; counted in ten bins of 10^5.
+  const std::size_t d = 1000000, rounds = 20000;
+  const auto c = lc::random_k_unscaled::with_count(1, 77, lc::sampling::stratified);
+  lc::random_k_unscaled::state<double> s(c, d, 0);
+  std::vector<double> bins(10, 0.0);
+  for (std::uint64_t r = 0; r < rounds; ++r) bins[c.support(s, r)[0] / 100000] += 1;
+  const double p = 0.1, sd = std::sqrt(rounds * p * (1 - p));
+  for (std::size_t b = 0; b < 10; ++b) {
+    CAPTURE(b, bins[b]);
+    CHECK(std::abs(bins[b] - rounds * p) <= 5 * sd);
   }
 }

@@ -1,10 +1,15 @@
 #pragma once
-// random_k: keeps k uniformly chosen entries. The support of round r is a
-// uniform k-subset derived from (seed, r) alone, the same on every worker,
-// so only the k values travel (shared_support). Encoding is O(k).
-//   random_k           scaled by d/k: unbiased, U(d/k - 1)
+// random_k: keeps k randomly chosen entries. The support of round r is
+// derived from (seed, r) alone, the same on every worker, so only the k
+// values travel (shared_support). Encoding is O(k).
+//   random_k           scaled by 1/P(j kept) (d/k): unbiased, U(d/k - 1)
 //   random_k_unscaled  not scaled: contractive, B(k/d)
 // (The scaling is part of the type because the traits are compile-time.)
+// The support is a uniform k-subset, or with sampling::stratified one
+// uniform index in each of k strata of consecutive indices: each index is
+// kept with probability 1/(its stratum's size), k/d when k divides d, and
+// the support costs k draws instead of a sort (the variance bounds become
+// ceil(d/k) - 1 and 1 - 1/ceil(d/k)).
 // docs/compressors.md#random_k
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +18,7 @@
 #include <loco/compress/detail/sample.hpp>
 #include <loco/error.hpp>
 #include <loco/random/stream.hpp>
+#include <loco/tensor/dispatch.hpp>
 #include <loco/tensor/finite.hpp>
 #include <loco/wire/buffer.hpp>
 #include <loco/wire/payload.hpp>
@@ -23,6 +29,16 @@
 
 namespace loco::compress {
 
+// How random_k draws a round's support.
+enum class sampling : std::uint8_t {
+  uniform,     // a uniform k-subset of [0, d): random-k as the literature defines it
+  stratified,  // one uniform index in each of k strata of about d/k consecutive indices
+};
+
+inline const char* name_of(sampling s) noexcept {
+  return s == sampling::uniform ? "uniform" : "stratified";
+}
+
 template <bool Scaled>
 class basic_random_k {
  public:
@@ -32,17 +48,20 @@ class basic_random_k {
   static constexpr bool scaled = Scaled;
   static constexpr const char* name = Scaled ? "random_k" : "random_k_unscaled";
   static constexpr std::uint8_t scaled_flag = 1;
+  static constexpr std::uint8_t stratified_flag = 2;
 
   // k = round(fraction * d), at least 1; fraction in (0, 1].
-  explicit basic_random_k(double fraction, std::uint64_t seed = 0)
-      : rule_(detail::k_rule::fraction(name, fraction)), seed_(seed) {}
+  explicit basic_random_k(double fraction, std::uint64_t seed = 0, sampling how = sampling::uniform)
+      : rule_(detail::k_rule::fraction(name, fraction)), seed_(seed), sampling_(checked(how)) {}
   // Exactly k entries; k >= 1, and k <= d is checked when a state is built.
-  static basic_random_k with_count(std::size_t k, std::uint64_t seed = 0) {
-    return basic_random_k(detail::k_rule::count(name, k), seed);
+  static basic_random_k with_count(std::size_t k, std::uint64_t seed = 0,
+                                   sampling how = sampling::uniform) {
+    return basic_random_k(detail::k_rule::count(name, k), seed, checked(how));
   }
 
   std::size_t k(std::size_t d) const { return rule_.k(name, d); }
   std::uint64_t seed() const noexcept { return seed_; }
+  sampling how() const noexcept { return sampling_; }
 
   // The state's round counter says which support the next encode uses; each
   // encode uses it, then advances it. Receivers read the round from the message.
@@ -78,18 +97,26 @@ class basic_random_k {
     std::uint64_t round_ = 0;
     std::vector<std::uint32_t> support_;
     std::uint64_t cached_round_ = 0;
+    sampling cached_sampling_ = sampling::uniform;
     bool cached_ = false;
     detail::sample_scratch scratch_;
   };
 
   // The ascending k indices of round r: the same on every worker with the
-  // same seed. Computed into the state (O(k) expected) and cached for r.
+  // same seed and sampling. Computed into the state (O(k) expected) and
+  // cached for r.
   template <class T>
   std::span<const std::uint32_t> support(state<T>& s, std::uint64_t round) const {
-    if (!s.cached_ || s.cached_round_ != round) {
+    if (!s.cached_ || s.cached_round_ != round || s.cached_sampling_ != sampling_) {
       random::stream rng(seed_, random::hash(0x72616e646b5f6b00ULL, round));
-      detail::uniform_subset(rng, s.d_, s.k_, s.support_.data(), s.scratch_);
+      if (sampling_ == sampling::stratified) {
+        // Integer arithmetic: every path draws the same support.
+        tensor::vectorized([&] { detail::stratified_subset(rng, s.d_, s.k_, s.support_.data()); });
+      } else {
+        detail::uniform_subset(rng, s.d_, s.k_, s.support_.data(), s.scratch_);
+      }
       s.cached_round_ = round;
+      s.cached_sampling_ = sampling_;
       s.cached_ = true;
     }
     return {s.support_.data(), s.k_};
@@ -107,15 +134,13 @@ class basic_random_k {
     const std::size_t start = out.size();
     const std::size_t total = wire_bytes<T>(s.d_);
     out.reserve(start + total);
-    wire::write_header(
-        out, {wire::payload_kind::random_k, wire::value_type_of<T>(),
-              Scaled ? scaled_flag : std::uint8_t{0}, static_cast<std::uint32_t>(s.d_), total});
+    wire::write_header(out, {wire::payload_kind::random_k, wire::value_type_of<T>(), flags(),
+                             static_cast<std::uint32_t>(s.d_), total});
     out.put<std::uint32_t>(static_cast<std::uint32_t>(k));
     out.put<std::uint64_t>(seed_);
     out.put<std::uint64_t>(round);
     std::byte* body = out.grow(k * sizeof(T)).data();
-    const T scale =
-        Scaled ? static_cast<T>(static_cast<double>(s.d_) / static_cast<double>(k)) : T(1);
+    const scales<T> scale(s.d_, k, sampling_);
     const T* p = v.data();
     bool bad = false;
     constexpr std::size_t ahead = 32;  // the support is sparse: fetch lines ahead of use
@@ -123,7 +148,7 @@ class basic_random_k {
       if (i + ahead < k) __builtin_prefetch(p + idx[i + ahead]);
       // Checking the scaled value also catches a finite entry that d/k
       // scales past T's range (the receiver would reject an Inf).
-      const T y = p[idx[i]] * scale;
+      const T y = p[idx[i]] * scale(i);
       bad |= !tensor::is_finite(y);
       wire::store_le(body + sizeof(T) * i, y);
     }
@@ -133,7 +158,7 @@ class basic_random_k {
         if (!tensor::is_finite(p[idx[i]])) detail::throw_non_finite(name, idx[i]);
       }
       for (std::size_t i = 0; i < k; ++i) {
-        if (!tensor::is_finite(p[idx[i]] * scale)) {
+        if (!tensor::is_finite(p[idx[i]] * scale(i))) {
           throw non_finite_error("compress::" + std::string(name) + " input * d/k (overflow)",
                                  idx[i]);
         }
@@ -157,11 +182,16 @@ class basic_random_k {
   template <class T, class Put>
   void decode_sparse(wire::view& in, state<T>& s, Put&& put) const {
     const std::size_t d = s.d_;
-    const auto h = wire::read_header(
-        in, {wire::payload_kind::random_k, wire::value_type_of<T>(), d, scaled_flag});
+    const auto h = wire::read_header(in, {wire::payload_kind::random_k, wire::value_type_of<T>(), d,
+                                          scaled_flag | stratified_flag});
     if ((h.flags & scaled_flag) != (Scaled ? scaled_flag : 0)) {
       in.fail("flags", std::string("the message is ") + (Scaled ? "unscaled" : "scaled") +
                            ", the receiver is " + name);
+    }
+    if ((h.flags & stratified_flag) != (flags() & stratified_flag)) {
+      const auto sent = (h.flags & stratified_flag) ? sampling::stratified : sampling::uniform;
+      in.fail("flags", std::string("the message's support is ") + name_of(sent) +
+                           ", the receiver samples " + name_of(sampling_));
     }
     const std::uint32_t k = in.get<std::uint32_t>("k");
     detail::check_message_k(in, k, s.k_, d);
@@ -196,9 +226,47 @@ class basic_random_k {
   }
 
  private:
-  basic_random_k(detail::k_rule r, std::uint64_t seed) : rule_(r), seed_(seed) {}
+  basic_random_k(detail::k_rule r, std::uint64_t seed, sampling how)
+      : rule_(r), seed_(seed), sampling_(how) {}
+  static sampling checked(sampling how) {
+    if (how != sampling::uniform && how != sampling::stratified) {
+      throw config_error("compress::" + std::string(name) + ": sampling " +
+                         std::to_string(static_cast<int>(how)) +
+                         " is neither uniform nor stratified");
+    }
+    return how;
+  }
+  std::uint8_t flags() const noexcept {
+    return static_cast<std::uint8_t>((Scaled ? scaled_flag : 0) |
+                                     (sampling_ == sampling::stratified ? stratified_flag : 0));
+  }
+
+  // Entry i's scale, 1/P(kept): d/k for a uniform support, the size of
+  // stratum i for a stratified one (1 unscaled).
+  template <class T>
+  class scales {
+   public:
+    scales(std::size_t d, std::size_t k, sampling how)
+        : strata_(d, k),
+          stratified_(how == sampling::stratified),
+          uniform_(static_cast<T>(static_cast<double>(d) / static_cast<double>(k))) {}
+    T operator()(std::size_t i) const noexcept {
+      if constexpr (!Scaled) {
+        return T(1);
+      } else {
+        return stratified_ ? static_cast<T>(strata_.size(i)) : uniform_;
+      }
+    }
+
+   private:
+    detail::strata strata_;
+    bool stratified_;
+    T uniform_;
+  };
+
   detail::k_rule rule_;
   std::uint64_t seed_;
+  sampling sampling_;
 };
 
 using random_k = basic_random_k<true>;

@@ -9,10 +9,14 @@
 // missing ones, sort and merge them in, until m are distinct. For m <= d/2
 // the expected number of repeats is at most m/4 and shrinks geometrically.
 // For k > d/2 the complement (d - k excluded indices) is drawn instead.
+//
+// stratified_subset draws one index in each of k strata instead: ascending by
+// construction, with no sort and no repeats.
 #include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <loco/compress/detail/common.hpp>
 #include <loco/random/stream.hpp>
 #include <vector>
 
@@ -124,6 +128,70 @@ inline void uniform_subset(random::stream& rng, std::size_t d, std::size_t k, st
     } else {
       out[w++] = static_cast<std::uint32_t>(i);
     }
+  }
+}
+
+// [0, d) cut into k strata of consecutive indices: the first d mod k of
+// size floor(d/k) + 1, the others of floor(d/k), so stratum j starts at
+// j floor(d/k) + min(j, d mod k) (no division per index).
+struct strata {
+  std::size_t base, longer;  // floor(d/k); how many strata have base + 1
+  strata(std::size_t d, std::size_t k) : base(d / k), longer(d % k) {}
+  std::size_t size(std::size_t j) const noexcept { return base + (j < longer ? 1 : 0); }
+};
+
+// One uniform index in each stratum, into out[0..k), ascending. The offsets
+// come from the 16-lane generator, 32 bits each, as Lemire's
+// multiply-shift: offset = (u * size) >> 32, exact because the rare u whose
+// low product half falls under 2^32 mod size (probability < size / 2^32)
+// is drawn again, from the scalar stream. Entry j always takes lane j mod
+// 16, so every build derives the same support.
+inline void stratified_subset(random::stream& rng, std::size_t d, std::size_t k,
+                              std::uint32_t* out) {
+  // Vector types for locals only (their alignment follows the target).
+  using u32x8 = std::uint32_t __attribute__((vector_size(32)));
+  using u64x8 = std::uint64_t __attribute__((vector_size(64)));
+  constexpr std::size_t w = lane_rng::lanes;
+  static_assert(w == 16, "two halves of 8 lanes");
+  const strata s(d, k);
+  lane_rng lanes(rng);
+  const auto base = static_cast<std::uint32_t>(s.base);
+  const auto longer = static_cast<std::uint32_t>(s.longer);
+  constexpr u32x8 iota = {0, 1, 2, 3, 4, 5, 6, 7};
+  for (std::size_t j0 = 0; j0 < k; j0 += w) {
+    std::uint32_t u[w], offset[w], low[w];
+    lanes.next(u);
+    u32x8 close = {};  // lanes that may need a new draw
+    for (std::size_t h = 0; h < w; h += 8) {
+      u32x8 uh;
+      std::memcpy(&uh, u + h, sizeof(uh));
+      const u32x8 j = static_cast<std::uint32_t>(j0 + h) + iota;
+      const u32x8 size = base - static_cast<u32x8>(j < longer);  // true is all ones
+      const u64x8 m = __builtin_convertvector(uh, u64x8) * __builtin_convertvector(size, u64x8);
+      const u32x8 high = __builtin_convertvector(m >> 32, u32x8);
+      const u32x8 lo = __builtin_convertvector(m, u32x8);
+      close |= static_cast<u32x8>(lo < size);
+      const u32x8 index = j * base + (j < longer ? j : longer) + high;
+      std::memcpy(offset + h, &high, sizeof(high));
+      std::memcpy(low + h, &lo, sizeof(lo));
+      std::memcpy(u + h, &index, sizeof(index));  // u now holds the indices
+    }
+    const std::size_t n = std::min(w, k - j0);
+    std::uint32_t any = 0;
+    for (std::size_t l = 0; l < 8; ++l) any |= close[l];
+    if (any != 0) {
+      for (std::size_t l = 0; l < n; ++l) {
+        const auto size = static_cast<std::uint32_t>(s.size(j0 + l));
+        const std::uint32_t threshold = (0u - size) % size;
+        while (low[l] < threshold) {
+          const std::uint64_t m = (rng() >> 32) * size;
+          u[l] += static_cast<std::uint32_t>(m >> 32) - offset[l];
+          offset[l] = static_cast<std::uint32_t>(m >> 32);
+          low[l] = static_cast<std::uint32_t>(m);
+        }
+      }
+    }
+    std::memcpy(out + j0, u, n * sizeof(std::uint32_t));
   }
 }
 
