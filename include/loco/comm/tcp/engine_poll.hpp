@@ -316,9 +316,15 @@ inline io_result engine::write_draining(peer& to, iovec* iov, int count, clock::
       held.emplace(*this);
       read_here(from);
     }
-    // Without the token, try again in 1 ms: a kept link has nobody else to read it.
-    if (!held)
-      return wait_ready(fd, POLLOUT, std::min(until, clock::now() + std::chrono::milliseconds(1)));
+    // Without the token, try again in 1 ms: a kept link has nobody else to
+    // read it. A slice that ends with the socket still full is not the
+    // deadline (a shaped link stays full for many of them).
+    if (!held) {
+      const auto slice = std::min(until, clock::now() + std::chrono::milliseconds(1));
+      auto r = wait_ready(fd, POLLOUT, slice);
+      if (r.status == io_status::timeout && slice < until) return {};
+      return r;
+    }
     const auto now = clock::now();
     if (pump(from)) last_read = now;
     read_missed(from);
