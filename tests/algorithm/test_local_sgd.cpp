@@ -197,6 +197,44 @@ TEST_CASE("LOSCAR: sparse delay-corrected averaging with heterogeneous N_i and o
   }
 }
 
+// Merge rules that read the model: one keeps it, one moves half way to the
+// average (x = (z + m) / 2).
+struct keep_own {
+  template <class T>
+  void apply(const loco::merge::inputs<T>&, std::span<T>) const {}
+};
+struct half_way {
+  template <class T>
+  void apply(const loco::merge::inputs<T>& in, std::span<T> x) const {
+    for (std::size_t j = 0; j < x.size(); ++j) x[j] = (x[j] + in.average[j]) / 2;
+  }
+};
+
+TEST_CASE("a rule that reads the model sees it, not the average, when the driver averages in place",
+          "[local_sgd]") {
+  // Lossless, no step in flight: merge::average is averaged in the model
+  // itself; half_way (reads_model by default) must still get z in x.
+  STATIC_REQUIRE_FALSE(loco::merge::reads_model<loco::merge::average>());
+  STATIC_REQUIRE(loco::merge::reads_model<half_way>());
+  loco::algorithm::local_sgd_options opt;
+  opt.schedule = loco::algorithm::schedule::rounds(1, 3);
+  opt.local_steps = {1, 2, 3};  // different models before the merge
+  const auto z = run(exact{}, keep_own{}, loco::stepsize::constant(0.1), opt);
+  const auto averaged = run(exact{}, loco::merge::average{}, loco::stepsize::constant(0.1), opt);
+  const auto half = run(exact{}, half_way{}, loco::stepsize::constant(0.1), opt);
+  vec m(dim, 0.0);
+  for (const auto& r : z) {
+    for (std::size_t j = 0; j < dim; ++j) m[j] += r.local[j] / workers;
+  }
+  REQUIRE(z[0].local != z[2].local);
+  for (std::size_t i = 0; i < static_cast<std::size_t>(workers); ++i) {
+    vec want(dim);
+    for (std::size_t j = 0; j < dim; ++j) want[j] = (z[i].local[j] + m[j]) / 2;
+    require_close(half[i].local, want);
+    require_close(averaged[i].local, m);
+  }
+}
+
 TEST_CASE("with Q = 0 delay_corrected equals overwrite", "[local_sgd][loscar]") {
   loco::algorithm::local_sgd_options opt;
   opt.schedule = loco::algorithm::schedule::rounds(4, 2);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <loco/merge/average.hpp>
 #include <loco/merge/delay_corrected.hpp>
+#include <loco/merge/outer.hpp>
 #include <loco/stepsize/constant.hpp>
 #include <loco/stepsize/polynomial.hpp>
 #include <loco/stepsize/warmup.hpp>
@@ -75,6 +76,30 @@ TEST_CASE("with no overlap (z == y) delay_corrected equals overwrite", "[merge]"
   loco::merge::average{}.apply(in, std::span<float>(b));
   CHECK(a == b);
   CHECK(a == m);
+}
+
+TEST_CASE("rules that read only the average take it in x's own memory", "[merge]") {
+  STATIC_REQUIRE_FALSE(loco::merge::reads_model<loco::merge::average>());
+  STATIC_REQUIRE_FALSE(loco::merge::reads_model<loco::merge::overwrite>());
+  STATIC_REQUIRE_FALSE(loco::merge::reads_model<loco::merge::outer_nesterov>());
+  STATIC_REQUIRE_FALSE(loco::merge::reads_model<loco::merge::outer_sgd>());
+  STATIC_REQUIRE(loco::merge::reads_model<loco::merge::delay_corrected>());
+  // Averaged in place: x holds m, y is x too (no step in flight).
+  const std::vector<float> x0 = {1, 2, 3, 4}, m = {3, -1, 0.5f, 8};
+  auto x = m;
+  loco::merge::average{}.apply(loco::merge::inputs<float>{x, x, {}}, std::span<float>(x));
+  CHECK(x == m);
+  const loco::merge::outer_nesterov rule(0.7, 0.9);
+  loco::merge::outer_nesterov::state<float> apart(rule, std::span<const float>(x0)),
+      aliased(rule, std::span<const float>(x0));
+  auto y = x0;
+  for (int round = 0; round < 3; ++round) {
+    auto separate = x0;
+    rule.apply(apart, loco::merge::inputs<float>{y, m, {}}, std::span<float>(separate));
+    x = m;
+    rule.apply(aliased, loco::merge::inputs<float>{x, x, {}}, std::span<float>(x));
+    CHECK(x == separate);
+  }
 }
 
 TEST_CASE("merge rules reject mismatched sizes", "[merge]") {

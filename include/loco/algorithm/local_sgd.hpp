@@ -13,7 +13,8 @@
 // coordinates of fragment r mod P; with mixing alpha the merged values are
 // alpha z + (1 - alpha) merge(...).
 // What travels depends on the compressor:
-//   lossless (identity fp32)  the dense snapshot, averaged by iallreduce
+//   lossless (identity fp32)  the dense snapshot, averaged by iallreduce (in
+//                             the model itself when nothing else reads it)
 //   shared support (random_k) the K snapshot values on the round's support,
 //                             averaged by iallreduce; indices are never sent
 //   any other compressor      C(y - ref), where ref is the last aggregate
@@ -206,7 +207,8 @@ struct local_sgd_state {
 
 // How a round's snapshot y travels and comes back as the aggregate, chosen
 // from the compressor's traits (the driver never asks which compressor):
-//   lossless        y, averaged by iallreduce
+//   lossless        y, averaged by iallreduce (in place in the model when
+//                   nothing reads the model before the merge)
 //   shared support  y on the round's support, averaged by iallreduce
 //   linear          C(y - reference) in payloads averaged by allreduce
 //                   (powersgd: P, then Q); reference += the approximation
@@ -228,15 +230,24 @@ class local_sgd_exchange {
   using state = State;
 
   // `parts`: the fragments' coordinates (empty: one fragment, the model).
+  // `in_place`: the model may be averaged where it is, because no step is
+  // taken while the aggregate is in flight and the merge rule reads only the
+  // average (merge::reads_model); done for a lossless exchange of the whole
+  // model, which then copies nothing.
   local_sgd_exchange(Compressor& c, std::size_t d, int n, int me,
-                     std::vector<std::vector<std::uint32_t>> parts)
-      : compressor_(c), d_(d), n_(n), me_(me), parts_(std::move(parts)) {
+                     std::vector<std::vector<std::uint32_t>> parts, bool in_place)
+      : compressor_(c),
+        d_(d),
+        n_(n),
+        me_(me),
+        parts_(std::move(parts)),
+        in_place_(lossless && in_place && parts_.empty()) {
     std::size_t largest = d;
     if (!parts_.empty()) {
       largest = 0;
       for (const auto& p : parts_) largest = std::max(largest, p.size());
     }
-    aggregate_.resize(largest);
+    if (!in_place_) aggregate_.resize(largest);
     if constexpr (shared) mapped_.reserve(largest);
     if constexpr (general) sources_ = rank_sources("local_sgd message", n);
     if constexpr (keeps_reference) {
@@ -266,9 +277,12 @@ class local_sgd_exchange {
     const auto at = coordinates(p);
     const std::size_t m = size_of(p);
     if constexpr (lossless) {
-      gather(y, at, aggregate_.data(), m);
       count_reduced(ledger, m * sizeof(T), m, n);
-      return f.comm().iallreduce(std::span<T>(aggregate_.data(), m), comm::reduce_op::average);
+      const std::span<T> values =
+          in_place_ ? std::span<T>(s.x) : std::span<T>(aggregate_.data(), m);
+      if (!in_place_) gather(y, at, values.data(), m);
+      reduced_ = values;
+      return f.comm().iallreduce(values, comm::reduce_op::average);
     } else if constexpr (shared) {
       support_ = compressor_.support(s.own[p], r);
       if (!at.empty()) {  // the support is drawn in fragment coordinates
@@ -342,6 +356,7 @@ class local_sgd_exchange {
   // round's coordinates (the support, or the fragment).
   merge::inputs<T> merge_inputs(std::span<const T> y) const {
     if constexpr (shared) return {y, values_, support_};
+    if constexpr (lossless) return {y, reduced_, coordinates(p_)};
     return {y, std::span<const T>(aggregate_.data(), size_of(p_)), coordinates(p_)};
   }
   // After the merge: an outer optimizer's new global model becomes the
@@ -416,7 +431,9 @@ class local_sgd_exchange {
   int n_, me_;
   std::vector<std::vector<std::uint32_t>> parts_;
   std::size_t p_ = 0;  // the fragment in flight
+  bool in_place_;
   std::vector<T> aggregate_;
+  std::span<const T> reduced_;  // lossless: the average (in aggregate_, or the model itself)
   std::span<const std::uint32_t> support_;
   std::vector<std::uint32_t> mapped_;  // a fragment's support in model coordinates
   std::vector<T> values_;              // the snapshot's values on the support, then their average
@@ -576,9 +593,15 @@ class local_sgd {
             " values)");
       }
     }();
-    exchange<T> aggregation(compressor_, d, n, me, std::move(parts));
     const bool mixing = opt_.mixing != 0.0;
-    std::vector<T> y(d), g(d);
+    // The snapshot y needs a copy of its own only if steps follow it before
+    // the merge; otherwise x still holds it then, and the merge rule reads
+    // it there (merge/inputs.hpp: y may share x's memory). Nor does the
+    // model need a copy to be averaged if nothing else reads it meanwhile.
+    const bool steps_in_flight = opt_.overlap_until_arrival || overlap_steps_of(me) > 0;
+    const bool in_place = !steps_in_flight && !mixing && !merge::reads_model<MergeRule>();
+    exchange<T> aggregation(compressor_, d, n, me, std::move(parts), in_place);
+    std::vector<T> y(steps_in_flight ? d : 0), g(d);
     algorithm::detail::frame<Comm, algorithm::round_info<T>, Callbacks...> f(
         comm, ledger, identity<T>(d, n, me), callbacks...);
     const auto& lengths = opt_.schedule.round_lengths();
@@ -608,11 +631,11 @@ class local_sgd {
       const std::size_t local = local_steps_of(me, n, lengths[r]);
       for (std::size_t i = 0; i < local; ++i) step();
       s.stats.local_steps += local;
-      y = s.x;  // the snapshot
+      if (steps_in_flight) y = s.x;
+      const std::span<const T> snapshot = steps_in_flight ? std::span<const T>(y) : s.x;
       f.lap(observe::phase::compute);
 
-      auto request =
-          aggregation.start(f, s, std::span<const T>(y), r, aggregation.fragment_of(r), ledger);
+      auto request = aggregation.start(f, s, snapshot, r, aggregation.fragment_of(r), ledger);
       f.lap(observe::phase::communicate);
 
       // Overlap: keep stepping while the aggregate is in flight.
@@ -630,8 +653,7 @@ class local_sgd {
       f.lap(observe::phase::wait);
       aggregation.finish(f, s, ledger);
       if (mixing) aggregation.keep_own(s.x);
-      merge::apply_rule(merge_, s.merged, aggregation.merge_inputs(std::span<const T>(y)),
-                        std::span<T>(s.x));
+      merge::apply_rule(merge_, s.merged, aggregation.merge_inputs(snapshot), std::span<T>(s.x));
       aggregation.rebase(s);
       if (mixing) aggregation.mix(std::span<T>(s.x), static_cast<T>(opt_.mixing));
 

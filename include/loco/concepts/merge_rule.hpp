@@ -3,6 +3,8 @@
 //
 //   rule.apply(const merge::inputs<T>&, std::span<T> x) const
 // x holds the worker's current model z on entry and the merged model on exit.
+// Optional: static constexpr bool reads_model = false, for a rule whose
+// result depends only on the average (merge/inputs.hpp says what it allows).
 // A rule with state (an outer optimizer that keeps the last global model)
 // instead has
 //   typename M::template state<T>, built as state<T>(rule, x0), with

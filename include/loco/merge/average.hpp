@@ -11,9 +11,11 @@ namespace loco::merge {
 class average {
  public:
   static constexpr const char* name = "average";
+  static constexpr bool reads_model = false;
   template <class T>
   void apply(const inputs<T>& in, std::span<T> x) const {
     detail::check_shapes("merge::average", in, x.size());
+    if (in.average.data() == x.data()) return;  // averaged in place: x is the average
     if (in.dense()) {
       for (std::size_t j = 0; j < in.average.size(); ++j) x[j] = in.average[j];
     } else {

@@ -33,7 +33,7 @@ void outer_step(const char* rule, std::vector<T>& global, const inputs<T>& in, s
     throw config_error(std::string(rule) + ": state for " + std::to_string(global.size()) +
                        " values, model has " + std::to_string(x.size()));
   }
-  const auto one = [&](std::size_t j, T average) {
+  const auto one = [&](std::size_t j, T average) {  // average may be x[j] itself
     step(j, global[j] - average);
     x[j] = global[j];
   };
@@ -54,6 +54,7 @@ inline void check_lr(const char* rule, double lr) {
 class outer_sgd {
  public:
   static constexpr const char* name = "outer_sgd";
+  static constexpr bool reads_model = false;  // x becomes the global model
   explicit outer_sgd(double lr = 1.0) : lr_(lr) { detail::check_lr("merge::outer_sgd", lr); }
   double lr() const noexcept { return lr_; }
 
@@ -79,6 +80,7 @@ class outer_sgd {
 class outer_nesterov {
  public:
   static constexpr const char* name = "outer_nesterov";
+  static constexpr bool reads_model = false;
   explicit outer_nesterov(double lr = 0.7, double momentum = 0.9) : lr_(lr), mu_(momentum) {
     detail::check_lr("merge::outer_nesterov", lr);
     if (!(momentum >= 0.0 && momentum < 1.0)) {
