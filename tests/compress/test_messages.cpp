@@ -383,6 +383,8 @@ TEST_CASE("settings are validated when built", "[compress][config]") {
   CHECK_THROWS_AS(lc::top_k(1.5), loco::config_error);
   CHECK_THROWS_AS(lc::top_k::with_count(0), loco::config_error);
   CHECK_THROWS_AS(lc::random_k(-0.1), loco::config_error);
+  CHECK_THROWS_WITH(lc::random_k(0.1, 1, static_cast<lc::sampling>(7)),
+                    Catch::Contains("sampling 7 is neither uniform nor stratified"));
   CHECK_THROWS_AS(lc::qsgd(0), loco::config_error);
   CHECK_THROWS_AS(lc::qsgd(40000), loco::config_error);
   CHECK_THROWS_AS((lc::warmup<lc::top_k>(lc::top_k(0.1), 0)), loco::config_error);
