@@ -284,14 +284,24 @@ TEST_CASE("random_k's stratified support: one index in each stratum, each kept 1
 
 TEST_CASE("random_k's stratified support is uniform within one large stratum",
           "[compress][random_k][stats]") {
-  // k = 1 of d = 10^6: one stratum of 10^6, where the 32-bit multiply-shift
-  // needs its rejection step (2^32 mod 10^6 low products of 2^32 are drawn
-  // again) to be exact; counted in ten bins of 10^5.
-  const std::size_t d = 1000000, rounds = 20000;
+  // k = 1 of d = 3 * 2^30: one stratum where a quarter of the 32-bit draws
+  // fall in the multiply-shift's biased range (2^32 mod d) and are drawn
+  // again, so the redraw path runs in about a quarter of the rounds.
+  // Counted in ten bins of d / 10.
+  const std::size_t d = std::size_t{3} << 30, rounds = 20000;
   const auto c = lc::random_k_unscaled::with_count(1, 77, lc::sampling::stratified);
   lc::random_k_unscaled::state<double> s(c, d, 0);
   std::vector<double> bins(10, 0.0);
-  for (std::uint64_t r = 0; r < rounds; ++r) bins[c.support(s, r)[0] / 100000] += 1;
+  std::size_t outside = 0;
+  for (std::uint64_t r = 0; r < rounds; ++r) {
+    const std::size_t j = c.support(s, r)[0];
+    if (j >= d) {
+      ++outside;
+      continue;
+    }
+    bins[j / (d / 10)] += 1;
+  }
+  CHECK(outside == 0);
   const double p = 0.1, sd = std::sqrt(rounds * p * (1 - p));
   for (std::size_t b = 0; b < 10; ++b) {
     CAPTURE(b, bins[b]);

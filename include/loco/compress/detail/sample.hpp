@@ -138,6 +138,7 @@ struct strata {
   std::size_t base, longer;  // floor(d/k); how many strata have base + 1
   strata(std::size_t d, std::size_t k) : base(d / k), longer(d % k) {}
   std::size_t size(std::size_t j) const noexcept { return base + (j < longer ? 1 : 0); }
+  std::size_t start(std::size_t j) const noexcept { return j * base + std::min(j, longer); }
 };
 
 // One uniform index in each stratum, into out[0..k), ascending. The offsets
@@ -159,7 +160,7 @@ inline void stratified_subset(random::stream& rng, std::size_t d, std::size_t k,
   const auto longer = static_cast<std::uint32_t>(s.longer);
   constexpr u32x8 iota = {0, 1, 2, 3, 4, 5, 6, 7};
   for (std::size_t j0 = 0; j0 < k; j0 += w) {
-    std::uint32_t u[w], offset[w], low[w];
+    std::uint32_t u[w], low[w];
     lanes.next(u);
     u32x8 close = {};  // lanes that may need a new draw
     for (std::size_t h = 0; h < w; h += 8) {
@@ -171,8 +172,7 @@ inline void stratified_subset(random::stream& rng, std::size_t d, std::size_t k,
       const u32x8 high = __builtin_convertvector(m >> 32, u32x8);
       const u32x8 lo = __builtin_convertvector(m, u32x8);
       close |= static_cast<u32x8>(lo < size);
-      const u32x8 index = j * base + (j < longer ? j : longer) + high;
-      std::memcpy(offset + h, &high, sizeof(high));
+      const u32x8 index = j * base + (j < longer ? j : longer) + high;  // strata::start + offset
       std::memcpy(low + h, &lo, sizeof(lo));
       std::memcpy(u + h, &index, sizeof(index));  // u now holds the indices
     }
@@ -185,8 +185,7 @@ inline void stratified_subset(random::stream& rng, std::size_t d, std::size_t k,
         const std::uint32_t threshold = (0u - size) % size;
         while (low[l] < threshold) {
           const std::uint64_t m = (rng() >> 32) * size;
-          u[l] += static_cast<std::uint32_t>(m >> 32) - offset[l];
-          offset[l] = static_cast<std::uint32_t>(m >> 32);
+          u[l] = static_cast<std::uint32_t>(s.start(j0 + l) + (m >> 32));
           low[l] = static_cast<std::uint32_t>(m);
         }
       }
